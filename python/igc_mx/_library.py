@@ -1,0 +1,97 @@
+"""Find, check and load the compiled operator library, exactly once per process.
+
+MXNet aborts the whole process if two copies of one op library are loaded from
+different paths, and a library built against another MXNet can crash it, so the
+checks here run before ``mx.library.load`` sees the file.
+"""
+import ctypes
+import os
+import sys
+from pathlib import Path
+
+import mxnet as mx
+
+LIBRARY_NAME = 'libigc_mx_ops.so'
+ENV_OVERRIDE = 'IGC_MX_LIBRARY'
+# Process-wide record of what was loaded, kept on the mxnet module so that every
+# copy of igc_mx in the process (e.g. a source tree and an installed one) sees it.
+_MARKER = '_igc_mx_loaded_library'
+
+BUILD_HINT = ("Build it with the README's set-up (scripts/setup.sh), or "
+              "`pip install .` in the igc-mx checkout, or point "
+              f"{ENV_OVERRIDE} at a libigc_mx_ops.so built by CMake.")
+
+
+def _mxnet_version_code():
+    major, minor, patch = (int(p) for p in mx.__version__.split('.')[:3])
+    return major * 10000 + minor * 100 + patch
+
+
+def find_library():
+    """Path of the library to load: $IGC_MX_LIBRARY, else the one installed in the package."""
+    override = os.environ.get(ENV_OVERRIDE)
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise ImportError(f"{ENV_OVERRIDE}={override!r} is not a file. {BUILD_HINT}")
+        return path.resolve()
+    here = Path(__file__).resolve().parent
+    # An editable install keeps the Python files in the source tree and the
+    # compiled library in site-packages; both appear on the package's __path__.
+    package_path = sys.modules[__package__].__path__
+    for directory in [here, *map(Path, package_path)]:
+        candidate = directory / 'lib' / LIBRARY_NAME
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ImportError(f"igc_mx: the operator library {LIBRARY_NAME} was not found in "
+                      f"{here / 'lib'}. {BUILD_HINT}")
+
+
+def read_build_info(path):
+    """The key=value facts the library was built with (see src/operator/library.cc)."""
+    try:
+        lib = ctypes.CDLL(str(path))
+        info = lib.igc_mx_build_info
+    except (OSError, AttributeError) as exc:
+        raise ImportError(f"igc_mx: {path} is not a usable igc_mx library ({exc}). "
+                          f"{BUILD_HINT}") from exc
+    info.restype = ctypes.c_char_p
+    return dict(item.split('=', 1) for item in info().decode().split(';'))
+
+
+def check_compatible(path, info):
+    built = int(info.get('mxnet_version', -1))
+    running = _mxnet_version_code()
+    if built != running:
+        raise ImportError(f"igc_mx: {path} was built against MXNet version code {built}, "
+                          f"but this process runs mxnet {mx.__version__} ({running}). "
+                          f"Rebuild it against the installed mxnet. {BUILD_HINT}")
+
+
+def ensure_loaded():
+    """Load the library if no copy is loaded yet; return the path in use."""
+    loaded = getattr(mx, _MARKER, None)
+    path = find_library()
+    if loaded is not None:
+        if Path(loaded) != path:
+            raise ImportError(
+                f"igc_mx: the operator library is already loaded from {loaded}; refusing "
+                f"to load a second copy from {path} (MXNet aborts the process on that). "
+                f"Unset {ENV_OVERRIDE} or use one installation of igc_mx.")
+        return Path(loaded)
+    check_compatible(path, read_build_info(path))
+    from . import _ops
+    _ops.disable_inplace_grad_sum()
+    try:
+        mx.library.load(str(path), verbose=False)
+    except mx.base.MXNetError as exc:
+        raise ImportError(f"igc_mx: MXNet refused {path}: {exc}. {BUILD_HINT}") from exc
+    setattr(mx, _MARKER, str(path))
+    _ops.install_wrappers()
+    return path
+
+
+def build_info():
+    """Facts about the loaded library: its path, MXNet version code, CUDA support."""
+    path = ensure_loaded()
+    return {'path': str(path), **read_build_info(path)}

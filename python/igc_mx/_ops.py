@@ -1,0 +1,79 @@
+"""Python faces of the extension ops in ``mx.nd`` and ``mx.sym``.
+
+MXNet's extension API does not tell a library the gradient request (write /
+add) of its outputs, so an op cannot honour ``grad_req='add'`` by itself.
+MXNet hands ``add`` only to the op that writes the gradient of a leaf (a
+variable, a parameter, an array with ``attach_grad``). The wrappers below put
+an ``identity`` between such a leaf and the op: MXNet's own ``identity``
+backward then does the accumulation, and the extension op only ever writes.
+Intermediate tensors, the common case inside networks, pass through untouched.
+
+MXNet also hands ``add`` to the producers of a gradient that it sums in place,
+which it does for tensors with at least MXNET_EXEC_INPLACE_GRAD_SUM_CAP (default
+8) consumers. ``disable_inplace_grad_sum`` turns that off before MXNet builds its
+first gradient graph; summing with ElementWiseSum instead costs memory only for
+such tensors.
+"""
+import functools
+import os
+import warnings
+
+import mxnet as mx
+
+INPLACE_SUM_CAP_ENV = 'MXNET_EXEC_INPLACE_GRAD_SUM_CAP'
+# MXNet reads the cap once, parsing it as an int, when it first aggregates gradients.
+NEVER = str(2 ** 31 - 1)
+
+# Extension ops and the names of their array inputs, in order.
+ARRAY_INPUTS = {'Reorder': ('data',)}
+
+
+def _is_nd_leaf(array):
+    return mx.autograd.is_recording() and array.grad is not None
+
+
+def _is_sym_leaf(symbol):
+    return symbol.get_children() is None
+
+
+def _wrap(raw, op_name, is_leaf, identity):
+    names = ARRAY_INPUTS[op_name]
+
+    @functools.wraps(raw)
+    def op(*arrays, **kwargs):
+        arrays = list(arrays)
+        for name in names[len(arrays):]:
+            if name not in kwargs:
+                raise TypeError(f"{op_name}: missing input '{name}'")
+            arrays.append(kwargs.pop(name))
+        if len(arrays) != len(names):
+            raise TypeError(f"{op_name} takes {len(names)} array input(s) {names}, "
+                            f"got {len(arrays)}")
+        arrays = [identity(a) if is_leaf(a) else a for a in arrays]
+        return raw(*arrays, **kwargs)
+
+    op.raw = raw
+    return op
+
+
+def install_wrappers():
+    """Replace the generated functions with the wrappers (after mx.library.load)."""
+    for op_name in ARRAY_INPUTS:
+        for namespace, is_leaf, identity in ((mx.nd, _is_nd_leaf, mx.nd.identity),
+                                             (mx.sym, _is_sym_leaf, mx.sym.identity)):
+            raw = getattr(namespace.op, op_name)
+            raw = getattr(raw, 'raw', raw)
+            wrapped = _wrap(raw, op_name, is_leaf, identity)
+            setattr(namespace.op, op_name, wrapped)
+            setattr(namespace, op_name, wrapped)
+
+
+def disable_inplace_grad_sum():
+    """Make MXNet sum gradients with ElementWiseSum, never in place into an op's output."""
+    value = os.environ.setdefault(INPLACE_SUM_CAP_ENV, NEVER)
+    if value != NEVER:
+        warnings.warn(f"{INPLACE_SUM_CAP_ENV}={value} is set: MXNet will ask extension ops "
+                      "such as Reorder to add gradients in place for tensors with that many "
+                      "consumers, which MXNet's extension API cannot honour; their gradients "
+                      "would be wrong. Unset it to let igc_mx disable in-place sums.",
+                      RuntimeWarning, stacklevel=3)

@@ -1,0 +1,69 @@
+"""Symbol builders for the layers every IGC network is made of.
+
+Layer names follow the 2017 original so that its checkpoints load:
+a unit called ``name`` owns ``name_conv1``, ``name_reorder1``, ``name_conv2``,
+``name_reorder2``, ``name_bn`` and ``name_relu``.
+"""
+import mxnet as mx
+
+from ._library import ensure_loaded
+
+# BatchNorm settings of the original: resnets use momentum 0.9, plain nets 0.99.
+BN_EPS = 2e-5
+
+
+def conv_bn(data, name, num_filter, kernel, stride, pad, num_group=1,
+            relu=True, momentum=0.9, eps=BN_EPS, conv_name=None):
+    """Convolution (no bias) -> BatchNorm -> optional ReLU.
+
+    ``conv_name`` overrides the convolution's layer name (default ``name + '_conv'``);
+    the published ResNet-18 files name their stem convolution plainly ``g0``.
+    """
+    data = mx.sym.Convolution(data=data, name=conv_name or name + '_conv',
+                              num_filter=num_filter, kernel=kernel, stride=stride,
+                              pad=pad, num_group=num_group, no_bias=True)
+    data = mx.sym.BatchNorm(data=data, name=name + '_bn', fix_gamma=False,
+                            momentum=momentum, eps=eps)
+    if relu:
+        data = mx.sym.Activation(data=data, name=name + '_relu', act_type='relu')
+    return data
+
+
+def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
+             secondary_groups, relu=True, momentum=0.9, eps=BN_EPS):
+    """One interleaved group convolution unit.
+
+    primary group conv (``primary_partition`` groups, spatial ``kernel``)
+    -> Reorder(primary_partition) -> 1x1 group conv (``secondary_groups`` groups)
+    -> Reorder(secondary_groups) -> BatchNorm -> optional ReLU.
+
+    ``secondary_groups`` is the number of groups of the 1x1 convolution. In the
+    paper's notation C = L*M it is M, but the original CIFAR resnet_igc passes
+    other values (kin/L), so it is a free parameter here.
+    """
+    ensure_loaded()
+    _check_partition(name, 'primary_partition', primary_partition, num_filter)
+    _check_partition(name, 'secondary_groups', secondary_groups, num_filter)
+    data = mx.sym.Convolution(data=data, name=name + '_conv1', num_filter=num_filter,
+                              kernel=kernel, stride=stride, pad=pad,
+                              num_group=primary_partition, no_bias=True)
+    data = mx.sym.Reorder(data=data, name=name + '_reorder1',
+                          branch_factor=primary_partition)
+    data = mx.sym.Convolution(data=data, name=name + '_conv2', num_filter=num_filter,
+                              kernel=(1, 1), stride=(1, 1), pad=(0, 0),
+                              num_group=secondary_groups, no_bias=True)
+    data = mx.sym.Reorder(data=data, name=name + '_reorder2',
+                          branch_factor=secondary_groups)
+    data = mx.sym.BatchNorm(data=data, name=name + '_bn', fix_gamma=False,
+                            momentum=momentum, eps=eps)
+    if relu:
+        data = mx.sym.Activation(data=data, name=name + '_relu', act_type='relu')
+    return data
+
+
+def _check_partition(unit, what, groups, channels):
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"IGC unit '{unit}': {what}={groups!r} must be a positive integer")
+    if channels % groups:
+        raise ValueError(f"IGC unit '{unit}': {what}={groups} does not divide "
+                         f"num_filter={channels}")

@@ -1,0 +1,40 @@
+"""ctypes access to libigc_kernels.so: the kernels without MXNet, for tests and
+benchmarks. The library sits beside the operator library."""
+import ctypes
+import functools
+
+from ._library import find_library
+
+# Element type codes of reorder_kernels.h (MXNet's MXDType numbering).
+DTYPE_CODES = {'float32': 0, 'float64': 1, 'float16': 2}
+_ARGTYPES = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+             ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+
+
+@functools.lru_cache(maxsize=None)
+def load():
+    lib = ctypes.CDLL(str(find_library().with_name('libigc_kernels.so')))
+    lib.igc_reorder_cpu.argtypes = _ARGTYPES
+    lib.igc_reorder_cpu.restype = ctypes.c_int
+    lib.igc_status_string.argtypes = [ctypes.c_int]
+    lib.igc_status_string.restype = ctypes.c_char_p
+    return lib
+
+
+def status_string(status):
+    return load().igc_status_string(status).decode()
+
+
+def reorder_cpu(src, dst, groups):
+    """Run the CPU kernel on C-contiguous numpy arrays of shape (N, C, ...); raises on error."""
+    if src.dtype.name not in DTYPE_CODES or dst.dtype != src.dtype or dst.shape != src.shape:
+        raise ValueError(f'expected two arrays of one float dtype and shape, got '
+                         f'{src.dtype}{src.shape} and {dst.dtype}{dst.shape}')
+    inner = 1
+    for d in src.shape[2:]:
+        inner *= d
+    status = load().igc_reorder_cpu(src.ctypes.data, dst.ctypes.data, src.shape[0],
+                                    src.shape[1], groups, inner, DTYPE_CODES[src.dtype.name])
+    if status:
+        raise ValueError(f'igc_reorder_cpu(groups={groups}, shape={src.shape}): '
+                         f'{status_string(status)}')

@@ -1,0 +1,85 @@
+#include "op_utils.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <vector>
+
+namespace igc {
+
+namespace {
+// Mirror of mxnet::ext::MXerrorMsgs' only data member. The class keeps it
+// private and offers no way to clear it.
+struct ErrorMessagesLayout {
+  std::vector<std::stringstream*> messages;
+};
+static_assert(sizeof(ErrorMessagesLayout) == sizeof(mxnet::ext::MXerrorMsgs),
+              "mxnet::ext::MXerrorMsgs changed layout; revisit error_message()");
+}  // namespace
+
+std::ostream& error_message(const char* op) {
+  auto* store = reinterpret_cast<ErrorMessagesLayout*>(mxnet::ext::MXerrorMsgs::get());
+  for (std::stringstream* old : store->messages) delete old;
+  store->messages.clear();
+  return MX_ERROR_MSG << op << ": ";
+}
+
+bool check_known_params(const char* op, const Attrs& attrs,
+                        std::initializer_list<const char*> known) {
+  for (const auto& kv : attrs) {
+    if (is_internal_key(kv.first)) continue;
+    bool found = false;
+    for (const char* k : known) found = found || kv.first == k;
+    if (!found) {
+      std::ostream& msg = error_message(op);
+      msg << "unknown parameter '" << kv.first << "'='" << kv.second << "'; expected one of:";
+      for (const char* k : known) msg << " " << k;
+      return false;
+    }
+  }
+  return true;
+}
+
+bool parse_int_param(const char* op, const Attrs& attrs, const char* key, bool required,
+                     long long fallback, long long lo, long long hi, long long* out) {
+  auto it = attrs.find(key);
+  if (it == attrs.end()) {
+    if (required) {
+      error_message(op) << "missing required parameter '" << key << "'";
+      return false;
+    }
+    *out = fallback;
+    return true;
+  }
+  const std::string& text = it->second;
+  const char* begin = text.c_str();
+  char* end = nullptr;
+  errno = 0;
+  const long long value = std::strtoll(begin, &end, 10);
+  while (end != nullptr && (*end == ' ' || *end == '\t')) ++end;
+  if (text.empty() || end == begin || *end != '\0' || errno == ERANGE) {
+    error_message(op) << "parameter " << key << "='" << text << "' is not an integer";
+    return false;
+  }
+  if (value < lo || value > hi) {
+    error_message(op) << "parameter " << key << "=" << value << " is out of range: expected "
+                      << lo << " <= " << key << " <= " << hi;
+    return false;
+  }
+  *out = value;
+  return true;
+}
+
+const char* dtype_name(int dtype) {
+  switch (dtype) {
+    case mxnet::ext::kFloat32: return "float32";
+    case mxnet::ext::kFloat64: return "float64";
+    case mxnet::ext::kFloat16: return "float16";
+    case mxnet::ext::kUint8: return "uint8";
+    case mxnet::ext::kInt32: return "int32";
+    case mxnet::ext::kInt8: return "int8";
+    case mxnet::ext::kInt64: return "int64";
+    default: return "unknown dtype";
+  }
+}
+
+}  // namespace igc

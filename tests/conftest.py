@@ -1,0 +1,25 @@
+"""Shared fixtures. `../shared` exists beside the developers' checkout only: tests
+that read it skip, with the reason, in a user's clone."""
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED_MODELS = REPO_ROOT.parent / 'shared' / 'reference' / 'original_models'
+
+# (table row, file) for the authors' published ImageNet symbol files.
+PUBLISHED_SYMBOLS = [
+    ('ResNet-18 C=64', 'ResNet18-w64_ImageNet/resnet_d18-symbol.json'),
+    ('ResNet-18 C=69', 'ResNet18-w69_ImageNet/resnet_d18_w69-symbol.json'),
+    ('IGC-L4M32', 'IGC-L4M32_ImageNet/resnet_gcwf_noshare_imagenet_d18b4-symbol.json'),
+    ('IGC-L16M16', 'IGC-L16M16_ImageNet/resnet_gcwf_noshare_imagenet_d18b16-symbol.json'),
+    ('IGC-L100M2', 'IGC-L100M2_ImageNet/resnet_gcwf_noshare_imagenet_d18b100-symbol.json'),
+]
+
+
+@pytest.fixture(scope='session')
+def published_models_dir():
+    if not PUBLISHED_MODELS.is_dir():
+        pytest.skip(f'published symbol files not available: {PUBLISHED_MODELS} is absent '
+                    '(it ships beside the developers\' checkout only)')
+    return PUBLISHED_MODELS

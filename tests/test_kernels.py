@@ -1,0 +1,74 @@
+"""The Reorder CPU kernel through its C ABI alone (libigc_kernels.so, no MXNet):
+the contract that the GPU harness in bench/gpu relies on as well."""
+import ctypes
+
+import numpy as np
+import pytest
+
+from igc_mx import kernels
+
+def reorder_reference(x, g):
+    n, c = x.shape[:2]
+    return x.reshape(n, g, c // g, *x.shape[2:]).swapaxes(1, 2).reshape(x.shape)
+
+
+def run(src, dst, groups, dtype_code=None, batch=None, channels=None, inner=None):
+    lib = kernels.load()
+    return lib.igc_reorder_cpu(
+        src.ctypes.data_as(ctypes.c_void_p) if src is not None else None,
+        dst.ctypes.data_as(ctypes.c_void_p) if dst is not None else None,
+        src.shape[0] if batch is None else batch,
+        src.shape[1] if channels is None else channels,
+        groups,
+        int(np.prod(src.shape[2:])) if inner is None else inner,
+        kernels.DTYPE_CODES[src.dtype.name] if dtype_code is None else dtype_code)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64', 'float16'])
+@pytest.mark.parametrize('shape,groups', [
+    ((2, 12, 5, 7), 3), ((1, 64, 32, 32), 8), ((300, 96), 4), ((4, 6, 2, 3, 2), 6),
+    ((8, 256, 14, 14), 16),  # large enough for the OpenMP path
+])
+def test_kernel_matches_numpy(dtype, shape, groups):
+    src = np.random.randn(*shape).astype(dtype)
+    dst = np.full_like(src, np.nan)
+    kernels.reorder_cpu(src, dst, groups)
+    np.testing.assert_array_equal(dst, reorder_reference(src, groups))
+
+
+def test_inverse_groups_undo_the_permutation():
+    src = np.random.randn(3, 20, 9).astype('float32')
+    mid, back = np.empty_like(src), np.empty_like(src)
+    kernels.reorder_cpu(src, mid, 4)
+    kernels.reorder_cpu(mid, back, 5)
+    np.testing.assert_array_equal(back, src)
+
+
+@pytest.mark.parametrize('kwargs,status', [
+    ({'groups': 5}, 1),                      # 12 channels not divisible by 5
+    ({'groups': 0}, 1),
+    ({'groups': 2, 'batch': -1}, 1),
+    ({'groups': 2, 'dtype_code': 4}, 2),     # int32 is not a supported dtype
+])
+def test_bad_arguments_return_status(kwargs, status):
+    src = np.zeros((2, 12, 3), dtype='float32')
+    dst = np.ones_like(src)
+    assert run(src, dst, **kwargs) == status
+    assert np.all(dst == 1)  # nothing written
+    assert kernels.status_string(status).startswith(('bad shape', 'unsupported dtype'))
+
+
+def test_null_and_aliased_pointers_are_refused():
+    src = np.zeros((2, 4, 3), dtype='float32')
+    assert run(src, None, 2) == 3
+    assert run(src, src, 2) == 3
+    empty = np.zeros((0, 4, 3), dtype='float32')
+    assert run(empty, None, 2) == 0  # nothing to do, nothing touched
+
+
+def test_python_helper_raises_with_the_reason():
+    src = np.zeros((2, 6, 3), dtype='float32')
+    with pytest.raises(ValueError, match='groups=4.*bad shape'):
+        kernels.reorder_cpu(src, np.empty_like(src), 4)
+    with pytest.raises(ValueError, match='int32'):
+        kernels.reorder_cpu(src.astype('int32'), src.astype('int32'), 2)

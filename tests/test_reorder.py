@@ -252,6 +252,7 @@ def _message(excinfo):
     ({'branch_factor': 'two'}, (2, 6, 3), "branch_factor='two' is not an integer"),
     ({'branch_factor': 2}, (6,), 'at least 2 dimensions (N, C, ...), got ndim=1 shape=(6)'),
     ({'branch_factor': 2, 'groups': 3}, (2, 6, 3), "unknown parameter 'groups'='3'"),
+    ({'branch_factor': 2, 'workspace': 9000}, (2, 6, 3), 'workspace=9000 is out of range'),
     ({}, (2, 6, 3), "missing required parameter 'branch_factor'"),
 ])
 def test_bad_input_raises_mxnet_error(kwargs, shape, expected):

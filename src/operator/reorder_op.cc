@@ -1,7 +1,7 @@
 // Registers `Reorder(data, branch_factor, workspace)` with MXNet through the
 // extension API. Name and parameters are those of the 2017 original so that its
 // symbol files load unchanged. The work is done by reorder_{cpu,cuda} kernels.
-#include <climits>
+#include <climits>  // INT_MAX
 #include <vector>
 
 #include "op_utils.h"
@@ -14,11 +14,13 @@ namespace {
 constexpr char kOp[] = "Reorder";
 
 bool parse_branch_factor(const igc::Attrs& attrs, long long* branch_factor) {
-  long long workspace;  // accepted for compatibility, not used: no scratch memory
+  // workspace (MB) sized the original's scratch buffers; the kernel needs none, so it
+  // is only checked against the original's range.
+  long long workspace;
   return igc::check_known_params(kOp, attrs, {"branch_factor", "workspace"}) &&
          igc::parse_int_param(kOp, attrs, "branch_factor", true, 0, 1, INT_MAX,
                               branch_factor) &&
-         igc::parse_int_param(kOp, attrs, "workspace", false, 1024, 0, LLONG_MAX, &workspace);
+         igc::parse_int_param(kOp, attrs, "workspace", false, 1024, 0, 8192, &workspace);
 }
 
 bool supported_dtype(int dtype) {

@@ -1,0 +1,7 @@
+"""Plain network (CIFAR/SVHN): 3 stages of Conv-BN-ReLU, C = primary * secondary."""
+from igc_mx import networks
+
+
+def get_symbol(num_classes, depth, primary_partition, secondary_partition=1):
+    return networks.get_symbol('plain', num_classes, depth, primary_partition,
+                               secondary_partition)

@@ -1,0 +1,7 @@
+"""Plain network of IGC units (CIFAR/SVHN): L fixed, M doubled per stage."""
+from igc_mx import networks
+
+
+def get_symbol(num_classes, depth, primary_partition, secondary_partition):
+    return networks.get_symbol('plain_igc', num_classes, depth, primary_partition,
+                               secondary_partition)

@@ -1,0 +1,389 @@
+"""Every network of the 2017 original, as data plus one generic builder.
+
+The six ``network/<name>.py`` entry points are one call each into ``get_symbol``
+below. What differs between them lives in the tables of this module:
+
+* ``FAMILIES``: block kind (one unit, or two units + shortcut), BatchNorm momentum,
+  layer naming and classifier head of each of the six original network files;
+* ``IMAGENET_SPEC``: blocks per stage of the ImageNet networks, by depth;
+* ``WIDEN_RULES``: how an ImageNet IGC network doubles its width per stage
+  (double M and keep L, or double L and keep M);
+* ``PAPER_ROWS``: the five ImageNet rows of the paper's table, with the flags that
+  build them and the authors' published symbol files.
+
+CIFAR-style depths follow the original's integer arithmetic (see ``cifar_blocks``).
+``profile`` counts parameters (the original's rule: every learnable argument, no
+auxiliary states) and multiply-adds per layer; ``tools/summary.py`` prints them.
+"""
+import dataclasses
+import json
+import operator
+import re
+
+import mxnet as mx
+
+from .blocks import conv_bn, igc_unit
+
+# ----------------------------------------------------------------------------- tables
+
+#: blocks per stage of the ImageNet networks, as GluonCV's ``resnet_spec``.
+IMAGENET_SPEC = {18: ('basic_block', (2, 2, 2, 2))}
+IMAGENET_STRIDES = (1, 2, 2, 2)
+CIFAR_STRIDES = (1, 2, 2)
+
+#: ImageNet IGC width doubling. Each rule gives the stem width from (L, M) and the
+#: (primary groups L_s, secondary partition M_s) of stage s = 0, 1, 2, 3; every stage
+#: is L_s * M_s = L * M * 2**s channels wide.
+WIDEN_RULES = {
+    # IGC-L4M32, IGC-L16M16: keep L, double M; the stem is as wide as stage 1.
+    'secondary': (lambda L, M: L * M, lambda L, M, s: (L, M << s)),
+    # IGC-L100M2: keep M, double L; the stem has L channels, so stage 1 opens with
+    # a stride-1 projection from L to L*M channels.
+    'primary': (lambda L, M: L, lambda L, M, s: (L << s, M)),
+}
+#: M of the 'primary' rule when ``secondary_partition`` is not given (IGC-L100M2).
+PRIMARY_WIDEN_DEFAULT_M = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Naming:
+    """Layer-name suffixes of a block called e.g. ``g2_b1``."""
+    units: tuple            # one suffix per unit of the block ('' = the block itself)
+    shortcut: str = ''      # projection shortcut (residual blocks)
+    bare_conv: bool = False  # plain conv layers named '<unit>' instead of '<unit>_conv'
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    pool: str               # name of the average pooling
+    kernel: int
+    global_pool: bool
+    fc: str                 # name of the classifier
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    dataset: str            # 'cifar' (32x32, 3 stages) or 'imagenet' (224x224, 4 stages)
+    residual: bool
+    igc: bool
+    bn_momentum: float
+    naming: Naming
+    head: Head
+    # groups of the 1x1 conv of a block's first IGC unit: kout/L_s ('out') or, as
+    # the original CIFAR resnet_igc does, kin/L_s ('in'); the other units use kout/L_s.
+    first_secondary: str = 'out'
+
+
+_PLAIN_HEAD = Head('global_pool', 8, False, 'fc_score')
+_RESNET_HEAD = Head('pool', 8, True, 'fc')
+_IMAGENET_HEAD = Head('global_pool', 7, False, 'fc_score')
+_CIFAR_RESIDUAL = Naming(units=('_p2_two1', '_p2_two2'), shortcut='_p0_line')
+
+FAMILIES = {
+    'plain': Family('cifar', False, False, 0.99, Naming(units=('',)), _PLAIN_HEAD),
+    'plain_igc': Family('cifar', False, True, 0.99, Naming(units=('',)), _PLAIN_HEAD),
+    'resnet': Family('cifar', True, False, 0.9, _CIFAR_RESIDUAL, _RESNET_HEAD),
+    'resnet_igc': Family('cifar', True, True, 0.9, _CIFAR_RESIDUAL, _RESNET_HEAD,
+                         first_secondary='in'),
+    'resnet_imgnet_d18': Family('imagenet', True, False, 0.9,
+                                Naming(units=('_conv1', '_conv2'), shortcut='_proj',
+                                       bare_conv=True), _IMAGENET_HEAD),
+    'resnet_igc_imgnet_d18': Family('imagenet', True, True, 0.9,
+                                    Naming(units=('_conv1', '_conv2'), shortcut='_proj'),
+                                    _IMAGENET_HEAD),
+}
+
+DATA_SHAPES = {'cifar': (3, 32, 32), 'imagenet': (3, 224, 224)}
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperRow:
+    label: str
+    network: str
+    primary_partition: int
+    secondary_partition: object   # int or None
+    published: str                # relative to shared/reference/original_models
+    paper_params_m: float
+    paper_flops_g: float
+
+
+PAPER_ROWS = (
+    PaperRow('ResNet-18 C=64', 'resnet_imgnet_d18', 64, None,
+             'ResNet18-w64_ImageNet/resnet_d18-symbol.json', 11.151, 1.8),
+    PaperRow('ResNet-18 C=69', 'resnet_imgnet_d18', 69, None,
+             'ResNet18-w69_ImageNet/resnet_d18_w69-symbol.json', 11.333, 2.1),
+    PaperRow('IGC-L4M32', 'resnet_igc_imgnet_d18', 4, 32,
+             'IGC-L4M32_ImageNet/resnet_gcwf_noshare_imagenet_d18b4-symbol.json', 11.205, 1.9),
+    PaperRow('IGC-L16M16', 'resnet_igc_imgnet_d18', 16, 16,
+             'IGC-L16M16_ImageNet/resnet_gcwf_noshare_imagenet_d18b16-symbol.json', 11.329, 2.2),
+    PaperRow('IGC-L100M2', 'resnet_igc_imgnet_d18', 100, None,
+             'IGC-L100M2_ImageNet/resnet_gcwf_noshare_imagenet_d18b100-symbol.json', 8.61, 1.3),
+)
+
+# ----------------------------------------------------------------------------- layout
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    blocks: int
+    width: int
+    stride: int
+    groups: object          # primary partition L_s of the stage; None for plain convs
+
+
+def cifar_blocks(residual, depth):
+    """Blocks per stage of the 3-stage CIFAR networks, as the original computed them.
+
+    plain nets: (depth-2)/3 one-conv blocks in every stage, so depth = 3n+2.
+    resnets: two-conv blocks split stage by stage, each stage taking
+    (remaining layers) // (2 * stages left); depth 20 -> (3, 3, 3), 22 -> (3, 3, 4).
+    The original silently built a shallower net for odd depths; we raise instead.
+    """
+    depth = _as_int('depth', depth)
+    if not residual:
+        n = (depth - 2) // 3
+        blocks = (n, n, n)
+        rule = '3n+2 with n >= 1 one-conv blocks per stage: 5, 8, 11, ..., 38, ...'
+        built = 3 * n + 2
+    else:
+        blocks, used = [], 2
+        for stages_left in (3, 2, 1):
+            n = (depth - used) // (2 * stages_left)
+            blocks.append(n)
+            used += 2 * n
+        blocks = tuple(blocks)
+        rule = ('even numbers >= 8 (2 + 2 x two-conv blocks, split over the 3 stages as '
+                'the original did: 20 -> (3, 3, 3), 22 -> (3, 3, 4))')
+        built = used
+    if built != depth or min(blocks) < 1:
+        raise ValueError(f'invalid depth {depth}: valid depths are {rule}')
+    return blocks
+
+
+def imagenet_blocks(depth):
+    depth = _as_int('depth', depth)
+    if depth not in IMAGENET_SPEC:
+        raise ValueError(f'invalid depth {depth}: valid ImageNet depths are '
+                         f'{sorted(IMAGENET_SPEC)}')
+    return IMAGENET_SPEC[depth][1]
+
+
+def resolve_widen(secondary_partition, widen):
+    """(widen rule, M) of an ImageNet IGC network.
+
+    ``widen=None`` picks 'secondary' (double M, keep L) when ``secondary_partition`` is
+    given and 'primary' (double L, keep M=2) when it is None: the README's
+    ``--primary-partition=100`` then builds IGC-L100M2.
+    """
+    if widen is None:
+        widen = 'primary' if secondary_partition is None else 'secondary'
+    if widen not in WIDEN_RULES:
+        raise ValueError(f'widen={widen!r}: expected one of {sorted(WIDEN_RULES)}')
+    if secondary_partition is None:
+        if widen == 'secondary':
+            raise ValueError("widen='secondary' doubles M, so it needs secondary_partition")
+        secondary_partition = PRIMARY_WIDEN_DEFAULT_M
+    return widen, _as_int('secondary_partition', secondary_partition, positive=True)
+
+
+def layout(network, depth, primary_partition, secondary_partition=None, widen=None):
+    """(family, stem width, stages) of a network; every check happens here."""
+    if network not in FAMILIES:
+        raise ValueError(f'unknown network {network!r}: expected one of {sorted(FAMILIES)}')
+    fam = FAMILIES[network]
+    L = _as_int('primary_partition', primary_partition, positive=True)
+    if widen is not None and not (fam.dataset == 'imagenet' and fam.igc):
+        raise ValueError(f'{network}: widen only applies to resnet_igc_imgnet_d18')
+
+    if fam.dataset == 'cifar':
+        if secondary_partition is None:
+            if fam.igc:
+                raise ValueError(f'{network} needs secondary_partition (M)')
+            secondary_partition = 1          # plain.py / resnet.py default
+        M = _as_int('secondary_partition', secondary_partition, positive=True)
+        blocks = cifar_blocks(fam.residual, depth)
+        C = L * M                            # the original: channel = M * L
+        stages = tuple(Stage(n, C << s, stride, L if fam.igc else None)
+                       for s, (n, stride) in enumerate(zip(blocks, CIFAR_STRIDES)))
+        return fam, C, stages
+
+    blocks = imagenet_blocks(depth)
+    if not fam.igc:
+        # resnet_imgnet_d18.py: C = primary_partition; secondary_partition is unused.
+        stages = tuple(Stage(n, L << s, stride, None)
+                       for s, (n, stride) in enumerate(zip(blocks, IMAGENET_STRIDES)))
+        return fam, L, stages
+    widen, M = resolve_widen(secondary_partition, widen)
+    stem_rule, stage_rule = WIDEN_RULES[widen]
+    stages = []
+    for s, (n, stride) in enumerate(zip(blocks, IMAGENET_STRIDES)):
+        L_s, M_s = stage_rule(L, M, s)
+        stages.append(Stage(n, L_s * M_s, stride, L_s))
+    return fam, stem_rule(L, M), tuple(stages)
+
+
+# ----------------------------------------------------------------------------- builder
+
+
+def get_symbol(network, num_classes, depth, primary_partition, secondary_partition=None,
+               widen=None):
+    """Symbol of ``network`` (a key of FAMILIES), ending in SoftmaxOutput 'softmax'."""
+    num_classes = _as_int('num_classes', num_classes, positive=True)
+    fam, stem_width, stages = layout(network, depth, primary_partition,
+                                     secondary_partition, widen)
+    bn = fam.bn_momentum
+    data = mx.sym.Variable('data')
+    if fam.dataset == 'cifar':
+        data = conv_bn(data, 'g0', stem_width, (3, 3), (1, 1), (1, 1), momentum=bn)
+    else:
+        data = conv_bn(data, 'g0', stem_width, (7, 7), (2, 2), (3, 3), momentum=bn,
+                       conv_name='g0' if fam.naming.bare_conv else None)
+        data = mx.sym.Pooling(data=data, name='g0_pool', kernel=(3, 3), stride=(2, 2),
+                              pad=(1, 1), pool_type='max')
+    kin = stem_width
+    for s, stage in enumerate(stages, start=1):
+        for b in range(stage.blocks):
+            data = _block(data, f'g{s}_b{b + 1}', fam, kin, stage,
+                          stage.stride if b == 0 else 1)
+            kin = stage.width
+    head = fam.head
+    data = mx.sym.Pooling(data=data, name=head.pool, kernel=(head.kernel, head.kernel),
+                          stride=(1, 1), pool_type='avg', global_pool=head.global_pool)
+    data = mx.sym.Flatten(data=data, name='flatten')
+    data = mx.sym.FullyConnected(data=data, name=head.fc, num_hidden=num_classes)
+    return mx.sym.SoftmaxOutput(data=data, name='softmax')
+
+
+def _block(data, name, fam, kin, stage, stride):
+    """One block: its units in sequence, plus (residual) shortcut and ReLU."""
+    out = data
+    last = len(fam.naming.units) - 1
+    for i, suffix in enumerate(fam.naming.units):
+        relu = not (fam.residual and i == last)      # a residual branch ends in BN
+        s = stride if i == 0 else 1
+        unit = name + suffix
+        if stage.groups is None:
+            out = conv_bn(out, unit, stage.width, (3, 3), (s, s), (1, 1), relu=relu,
+                          momentum=fam.bn_momentum,
+                          conv_name=unit if fam.naming.bare_conv else None)
+        else:
+            source = kin if (i == 0 and fam.first_secondary == 'in') else stage.width
+            out = igc_unit(out, unit, stage.width, (3, 3), (s, s), (1, 1),
+                           primary_partition=stage.groups,
+                           secondary_groups=source // stage.groups,
+                           relu=relu, momentum=fam.bn_momentum)
+    if not fam.residual:
+        return out
+    if kin == stage.width:
+        shortcut = data
+    else:
+        proj = name + fam.naming.shortcut
+        shortcut = conv_bn(data, proj, stage.width, (1, 1), (stride, stride), (0, 0),
+                           num_group=stage.groups or 1, relu=False, momentum=fam.bn_momentum,
+                           conv_name=proj if fam.naming.bare_conv else None)
+    return mx.sym.Activation(data=shortcut + out, name=name + '_relu', act_type='relu')
+
+
+def _as_int(what, value, positive=False):
+    if isinstance(value, bool):
+        raise ValueError(f'{what}={value!r} must be an integer')
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f'{what}={value!r} must be an integer') from None
+    if positive and value < 1:
+        raise ValueError(f'{what}={value} must be a positive integer')
+    return value
+
+
+# ----------------------------------------------------------------------------- counting
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCount:
+    name: str
+    op: str
+    stage: str       # 'stem', 'stage1', ..., 'head'
+    params: int      # learnable arguments (the original's cal_params rule)
+    aux: int         # auxiliary states (BatchNorm moving mean/var), not in params
+    macs: int        # multiply-adds per image (Convolution and FullyConnected only)
+
+
+_STAGE_RE = re.compile(r'^g(\d+)(?:_|$)')
+_HEAD_OPS = ('Pooling', 'Flatten', 'FullyConnected', 'SoftmaxOutput')
+
+
+def stage_of(layer_name):
+    m = _STAGE_RE.match(layer_name)
+    if not m:
+        return 'head'
+    return 'stem' if m.group(1) == '0' else f'stage{m.group(1)}'
+
+
+def is_input(name):
+    """Inputs that are not parameters: the data and the labels."""
+    return name == 'data' or name.endswith('_label')
+
+
+def profile(symbol, data_shape):
+    """Per-layer parameter, auxiliary-state and multiply-add counts of ``symbol`` for
+    one image of shape ``data_shape`` (C, H, W).
+
+    Parameters follow the original's ``utility.cal_params``: every argument but the
+    inputs, auxiliary states excluded (the original also counted the one-element
+    ``softmax_label`` of its batch-1 shape; we do not). MACs: a convolution costs
+    prod(weight shape) * H_out * W_out, a fully connected layer prod(weight shape);
+    BatchNorm, ReLU, pooling, additions and Reorder cost nothing.
+    """
+    shape = (1,) + tuple(data_shape)
+    arg_shapes, _, aux_shapes = symbol.infer_shape(data=shape)
+    if arg_shapes is None:
+        raise ValueError('cannot infer the shapes of the symbol')
+    args = dict(zip(symbol.list_arguments(), arg_shapes))
+    aux = dict(zip(symbol.list_auxiliary_states(), aux_shapes))
+    internals = symbol.get_internals()
+    _, out_shapes, _ = internals.infer_shape(data=shape)
+    outputs = dict(zip(internals.list_outputs(), out_shapes))
+
+    nodes = json.loads(symbol.tojson())['nodes']
+    layers, stages = [], {}
+    for index, node in enumerate(nodes):
+        if node['op'] == 'null':
+            continue
+        inputs = [nodes[i[0]]['name'] for i in node['inputs']]
+        stage = stage_of(node['name'])
+        if stage == 'head' and node['op'] not in _HEAD_OPS:
+            # unnamed glue such as '_plus3' belongs where its first operand was made
+            stage = next((stages[i[0]] for i in node['inputs'] if i[0] in stages), 'stem')
+        stages[index] = stage
+        params = sum(_prod(args[n]) for n in inputs if n in args and not is_input(n))
+        n_aux = sum(_prod(aux[n]) for n in inputs if n in aux)
+        macs = 0
+        if node['op'] in ('Convolution', 'FullyConnected'):
+            weight = args[inputs[1]]
+            macs = _prod(weight)
+            if node['op'] == 'Convolution':
+                macs *= _prod(outputs[node['name'] + '_output'][2:])
+        layers.append(LayerCount(node['name'], node['op'], stage,
+                                 params, n_aux, macs))
+    return layers
+
+
+def totals(layers):
+    """{stage: (params, aux, macs)} in network order (stem, stage1, ..., head), plus
+    'total'."""
+    sums = {}
+    for layer in layers:
+        p, a, m = sums.get(layer.stage, (0, 0, 0))
+        sums[layer.stage] = (p + layer.params, a + layer.aux, m + layer.macs)
+    order = sorted(sums, key=lambda k: (k != 'stem', k == 'head', k))
+    out = {k: sums[k] for k in order}
+    out['total'] = tuple(sum(v[i] for v in sums.values()) for i in range(3))
+    return out
+
+
+def _prod(shape):
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n

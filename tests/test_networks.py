@@ -1,0 +1,336 @@
+"""The network builders: published ImageNet symbols, CIFAR parameter counts, depth and
+partition checks, forward/backward, and tools/summary.py."""
+import importlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import igc_mx  # noqa: F401  (registers Reorder)
+from igc_mx import networks
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference' / 'original_models'
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+needs_reference = pytest.mark.skipif(
+    not REFERENCE.is_dir(),
+    reason=f'the published symbol files are not here: {REFERENCE} is absent '
+           '(../shared/reference/original_models next to the repository)')
+
+IMAGENET = (1, 3, 224, 224)
+
+
+def entry(name):
+    return importlib.import_module('network.' + name).get_symbol
+
+
+def build_row(row):
+    return entry(row.network)(1000, 18, row.primary_partition, row.secondary_partition)
+
+
+def shapes(symbol, data_shape):
+    args, _, aux = symbol.infer_shape(data=data_shape)
+    return (dict(zip(symbol.list_arguments(), args)),
+            dict(zip(symbol.list_auxiliary_states(), aux)))
+
+
+def learnable(symbol, data_shape=(1, 3, 32, 32)):
+    args, _ = shapes(symbol, data_shape)
+    return sum(int(np.prod(s)) for n, s in args.items() if not networks.is_input(n))
+
+
+def load_summary():
+    spec = importlib.util.spec_from_file_location('igc_summary', REPO / 'tools' / 'summary.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------ published ImageNet rows
+
+# layer attributes that decide whether a checkpoint's weights mean the same thing
+ATTRS = {'Convolution': ('num_filter', 'num_group', 'kernel', 'stride', 'pad', 'no_bias'),
+         'Reorder': ('branch_factor',),
+         'BatchNorm': ('momentum', 'eps', 'fix_gamma'),
+         'Pooling': ('kernel', 'stride', 'pad', 'pool_type', 'global_pool'),
+         'FullyConnected': ('num_hidden',), 'Activation': ('act_type',)}
+DEFAULTS = {'num_group': '1', 'stride': '(1,1)', 'pad': '(0,0)', 'global_pool': 'False',
+            'no_bias': 'False', 'fix_gamma': 'True'}
+
+
+def layer_attrs(symbol):
+    out = {}
+    for node in json.loads(symbol.tojson())['nodes']:
+        if node['op'] not in ATTRS:
+            continue
+        attrs = node.get('attrs', {})
+        values = []
+        for key in ATTRS[node['op']]:
+            v = str(attrs.get(key, DEFAULTS.get(key))).replace(' ', '').lower()
+            if key in ('momentum', 'eps'):
+                v = float(v)
+            values.append(v)
+        out[node['name']] = (node['op'], tuple(values))
+    return out
+
+
+@needs_reference
+@pytest.mark.parametrize('row', networks.PAPER_ROWS, ids=lambda r: r.label)
+def test_imagenet_row_matches_published_symbol(row):
+    ours = build_row(row)
+    published = mx.sym.load(str(REFERENCE / row.published))
+    assert shapes(ours, IMAGENET) == shapes(published, IMAGENET)
+    assert layer_attrs(ours) == layer_attrs(published)
+    # summary's counts of the published file and of our symbol agree, stage by stage
+    assert (networks.totals(networks.profile(ours, IMAGENET[1:]))
+            == networks.totals(networks.profile(published, IMAGENET[1:])))
+
+
+def test_imagenet_counts_as_published():
+    """Params and MACs of the five rows (FACTS.md, counted from the published files)."""
+    expected = {'ResNet-18 C=64': (11.690, 1.81), 'ResNet-18 C=69': (13.542, 2.10),
+                'IGC-L4M32': (12.251, 1.94), 'IGC-L16M16': (13.528, 2.27),
+                'IGC-L100M2': (8.638, 1.26)}
+    for row in networks.PAPER_ROWS:
+        params, _, macs = networks.totals(networks.profile(build_row(row), IMAGENET[1:]))['total']
+        assert (round(params / 1e6, 3), round(macs / 1e9, 2)) == expected[row.label], row.label
+    # torchvision's resnet18 has the same layers: 11,689,512 parameters
+    assert learnable(entry('resnet_imgnet_d18')(1000, 18, 64), IMAGENET) == 11_689_512
+
+
+def test_widen_rules():
+    get = entry('resnet_igc_imgnet_d18')
+    attrs = get(1000, 18, 100).attr_dict()            # README command: L100M2
+    assert attrs['g0_conv']['num_filter'] == '100'
+    assert [attrs[f'g{s}_b1_conv1_conv1']['num_group'] for s in (1, 2, 3, 4)] == \
+        ['100', '200', '400', '800']
+    assert attrs['g1_b1_proj_conv']['stride'] == '(1, 1)'
+    assert {attrs[f'g{s}_b2_conv2_conv2']['num_group'] for s in (1, 2, 3, 4)} == {'2'}
+    attrs = get(1000, 18, 4, 32).attr_dict()           # L4M32
+    assert [attrs[f'g{s}_b1_conv1_conv2']['num_group'] for s in (1, 2, 3, 4)] == \
+        ['32', '64', '128', '256']
+    assert 'g1_b1_proj_conv' not in attrs
+    # explicit widen overrides the default derived from secondary_partition
+    attrs = get(1000, 18, 10, 4, widen='primary').attr_dict()
+    assert attrs['g0_conv']['num_filter'] == '10'
+    assert attrs['g4_b1_conv1_conv1']['num_group'] == '80'
+    with pytest.raises(ValueError, match='secondary_partition'):
+        get(1000, 18, 4, None, widen='secondary')
+    with pytest.raises(ValueError, match='widen'):
+        get(1000, 18, 4, 2, widen='both')
+
+
+# ------------------------------------------------------------ CIFAR parameter counts
+
+def conv(k, cin, cout, groups=1):
+    return k * k * (cin // groups) * cout
+
+
+def bn(c):
+    return 2 * c
+
+
+def igc(cin, cout, L, G):
+    """3x3 conv with L groups, 1x1 conv with G groups, BN."""
+    return conv(3, cin, cout, L) + conv(1, cout, cout, G) + bn(cout)
+
+
+def plain_count(C, n, K, unit):
+    """unit(cin, cout, stage) -> parameters of one one-conv block."""
+    total = conv(3, 3, C) + bn(C) + 4 * C * K + K
+    cin = C
+    for s, w in enumerate((C, 2 * C, 4 * C)):
+        for _ in range(n):
+            total += unit(cin, w, s)
+            cin = w
+    return total
+
+
+def resnet_count(C, n, K, unit1, unit2, shortcut):
+    total = conv(3, 3, C) + bn(C) + 4 * C * K + K
+    cin = C
+    for w in (C, 2 * C, 4 * C):
+        for _ in range(n):
+            total += unit1(cin, w) + unit2(w, w) + (shortcut(cin, w) if cin != w else 0)
+            cin = w
+    return total
+
+
+def test_plain_igc_d38_count_is_the_original_log():
+    # the original's log: "network parameters: 0.3172M" (plain_igc, d38, L24, M2, CIFAR-10)
+    params = learnable(entry('plain_igc')(10, 38, 24, 2))
+    assert '%.4fM' % (params / 1e6) == '0.3172M'
+    # 12 blocks per stage; the 1x1 convs have M = 2, 4, 8 groups stage by stage
+    assert params == plain_count(48, 12, 10, lambda cin, w, s: igc(cin, w, 24, 2 << s))
+
+
+@pytest.mark.parametrize('depth,C,K', [(38, 16, 10), (20, 24, 100)])
+def test_plain_count(depth, C, K):
+    n = (depth - 2) // 3
+    expected = plain_count(C, n, K, lambda cin, w, s: conv(3, cin, w) + bn(w))
+    assert learnable(entry('plain')(K, depth, C)) == expected
+
+
+@pytest.mark.parametrize('depth,C,K', [(20, 16, 10), (56, 16, 100)])
+def test_resnet_count(depth, C, K):
+    n = (depth - 2) // 6
+    expected = resnet_count(C, n, K, lambda cin, w: conv(3, cin, w) + bn(w),
+                            lambda cin, w: conv(3, cin, w) + bn(w),
+                            lambda cin, w: conv(1, cin, w) + bn(w))
+    assert learnable(entry('resnet')(K, depth, C)) == expected
+    if depth == 20 and K == 10:
+        assert expected == 272_474          # the ResNet-20 of He et al., with BN, 0.27M
+
+
+@pytest.mark.parametrize('depth,L,M', [(20, 24, 2), (32, 8, 4)])
+def test_resnet_igc_count_uses_kin_over_L(depth, L, M):
+    n = (depth - 2) // 6
+    expected = resnet_count(L * M, n, 10,
+                            lambda cin, w: igc(cin, w, L, cin // L),   # kin/L, not M
+                            lambda cin, w: igc(cin, w, L, w // L),
+                            lambda cin, w: conv(1, cin, w, L) + bn(w))
+    symbol = entry('resnet_igc')(10, depth, L, M)
+    assert learnable(symbol) == expected
+    attrs = symbol.attr_dict()
+    assert attrs['g2_b1_p2_two1_conv2']['num_group'] == str(M)
+    assert attrs['g2_b1_p2_two1_reorder2']['branch_factor'] == str(M)
+    assert attrs['g2_b1_p2_two2_conv2']['num_group'] == str(2 * M)
+
+
+def test_cifar_heads_and_momentum():
+    plain = entry('plain')(10, 8, 4).attr_dict()
+    assert plain['g1_b1_bn']['momentum'] == '0.99' and 'fc_score' in plain
+    assert 'global_pool' in plain
+    res = entry('resnet')(10, 8, 4).attr_dict()
+    assert res['g1_b1_p2_two1_bn']['momentum'] == '0.9' and 'fc' in res
+    assert res['pool']['global_pool'] == 'True'
+    assert float(res['g0_bn']['eps']) == 2e-5
+
+
+def test_resnet_depth_split_as_original():
+    assert networks.cifar_blocks(True, 20) == (3, 3, 3)
+    assert networks.cifar_blocks(True, 22) == (3, 3, 4)
+    assert networks.cifar_blocks(False, 38) == (12, 12, 12)
+
+
+# ------------------------------------------------------------ invalid arguments
+
+@pytest.mark.parametrize('name,args', [
+    ('plain', (10, 37, 16)), ('plain_igc', (10, 4, 24, 2)), ('resnet', (10, 21, 16)),
+    ('resnet_igc', (10, 6, 8, 2)), ('resnet_imgnet_d18', (1000, 34, 64)),
+    ('resnet_igc_imgnet_d18', (1000, 50, 4, 32))])
+def test_invalid_depth_raises(name, args):
+    with pytest.raises(ValueError, match=rf'invalid depth {args[1]}: valid .*\d'):
+        entry(name)(*args)
+
+
+@pytest.mark.parametrize('name,args,match', [
+    ('plain_igc', (10, 38, 0, 2), 'primary_partition=0'),
+    ('resnet_igc', (10, 20, 8, -2), 'secondary_partition=-2'),
+    ('resnet', (10, 20, 2.5), 'primary_partition=2.5'),
+    ('plain_igc', (10, 38, 24, None), 'needs secondary_partition'),
+    ('resnet_imgnet_d18', (1000, 18, 0), 'primary_partition=0')])
+def test_invalid_partition_raises(name, args, match):
+    with pytest.raises(ValueError, match=match):
+        entry(name)(*args)
+
+
+def test_igc_unit_rejects_non_dividing_partition():
+    with pytest.raises(ValueError, match='does not divide'):
+        igc_mx.igc_unit(mx.sym.Variable('data'), 'u', 12, (3, 3), (1, 1), (1, 1),
+                        primary_partition=5, secondary_groups=2)
+
+
+# ------------------------------------------------------------ forward and backward
+
+@pytest.mark.parametrize('name,args,shape', [
+    ('plain', (10, 8, 4), (2, 3, 32, 32)),
+    ('plain_igc', (10, 8, 2, 2), (2, 3, 32, 32)),
+    ('resnet', (10, 8, 4), (2, 3, 32, 32)),
+    ('resnet_igc', (10, 8, 2, 2), (2, 3, 32, 32)),
+    # ImageNet nets end in a 7x7 pooling: 224 input, tiny widths keep it cheap
+    ('resnet_imgnet_d18', (7, 18, 4), (1, 3, 224, 224)),
+    ('resnet_igc_imgnet_d18', (7, 18, 2, 2), (1, 3, 224, 224)),
+    ('resnet_igc_imgnet_d18', (7, 18, 2), (1, 3, 224, 224))],
+    ids=['plain', 'plain_igc', 'resnet', 'resnet_igc', 'resnet_imgnet_d18',
+         'igc_imgnet_widen_secondary', 'igc_imgnet_widen_primary'])
+def test_forward_backward(name, args, shape):
+    symbol = entry(name)(*args)
+    exe = symbol.simple_bind(mx.cpu(), data=shape, softmax_label=shape[:1])
+    rng = np.random.RandomState(0)
+    for key, arr in exe.arg_dict.items():
+        if key.endswith('_gamma'):
+            arr[:] = 1
+        elif key.endswith('_weight'):
+            fan_in = int(np.prod(arr.shape[1:]))
+            arr[:] = rng.normal(0, np.sqrt(2.0 / fan_in), arr.shape)
+        elif key == 'data':
+            arr[:] = rng.normal(0, 1, arr.shape)
+        elif key == 'softmax_label':
+            arr[:] = rng.randint(0, args[0], arr.shape)
+        else:
+            arr[:] = 0
+    for arr in exe.aux_dict.values():
+        arr[:] = 1 if arr.shape else 0
+    out = exe.forward(is_train=True)[0].asnumpy()
+    exe.backward()
+    assert out.shape == (shape[0], args[0])
+    np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-5)
+    first = 'g0_weight' if name == 'resnet_imgnet_d18' else 'g0_conv_weight'
+    for key in (first, 'fc_weight' if name.startswith('resnet') and 'imgnet' not in name
+                else 'fc_score_weight'):
+        grad = exe.grad_dict[key].asnumpy()
+        assert np.isfinite(grad).all() and np.abs(grad).sum() > 0, key
+
+
+# ------------------------------------------------------------ tools/summary.py
+
+def test_summary_cli(tmp_path):
+    out = tmp_path / 'sub' / 'plain_igc-symbol.json'
+    run = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'summary.py'), '--network', 'plain_igc',
+         '--depth', '38', '--primary-partition', '24', '--secondary-partition', '2',
+         '--dataset', 'cifar10', '--save-json', str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert '0.3172M parameters' in run.stdout
+    for stage in ('stem', 'stage1', 'stage2', 'stage3', 'head'):
+        assert f'\n{stage} ' in run.stdout
+    saved = mx.sym.load(str(out))
+    assert shapes(saved, (1, 3, 32, 32)) == shapes(entry('plain_igc')(10, 38, 24, 2),
+                                                   (1, 3, 32, 32))
+    assert [p.name for p in out.parent.iterdir()] == [out.name]   # no temporary left
+
+
+def test_summary_in_process(tmp_path, capsys):
+    summary = load_summary()
+    path = tmp_path / 'r.json'
+    entry('resnet_igc_imgnet_d18')(1000, 18, 100).save(str(path))
+    assert summary.main(['--symbol-file', str(path)]) == 0
+    text = capsys.readouterr().out
+    assert '8.6379M parameters' in text and '1.265G multiply-adds' in text
+    assert summary.main(['--network', 'resnet_igc_imgnet_d18', '--primary-partition', '16',
+                         '--secondary-partition', '16', '--layers']) == 0
+    text = capsys.readouterr().out
+    assert 'L per stage [16, 16, 16, 16], M per stage [16, 32, 64, 128]' in text
+    assert 'g4_b2_conv2_conv2' in text and '13.5283M parameters' in text
+    with pytest.raises(SystemExit):
+        summary.main(['--network', 'resnet', '--depth', '21', '--primary-partition', '16'])
+    assert 'invalid depth 21' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        summary.main(['--network', 'resnet', '--dataset', 'imagenet',
+                      '--primary-partition', '16'])
+
+
+@needs_reference
+def test_summary_paper_table():
+    table = load_summary().paper_table(REFERENCE)
+    rows = table.splitlines()[2:]
+    assert len(rows) == 5 and all(r.endswith('| yes |') for r in rows)

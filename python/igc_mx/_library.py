@@ -7,6 +7,7 @@ checks here run before ``mx.library.load`` sees the file.
 import ctypes
 import os
 import sys
+import sysconfig
 from pathlib import Path
 
 import mxnet as mx
@@ -37,9 +38,10 @@ def find_library():
         return path.resolve()
     here = Path(__file__).resolve().parent
     # An editable install keeps the Python files in the source tree and the
-    # compiled library in site-packages; both appear on the package's __path__.
-    package_path = sys.modules[__package__].__path__
-    for directory in [here, *map(Path, package_path)]:
+    # compiled library in site-packages/igc_mx/lib.
+    package_dirs = [here, *map(Path, sys.modules[__package__].__path__),
+                    *(Path(sysconfig.get_path(k)) / 'igc_mx' for k in ('platlib', 'purelib'))]
+    for directory in package_dirs:
         candidate = directory / 'lib' / LIBRARY_NAME
         if candidate.is_file():
             return candidate.resolve()

@@ -1,0 +1,389 @@
+"""Tests for tools/make_rec.py on small inputs written in the real published formats.
+
+References are independent of the tool: source pixels/labels generated here,
+MXNet's own RecordIO reader/writer and ImageRecordIter, cv2/mx decoders, numpy.
+"""
+import errno
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+import sys
+import tarfile
+
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+import scipy.io
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+import make_rec  # noqa: E402
+
+FINAL_NAMES = [f"{s}.{e}" for s in ("train", "test") for e in ("rec", "idx", "lst")] + ["manifest.json"]
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def cifar_batch(rng, n, label_keys):
+    rgb = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    batch = {b"data": rgb.transpose(0, 3, 1, 2).reshape(n, 3072)}  # R plane, G plane, B plane
+    for key, num_classes in label_keys.items():
+        batch[key] = rng.integers(0, num_classes, size=n).tolist()
+    return batch, rgb
+
+
+def write_tarball(path, folder, members):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, obj in members.items():
+            blob = pickle.dumps(obj, protocol=2)
+            info = tarfile.TarInfo(f"{folder}/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+
+
+@pytest.fixture(scope="session")
+def cifar10(tmp_path_factory):
+    """cifar-10-python.tar.gz with 5x24 train and 30 test images; returns (path, source arrays)."""
+    root = tmp_path_factory.mktemp("cifar10_src")
+    rng = np.random.default_rng(10)
+    members, train_rgb, train_y = {}, [], []
+    for i in range(1, 6):
+        batch, rgb = cifar_batch(rng, 24, {b"labels": 10})
+        members[f"data_batch_{i}"] = batch
+        train_rgb.append(rgb)
+        train_y += batch[b"labels"]
+    test_batch, test_rgb = cifar_batch(rng, 30, {b"labels": 10})
+    members["test_batch"] = test_batch
+    members["batches.meta"] = {b"label_names": [f"class{i}".encode() for i in range(10)]}
+    path = root / "cifar-10-python.tar.gz"
+    write_tarball(path, "cifar-10-batches-py", members)
+    return path, {"train": (np.concatenate(train_rgb), np.array(train_y)),
+                  "test": (test_rgb, np.array(test_batch[b"labels"]))}
+
+
+@pytest.fixture(scope="session")
+def cifar10_built(cifar10, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cifar10_out")
+    assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", "1", "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture
+def jpeg_tree(tmp_path):
+    """ImageNet-style train/<class>/, val/<class>/ with 40x30 JPEGs and one corrupt file."""
+    rng = np.random.default_rng(3)
+    root = tmp_path / "imagenet_src"
+    for split, per_class in (("train", 4), ("val", 2)):
+        for cls in ("n02", "n01", "n03"):  # deliberately unsorted creation order
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                image = cv2.GaussianBlur(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), (5, 5), 0)
+                cv2.imwrite(str(folder / f"img{i}.JPEG"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    corrupt = root / "train" / "n03" / "broken.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 3)
+    return root, corrupt
+
+
+def read_with_mxnet(out_dir, split):
+    """{key: (label, header id, RGB via mx.image.imdecode, BGR via cv2)} and file order of keys."""
+    reader = mx.recordio.MXIndexedRecordIO(str(out_dir / f"{split}.idx"), str(out_dir / f"{split}.rec"), "r")
+    records, order = {}, []
+    for key in reader.keys:
+        header, image_bytes = mx.recordio.unpack(reader.read_idx(key))
+        rgb = mx.image.imdecode(image_bytes).asnumpy()
+        bgr = cv2.imdecode(np.frombuffer(image_bytes, np.uint8), cv2.IMREAD_COLOR)
+        records[key] = (header.label, header.id, rgb, bgr)
+        order.append(key)
+    reader.close()
+    return records, order
+
+
+def file_bytes(folder, names=FINAL_NAMES[:-1]):
+    return {n: (folder / n).read_bytes() for n in names}
+
+
+# ----------------------------------------------------------------------------- content
+
+def test_cifar10_png_exact_rgb_roundtrip_labels_and_seeded_order(cifar10, cifar10_built):
+    _, source = cifar10
+    for split in ("train", "test"):
+        rgb_src, labels_src = source[split]
+        records, order = read_with_mxnet(cifar10_built, split)
+        assert sorted(records) == list(range(len(labels_src)))
+        for key, (label, header_id, rgb, bgr) in records.items():
+            assert label == labels_src[key] and header_id == key
+            np.testing.assert_array_equal(rgb, rgb_src[key])
+            np.testing.assert_array_equal(bgr, rgb_src[key][:, :, ::-1])
+        expected = (np.random.Generator(np.random.PCG64(0)).permutation(len(labels_src))
+                    if split == "train" else np.arange(len(labels_src)))
+        assert order == expected.tolist()
+    manifest = json.loads((cifar10_built / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["count"] == 120
+    assert manifest["splits"]["train"]["class_counts"] == np.bincount(source["train"][1], minlength=10).tolist()
+    assert manifest["recipe"]["encoding"] == "png" and manifest["recipe"]["png_compression"] == 9
+    assert manifest["versions"]["opencv"] == cv2.__version__
+    assert manifest["classes"][3] == "class3"
+
+
+def test_rec_bytes_equal_mxnet_writer_output(cifar10_built, tmp_path):
+    """Re-write the same payloads with MXNet's C++ RecordIO writer: files must be identical."""
+    reader = mx.recordio.MXIndexedRecordIO(str(cifar10_built / "train.idx"), str(cifar10_built / "train.rec"), "r")
+    writer = mx.recordio.MXIndexedRecordIO(str(tmp_path / "m.idx"), str(tmp_path / "m.rec"), "w")
+    for key in reader.keys:
+        writer.write_idx(key, reader.read_idx(key))
+    writer.close()
+    reader.close()
+    assert (tmp_path / "m.rec").read_bytes() == (cifar10_built / "train.rec").read_bytes()
+    assert (tmp_path / "m.idx").read_bytes() == (cifar10_built / "train.idx").read_bytes()
+
+
+def test_framing_splits_payloads_containing_the_magic(tmp_path):
+    magic = make_rec.MAGIC_BYTES
+    payloads = [magic + b"abcd" + magic + b"xy", b"12" + magic + b"3456", magic, b"", b"q" * 8 + magic]
+    writer = mx.recordio.MXRecordIO(str(tmp_path / "m.rec"), "w")
+    for p in payloads:
+        writer.write(p)
+    writer.close()
+    ours = b"".join(make_rec.frame_record(p) for p in payloads)
+    assert ours == (tmp_path / "m.rec").read_bytes()
+    assert [p for _, p in make_rec.iter_records(io.BytesIO(ours))] == payloads
+
+
+def test_cifar100_uses_fine_labels(tmp_path):
+    rng = np.random.default_rng(100)
+    keys = {b"fine_labels": 100, b"coarse_labels": 20}
+    train, train_rgb = cifar_batch(rng, 40, keys)
+    test, _ = cifar_batch(rng, 10, keys)
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()  # extracted-folder form of the input
+    for name, obj in (("train", train), ("test", test)):
+        (folder / name).write_bytes(pickle.dumps(obj, protocol=2))
+    out = tmp_path / "out"
+    assert make_rec.main(["cifar100", str(tmp_path), str(out), "--workers", "1", "--quiet"]) == 0
+    records, _ = read_with_mxnet(out, "train")
+    assert [records[k][0] for k in range(40)] == train[b"fine_labels"]
+    np.testing.assert_array_equal(records[7][2], train_rgb[7])
+    assert json.loads((out / "manifest.json").read_text())["num_classes"] == 100
+
+
+def test_svhn_train_plus_extra_and_label_10_is_digit_0(tmp_path):
+    rng = np.random.default_rng(7)
+    parts = {}
+    for name, n in (("train", 12), ("extra", 8), ("test", 6)):
+        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        y = rng.integers(1, 11, (n, 1)).astype(np.uint8)
+        y[0, 0] = 10
+        scipy.io.savemat(tmp_path / f"{name}_32x32.mat", {"X": x, "y": y})
+        parts[name] = (x, y[:, 0])
+    out = tmp_path / "out"
+    assert make_rec.main(["svhn", str(tmp_path), str(out), "--workers", "2", "--quiet"]) == 0
+    x_all = np.concatenate([parts["train"][0], parts["extra"][0]], axis=3)
+    y_all = np.concatenate([parts["train"][1], parts["extra"][1]])
+    records, _ = read_with_mxnet(out, "train")
+    assert len(records) == 20
+    for key, (label, _, rgb, _) in records.items():
+        assert label == (0 if y_all[key] == 10 else y_all[key])
+        np.testing.assert_array_equal(rgb, x_all[:, :, :, key])
+    assert records[12][0] == 0 and records[0][0] == 0  # first of extra and of train had label 10
+    test_records, _ = read_with_mxnet(out, "test")
+    assert len(test_records) == 6
+
+
+def test_output_is_byte_identical_for_1_and_2_workers(cifar10, tmp_path):
+    outs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", workers, "--quiet",
+                              "--seed", "5"]) == 0
+        outs.append(out)
+    assert file_bytes(outs[0]) == file_bytes(outs[1])
+    manifests = [json.loads((o / "manifest.json").read_text()) for o in outs]
+    for m in manifests:
+        m.pop("command")
+    assert manifests[0] == manifests[1]
+
+
+def test_jpeg_folder_identical_across_workers_with_resize(jpeg_tree, tmp_path):
+    root, corrupt = jpeg_tree
+    outs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        assert make_rec.main(["imagenet", str(root), str(out), "--workers", workers, "--quiet",
+                              "--resize", "24", "--skip-bad"]) == 0
+        outs.append(out)
+    assert file_bytes(outs[0]) == file_bytes(outs[1])
+    records, _ = read_with_mxnet(outs[0], "train")
+    assert len(records) == 12
+    assert {r[2].shape for r in records.values()} == {(24, 32, 3)}  # 30x40 -> shorter side 24
+    lst = [line.split("\t") for line in (outs[0] / "train.lst").read_text().splitlines()]
+    classes = {"n01": 0, "n02": 1, "n03": 2}  # sorted folder names
+    for key, label, path in lst:
+        assert float(label) == classes[path.split(os.sep)[1]] == records[int(key)][0]
+
+
+# ----------------------------------------------------------------------------- verify / stats
+
+def test_verify_passes_then_catches_flipped_byte_and_missing_file(cifar10_built, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(cifar10_built, out)
+    assert make_rec.main(["verify", str(out), "--workers", "1"]) == 0
+    rec = bytearray((out / "train.rec").read_bytes())
+    rec[len(rec) // 2] ^= 0x01
+    (out / "train.rec").write_bytes(bytes(rec))
+    capsys.readouterr()
+    assert make_rec.main(["verify", str(out), "--workers", "1"]) == 1
+    assert "train.rec: SHA-256 differs" in capsys.readouterr().err
+    shutil.copy(cifar10_built / "train.rec", out / "train.rec")
+    (out / "test.idx").unlink()
+    assert make_rec.main(["verify", str(out), "--workers", "1"]) == 1
+    assert "test.idx: missing" in capsys.readouterr().err
+
+
+def test_verify_catches_out_of_range_label_even_with_matching_checksums(cifar10_built, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(cifar10_built, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["num_classes"] = 5  # labels 5..9 are now out of range
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert make_rec.main(["verify", str(out), "--workers", "1"]) == 1
+    assert "is not a class in 0..4" in capsys.readouterr().err
+
+
+def test_stats_equal_numpy_on_source_pixels(cifar10, cifar10_built, capsys):
+    capsys.readouterr()
+    assert make_rec.main(["stats", str(cifar10_built), "--json", "--workers", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    pixels = cifar10[1]["train"][0].reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(result["mean_rgb"], pixels.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(result["std_rgb"], pixels.std(axis=0), rtol=1e-12)
+
+
+def test_image_record_iter_reads_train_rec(cifar10, cifar10_built):
+    rgb_src, labels_src = cifar10[1]["train"]
+    it = mx.io.ImageRecordIter(path_imgrec=str(cifar10_built / "train.rec"),
+                               path_imgidx=str(cifar10_built / "train.idx"),
+                               data_shape=(3, 32, 32), batch_size=16, shuffle=False, preprocess_threads=1)
+    batch = next(iter(it))
+    data, label = batch.data[0].asnumpy(), batch.label[0].asnumpy()
+    assert data.shape == (16, 3, 32, 32) and label.shape == (16,)
+    first_keys = np.random.Generator(np.random.PCG64(0)).permutation(len(labels_src))[:16]
+    np.testing.assert_array_equal(data, rgb_src[first_keys].transpose(0, 3, 1, 2).astype(np.float32))
+    np.testing.assert_array_equal(label, labels_src[first_keys])
+
+
+# ----------------------------------------------------------------------------- failures
+
+def test_corrupt_image_fails_by_default_and_is_skipped_with_flag(jpeg_tree, tmp_path, capsys):
+    root, corrupt = jpeg_tree
+    out = tmp_path / "out"
+    assert make_rec.main(["imagenet", str(root), str(out), "--workers", "2", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert str(corrupt) in err and "--skip-bad" in err and "Traceback" not in err
+    assert sorted(os.listdir(out)) == [".make_rec.lock"]  # nothing final, no temp left behind
+    assert make_rec.main(["imagenet", str(root), str(out), "--workers", "2", "--quiet", "--skip-bad"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["path"] for s in manifest["splits"]["train"]["skipped"]] == [os.path.join("train", "n03", "broken.jpg")]
+    assert manifest["splits"]["train"]["count"] == 12 and manifest["splits"]["test"]["count"] == 6
+    assert manifest["recipe"]["jpeg_quality"] == 95 and manifest["recipe"]["resize_shorter_side"] == 480
+    lines = "".join(f"{p}\t{hashlib.sha256((root / p).read_bytes()).hexdigest()}\n"
+                    for p in (os.path.join("train", c, f"img{i}.JPEG") for c in ("n01", "n02", "n03") for i in range(4)))
+    assert manifest["splits"]["train"]["source_sha256"] == hashlib.sha256(lines.encode()).hexdigest()
+    assert make_rec.main(["verify", str(out), "--workers", "1"]) == 0
+
+
+def test_imagenet_from_lst_files(jpeg_tree, tmp_path):
+    root, _ = jpeg_tree
+    lines = {"train.lst": [(0, 2, "train/n01/img0.JPEG"), (1, 0, "train/n02/img1.JPEG")],
+             "val.lst": [(0, 1, "val/n03/img0.JPEG")]}
+    for name, rows in lines.items():
+        (root / name).write_text("".join(f"{i}\t{label:f}\t{p}\n" for i, label, p in rows))
+    out = tmp_path / "out"
+    assert make_rec.main(["imagenet", str(root), str(out), "--workers", "1", "--quiet", "--no-shuffle",
+                          "--resize", "0"]) == 0
+    records, order = read_with_mxnet(out, "train")
+    assert order == [0, 1] and [records[k][0] for k in order] == [2, 0]
+    source = cv2.imread(str(root / "train/n02/img1.JPEG"))
+    assert records[1][3].shape == source.shape  # no resize with --resize 0
+
+
+@pytest.mark.parametrize("dataset, expected", [
+    ("cifar10", "expected cifar-10-python.tar.gz or a folder cifar-10-batches-py/ containing data_batch_1..5 and test_batch"),
+    ("cifar100", "expected cifar-100-python.tar.gz or a folder cifar-100-python/"),
+    ("svhn", "train_32x32.mat, extra_32x32.mat, test_32x32.mat"),
+    ("imagenet", "train/<class>/"),
+])
+def test_missing_source_names_the_expected_files(dataset, expected, tmp_path, capsys):
+    assert make_rec.main([dataset, str(tmp_path / "empty"), str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_option_combination_is_a_clear_error(cifar10, tmp_path, capsys):
+    assert make_rec.main(["cifar10", str(cifar10[0]), str(tmp_path / "o"), "--quality", "90"]) == 1
+    assert "--quality 90 applies to JPEG" in capsys.readouterr().err
+
+
+def test_disk_full_gives_message_and_leaves_no_output(cifar10, tmp_path, capsys, monkeypatch):
+    class FullDisk(io.FileIO):  # what a write on a full file system raises
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def open_on_full_disk(path, mode="r", *args, **kwargs):
+        return FullDisk(path, "w") if str(path).endswith(".rec.partial") else open(path, mode, *args, **kwargs)
+    monkeypatch.setattr(make_rec, "open", open_on_full_disk, raising=False)
+    out = tmp_path / "out"
+    assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "no space left on device" in err and ".train." in err and "Traceback" not in err
+    assert sorted(os.listdir(out)) == [".make_rec.lock"]
+
+
+def test_permission_error_gives_message(cifar10, tmp_path, capsys, monkeypatch):
+    def denied(src, dst):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), dst)
+    monkeypatch.setattr(make_rec.os, "replace", denied)
+    out = tmp_path / "out"
+    assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "permission denied" in err and "train.rec" in err and "Traceback" not in err
+
+
+def test_interrupted_run_leaves_nothing_final_and_rerun_cleans_stale_temps(cifar10, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real_write_item = make_rec.write_item
+    calls = []
+
+    def interrupt_later(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 50:
+            raise KeyboardInterrupt
+        return real_write_item(*args, **kwargs)
+    monkeypatch.setattr(make_rec, "write_item", interrupt_later)
+    assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", "1", "--quiet"]) == 130
+    assert not any(n in FINAL_NAMES for n in os.listdir(out))
+    monkeypatch.setattr(make_rec, "write_item", real_write_item)
+    (out / ".train.rec.partial").write_bytes(b"stale")  # e.g. left by a killed run
+    assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", "1", "--quiet"]) == 0
+    assert sorted(os.listdir(out)) == sorted(FINAL_NAMES + [".make_rec.lock"])
+
+
+def test_encoded_bytes_equal_plain_cv2_imencode_of_bgr(cifar10, cifar10_built, tmp_path):
+    """Recipe pinning reproduces OpenCV's plain encodes (PNG level 9; JPEG quality 90 with defaults)."""
+    rgb_src = cifar10[1]["test"][0]
+    out = tmp_path / "jpg"
+    assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", "1", "--quiet",
+                          "--encoding", "jpg", "--quality", "90"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["recipe"]["jpeg_quality"] == 90
+    for folder, ext, params in ((cifar10_built, ".png", [cv2.IMWRITE_PNG_COMPRESSION, 9]),
+                                (out, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 90])):
+        reader = mx.recordio.MXIndexedRecordIO(str(folder / "test.idx"), str(folder / "test.rec"), "r")
+        for key in (0, 17, 29):
+            _, image_bytes = mx.recordio.unpack(reader.read_idx(key))
+            expected = cv2.imencode(ext, np.ascontiguousarray(rgb_src[key][:, :, ::-1]), params)[1].tobytes()
+            assert image_bytes == expected
+        reader.close()

@@ -26,7 +26,6 @@ import mxnet as mx  # noqa: E402
 
 from igc_mx import networks  # noqa: E402
 from igc_mx.atomic import atomic_path  # noqa: E402
-from igc_mx.blocks import ensure_loaded  # noqa: E402
 
 DATASETS = {'cifar10': (10, 'cifar'), 'cifar100': (100, 'cifar'), 'svhn': (10, 'cifar'),
             'imagenet': (1000, 'imagenet')}
@@ -54,8 +53,7 @@ def build(network, depth=None, primary_partition=None, secondary_partition=None,
 
 
 def load(path):
-    """A saved symbol (old or new JSON format); Reorder comes from igc_mx."""
-    ensure_loaded()
+    """A saved symbol (old or new JSON format); Reorder is registered by importing igc_mx."""
     return mx.sym.load(str(path))
 
 

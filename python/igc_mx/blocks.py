@@ -6,8 +6,6 @@ a unit called ``name`` owns ``name_conv1``, ``name_reorder1``, ``name_conv2``,
 """
 import mxnet as mx
 
-from ._library import ensure_loaded
-
 # BatchNorm settings of the original: resnets use momentum 0.9, plain nets 0.99.
 BN_EPS = 2e-5
 
@@ -41,7 +39,6 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     paper's notation C = L*M it is M, but the original CIFAR resnet_igc passes
     other values (kin/L), so it is a free parameter here.
     """
-    ensure_loaded()
     _check_partition(name, 'primary_partition', primary_partition, num_filter)
     _check_partition(name, 'secondary_groups', secondary_groups, num_filter)
     data = mx.sym.Convolution(data=data, name=name + '_conv1', num_filter=num_filter,

@@ -21,9 +21,10 @@ def build_parser():
     parser = argparse.ArgumentParser(
         description='train on ImageNet record files',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    # secondary=None: the builder then keeps M=2 and doubles L per stage (IGC-L100M2,
-    # the original README's command); give --secondary-partition for the L-fixed rows.
-    targs.add_network_args(parser, network='resnet_igc_imgnet_d18', depth=18, primary=1,
+    # Unset partitions take the builders' defaults: ResNet-18 C=64, IGC-L100M2. Without
+    # --secondary-partition the IGC builder keeps M=2 and doubles L per stage (the
+    # original README's command); with it, L stays fixed and M doubles.
+    targs.add_network_args(parser, network='resnet_igc_imgnet_d18', depth=18, primary=None,
                            secondary=None)
     targs.add_data_args(parser, ['imagenet'], 'imagenet_train.rec', 'imagenet_val.rec',
                         data_nthreads=8)

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 TINY_NET = '''
 import mxnet as mx
-def get_symbol(num_classes, depth, primary_partition, secondary_partition, width=8):
+def get_symbol(num_classes, depth, primary_partition=1, secondary_partition=None, width=8):
     x = mx.sym.Variable('data')
     x = mx.sym.Convolution(x, num_filter=width, kernel=(3, 3), stride=(2, 2), pad=(1, 1),
                            name='conv1')
@@ -447,6 +447,9 @@ def test_plot_curves_png(tmp_path):
     (['--primary-partition', '4', '--secondary-partition', '32'], 12.251),       # IGC-L4M32
     (['--primary-partition', '100'], 8.638),              # IGC-L100M2, the seed's command
     (['--primary-partition', '16', '--secondary-partition', '16'], 13.528),      # IGC-L16M16
+    ([], 8.638),                                          # no flags: IGC-L100M2
+    (['--network', 'resnet_imgnet_d18'], 11.690),         # ResNet-18 C=64 by default
+    (['--network', 'resnet_imgnet_d18', '--primary-partition', '69'], 13.542),
 ])
 def test_imagenet_network_args_reach_get_symbol(argv, millions, tmp_path):
     if not (REPO / 'network' / 'resnet_igc_imgnet_d18.py').is_file():
@@ -465,7 +468,7 @@ def test_imagenet_script_trains_with_top5(dataset, net_dir, tmp_path):
                          '--num-epochs', '1', '--max-batches', '3', '--max-val-batches', '2',
                          '--batch-size', '16', '--data-shape', '64', '--log-iters', '1',
                          '--rand-seed', '1', '--log-dir', str(tmp_path), '--data-nthreads', '1'])
-    log = (tmp_path / 'imagenet' / 'tiny' / 'tiny_d18L1M_exp1.txt').read_text()
+    log = (tmp_path / 'imagenet' / 'tiny' / 'tiny_d18LM_exp1.txt').read_text()
     assert re.search(r'Epoch\[0\] Batch \[3\]\tSpeed: \d+\tloss: [0-9.]+\([0-9.]+\)\ttop1: '
                      r'[0-9.]+\([0-9.]+\)\ttop5: [0-9.]+\([0-9.]+\)', log)
     assert 'Epoch[0] Validation-top_k_accuracy_5=' in log

@@ -51,7 +51,7 @@ def run_paths(args, rank, num_workers):
     else:
         sub = args.dataset + ('_noaug' if args.aug_type == 0 else '')
         run_dir = os.path.join(args.log_dir, sub, args.network)
-        base = '%s_d%dL%sM%s_%s' % (args.network, args.depth, args.primary_partition,
+        base = '%s_d%dL%sM%s_%s' % (args.network, args.depth, args.primary_partition or '',
                                     args.secondary_partition or '', args.exp_name or 'exp')
         if num_workers > 1:
             run = base  # workers cannot agree on a free index without a barrier

@@ -4,7 +4,7 @@ import os
 
 
 def load_symbol(args, script_dir):
-    """``get_symbol(num_classes, depth, primary_partition, secondary_partition,
+    """``get_symbol(num_classes, depth, primary_partition=, secondary_partition=,
     **network_args)`` of module ``args.network`` in ``args.network_dir``."""
     net_dir = args.network_dir or os.path.join(script_dir, 'network')
     path = os.path.join(net_dir, args.network + '.py')
@@ -14,5 +14,8 @@ def load_symbol(args, script_dir):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     kwargs = dict(args.network_arg or [])
-    return module.get_symbol(args.num_classes, args.depth, args.primary_partition,
-                             args.secondary_partition, **kwargs)
+    # A partition left unset takes the module's own default (e.g. ResNet-18 C=64).
+    if args.primary_partition is not None:
+        kwargs['primary_partition'] = args.primary_partition
+    kwargs['secondary_partition'] = args.secondary_partition
+    return module.get_symbol(args.num_classes, args.depth, **kwargs)

@@ -6,7 +6,7 @@
 #      (depth 20, a short schedule)
 #   -> log, checkpoints and a train/test error curve (PNG) under runs/main/.
 #
-#   scripts/main.sh                      the embedded default (about 5 minutes on 2 cores)
+#   scripts/main.sh                      the embedded default (about 8 minutes on 2 cores)
 #   scripts/main.sh --data-dir DIR       train on DIR/train.rec and DIR/test.rec instead
 #   scripts/main.sh [...] --num-epochs 8 any further options go to train_model.py
 set -euo pipefail

@@ -25,7 +25,7 @@ INPLACE_SUM_CAP_ENV = 'MXNET_EXEC_INPLACE_GRAD_SUM_CAP'
 NEVER = str(2 ** 31 - 1)
 
 # Extension ops and the names of their array inputs, in order.
-ARRAY_INPUTS = {'Reorder': ('data',)}
+ARRAY_INPUTS = {'Reorder': ('data',), 'InterleavedGroupConv': ('data', 'weight')}
 
 
 def _is_nd_leaf(array):

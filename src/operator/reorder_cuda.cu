@@ -98,3 +98,5 @@ extern "C" int igc_reorder_cuda(const void* src, void* dst, int64_t batch, int64
 }
 
 extern "C" const char* igc_last_cuda_error(void) { return last_cuda_error; }
+
+extern "C" void igc_set_last_cuda_error(const char* text) { last_cuda_error = text; }

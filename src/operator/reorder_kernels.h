@@ -57,8 +57,11 @@ int igc_reorder_cpu(const void* src, void* dst, int64_t batch, int64_t channels,
 int igc_reorder_cuda(const void* src, void* dst, int64_t batch, int64_t channels,
                      int64_t groups, int64_t inner, int dtype, void* stream);
 
-/* The last CUDA error text seen by igc_reorder_cuda in this thread. */
+/* The last CUDA error text seen by a CUDA entry point of this library, in this thread. */
 const char* igc_last_cuda_error(void);
+
+/* Records `text` (a static string) for igc_last_cuda_error; for the library's CUDA files. */
+void igc_set_last_cuda_error(const char* text);
 
 #ifdef __cplusplus
 }

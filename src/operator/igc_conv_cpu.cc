@@ -1,0 +1,239 @@
+// CPU kernels of the fused interleaved group convolution. See igc_conv_kernels.h
+// for the layout. The GEMMs are OpenBLAS's (the copy the mxnet wheel ships, which
+// MXNet has already loaded into the process); its prototypes are declared here so
+// that no BLAS headers are needed to build.
+//
+// Why BLAS and why the parallel loop is ours: the GEMMs are small (K x L times
+// L x H*W, e.g. 16 x 16 x 3136), too small for OpenBLAS to split well across
+// threads, and there are many independent ones (one per image and group). That
+// OpenBLAS is built with OpenMP and runs single-threaded inside a parallel
+// region, so each thread of our loop runs whole GEMMs. bench/bench_igc.py
+// measures this against the same loop with OpenBLAS threading each GEMM.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "igc_conv_kernels.h"
+
+extern "C" {
+enum CBLAS_ORDER { CblasRowMajor = 101, CblasColMajor = 102 };
+enum CBLAS_TRANSPOSE { CblasNoTrans = 111, CblasTrans = 112 };
+void cblas_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n,
+                 int k, float alpha, const float* a, int lda, const float* b, int ldb,
+                 float beta, float* c, int ldc);
+void cblas_dgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n,
+                 int k, double alpha, const double* a, int lda, const double* b, int ldb,
+                 double beta, double* c, int ldc);
+}
+
+namespace {
+
+// Row-major C = op(A) . op(B) + beta * C.
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a,
+                 int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                 int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a,
+                 int64_t lda, const double* b, int64_t ldb, double beta, double* c,
+                 int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+
+// Sizes derived from (N, C, inner, L, G); see igc_conv_kernels.h.
+struct Geometry {
+  int64_t batch, channels, inner, primary, groups;
+  int64_t P, K, S;
+  Geometry(int64_t n, int64_t c, int64_t hw, int64_t l, int64_t g)
+      : batch(n), channels(c), inner(hw), primary(l), groups(g), P(c / l), K(c / g),
+        S(c / g / l) {}
+  int64_t image() const { return channels * inner; }
+  int64_t slab_offset(int64_t g, int64_t t) const { return (g * S + t) * inner; }
+  int64_t weight_offset(int64_t g, int64_t t) const { return g * K * K + t * primary; }
+};
+
+// Columns of the (., inner) GEMMs are split into chunks when there are fewer
+// (image, group) pairs than threads, so that small batches still use every core.
+// Chunks stay at least this wide to keep each GEMM efficient.
+constexpr int64_t kMinChunk = 256;
+
+int64_t column_chunks(int64_t tasks, int64_t inner) {
+  const int64_t threads = omp_get_max_threads();
+  if (tasks >= 2 * threads) return 1;
+  const int64_t wanted = (2 * threads + tasks - 1) / tasks;
+  return std::max<int64_t>(1, std::min(wanted, inner / kMinChunk));
+}
+
+template <typename T>
+void forward(const T* x, const T* w, T* y, const Geometry& d) {
+  const int64_t chunks = column_chunks(d.batch * d.groups, d.inner);
+  const int64_t width = (d.inner + chunks - 1) / chunks;
+  const int64_t tasks = d.batch * d.groups * chunks;
+#pragma omp parallel for schedule(static)
+  for (int64_t task = 0; task < tasks; ++task) {
+    const int64_t chunk = task % chunks;
+    const int64_t g = (task / chunks) % d.groups;
+    const int64_t n = task / chunks / d.groups;
+    const int64_t col = chunk * width;
+    const int64_t cols = std::min(width, d.inner - col);
+    if (cols <= 0) continue;
+    const T* xn = x + n * d.image() + col;
+    T* yg = y + n * d.image() + g * d.inner + col;
+    for (int64_t t = 0; t < d.S; ++t) {
+      gemm(false, false, d.K, cols, d.primary, w + d.weight_offset(g, t), d.K,
+           xn + d.slab_offset(g, t), d.P * d.inner, t == 0 ? T(0) : T(1), yg,
+           d.groups * d.inner);
+    }
+  }
+}
+
+template <typename T>
+void backward_data(const T* dy, const T* w, T* dx, const Geometry& d) {
+  const int64_t slabs = d.groups * d.S;
+  const int64_t chunks = column_chunks(d.batch * slabs, d.inner);
+  const int64_t width = (d.inner + chunks - 1) / chunks;
+  const int64_t tasks = d.batch * slabs * chunks;
+#pragma omp parallel for schedule(static)
+  for (int64_t task = 0; task < tasks; ++task) {
+    const int64_t chunk = task % chunks;
+    const int64_t slab = (task / chunks) % slabs;
+    const int64_t n = task / chunks / slabs;
+    const int64_t g = slab / d.S, t = slab % d.S;
+    const int64_t col = chunk * width;
+    const int64_t cols = std::min(width, d.inner - col);
+    if (cols <= 0) continue;
+    gemm(true, false, d.primary, cols, d.K, w + d.weight_offset(g, t), d.K,
+         dy + n * d.image() + g * d.inner + col, d.groups * d.inner, T(0),
+         dx + n * d.image() + d.slab_offset(g, t) + col, d.P * d.inner);
+  }
+}
+
+// dW of group g, slab t, summed over images [first, last) into dw (ldc K).
+template <typename T>
+void weight_grad_slab(const T* dy, const T* x, T* dw, int64_t g, int64_t t, int64_t first,
+                      int64_t last, const Geometry& d) {
+  for (int64_t n = first; n < last; ++n) {
+    gemm(false, true, d.K, d.primary, d.inner, dy + n * d.image() + g * d.inner,
+         d.groups * d.inner, x + n * d.image() + d.slab_offset(g, t), d.P * d.inner,
+         n == first ? T(0) : T(1), dw + d.weight_offset(g, t), d.K);
+  }
+}
+
+template <typename T>
+void backward_weight(const T* dy, const T* x, T* dw, const Geometry& d) {
+  const int64_t slabs = d.groups * d.S;
+  const int64_t weight_size = d.channels * d.K;
+  const int64_t threads = omp_get_max_threads();
+  if (slabs >= threads || d.batch < 2) {
+    // Enough independent slabs: each thread owns whole slabs of dW.
+#pragma omp parallel for schedule(static)
+    for (int64_t slab = 0; slab < slabs; ++slab) {
+      weight_grad_slab(dy, x, dw, slab / d.S, slab % d.S, 0, d.batch, d);
+    }
+    return;
+  }
+  // Few slabs (e.g. G = 2, one slab each): split the images instead, each thread
+  // summing into its own copy of dW, then add the copies (dW is small).
+  const int64_t parts = std::min(threads, d.batch);
+  std::vector<T> partial(static_cast<size_t>((parts - 1) * weight_size));
+#pragma omp parallel for schedule(static)
+  for (int64_t part = 0; part < parts; ++part) {
+    T* out = part == 0 ? dw : partial.data() + (part - 1) * weight_size;
+    const int64_t first = d.batch * part / parts, last = d.batch * (part + 1) / parts;
+    for (int64_t slab = 0; slab < slabs; ++slab) {
+      weight_grad_slab(dy, x, out, slab / d.S, slab % d.S, first, last, d);
+    }
+  }
+  for (int64_t part = 1; part < parts; ++part) {
+    const T* src = partial.data() + (part - 1) * weight_size;
+    for (int64_t i = 0; i < weight_size; ++i) dw[i] += src[i];
+  }
+}
+
+bool empty(int64_t batch, int64_t channels, int64_t inner) {
+  return batch == 0 || channels == 0 || inner == 0;
+}
+
+}  // namespace
+
+extern "C" int igc_interleaved_conv_check(const void* a, const void* b, const void* c,
+                                          int64_t batch, int64_t channels, int64_t inner,
+                                          int64_t primary, int64_t groups, int dtype) {
+  if (igc_dtype_size(dtype) == 0) return IGC_BAD_DTYPE;
+  if (batch < 0 || channels < 0 || inner < 0 || primary < 1 || groups < 1) {
+    return IGC_BAD_SHAPE;
+  }
+  if (channels % primary != 0 || channels % groups != 0 || (channels / groups) % primary != 0) {
+    return IGC_BAD_SHAPE;
+  }
+  // BLAS takes int sizes and leading dimensions.
+  if (channels * inner > INT32_MAX) return IGC_BAD_SHAPE;
+  if (!empty(batch, channels, inner) && (a == nullptr || b == nullptr || c == nullptr)) {
+    return IGC_BAD_POINTER;
+  }
+  return IGC_OK;
+}
+
+namespace {
+
+// Checks, then runs `f32` or `f64` on a non-empty problem.
+template <typename F32, typename F64>
+int dispatch(const void* a, const void* b, void* c, int64_t batch, int64_t channels,
+             int64_t inner, int64_t primary, int64_t groups, int dtype, F32 f32, F64 f64) {
+  const int status =
+      igc_interleaved_conv_check(a, b, c, batch, channels, inner, primary, groups, dtype);
+  if (status != IGC_OK) return status;
+  if (dtype != IGC_FLOAT32 && dtype != IGC_FLOAT64) return IGC_BAD_DTYPE;
+  if (empty(batch, channels, inner)) return IGC_OK;
+  const Geometry d(batch, channels, inner, primary, groups);
+  if (dtype == IGC_FLOAT32) {
+    f32(static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(c), d);
+  } else {
+    f64(static_cast<const double*>(a), static_cast<const double*>(b), static_cast<double*>(c),
+        d);
+  }
+  return IGC_OK;
+}
+
+}  // namespace
+
+extern "C" int igc_interleaved_conv_forward_cpu(const void* data, const void* weight,
+                                                void* out, int64_t batch, int64_t channels,
+                                                int64_t inner, int64_t primary,
+                                                int64_t groups, int dtype) {
+  return dispatch(data, weight, out, batch, channels, inner, primary, groups, dtype,
+                  forward<float>, forward<double>);
+}
+
+extern "C" int igc_interleaved_conv_backward_data_cpu(const void* out_grad, const void* weight,
+                                                      void* data_grad, int64_t batch,
+                                                      int64_t channels, int64_t inner,
+                                                      int64_t primary, int64_t groups,
+                                                      int dtype) {
+  return dispatch(out_grad, weight, data_grad, batch, channels, inner, primary, groups, dtype,
+                  backward_data<float>, backward_data<double>);
+}
+
+extern "C" int igc_interleaved_conv_backward_weight_cpu(const void* out_grad, const void* data,
+                                                        void* weight_grad, int64_t batch,
+                                                        int64_t channels, int64_t inner,
+                                                        int64_t primary, int64_t groups,
+                                                        int dtype) {
+  const int status = dispatch(out_grad, data, weight_grad, batch, channels, inner, primary,
+                              groups, dtype, backward_weight<float>, backward_weight<double>);
+  if (status == IGC_OK && (batch == 0 || inner == 0) && channels > 0 &&
+      weight_grad != nullptr) {
+    // No images: the gradient of the (non-empty) weight is zero.
+    std::fill_n(static_cast<char*>(weight_grad),
+                channels * (channels / groups) * igc_dtype_size(dtype), char(0));
+  }
+  return status;
+}

@@ -1,0 +1,90 @@
+/*
+ * Fused interleaved group convolution kernels: Reorder(L) -> 1x1 convolution with
+ * G groups (no bias) -> Reorder(G), computed as GEMMs over strided channel rows
+ * with no permuted copy. Plain functions over raw pointers, no MXNet types (like
+ * reorder_kernels.h, whose dtype and status codes they share).
+ *
+ * Sizes: batch N, channels C, inner = H*W (the rows of the (C, inner) view of one
+ * image are contiguous), primary partition L, groups G. With P = C/L, K = C/G
+ * (channels per group) and S = K/L (slabs per group; 1 when C = L*G):
+ *
+ *   slab t of group g     = input rows  i*P + g*S + t,  i in [0, L)
+ *                           (row stride P*inner, offset (g*S + t)*inner)
+ *   output rows of group g = a*G + g,   a in [0, K)   (row stride G*inner)
+ *   weight of group g      = weight[g*K:(g+1)*K, :] as a (K, K) row-major block;
+ *                            slab t uses its columns [t*L, (t+1)*L)
+ *
+ *   out_g   = sum_t W[g, :, slab t] . X[g, t]         (S accumulated GEMMs)
+ *   dX[g,t] = W[g, :, slab t]^T . dOut_g              (every input row written once)
+ *   dW[g, :, slab t] = sum_n dOut_g[n] . X[g, t][n]^T
+ *
+ * This is exactly the unfused graph: Reorder(L) puts input row i*P + j at position
+ * j*L + i, so group g's input column c = t*L + i is row i*P + g*S + t; Reorder(G)
+ * sends the group's output a to channel a*G + g. The weight is the unfused 1x1
+ * convolution's weight (C, K, 1, 1), so checkpoints interchange.
+ *
+ * All three functions write their output (never accumulate): MXNet's extension API
+ * does not pass grad_req (see python/igc_mx/_ops.py).
+ */
+#ifndef IGC_MX_IGC_CONV_KERNELS_H_
+#define IGC_MX_IGC_CONV_KERNELS_H_
+
+#include <stdint.h>
+
+#include "reorder_kernels.h"  /* igc_dtype, igc_status */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Argument check shared by every entry point: IGC_OK, IGC_BAD_SHAPE (a size < 0,
+ * L or G < 1, L or G not dividing C, L not dividing C/G), IGC_BAD_DTYPE, or
+ * IGC_BAD_POINTER (a null pointer for a non-empty tensor).
+ */
+int igc_interleaved_conv_check(const void* a, const void* b, const void* c, int64_t batch,
+                               int64_t channels, int64_t inner, int64_t primary,
+                               int64_t groups, int dtype);
+
+/*
+ * CPU, float32 and float64 (IGC_BAD_DTYPE otherwise): GEMMs of the OpenBLAS that
+ * the build links, parallel over independent GEMMs with OpenMP. weight is
+ * (C, C/G) row-major; data, out and their gradients are (N, C, inner).
+ */
+int igc_interleaved_conv_forward_cpu(const void* data, const void* weight, void* out,
+                                     int64_t batch, int64_t channels, int64_t inner,
+                                     int64_t primary, int64_t groups, int dtype);
+int igc_interleaved_conv_backward_data_cpu(const void* out_grad, const void* weight,
+                                           void* data_grad, int64_t batch, int64_t channels,
+                                           int64_t inner, int64_t primary, int64_t groups,
+                                           int dtype);
+int igc_interleaved_conv_backward_weight_cpu(const void* out_grad, const void* data,
+                                             void* weight_grad, int64_t batch,
+                                             int64_t channels, int64_t inner,
+                                             int64_t primary, int64_t groups, int dtype);
+
+/*
+ * CUDA, float32, float64 and float16 (float16 accumulates in float32): cuBLAS
+ * strided-batched GEMMs, asynchronous on `stream` (a cudaStream_t; NULL is the
+ * default stream). Only in libraries built with IGC_USE_CUDA. IGC_CUDA_ERROR
+ * leaves its text in igc_last_cuda_error().
+ */
+int igc_interleaved_conv_forward_cuda(const void* data, const void* weight, void* out,
+                                      int64_t batch, int64_t channels, int64_t inner,
+                                      int64_t primary, int64_t groups, int dtype,
+                                      void* stream);
+int igc_interleaved_conv_backward_data_cuda(const void* out_grad, const void* weight,
+                                            void* data_grad, int64_t batch,
+                                            int64_t channels, int64_t inner, int64_t primary,
+                                            int64_t groups, int dtype, void* stream);
+int igc_interleaved_conv_backward_weight_cuda(const void* out_grad, const void* data,
+                                              void* weight_grad, int64_t batch,
+                                              int64_t channels, int64_t inner,
+                                              int64_t primary, int64_t groups, int dtype,
+                                              void* stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // IGC_MX_IGC_CONV_KERNELS_H_

@@ -72,3 +72,51 @@ def test_python_helper_raises_with_the_reason():
         kernels.reorder_cpu(src, np.empty_like(src), 4)
     with pytest.raises(ValueError, match='int32'):
         kernels.reorder_cpu(src.astype('int32'), src.astype('int32'), 2)
+
+
+# ---------------------------------------------------------------- fused interleaved conv
+
+
+def conv_reference(x, w, L, M):
+    """Reorder(L) -> 1x1 conv with M groups -> Reorder(M), in numpy."""
+    n, c, h, wd = x.shape
+    y = reorder_reference(x, L).reshape(n, M, c // M, h * wd)
+    y = np.einsum('goi,ngip->ngop', w.reshape(M, c // M, c // M), y)
+    return reorder_reference(y.reshape(n, c, h, wd), M)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_conv_kernels_match_numpy(dtype):
+    L, M = 4, 2   # C/M = 8 = 2*L: two slabs per group
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 16, 5, 4)).astype(dtype)
+    w = rng.standard_normal((16, 8, 1, 1)).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    y, dx, dw = np.full_like(x, np.nan), np.full_like(x, np.nan), np.full_like(w, np.nan)
+    kernels.interleaved_conv_cpu('forward', x, w, y, L, M)
+    kernels.interleaved_conv_cpu('backward_data', dy, w, dx, L, M)
+    kernels.interleaved_conv_cpu('backward_weight', dy, x, dw, L, M)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == 'float32' else dict(rtol=1e-12)
+    np.testing.assert_allclose(y, conv_reference(x, w, L, M), **tol)
+    # The op is linear in x: <dy, f(x)> = <dx, x> and = <dw, w> (f linear in w too).
+    np.testing.assert_allclose((dx * x).sum(), (dy * conv_reference(x, w, L, M)).sum(), **tol)
+    np.testing.assert_allclose((dw * w).sum(), (dy * conv_reference(x, w, L, M)).sum(), **tol)
+
+
+def test_conv_kernel_statuses():
+    x = np.ones((2, 8, 3, 3), 'float32')
+    w = np.ones((8, 2, 1, 1), 'float32')
+    y = np.ones_like(x)
+    with pytest.raises(ValueError, match='L=3, M=4.*bad shape'):
+        kernels.interleaved_conv_cpu('forward', x, w, y, 3, 4)
+    with pytest.raises(ValueError, match='unsupported dtype'):
+        kernels.interleaved_conv_cpu('forward', x.astype('float16'), w.astype('float16'),
+                                     y.astype('float16'), 2, 4)
+    assert np.all(y == 1)  # nothing written
+
+
+def test_conv_weight_gradient_of_no_images_is_zero():
+    dy = np.zeros((0, 8, 3, 3), 'float32')
+    dw = np.ones((8, 2, 1, 1), 'float32')
+    kernels.interleaved_conv_cpu('backward_weight', dy, dy, dw, 2, 4)
+    np.testing.assert_array_equal(dw, 0)

@@ -9,6 +9,12 @@ from ._library import find_library
 DTYPE_CODES = {'float32': 0, 'float64': 1, 'float16': 2}
 _ARGTYPES = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
              ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+# igc_conv_kernels.h: (a, b, c, batch, channels, inner, primary, groups, dtype).
+_CONV_ARGTYPES = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 5 + [ctypes.c_int]
+#: the three passes of the fused interleaved conv: (a, b) -> c
+CONV_PASSES = {'forward': 'igc_interleaved_conv_forward_cpu',             # data, weight -> out
+               'backward_data': 'igc_interleaved_conv_backward_data_cpu',  # dy, weight -> dx
+               'backward_weight': 'igc_interleaved_conv_backward_weight_cpu'}  # dy, data -> dw
 
 
 @functools.lru_cache(maxsize=None)
@@ -16,6 +22,9 @@ def load():
     lib = ctypes.CDLL(str(find_library().with_name('libigc_kernels.so')))
     lib.igc_reorder_cpu.argtypes = _ARGTYPES
     lib.igc_reorder_cpu.restype = ctypes.c_int
+    for name in CONV_PASSES.values():
+        getattr(lib, name).argtypes = _CONV_ARGTYPES
+        getattr(lib, name).restype = ctypes.c_int
     lib.igc_status_string.argtypes = [ctypes.c_int]
     lib.igc_status_string.restype = ctypes.c_char_p
     return lib
@@ -38,3 +47,16 @@ def reorder_cpu(src, dst, groups):
     if status:
         raise ValueError(f'igc_reorder_cpu(groups={groups}, shape={src.shape}): '
                          f'{status_string(status)}')
+
+
+
+def interleaved_conv_cpu(pass_name, a, b, c, primary, groups):
+    """One pass of the fused conv (see CONV_PASSES) on C-contiguous numpy arrays. `a`
+    is (N, C, H, W) in every pass (data or output gradient). Raises on error."""
+    n, channels, h, w = a.shape
+    fn = getattr(load(), CONV_PASSES[pass_name])
+    status = fn(a.ctypes.data, b.ctypes.data, c.ctypes.data, n, channels, h * w, primary,
+                groups, DTYPE_CODES[a.dtype.name])
+    if status:
+        raise ValueError(f'{CONV_PASSES[pass_name]}(L={primary}, M={groups}, '
+                         f'shape={a.shape}): {status_string(status)}')

@@ -1,39 +1,69 @@
 // CPU kernels of the fused interleaved group convolution. See igc_conv_kernels.h
-// for the layout. The GEMMs are OpenBLAS's (the copy the mxnet wheel ships, which
-// MXNet has already loaded into the process); its prototypes are declared here so
-// that no BLAS headers are needed to build.
+// for the layout.
 //
-// Why BLAS and why the parallel loop is ours: the GEMMs are small (K x L times
-// L x H*W, e.g. 16 x 16 x 3136), too small for OpenBLAS to split well across
-// threads, and there are many independent ones (one per image and group). That
-// OpenBLAS is built with OpenMP and runs single-threaded inside a parallel
-// region, so each thread of our loop runs whole GEMMs. bench/bench_igc.py
-// measures this against the same loop with OpenBLAS threading each GEMM.
+// The GEMMs are those of the OpenBLAS that the mxnet wheel ships. It is looked up
+// at run time (dlopen of its soname with RTLD_NOLOAD finds the copy libmxnet.so
+// has already loaded) rather than linked: the build then needs no BLAS, the
+// MXNet-free kernel library (bench/gpu) builds anywhere, and a process never holds
+// two OpenBLAS copies with two thread pools. IGC_BLAS_LIBRARY names another cblas
+// library; without any, the CPU entry points return IGC_NO_BLAS.
+//
+// The parallel loop is ours: the GEMMs are small (K x L times L x H*W, e.g.
+// 16 x 16 x 3136), too small for OpenBLAS to split well across threads, and there
+// are many independent ones (one per image and group). That OpenBLAS is built with
+// OpenMP and runs single-threaded inside a parallel region, so each thread of our
+// loop runs whole GEMMs.
+#include <dlfcn.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <mutex>
 #include <vector>
 
 #include "igc_conv_kernels.h"
 
-extern "C" {
-enum CBLAS_ORDER { CblasRowMajor = 101, CblasColMajor = 102 };
-enum CBLAS_TRANSPOSE { CblasNoTrans = 111, CblasTrans = 112 };
-void cblas_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n,
-                 int k, float alpha, const float* a, int lda, const float* b, int ldb,
-                 float beta, float* c, int ldc);
-void cblas_dgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n,
-                 int k, double alpha, const double* a, int lda, const double* b, int ldb,
-                 double beta, double* c, int ldc);
+namespace {
+
+// cblas enum values (every cblas implementation uses these numbers).
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+
+using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int,
+                         const float*, int, float, float*, int);
+using DgemmFn = void (*)(int, int, int, int, int, int, double, const double*, int,
+                         const double*, int, double, double*, int);
+
+struct Blas {
+  SgemmFn sgemm = nullptr;
+  DgemmFn dgemm = nullptr;
+};
+
+void* open_blas() {
+  if (const char* path = std::getenv("IGC_BLAS_LIBRARY")) {
+    return *path ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : nullptr;
+  }
+  void* handle = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_NOLOAD);
+  return handle ? handle : dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
 }
 
-namespace {
+const Blas& blas() {
+  static Blas b;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* handle = open_blas();
+    if (handle == nullptr) return;
+    b.sgemm = reinterpret_cast<SgemmFn>(dlsym(handle, "cblas_sgemm"));
+    b.dgemm = reinterpret_cast<DgemmFn>(dlsym(handle, "cblas_dgemm"));
+    if (!b.sgemm || !b.dgemm) b = Blas();
+  });
+  return b;
+}
 
 // Row-major C = op(A) . op(B) + beta * C.
 inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                  int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+  blas().sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
               static_cast<int>(ldc));
@@ -42,7 +72,7 @@ inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float*
 inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a,
                  int64_t lda, const double* b, int64_t ldb, double beta, double* c,
                  int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+  blas().dgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
               static_cast<int>(ldc));
@@ -193,6 +223,7 @@ int dispatch(const void* a, const void* b, void* c, int64_t batch, int64_t chann
   if (status != IGC_OK) return status;
   if (dtype != IGC_FLOAT32 && dtype != IGC_FLOAT64) return IGC_BAD_DTYPE;
   if (empty(batch, channels, inner)) return IGC_OK;
+  if (blas().sgemm == nullptr) return IGC_NO_BLAS;
   const Geometry d(batch, channels, inner, primary, groups);
   if (dtype == IGC_FLOAT32) {
     f32(static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(c), d);

@@ -1,184 +1,168 @@
-// CUDA kernels of the fused interleaved group convolution: cuBLAS strided-batched
-// GEMMs over the strided channel rows described in igc_conv_kernels.h.
+// CUDA kernels of the fused interleaved group convolution (layout in
+// igc_conv_kernels.h). All three passes are batched GEMMs over strided channel
+// rows, run by one tiled kernel of our own.
 //
-// Batching: the forward and data-gradient GEMMs of one (group, slab) pair repeat
-// over the images at a fixed stride (C*inner), so each pair is one batched call
-// over the images. The weight gradient sums over the images, which a batched GEMM
-// cannot do; its GEMMs repeat over the groups at fixed strides instead, so it is
-// one batched call over the groups per (image, slab), accumulating with beta = 1.
-#include <cublas_v2.h>
+// Why not cuBLAS: the operands are not plain strided matrices. A group's input
+// rows interleave two strides (slab t, row i -> channel i*P + g*S + t), and the
+// weight gradient sums over images and pixels in one reduction axis. cuBLAS
+// would need one call per slab and per image; here each axis of each operand
+// maps an index i to (i / div) * hi + (i % div) * lo, which covers all of these
+// in one launch per pass. It also keeps the build free of cuBLAS, which the CI
+// toolkit does not ship.
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "igc_conv_kernels.h"
 
 namespace {
 
-constexpr int kMaxDevices = 64;
+// One axis of an operand: element offset of index i.
+struct Axis {
+  long long div, hi, lo;
+};
+constexpr long long kNoSplit = 1LL << 62;
+Axis plain(long long stride) { return {kNoSplit, 0, stride}; }
+Axis split(long long div, long long hi, long long lo) { return {div, hi, lo}; }
 
-// One cuBLAS handle per device and host thread (handles are not thread-safe);
-// created on first use, kept for the life of the process.
-cublasStatus_t handle_for(cublasHandle_t* out) {
-  thread_local cublasHandle_t handles[kMaxDevices] = {};
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) {
-    return CUBLAS_STATUS_NOT_INITIALIZED;
-  }
-  if (handles[device] == nullptr) {
-    const cublasStatus_t status = cublasCreate(&handles[device]);
-    if (status != CUBLAS_STATUS_SUCCESS) return status;
-  }
-  *out = handles[device];
-  return CUBLAS_STATUS_SUCCESS;
+__device__ __forceinline__ long long offset(const Axis& a, long long i) {
+  return a.div == kNoSplit ? i * a.lo : (i / a.div) * a.hi + (i % a.div) * a.lo;
 }
 
-struct Geometry {
-  long long batch, channels, inner, primary, groups, P, K, S;
-  Geometry(int64_t n, int64_t c, int64_t hw, int64_t l, int64_t g)
-      : batch(n), channels(c), inner(hw), primary(l), groups(g), P(c / l), K(c / g),
-        S(c / g / l) {}
-  long long image() const { return channels * inner; }
-  long long slab_offset(long long g, long long t) const { return (g * S + t) * inner; }
-  long long weight_offset(long long g, long long t) const { return g * K * K + t * primary; }
+struct Operand {
+  Axis batch, row, col;
 };
 
-// A dtype's cuBLAS data type, compute type and scalar (alpha/beta) type.
-struct Types {
-  cudaDataType_t data;
-  cublasComputeType_t compute;
-  int size;
-  bool double_scalars;
+// C[z] (m x n) = A[z] (m x k) . B[z] (k x n), for z in [0, batches).
+struct Problem {
+  long long m, n, k, batches;
+  Operand a, b, c;
 };
 
-bool types_of(int dtype, Types* t) {
-  switch (dtype) {
-    case IGC_FLOAT32: *t = {CUDA_R_32F, CUBLAS_COMPUTE_32F, 4, false}; return true;
-    case IGC_FLOAT64: *t = {CUDA_R_64F, CUBLAS_COMPUTE_64F, 8, true}; return true;
-    case IGC_FLOAT16: *t = {CUDA_R_16F, CUBLAS_COMPUTE_32F, 2, false}; return true;
-    default: return false;
-  }
-}
+template <typename T> struct Acc { using type = float; };
+template <> struct Acc<double> { using type = double; };
 
-// Row-major C = op(A) . op(B) + beta * C for `batch` triples at element strides
-// sa, sb, sc. cuBLAS is column-major: the row-major C is the column-major C^T =
-// op(B)^T . op(A)^T, so the operands swap.
-class Gemm {
- public:
-  Gemm(cublasHandle_t handle, const Types& types) : handle_(handle), t_(types) {}
+constexpr int kTile = 32;      // output tile kTile x kTile, k in steps of kTile
+constexpr int kThreadRows = 8; // block (kTile, kThreadRows): kTile/kThreadRows rows each
+constexpr int kPerThread = kTile / kThreadRows;
+constexpr long long kMaxGridZ = 65535;
 
-  cublasStatus_t operator()(bool ta, bool tb, long long m, long long n, long long k,
-                            const void* a, long long lda, long long sa, const void* b,
-                            long long ldb, long long sb, bool accumulate, void* c,
-                            long long ldc, long long sc, long long batch) const {
-    const double one_d = 1.0, zero_d = 0.0;
-    const float one_f = 1.0f, zero_f = 0.0f;
-    const void* alpha = t_.double_scalars ? static_cast<const void*>(&one_d) : &one_f;
-    const void* beta = accumulate ? alpha
-                                  : (t_.double_scalars ? static_cast<const void*>(&zero_d)
-                                                       : &zero_f);
-    return cublasGemmStridedBatchedEx(
-        handle_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-        static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), alpha,
-        at(b), t_.data, static_cast<int>(ldb), sb, at(a), t_.data, static_cast<int>(lda), sa,
-        beta, at(c), t_.data, static_cast<int>(ldc), sc, static_cast<int>(batch), t_.compute,
-        CUBLAS_GEMM_DEFAULT);
-  }
-
-  // Pointer arithmetic in elements of the dtype.
-  const void* at(const void* p, long long offset = 0) const {
-    return static_cast<const char*>(p) + offset * t_.size;
-  }
-  void* at(void* p, long long offset = 0) const {
-    return static_cast<char*>(p) + offset * t_.size;
-  }
-
- private:
-  cublasHandle_t handle_;
-  Types t_;
-};
-
-const char* cublas_text(cublasStatus_t status) {
-  switch (status) {
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "cuBLAS: not initialized (no CUDA device?)";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "cuBLAS: allocation failed";
-    case CUBLAS_STATUS_INVALID_VALUE: return "cuBLAS: invalid value";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "cuBLAS: architecture mismatch";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "cuBLAS: execution failed";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "cuBLAS: not supported";
-    default: return "cuBLAS: error";
+template <typename T>
+__global__ void strided_gemm(const T* __restrict__ a, const T* __restrict__ b,
+                             T* __restrict__ c, Problem p) {
+  using A = typename Acc<T>::type;
+  __shared__ A sa[kTile][kTile + 1];  // +1: no bank conflicts on column reads
+  __shared__ A sb[kTile][kTile + 1];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const long long row0 = static_cast<long long>(blockIdx.y) * kTile;
+  const long long col0 = static_cast<long long>(blockIdx.x) * kTile;
+  for (long long z = blockIdx.z; z < p.batches; z += gridDim.z) {
+    const T* az = a + offset(p.a.batch, z);
+    const T* bz = b + offset(p.b.batch, z);
+    A acc[kPerThread] = {};
+    for (long long k0 = 0; k0 < p.k; k0 += kTile) {
+      for (int r = ty; r < kTile; r += kThreadRows) {
+        const long long ar = row0 + r, ak = k0 + tx, bk = k0 + r, bc = col0 + tx;
+        sa[r][tx] = (ar < p.m && ak < p.k)
+                        ? static_cast<A>(az[offset(p.a.row, ar) + offset(p.a.col, ak)])
+                        : A(0);
+        sb[r][tx] = (bk < p.k && bc < p.n)
+                        ? static_cast<A>(bz[offset(p.b.row, bk) + offset(p.b.col, bc)])
+                        : A(0);
+      }
+      __syncthreads();
+#pragma unroll 8
+      for (int kk = 0; kk < kTile; ++kk) {
+        const A bv = sb[kk][tx];
+#pragma unroll
+        for (int j = 0; j < kPerThread; ++j) acc[j] += sa[ty + j * kThreadRows][kk] * bv;
+      }
+      __syncthreads();
+    }
+    T* cz = c + offset(p.c.batch, z);
+    const long long col = col0 + tx;
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const long long row = row0 + ty + j * kThreadRows;
+      if (row < p.m && col < p.n) {
+        cz[offset(p.c.row, row) + offset(p.c.col, col)] = static_cast<T>(acc[j]);
+      }
+    }
   }
 }
 
 enum class Pass { kForward, kBackwardData, kBackwardWeight };
 
-cublasStatus_t run_pass(Pass pass, const Gemm& gemm, const void* a, const void* b, void* c,
-                        const Geometry& d) {
-  cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
-  const long long image = d.image();
+// The three passes as Problems. Sizes as in igc_conv_kernels.h: P = C/L,
+// K = C/G, S = K/L. Column c of a group's (K x .) input block is slab t = c / L,
+// row i = c % L: channel i*P + g*S + t.
+Problem problem(Pass pass, long long batch, long long channels, long long inner,
+                long long primary, long long groups) {
+  const long long L = primary, G = groups, P = channels / L, K = channels / G, S = K / L;
+  const long long image = channels * inner;
+  const Axis slab_rows = split(L, inner, P * inner);  // group-local column c -> x row
+  const Axis pixels = plain(1);
+  const Axis weight_of_group = split(G, 0, K * K);    // z = n*G + g -> weight[g]
   switch (pass) {
-    case Pass::kForward:  // a = data, b = weight, c = out
-      for (long long g = 0; g < d.groups && s == CUBLAS_STATUS_SUCCESS; ++g) {
-        for (long long t = 0; t < d.S && s == CUBLAS_STATUS_SUCCESS; ++t) {
-          s = gemm(false, false, d.K, d.inner, d.primary, gemm.at(b, d.weight_offset(g, t)),
-                   d.K, 0, gemm.at(a, d.slab_offset(g, t)), d.P * d.inner, image, t > 0,
-                   gemm.at(c, g * d.inner), d.groups * d.inner, image, d.batch);
-        }
-      }
-      return s;
-    case Pass::kBackwardData:  // a = out_grad, b = weight, c = data_grad
-      for (long long g = 0; g < d.groups && s == CUBLAS_STATUS_SUCCESS; ++g) {
-        for (long long t = 0; t < d.S && s == CUBLAS_STATUS_SUCCESS; ++t) {
-          s = gemm(true, false, d.primary, d.inner, d.K, gemm.at(b, d.weight_offset(g, t)),
-                   d.K, 0, gemm.at(a, g * d.inner), d.groups * d.inner, image, false,
-                   gemm.at(c, d.slab_offset(g, t)), d.P * d.inner, image, d.batch);
-        }
-      }
-      return s;
-    case Pass::kBackwardWeight:  // a = out_grad, b = data, c = weight_grad
-      for (long long n = 0; n < d.batch && s == CUBLAS_STATUS_SUCCESS; ++n) {
-        for (long long t = 0; t < d.S && s == CUBLAS_STATUS_SUCCESS; ++t) {
-          s = gemm(false, true, d.K, d.primary, d.inner, gemm.at(a, n * image), d.groups * d.inner,
-                   d.inner, gemm.at(b, n * image + d.slab_offset(0, t)), d.P * d.inner,
-                   d.S * d.inner, n > 0, gemm.at(c, d.weight_offset(0, t)), d.K, d.K * d.K,
-                   d.groups);
-        }
-      }
-      return s;
+    case Pass::kForward:  // a = weight[g] (K x K), b = x slab rows (K x inner) -> y
+      return {K, inner, K, batch * G,
+              {weight_of_group, plain(K), plain(1)},
+              {split(G, image, S * inner), slab_rows, pixels},
+              {split(G, image, inner), plain(G * inner), pixels}};
+    case Pass::kBackwardData:  // a = weight[g]^T, b = dy rows of g -> dx slab rows
+      return {K, inner, K, batch * G,
+              {weight_of_group, plain(1), plain(K)},
+              {split(G, image, inner), plain(G * inner), pixels},
+              {split(G, image, S * inner), slab_rows, pixels}};
+    case Pass::kBackwardWeight:  // reduction index k = n*inner + pixel; z = g
+    default:
+      return {K, K, batch * inner, G,
+              {plain(inner), plain(G * inner), split(inner, image, 1)},
+              {plain(S * inner), split(inner, image, 1), slab_rows},
+              {plain(K * K), plain(K), plain(1)}};
   }
-  return s;
 }
 
-int launch(Pass pass, const void* a, const void* b, void* c, int64_t batch, int64_t channels,
-           int64_t inner, int64_t primary, int64_t groups, int dtype, void* stream) {
+template <typename T>
+void launch_gemm(const void* a, const void* b, void* c, const Problem& p,
+                 cudaStream_t stream) {
+  const dim3 block(kTile, kThreadRows);
+  const dim3 grid(static_cast<unsigned>((p.n + kTile - 1) / kTile),
+                  static_cast<unsigned>((p.m + kTile - 1) / kTile),
+                  static_cast<unsigned>(p.batches < kMaxGridZ ? p.batches : kMaxGridZ));
+  strided_gemm<T><<<grid, block, 0, stream>>>(static_cast<const T*>(a),
+                                               static_cast<const T*>(b),
+                                               static_cast<T*>(c), p);
+}
+
+int fail(cudaError_t err) {
+  igc_set_last_cuda_error(cudaGetErrorString(err));
+  return IGC_CUDA_ERROR;
+}
+
+int run(Pass pass, const void* a, const void* b, void* c, int64_t batch, int64_t channels,
+        int64_t inner, int64_t primary, int64_t groups, int dtype, void* stream) {
   const int status =
       igc_interleaved_conv_check(a, b, c, batch, channels, inner, primary, groups, dtype);
   if (status != IGC_OK) return status;
-  Types types;
-  if (!types_of(dtype, &types)) return IGC_BAD_DTYPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (batch == 0 || channels == 0 || inner == 0) {
-    if (pass == Pass::kBackwardWeight && channels > 0 && c != nullptr) {
+    if (pass == Pass::kBackwardWeight && channels > 0) {
       // No images: the gradient of the (non-empty) weight is zero.
-      const cudaError_t err =
-          cudaMemsetAsync(c, 0, channels * (channels / groups) * types.size, s);
-      if (err != cudaSuccess) {
-        igc_set_last_cuda_error(cudaGetErrorString(err));
-        return IGC_CUDA_ERROR;
-      }
+      const cudaError_t err = cudaMemsetAsync(
+          c, 0, channels * (channels / groups) * igc_dtype_size(dtype), s);
+      if (err != cudaSuccess) return fail(err);
     }
     return IGC_OK;
   }
-  cublasHandle_t handle;
-  cublasStatus_t cs = handle_for(&handle);
-  if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasSetStream(handle, s);
-  if (cs == CUBLAS_STATUS_SUCCESS) {
-    cs = run_pass(pass, Gemm(handle, types), a, b, c,
-                  Geometry(batch, channels, inner, primary, groups));
+  const Problem p = problem(pass, batch, channels, inner, primary, groups);
+  switch (dtype) {
+    case IGC_FLOAT32: launch_gemm<float>(a, b, c, p, s); break;
+    case IGC_FLOAT64: launch_gemm<double>(a, b, c, p, s); break;
+    case IGC_FLOAT16: launch_gemm<__half>(a, b, c, p, s); break;
+    default: return IGC_BAD_DTYPE;
   }
-  if (cs != CUBLAS_STATUS_SUCCESS) {
-    igc_set_last_cuda_error(cublas_text(cs));
-    return IGC_CUDA_ERROR;
-  }
-  return IGC_OK;
+  const cudaError_t err = cudaGetLastError();
+  return err == cudaSuccess ? IGC_OK : fail(err);
 }
 
 }  // namespace
@@ -187,8 +171,8 @@ extern "C" int igc_interleaved_conv_forward_cuda(const void* data, const void* w
                                                  void* out, int64_t batch, int64_t channels,
                                                  int64_t inner, int64_t primary,
                                                  int64_t groups, int dtype, void* stream) {
-  return launch(Pass::kForward, data, weight, out, batch, channels, inner, primary, groups,
-                dtype, stream);
+  return run(Pass::kForward, weight, data, out, batch, channels, inner, primary, groups,
+             dtype, stream);
 }
 
 extern "C" int igc_interleaved_conv_backward_data_cuda(const void* out_grad,
@@ -197,8 +181,8 @@ extern "C" int igc_interleaved_conv_backward_data_cuda(const void* out_grad,
                                                        int64_t inner, int64_t primary,
                                                        int64_t groups, int dtype,
                                                        void* stream) {
-  return launch(Pass::kBackwardData, out_grad, weight, data_grad, batch, channels, inner,
-                primary, groups, dtype, stream);
+  return run(Pass::kBackwardData, weight, out_grad, data_grad, batch, channels, inner,
+             primary, groups, dtype, stream);
 }
 
 extern "C" int igc_interleaved_conv_backward_weight_cuda(const void* out_grad,
@@ -207,6 +191,6 @@ extern "C" int igc_interleaved_conv_backward_weight_cuda(const void* out_grad,
                                                          int64_t inner, int64_t primary,
                                                          int64_t groups, int dtype,
                                                          void* stream) {
-  return launch(Pass::kBackwardWeight, out_grad, data, weight_grad, batch, channels, inner,
-                primary, groups, dtype, stream);
+  return run(Pass::kBackwardWeight, out_grad, data, weight_grad, batch, channels, inner,
+             primary, groups, dtype, stream);
 }

@@ -48,7 +48,8 @@ int igc_interleaved_conv_check(const void* a, const void* b, const void* c, int6
 
 /*
  * CPU, float32 and float64 (IGC_BAD_DTYPE otherwise): GEMMs of the OpenBLAS that
- * the build links, parallel over independent GEMMs with OpenMP. weight is
+ * MXNet loads, found at run time (IGC_NO_BLAS if none), parallel over independent
+ * GEMMs with OpenMP. weight is
  * (C, C/G) row-major; data, out and their gradients are (N, C, inner).
  */
 int igc_interleaved_conv_forward_cpu(const void* data, const void* weight, void* out,
@@ -64,8 +65,8 @@ int igc_interleaved_conv_backward_weight_cpu(const void* out_grad, const void* d
                                              int64_t primary, int64_t groups, int dtype);
 
 /*
- * CUDA, float32, float64 and float16 (float16 accumulates in float32): cuBLAS
- * strided-batched GEMMs, asynchronous on `stream` (a cudaStream_t; NULL is the
+ * CUDA, float32, float64 and float16 (float16 accumulates in float32): one tiled
+ * strided-GEMM kernel per pass (see igc_conv_cuda.cu), asynchronous on `stream` (a cudaStream_t; NULL is the
  * default stream). Only in libraries built with IGC_USE_CUDA. IGC_CUDA_ERROR
  * leaves its text in igc_last_cuda_error().
  */

@@ -1,8 +1,9 @@
-// Registers `InterleavedGroupConv(data, weight, primary_partition, secondary_groups)`:
-// Reorder(L) -> 1x1 Convolution(num_group=G, no_bias) -> Reorder(G) in one op, with
-// L = primary_partition and G = secondary_groups (the 1x1 convolution's num_group,
-// which is also the second Reorder's branch_factor). weight is that convolution's
-// weight, (C, C/G, 1, 1). The work is done by the igc_conv_{cpu,cuda} kernels.
+// Registers `InterleavedGroupConv(data, weight, primary_partition, secondary_partition)`:
+// Reorder(L) -> 1x1 Convolution(num_group=M, no_bias) -> Reorder(M) in one op, with
+// L = primary_partition and M = secondary_partition (the 1x1 convolution's num_group,
+// which is also the second Reorder's branch_factor; the paper's M when C = L*M, but
+// the original CIFAR resnet_igc also uses other values). weight is that
+// convolution's weight, (C, C/M, 1, 1). The work is done by igc_conv_{cpu,cuda}.
 #include <climits>  // INT_MAX
 #include <vector>
 
@@ -17,14 +18,14 @@ constexpr char kOp[] = "InterleavedGroupConv";
 
 struct Params {
   long long primary;  // L
-  long long groups;   // G
+  long long groups;   // M
 };
 
 bool parse_params(const igc::Attrs& attrs, Params* p) {
-  return igc::check_known_params(kOp, attrs, {"primary_partition", "secondary_groups"}) &&
+  return igc::check_known_params(kOp, attrs, {"primary_partition", "secondary_partition"}) &&
          igc::parse_int_param(kOp, attrs, "primary_partition", true, 0, 1, INT_MAX,
                               &p->primary) &&
-         igc::parse_int_param(kOp, attrs, "secondary_groups", true, 0, 1, INT_MAX,
+         igc::parse_int_param(kOp, attrs, "secondary_partition", true, 0, 1, INT_MAX,
                               &p->groups);
 }
 
@@ -56,12 +57,12 @@ bool check_data_shape(const Dims& shape, const Params& p) {
   }
   if (channels % p.groups != 0) {
     igc::error_message(kOp) << "channels C=" << channels << " is not divisible by "
-                            << "secondary_groups=" << p.groups;
+                            << "secondary_partition=" << p.groups;
     return false;
   }
   if ((channels / p.groups) % p.primary != 0) {
-    igc::error_message(kOp) << "channels per secondary group C/G=" << channels / p.groups
-                            << " (C=" << channels << ", secondary_groups=" << p.groups
+    igc::error_message(kOp) << "channels per secondary group C/M=" << channels / p.groups
+                            << " (C=" << channels << ", secondary_partition=" << p.groups
                             << ") is not a multiple of primary_partition=" << p.primary;
     return false;
   }
@@ -82,9 +83,9 @@ bool check_weight_shape(const Dims& shape, unsigned int channels, const Params& 
     std::ostream& msg = igc::error_message(kOp);
     msg << "weight shape ";
     print_shape(msg, shape);
-    msg << " does not match (C, C/secondary_groups, 1, 1) = ";
+    msg << " does not match (C, C/secondary_partition, 1, 1) = ";
     print_shape(msg, want);
-    msg << " for C=" << channels << ", secondary_groups=" << p.groups;
+    msg << " for C=" << channels << ", secondary_partition=" << p.groups;
     return false;
   }
   return true;

@@ -2,6 +2,6 @@
 from igc_mx import networks
 
 
-def get_symbol(num_classes, depth, primary_partition, secondary_partition):
+def get_symbol(num_classes, depth, primary_partition, secondary_partition, fused=True):
     return networks.get_symbol('plain_igc', num_classes, depth, primary_partition,
-                               secondary_partition)
+                               secondary_partition, fused=fused)

@@ -3,6 +3,6 @@ the width C = L * M; inside blocks the 1x1 convs use kin/L and kout/L groups."""
 from igc_mx import networks
 
 
-def get_symbol(num_classes, depth, primary_partition, secondary_partition):
+def get_symbol(num_classes, depth, primary_partition, secondary_partition, fused=True):
     return networks.get_symbol('resnet_igc', num_classes, depth, primary_partition,
-                               secondary_partition)
+                               secondary_partition, fused=fused)

@@ -31,8 +31,9 @@ def entry(name):
     return importlib.import_module('network.' + name).get_symbol
 
 
-def build_row(row):
-    return entry(row.network)(1000, 18, row.primary_partition, row.secondary_partition)
+def build_row(row, **kwargs):
+    return entry(row.network)(1000, 18, row.primary_partition, row.secondary_partition,
+                              **kwargs)
 
 
 def shapes(symbol, data_shape):
@@ -84,13 +85,20 @@ def layer_attrs(symbol):
 @needs_reference
 @pytest.mark.parametrize('row', networks.PAPER_ROWS, ids=lambda r: r.label)
 def test_imagenet_row_matches_published_symbol(row):
-    ours = build_row(row)
+    igc = row.network == 'resnet_igc_imgnet_d18'
+    ours = build_row(row, **({'fused': False} if igc else {}))   # the original node list
     published = mx.sym.load(str(REFERENCE / row.published))
     assert shapes(ours, IMAGENET) == shapes(published, IMAGENET)
     assert layer_attrs(ours) == layer_attrs(published)
     # summary's counts of the published file and of our symbol agree, stage by stage
-    assert (networks.totals(networks.profile(ours, IMAGENET[1:]))
-            == networks.totals(networks.profile(published, IMAGENET[1:])))
+    published_totals = networks.totals(networks.profile(published, IMAGENET[1:]))
+    assert networks.totals(networks.profile(ours, IMAGENET[1:])) == published_totals
+    if igc:
+        # the default fused units: same parameters, shapes and counts
+        fused = build_row(row)
+        assert fused.list_arguments() == published.list_arguments()
+        assert shapes(fused, IMAGENET) == shapes(published, IMAGENET)
+        assert networks.totals(networks.profile(fused, IMAGENET[1:])) == published_totals
 
 
 def test_imagenet_counts_as_published():
@@ -112,8 +120,12 @@ def test_widen_rules():
     assert [attrs[f'g{s}_b1_conv1_conv1']['num_group'] for s in (1, 2, 3, 4)] == \
         ['100', '200', '400', '800']
     assert attrs['g1_b1_proj_conv']['stride'] == '(1, 1)'
-    assert {attrs[f'g{s}_b2_conv2_conv2']['num_group'] for s in (1, 2, 3, 4)} == {'2'}
-    attrs = get(1000, 18, 4, 32).attr_dict()           # L4M32
+    # the default fused units carry (L, M) of the 1x1 group conv they replace
+    assert {attrs[f'g{s}_b2_conv2_conv2']['secondary_partition'] for s in (1, 2, 3, 4)} \
+        == {'2'}
+    assert [attrs[f'g{s}_b2_conv2_conv2']['primary_partition'] for s in (1, 2, 3, 4)] == \
+        ['100', '200', '400', '800']
+    attrs = get(1000, 18, 4, 32, fused=False).attr_dict()           # L4M32
     assert [attrs[f'g{s}_b1_conv1_conv2']['num_group'] for s in (1, 2, 3, 4)] == \
         ['32', '64', '128', '256']
     assert 'g1_b1_proj_conv' not in attrs
@@ -196,8 +208,9 @@ def test_resnet_igc_count_uses_kin_over_L(depth, L, M):
                             lambda cin, w: igc(cin, w, L, cin // L),   # kin/L, not M
                             lambda cin, w: igc(cin, w, L, w // L),
                             lambda cin, w: conv(1, cin, w, L) + bn(w))
-    symbol = entry('resnet_igc')(10, depth, L, M)
+    symbol = entry('resnet_igc')(10, depth, L, M, fused=False)
     assert learnable(symbol) == expected
+    assert learnable(entry('resnet_igc')(10, depth, L, M)) == expected
     attrs = symbol.attr_dict()
     assert attrs['g2_b1_p2_two1_conv2']['num_group'] == str(M)
     assert attrs['g2_b1_p2_two1_reorder2']['branch_factor'] == str(M)

@@ -56,11 +56,17 @@ def _wrap(raw, op_name, is_leaf, identity):
     return op
 
 
+def _named_sym_identity(leaf):
+    # Named after the leaf so that tools which group layers by name (networks.profile)
+    # see it beside the parameter it copies.
+    return mx.sym.identity(leaf, name=leaf.name + '_identity')
+
+
 def install_wrappers():
     """Replace the generated functions with the wrappers (after mx.library.load)."""
     for op_name in ARRAY_INPUTS:
         for namespace, is_leaf, identity in ((mx.nd, _is_nd_leaf, mx.nd.identity),
-                                             (mx.sym, _is_sym_leaf, mx.sym.identity)):
+                                             (mx.sym, _is_sym_leaf, _named_sym_identity)):
             raw = getattr(namespace.op, op_name)
             raw = getattr(raw, 'raw', raw)
             wrapped = _wrap(raw, op_name, is_leaf, identity)

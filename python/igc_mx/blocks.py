@@ -28,7 +28,7 @@ def conv_bn(data, name, num_filter, kernel, stride, pad, num_group=1,
 
 
 def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
-             secondary_groups, relu=True, momentum=0.9, eps=BN_EPS):
+             secondary_groups, relu=True, momentum=0.9, eps=BN_EPS, fused=True):
     """One interleaved group convolution unit.
 
     primary group conv (``primary_partition`` groups, spatial ``kernel``)
@@ -38,19 +38,30 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     ``secondary_groups`` is the number of groups of the 1x1 convolution. In the
     paper's notation C = L*M it is M, but the original CIFAR resnet_igc passes
     other values (kin/L), so it is a free parameter here.
+
+    ``fused=True`` computes reorder1 -> conv2 -> reorder2 as one
+    ``InterleavedGroupConv`` node called ``name_conv2``, with the same weight
+    ``name_conv2_weight``: parameters and checkpoints are those of the unfused
+    graph (``fused=False``, the original's node list).
     """
     _check_partition(name, 'primary_partition', primary_partition, num_filter)
     _check_partition(name, 'secondary_groups', secondary_groups, num_filter)
     data = mx.sym.Convolution(data=data, name=name + '_conv1', num_filter=num_filter,
                               kernel=kernel, stride=stride, pad=pad,
                               num_group=primary_partition, no_bias=True)
-    data = mx.sym.Reorder(data=data, name=name + '_reorder1',
-                          branch_factor=primary_partition)
-    data = mx.sym.Convolution(data=data, name=name + '_conv2', num_filter=num_filter,
-                              kernel=(1, 1), stride=(1, 1), pad=(0, 0),
-                              num_group=secondary_groups, no_bias=True)
-    data = mx.sym.Reorder(data=data, name=name + '_reorder2',
-                          branch_factor=secondary_groups)
+    if fused:
+        data = mx.sym.InterleavedGroupConv(data, mx.sym.Variable(name + '_conv2_weight'),
+                                           name=name + '_conv2',
+                                           primary_partition=primary_partition,
+                                           secondary_partition=secondary_groups)
+    else:
+        data = mx.sym.Reorder(data=data, name=name + '_reorder1',
+                              branch_factor=primary_partition)
+        data = mx.sym.Convolution(data=data, name=name + '_conv2', num_filter=num_filter,
+                                  kernel=(1, 1), stride=(1, 1), pad=(0, 0),
+                                  num_group=secondary_groups, no_bias=True)
+        data = mx.sym.Reorder(data=data, name=name + '_reorder2',
+                              branch_factor=secondary_groups)
     data = mx.sym.BatchNorm(data=data, name=name + '_bn', fix_gamma=False,
                             momentum=momentum, eps=eps)
     if relu:

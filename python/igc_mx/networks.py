@@ -226,8 +226,12 @@ def layout(network, depth, primary_partition, secondary_partition=None, widen=No
 
 
 def get_symbol(network, num_classes, depth, primary_partition, secondary_partition=None,
-               widen=None):
-    """Symbol of ``network`` (a key of FAMILIES), ending in SoftmaxOutput 'softmax'."""
+               widen=None, fused=True):
+    """Symbol of ``network`` (a key of FAMILIES), ending in SoftmaxOutput 'softmax'.
+
+    ``fused`` picks the IGC units' form (see ``blocks.igc_unit``): one
+    InterleavedGroupConv node, or the original's Reorder -> conv -> Reorder. Both
+    have the same parameters."""
     num_classes = _as_int('num_classes', num_classes, positive=True)
     fam, stem_width, stages = layout(network, depth, primary_partition,
                                      secondary_partition, widen)
@@ -244,7 +248,7 @@ def get_symbol(network, num_classes, depth, primary_partition, secondary_partiti
     for s, stage in enumerate(stages, start=1):
         for b in range(stage.blocks):
             data = _block(data, f'g{s}_b{b + 1}', fam, kin, stage,
-                          stage.stride if b == 0 else 1)
+                          stage.stride if b == 0 else 1, fused)
             kin = stage.width
     head = fam.head
     data = mx.sym.Pooling(data=data, name=head.pool, kernel=(head.kernel, head.kernel),
@@ -254,7 +258,7 @@ def get_symbol(network, num_classes, depth, primary_partition, secondary_partiti
     return mx.sym.SoftmaxOutput(data=data, name='softmax')
 
 
-def _block(data, name, fam, kin, stage, stride):
+def _block(data, name, fam, kin, stage, stride, fused):
     """One block: its units in sequence, plus (residual) shortcut and ReLU."""
     out = data
     last = len(fam.naming.units) - 1
@@ -271,7 +275,7 @@ def _block(data, name, fam, kin, stage, stride):
             out = igc_unit(out, unit, stage.width, (3, 3), (s, s), (1, 1),
                            primary_partition=stage.groups,
                            secondary_groups=source // stage.groups,
-                           relu=relu, momentum=fam.bn_momentum)
+                           relu=relu, momentum=fam.bn_momentum, fused=fused)
     if not fam.residual:
         return out
     if kin == stage.width:
@@ -333,7 +337,8 @@ def profile(symbol, data_shape):
     inputs, auxiliary states excluded (the original also counted the one-element
     ``softmax_label`` of its batch-1 shape; we do not). MACs: a convolution costs
     prod(weight shape) * H_out * W_out, a fully connected layer prod(weight shape);
-    BatchNorm, ReLU, pooling, additions and Reorder cost nothing.
+    InterleavedGroupConv as its 1x1 group conv; BatchNorm, ReLU, pooling, additions,
+    Reorder and copies cost nothing.
     """
     shape = (1,) + tuple(data_shape)
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=shape)
@@ -364,6 +369,10 @@ def profile(symbol, data_shape):
             macs = _prod(weight)
             if node['op'] == 'Convolution':
                 macs *= _prod(outputs[node['name'] + '_output'][2:])
+        elif node['op'] == 'InterleavedGroupConv':
+            # the 1x1 group conv it contains: weight (C, C/M) at every pixel
+            out = outputs[node['name'] + '_output']
+            macs = out[1] * (out[1] // int(node['attrs']['secondary_partition'])) * _prod(out[2:])
         layers.append(LayerCount(node['name'], node['op'], stage,
                                  params, n_aux, macs))
     return layers

@@ -1,0 +1,143 @@
+"""Fused IGC units in networks, and the rewrite of saved symbols (igc_mx.rewrite,
+tools/fuse_symbol.py): same arguments, same outputs and gradients as the unfused graph."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import igc_mx  # noqa: F401  (loads the op library)
+from conftest import PUBLISHED_SYMBOLS
+from igc_mx import networks
+from igc_mx.rewrite import count_fused, fuse_igc
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def structure(symbol):
+    """Ops, names, operator attributes and wiring; variables' copied attrs left out."""
+    return [(n['op'], n['name'], n['inputs'], n.get('attrs') if n['op'] != 'null' else None)
+            for n in json.loads(symbol.tojson())['nodes']]
+
+
+def bind(symbol, data_shape, seed=0):
+    """An executor with float64 random parameters and data, the same for a given seed
+    and argument list."""
+    exe = symbol.simple_bind(mx.cpu(), data=data_shape, softmax_label=data_shape[:1],
+                             type_dict={'data': 'float64'})
+    rng = np.random.RandomState(seed)
+    for name in symbol.list_arguments():
+        arr = exe.arg_dict[name]
+        if name == 'softmax_label':
+            arr[:] = rng.randint(0, 10, arr.shape)
+        elif name.endswith('_weight') and len(arr.shape) > 1:
+            arr[:] = rng.normal(0, np.sqrt(2.0 / np.prod(arr.shape[1:])), arr.shape)
+        else:
+            arr[:] = rng.normal(0.5 if name.endswith('_gamma') else 0, 0.3, arr.shape)
+    for name in symbol.list_auxiliary_states():
+        exe.aux_dict[name][:] = rng.uniform(0.5, 1.5, exe.aux_dict[name].shape)
+    return exe
+
+
+def assert_same_run(a, b, data_shape, train, rtol):
+    ea, eb = bind(a, data_shape), bind(b, data_shape)
+    np.testing.assert_allclose(ea.forward(is_train=train)[0].asnumpy(),
+                               eb.forward(is_train=train)[0].asnumpy(), rtol=rtol, atol=1e-12)
+    if train:
+        ea.backward()
+        eb.backward()
+        for name in a.list_arguments():
+            if name not in ('data', 'softmax_label'):
+                np.testing.assert_allclose(ea.grad_dict[name].asnumpy(),
+                                           eb.grad_dict[name].asnumpy(), rtol=rtol,
+                                           atol=1e-10, err_msg=name)
+
+
+def test_fused_network_trains_like_unfused():
+    # resnet_igc L24M2: the first unit of stages 2 and 3 has C/M = 2L (two slabs)
+    fused = networks.get_symbol('resnet_igc', 10, 8, 24, 2)
+    unfused = networks.get_symbol('resnet_igc', 10, 8, 24, 2, fused=False)
+    assert count_fused(fused) == 6 and count_fused(unfused) == 0
+    assert fused.list_arguments() == unfused.list_arguments()
+    assert fused.list_auxiliary_states() == unfused.list_auxiliary_states()
+    assert_same_run(fused, unfused, (2, 3, 32, 32), train=True, rtol=1e-9)
+
+
+def build(network, *args, **kwargs):
+    with mx.name.NameManager():   # fresh counters: the same auto names ('_plus0') each time
+        return networks.get_symbol(network, *args, **kwargs)
+
+
+def test_rewrite_of_unfused_network_is_the_fused_network():
+    for network, args in (('resnet_igc', (10, 8, 24, 2)), ('plain_igc', (10, 8, 4, 2)),
+                          ('resnet_igc_imgnet_d18', (7, 18, 2, 2))):
+        unfused = build(network, *args, fused=False)
+        assert structure(fuse_igc(unfused)) == structure(build(network, *args))
+
+
+def unit_graph(data, conv_kwargs, reorder2=2, extra_consumer=False):
+    y = mx.sym.Reorder(data, branch_factor=4, name='r1')
+    kwargs = dict(kernel=(1, 1), num_filter=8, num_group=2, no_bias=True)
+    kwargs.update(conv_kwargs)
+    conv = mx.sym.Convolution(y, name='c', **kwargs)
+    out = mx.sym.Reorder(conv, branch_factor=reorder2, name='r2')
+    return out + conv if extra_consumer else out
+
+
+@pytest.mark.parametrize('conv_kwargs,reorder2,extra_consumer', [
+    ({'kernel': (3, 3), 'pad': (1, 1)}, 2, False),
+    ({'no_bias': False}, 2, False),
+    ({'stride': (2, 2)}, 2, False),
+    ({'num_group': 4}, 2, False),      # second Reorder does not undo the conv's groups
+    ({}, 2, True),                     # the conv's output is used elsewhere too
+])
+def test_other_patterns_are_left_alone(conv_kwargs, reorder2, extra_consumer):
+    sym = unit_graph(mx.sym.Variable('data'), conv_kwargs, reorder2, extra_consumer)
+    assert count_fused(fuse_igc(sym)) == 0
+    assert structure(fuse_igc(sym)) == structure(sym)
+
+
+def test_first_reorder_with_other_consumers_stays():
+    data = mx.sym.Variable('data')
+    first = mx.sym.Reorder(data, branch_factor=4, name='r1')
+    conv = mx.sym.Convolution(first, kernel=(1, 1), num_filter=8, num_group=2, no_bias=True,
+                              name='c')
+    sym = mx.sym.Group([mx.sym.Reorder(conv, branch_factor=2, name='r2'), first * 2])
+    fused = fuse_igc(sym)
+    assert [n['op'] for n in json.loads(fused.tojson())['nodes']].count('Reorder') == 1
+    x = mx.nd.array(np.random.randn(2, 8, 3, 3))
+    w = mx.nd.array(np.random.randn(8, 4, 1, 1))
+    for a, b in zip(sym.eval(data=x, c_weight=w), fused.eval(data=x, c_weight=w)):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_published_symbols_rewrite_to_same_outputs(published_models_dir):
+    for row, relpath in PUBLISHED_SYMBOLS:
+        original = mx.sym.load(str(published_models_dir / relpath))
+        fused = fuse_igc(original)
+        assert fused.list_arguments() == original.list_arguments(), row
+        assert fused.list_auxiliary_states() == original.list_auxiliary_states(), row
+        shape = (1, 3, 224, 224)
+        assert fused.infer_shape(data=shape) == original.infer_shape(data=shape), row
+        assert count_fused(fused) == (0 if row.startswith('ResNet') else 16), row
+    # one IGC row run end to end (ImageNet nets need 224x224 inputs: one is enough time)
+    relpath = dict(PUBLISHED_SYMBOLS)['IGC-L4M32']
+    original = mx.sym.load(str(published_models_dir / relpath))
+    assert_same_run(fuse_igc(original), original, (1, 3, 224, 224), train=True, rtol=1e-7)
+
+
+def test_cli_writes_the_fused_symbol(tmp_path):
+    source = tmp_path / 'unfused-symbol.json'
+    build('plain_igc', 10, 8, 4, 2, fused=False).save(str(source))
+    target = tmp_path / 'out' / 'fused-symbol.json'
+    run = subprocess.run([sys.executable, str(REPO / 'tools' / 'fuse_symbol.py'),
+                          str(source), str(target)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert '6 IGC unit(s) fused' in run.stdout
+    assert structure(mx.sym.load(str(target))) == \
+        structure(build('plain_igc', 10, 8, 4, 2))
+    assert sorted(p.name for p in target.parent.iterdir()) == ['fused-symbol.json']

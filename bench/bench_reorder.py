@@ -1,26 +1,24 @@
-"""Reorder on the CPU, side by side in one process: our kernel against a plain
-memory copy of the same bytes (the limit) and against MXNet's
-reshape->transpose->reshape (what IGCV3 and GluonCV do).
+"""Reorder on the CPU: our kernel against a plain memory copy of the same bytes (the
+limit), MXNet's reshape->transpose->reshape (what IGCV3 and GluonCV do) and
+torch.nn.functional.channel_shuffle, side by side in one run.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_reorder.py [--out bench/results]
+    OMP_NUM_THREADS=2 python bench/bench_reorder.py [--repeat 5] [--torch-python PY]
 
-Writes reorder_cpu.json and reorder_cpu.md (a table for the README).
+Writes bench/results/reorder_cpu.{json,md}. GB/s count bytes read plus written.
 """
 import argparse
-import ctypes
-import ctypes.util
 import json
-import os
-import platform
-import time
+import sys
 from pathlib import Path
 
 import mxnet as mx
 import numpy as np
 
-import igc_mx
-from igc_mx import kernels
-from igc_mx.atomic import atomic_path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+import igc_mx  # noqa: E402
+from igc_mx import kernels  # noqa: E402
 
 # (name, shape, branch_factor): IGC feature maps at batch 64 (CIFAR) / 32 (ImageNet).
 SHAPES = [
@@ -29,26 +27,6 @@ SHAPES = [
     ('ImageNet L16M16 256x56x56', (32, 256, 56, 56), 16),
     ('ImageNet L100M2 1600x7x7', (32, 1600, 7, 7), 100),
 ]
-
-
-def best_seconds(fn, min_time=0.3, repeats=5):
-    """Best of `repeats` means, each over enough calls to last `min_time`."""
-    fn()
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < min_time:
-        fn()
-        calls += 1
-    best = float('inf')
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
-
-
-def set_omp_threads(n):
-    ctypes.CDLL(ctypes.util.find_library('gomp')).omp_set_num_threads(n)
 
 
 def transpose_shuffle(x, g):
@@ -63,66 +41,65 @@ def forward_backward(op, x, head):
     x.grad.wait_to_read()
 
 
-def bench_shape(name, shape, g, threads):
+def bench_shape(name, shape, g, repeat):
     src = np.random.rand(*shape).astype(np.float32)
     dst = np.empty_like(src)
-    moved = 2 * src.nbytes  # read + write
-    copy_s = best_seconds(lambda: np.copyto(dst, src))
-    set_omp_threads(1)
-    kernel_1t = best_seconds(lambda: kernels.reorder_cpu(src, dst, g))
-    set_omp_threads(threads)
-    kernel_s = best_seconds(lambda: kernels.reorder_cpu(src, dst, g))
+    moved = 2 * src.nbytes  # one pass: read + write
+    copy_ms = common.median_ms(lambda: np.copyto(dst, src), repeat)
+    kernel_ms = common.median_ms(lambda: kernels.reorder_cpu(src, dst, g), repeat)
 
     x = mx.nd.array(src)
     x.attach_grad()
     head = mx.nd.array(np.random.rand(*shape).astype(np.float32))
-    ours = best_seconds(lambda: forward_backward(
-        lambda t: mx.nd.Reorder(t, branch_factor=g), x, head))
-    transpose = best_seconds(lambda: forward_backward(
-        lambda t: transpose_shuffle(t, g), x, head))
+    # The raw op: the wrapper's identity (for grad_req='add' on leaves) would add two
+    # copies that a Reorder inside a network never has.
+    reorder = mx.nd.Reorder.raw
+    ours = common.median_ms(lambda: forward_backward(
+        lambda t: reorder(t, branch_factor=g), x, head), repeat)
+    transpose = common.median_ms(lambda: forward_backward(
+        lambda t: transpose_shuffle(t, g), x, head), repeat)
     return {
         'case': name, 'shape': list(shape), 'branch_factor': g, 'mib': src.nbytes / 2**20,
-        'copy_gbps': moved / copy_s / 1e9,
-        'kernel_1thread_gbps': moved / kernel_1t / 1e9,
-        f'kernel_{threads}threads_gbps': moved / kernel_s / 1e9,
-        'kernel_vs_copy': copy_s / kernel_s,
-        'mx_reorder_fwd_bwd_ms': ours * 1e3,
-        'mx_transpose_fwd_bwd_ms': transpose * 1e3,
-        'reorder_speedup_vs_transpose': transpose / ours,
+        'copy_gbps': moved / copy_ms / 1e6,
+        'kernel_gbps': moved / kernel_ms / 1e6,
+        'kernel_vs_copy': copy_ms / kernel_ms,
+        'reorder_fwd_bwd_ms': ours, 'reorder_fwd_bwd_gbps': 2 * moved / ours / 1e6,
+        'transpose_fwd_bwd_ms': transpose,
+        'speedup_vs_transpose': transpose / ours,
     }
 
 
-def markdown(rows, threads):
-    head = ('| case | MiB | copy GB/s | kernel 1 thr GB/s | kernel %d thr GB/s | kernel / copy '
-            '| mx.nd.Reorder fwd+bwd ms | transpose fwd+bwd ms | speed-up |' % threads)
-    lines = [head, '|' + '---|' * 9]
+def markdown(rows):
+    lines = ['| case | MiB | copy GB/s | Reorder kernel GB/s | kernel / copy '
+             '| Reorder fwd+bwd ms | MXNet transpose fwd+bwd ms | torch channel_shuffle '
+             'fwd+bwd ms | vs transpose | vs torch |',
+             '|' + '---|' * 10]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['mib']:.1f} | {r['copy_gbps']:.1f} | "
-                     f"{r['kernel_1thread_gbps']:.1f} | {r[f'kernel_{threads}threads_gbps']:.1f} | "
-                     f"{r['kernel_vs_copy']:.2f}x | {r['mx_reorder_fwd_bwd_ms']:.2f} | "
-                     f"{r['mx_transpose_fwd_bwd_ms']:.2f} | "
-                     f"{r['reorder_speedup_vs_transpose']:.2f}x |")
+        lines.append(
+            f"| {r['case']} | {r['mib']:.1f} | {r['copy_gbps']:.1f} | {r['kernel_gbps']:.1f} | "
+            f"{r['kernel_vs_copy']:.2f}x | {r['reorder_fwd_bwd_ms']:.2f} | "
+            f"{r['transpose_fwd_bwd_ms']:.2f} | {common.fmt(r['torch_fwd_bwd_ms'])} | "
+            f"{r['speedup_vs_transpose']:.2f}x | {common.fmt(r['speedup_vs_torch'], suffix='x')} |")
     return '\n'.join(lines) + '\n'
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', type=Path, default=Path('bench/results'))
-    args = parser.parse_args()
-    threads = int(os.environ.get('OMP_NUM_THREADS', os.cpu_count()))
-    rows = []
-    for case in SHAPES:
-        rows.append(bench_shape(*case, threads=threads))
-        print(json.dumps(rows[-1]))
-    report = {'machine': platform.processor() or platform.machine(), 'cpus': os.cpu_count(),
-              'omp_threads': threads, 'mxnet': mx.__version__,
+    common.add_common_args(parser)
+    args = parser.parse_args(argv)
+    rows = [bench_shape(*case, repeat=args.repeat) for case in SHAPES]
+    torch = common.run_torch(args.torch_python, {
+        'kind': 'shuffle', 'repeat': args.repeat,
+        'cases': [{'shape': shape, 'groups': g} for _, shape, g in SHAPES]})
+    for i, row in enumerate(rows):
+        row['torch_fwd_bwd_ms'] = torch['result'][i] if torch else None
+        row['speedup_vs_torch'] = common.ratio(row['torch_fwd_bwd_ms'],
+                                               row['reorder_fwd_bwd_ms'])
+    report = {**common.machine(), 'mxnet': mx.__version__,
+              'torch': torch and torch['torch'], 'repeat': args.repeat,
               'library': igc_mx.build_info()['path'], 'results': rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out / 'reorder_cpu.json') as tmp:
-        Path(tmp).write_text(json.dumps(report, indent=1))
-    with atomic_path(args.out / 'reorder_cpu.md') as tmp:
-        Path(tmp).write_text(markdown(rows, threads))
-    print(markdown(rows, threads))
+    common.write_results(args.out, 'reorder_cpu', report, markdown(rows))
+    return report
 
 
 if __name__ == '__main__':

@@ -1,0 +1,156 @@
+"""The PyTorch side of the CPU benchmarks (no MXNet here): reads one job as JSON on
+stdin, prints the answer as one JSON line. Run by bench/common.run_torch.
+
+Jobs:
+  {"kind": "shuffle", "cases": [{"shape", "groups"}], "repeat"}
+      channel_shuffle forward+backward, ms per case
+  {"kind": "block", "cases": [{"shape", "L", "M"}], "repeat"}
+      3x3 conv (L groups) -> channel_shuffle(L) -> 1x1 conv (M groups) ->
+      channel_shuffle(M), forward+backward, ms per case
+  {"kind": "network", "graph", "arg_shapes", "data_shape", "batch", "num_classes",
+   "steps", "repeat"}
+      training images/s of the network in `graph` (an MXNet symbol's JSON, unfused),
+      rebuilt op by op in PyTorch with the same layers and shapes
+"""
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def median_ms(fn, repeat, min_time=0.05):
+    fn()
+    start, calls = time.perf_counter(), 0
+    while calls < 1 or time.perf_counter() - start < min_time:
+        fn()
+        calls += 1
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        runs.append((time.perf_counter() - start) / calls)
+    return statistics.median(runs) * 1e3
+
+
+def shuffle_job(job):
+    out = []
+    for case in job['cases']:
+        x = torch.randn(case['shape'], requires_grad=True)
+        head = torch.randn(case['shape'])
+
+        def step():
+            F.channel_shuffle(x, case['groups']).backward(head)
+        out.append(median_ms(step, job['repeat']))
+    return out
+
+
+def block_job(job):
+    out = []
+    for case in job['cases']:
+        n, c, h, w = case['shape']
+        L, M = case['L'], case['M']
+        x = torch.randn(case['shape'], requires_grad=True)
+        conv1 = nn.Conv2d(c, c, 3, padding=1, groups=L, bias=False)
+        conv2 = nn.Conv2d(c, c, 1, groups=M, bias=False)
+        head = torch.randn(case['shape'])
+
+        def step():
+            y = F.channel_shuffle(conv1(x), L)
+            F.channel_shuffle(conv2(y), M).backward(head)
+        out.append(median_ms(step, job['repeat']))
+    return out
+
+
+def tuple_attr(attrs, key, default):
+    text = attrs.get(key)
+    return default if text is None else tuple(int(v) for v in text.strip('()[] ').split(',') if v.strip())
+
+
+class GraphNet(nn.Module):
+    """An MXNet symbol graph (the ops of igc_mx.networks) as a PyTorch module."""
+
+    def __init__(self, graph, arg_shapes):
+        super().__init__()
+        self.nodes = graph['nodes']
+        self.head = graph['heads'][0][0]
+        self.layers = nn.ModuleDict()
+        for node in self.nodes:
+            a, op, name = node.get('attrs', {}), node['op'], node['name']
+            inputs = [self.nodes[e[0]]['name'] for e in node['inputs']]
+            if op == 'Convolution':
+                out_c, in_per_group, *kernel = arg_shapes[inputs[1]]
+                groups = int(a.get('num_group', 1))
+                self.layers[name] = nn.Conv2d(
+                    in_per_group * groups, out_c, tuple(kernel),
+                    stride=tuple_attr(a, 'stride', (1, 1)), padding=tuple_attr(a, 'pad', (0, 0)),
+                    groups=groups, bias=a.get('no_bias', 'False') != 'True')
+            elif op == 'BatchNorm':
+                self.layers[name] = nn.BatchNorm2d(arg_shapes[inputs[1]][0],
+                                                   eps=float(a.get('eps', 1e-3)),
+                                                   momentum=1 - float(a.get('momentum', 0.9)))
+            elif op == 'FullyConnected':
+                out_f, in_f = arg_shapes[inputs[1]]
+                self.layers[name] = nn.Linear(in_f, out_f)
+
+    def forward(self, x):
+        values = {}
+        for i, node in enumerate(self.nodes):
+            op, a, name = node['op'], node.get('attrs', {}), node['name']
+            args = [values.get(e[0]) for e in node['inputs']]
+            if op == 'null':
+                values[i] = x if name == 'data' else None
+            elif op in ('Convolution', 'BatchNorm', 'FullyConnected'):
+                values[i] = self.layers[name](args[0])
+            elif op == 'Activation':
+                values[i] = F.relu(args[0])
+            elif op == 'Reorder':
+                values[i] = F.channel_shuffle(args[0], int(a['branch_factor']))
+            elif op == 'Pooling':
+                if a.get('global_pool') == 'True':
+                    values[i] = F.adaptive_avg_pool2d(args[0], 1)
+                else:
+                    pool = F.max_pool2d if a['pool_type'] == 'max' else F.avg_pool2d
+                    values[i] = pool(args[0], tuple_attr(a, 'kernel', None),
+                                     tuple_attr(a, 'stride', (1, 1)), tuple_attr(a, 'pad', (0, 0)))
+            elif op == 'Flatten':
+                values[i] = torch.flatten(args[0], 1)
+            elif op in ('elemwise_add', '_Plus', '_plus'):
+                values[i] = args[0] + args[1]
+            elif op == 'SoftmaxOutput':
+                values[i] = args[0]          # logits; the loss is cross-entropy
+            else:
+                raise ValueError(f'op {op} ({name}) is not supported')
+        return values[self.head]
+
+
+def network_job(job):
+    net = GraphNet(job['graph'], {k: tuple(v) for k, v in job['arg_shapes'].items()})
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(job['batch'], *job['data_shape'])
+    labels = torch.randint(0, job['num_classes'], (job['batch'],))
+
+    def steps():
+        for _ in range(job['steps']):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x), labels).backward()
+            opt.step()
+    ms = median_ms(steps, job['repeat'], min_time=0)
+    return job['batch'] * job['steps'] / (ms / 1e3)
+
+
+def main():
+    job = json.loads(sys.stdin.read())
+    torch.manual_seed(0)
+    run = {'shuffle': shuffle_job, 'block': block_job, 'network': network_job}[job['kind']]
+    print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads(),
+                      'result': run(job)}))
+
+
+if __name__ == '__main__':
+    main()

@@ -13,9 +13,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / 'results'
-# glibc settings for the PyTorch process: keep freed blocks instead of returning them
-# to the OS on every step (PyTorch's CPU allocator has no cache of its own).
-TORCH_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '68719476736'}
+# glibc settings for every benchmark process (MXNet's and PyTorch's): keep freed blocks
+# instead of returning them to the OS, so that each step does not page-fault its
+# large activations back in. Neither framework's CPU allocator caches on its own.
+MALLOC_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '68719476736'}
 
 
 def median_ms(fn, repeat, min_time=0.05):
@@ -45,7 +46,7 @@ def run_torch(torch_python, job):
     or None when no PyTorch interpreter was given."""
     if not torch_python:
         return None
-    env = {**os.environ, **TORCH_ENV, 'OMP_NUM_THREADS': str(threads())}
+    env = {**os.environ, **MALLOC_ENV, 'OMP_NUM_THREADS': str(threads())}
     out = subprocess.run([torch_python, str(HERE / 'torch_side.py')], input=json.dumps(job),
                          capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

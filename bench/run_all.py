@@ -5,7 +5,8 @@
 Each benchmark runs in its own process with OMP_NUM_THREADS=2 and
 OMP_WAIT_POLICY=PASSIVE unless they are set already (on a shared machine, spinning
 OpenMP threads that lose their core stall every parallel region; passive waiting
-keeps the ratios meaningful). The PyTorch side also gets bench/common.TORCH_ENV.
+keeps the ratios meaningful), and with bench/common.MALLOC_ENV, the same for MXNet
+and PyTorch.
 """
 import argparse
 import json
@@ -30,7 +31,7 @@ def main(argv=None):
     parser.add_argument('--only', nargs='*', choices=[b[1] for b in BENCHES],
                         help='run only these (the summary still lists every result file)')
     args = parser.parse_args(argv)
-    env = {**DEFAULT_ENV, **os.environ}
+    env = {**DEFAULT_ENV, **os.environ, **common.MALLOC_ENV}
     for script, stem, _ in BENCHES:
         if args.only and stem not in args.only:
             continue

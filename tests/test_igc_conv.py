@@ -1,5 +1,9 @@
 """InterleavedGroupConv (the fused Reorder -> 1x1 group conv -> Reorder) against the
 unfused MXNet graph and numpy: values, both gradients, grad_req, errors."""
+import os
+import subprocess
+import sys
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -195,3 +199,13 @@ def test_symbolic_errors_raise_at_shape_inference():
                                       primary_partition=3, secondary_partition=2)
     with pytest.raises(mx.base.MXNetError, match='C=8 is not divisible by primary_partition=3'):
         sym.infer_shape(data=(1, 8, 2, 2))
+
+
+def test_missing_blas_is_a_clear_error():
+    code = ('import mxnet as mx, igc_mx\n'
+            'mx.nd.InterleavedGroupConv(mx.nd.ones((1, 4, 2, 2)), mx.nd.ones((4, 2, 1, 1)), '
+            'primary_partition=2, secondary_partition=2).wait_to_read()')
+    run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, 'IGC_BLAS_LIBRARY': '/nonexistent.so'})
+    assert run.returncode != 0
+    assert 'no BLAS' in run.stderr and 'IGC_BLAS_LIBRARY' in run.stderr

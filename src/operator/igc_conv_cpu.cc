@@ -64,18 +64,18 @@ inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float*
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                  int64_t ldc) {
   blas().sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans,
-              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
-              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-              static_cast<int>(ldc));
+               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
+               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+               static_cast<int>(ldc));
 }
 
 inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a,
                  int64_t lda, const double* b, int64_t ldb, double beta, double* c,
                  int64_t ldc) {
   blas().dgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans,
-              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
-              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-              static_cast<int>(ldc));
+               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
+               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+               static_cast<int>(ldc));
 }
 
 // Sizes derived from (N, C, inner, L, G); see igc_conv_kernels.h.

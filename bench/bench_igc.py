@@ -8,6 +8,9 @@
 
 and the memory that MXNet's executor plans for forward+backward of the block, fused
 against unfused (its own "Total N MB allocated": activations, gradients, workspace).
+The "1x1 part" columns time the part that fusion replaces on its own (fused op against
+Reorder -> 1x1 conv -> Reorder), without the 3x3 convolution, which costs the same in
+every variant.
 
     OMP_NUM_THREADS=2 python bench/bench_igc.py [--repeat 5] [--torch-python PY]
 
@@ -33,10 +36,12 @@ CASES = [
     ('ImageNet L16M16 stage 1, b8', (8, 256, 56, 56), 16, 16),
     ('ImageNet L100M2 stage 1, b8', (8, 200, 56, 56), 100, 2),
 ]
-VARIANTS = ('fused', 'unfused', 'transpose', 'convs')
+VARIANTS = ('fused', 'unfused', 'transpose', 'convs', 'fused_part', 'unfused_part')
 
 
 def shuffle(x, g, variant):
+    if variant == 'unfused_part':   # raw: no identity after the data variable
+        return mx.sym.Reorder.raw(x, branch_factor=g)
     if variant == 'transpose':
         x = mx.sym.reshape(x, shape=(0, -4, g, -1, -2))
         return mx.sym.reshape(mx.sym.transpose(x, axes=(0, 2, 1, 3, 4)), shape=(0, -3, -2))
@@ -44,10 +49,14 @@ def shuffle(x, g, variant):
 
 
 def block(variant, channels, L, M):
-    data = mx.sym.Variable('data')
-    y = mx.sym.Convolution(data, name='conv1', num_filter=channels, kernel=(3, 3),
-                           pad=(1, 1), num_group=L, no_bias=True)
+    y = mx.sym.Variable('data')
+    if not variant.endswith('_part'):
+        y = mx.sym.Convolution(y, name='conv1', num_filter=channels, kernel=(3, 3),
+                               pad=(1, 1), num_group=L, no_bias=True)
     weight = mx.sym.Variable('conv2_weight')
+    if variant == 'fused_part':
+        return mx.sym.InterleavedGroupConv.raw(y, weight, name='conv2', primary_partition=L,
+                                               secondary_partition=M)
     if variant == 'fused':
         return mx.sym.InterleavedGroupConv(y, weight, name='conv2', primary_partition=L,
                                            secondary_partition=M)
@@ -85,21 +94,25 @@ def bench_case(name, shape, L, M, repeat):
     row['fused_vs_transpose'] = row['transpose_ms'] / row['fused_ms']
     row['fused_over_convs'] = row['fused_ms'] / row['convs_ms']
     row['memory_fused_over_unfused'] = row['fused_planned_mb'] / row['unfused_planned_mb']
+    row['part_fused_vs_unfused'] = row['unfused_part_ms'] / row['fused_part_ms']
     return row
 
 
 def markdown(rows):
     lines = ['| block (fwd+bwd) | fused ms | unfused ms | transpose ms | convs alone ms | '
              'torch ms | fused vs unfused | fused vs transpose | fused vs torch | '
-             'fused / convs alone | memory fused / unfused (MB) |',
-             '|' + '---|' * 11]
+             'fused / convs alone | memory fused / unfused (MB) | 1x1 part fused / unfused ms '
+             '| 1x1 part fused vs unfused |',
+             '|' + '---|' * 13]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['fused_ms']:.2f} | {r['unfused_ms']:.2f} | "
             f"{r['transpose_ms']:.2f} | {r['convs_ms']:.2f} | {common.fmt(r['torch_ms'])} | "
             f"**{r['fused_vs_unfused']:.2f}x** | {r['fused_vs_transpose']:.2f}x | "
             f"{common.fmt(r['fused_vs_torch'], suffix='x')} | {r['fused_over_convs']:.2f} | "
-            f"{r['fused_planned_mb']} / {r['unfused_planned_mb']} |")
+            f"{r['fused_planned_mb']} / {r['unfused_planned_mb']} | "
+            f"{r['fused_part_ms']:.2f} / {r['unfused_part_ms']:.2f} | "
+            f"**{r['part_fused_vs_unfused']:.2f}x** |")
     return '\n'.join(lines) + '\n'
 
 

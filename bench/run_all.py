@@ -2,11 +2,11 @@
 
     python bench/run_all.py --torch-python /path/to/torch-env/bin/python [--repeat 5]
 
-Each benchmark runs in its own process with OMP_NUM_THREADS=2 and
-OMP_WAIT_POLICY=PASSIVE unless they are set already (on a shared machine, spinning
-OpenMP threads that lose their core stall every parallel region; passive waiting
-keeps the ratios meaningful), and with bench/common.MALLOC_ENV, the same for MXNet
-and PyTorch.
+Each benchmark runs in its own process with OMP_NUM_THREADS=2 (unless set) and
+bench/common.MALLOC_ENV, the same for MXNet and PyTorch. Run it on an otherwise idle
+machine: OpenMP threads that spin-wait for a core another process holds stall every
+parallel region (OMP_WAIT_POLICY=PASSIVE avoids the worst of it, but slows the
+small parallel regions of every framework, ours by up to 2x).
 """
 import argparse
 import json
@@ -22,7 +22,7 @@ import common  # noqa: E402
 BENCHES = [('bench_reorder.py', 'reorder_cpu', 'Reorder: kernel bandwidth and forward+backward'),
            ('bench_igc.py', 'igc_block_cpu', 'IGC block forward+backward, and planned memory'),
            ('bench_network.py', 'network_cpu', 'Training images/s')]
-DEFAULT_ENV = {'OMP_NUM_THREADS': '2', 'OMP_WAIT_POLICY': 'PASSIVE'}
+DEFAULT_ENV = {'OMP_NUM_THREADS': '2'}
 
 
 def main(argv=None):

@@ -2,7 +2,9 @@
 
 Importing the package loads the compiled operator library once, which makes
 ``mx.nd.Reorder`` and ``mx.sym.Reorder`` available (the original's operator, same
-name and parameters, so its symbol files load unchanged).
+name and parameters, so its symbol files load unchanged), and
+``InterleavedGroupConv``, the fused Reorder -> 1x1 group conv -> Reorder
+(docs/fused.md; ``igc_mx.rewrite`` puts it into saved symbols).
 """
 from ._library import build_info, ensure_loaded
 

@@ -49,7 +49,6 @@ def reorder_cpu(src, dst, groups):
                          f'{status_string(status)}')
 
 
-
 def interleaved_conv_cpu(pass_name, a, b, c, primary, groups):
     """One pass of the fused conv (see CONV_PASSES) on C-contiguous numpy arrays. `a`
     is (N, C, H, W) in every pass (data or output gradient). Raises on error."""

@@ -79,17 +79,18 @@ def planned_mb(exe):
 def bench_case(name, shape, L, M, repeat):
     row = {'case': name, 'shape': list(shape), 'L': L, 'M': M}
     head = mx.nd.random.normal(shape=shape)
-    for variant in VARIANTS:
-        exe = bind(variant, shape, L, M)
+    executors = {variant: bind(variant, shape, L, M) for variant in VARIANTS}
 
-        def step():
-            exe.forward(is_train=True)
-            exe.backward(head)
-            mx.nd.waitall()
-        row[f'{variant}_ms'] = common.median_ms(step, repeat)
-        if variant in ('fused', 'unfused'):
-            row[f'{variant}_planned_mb'] = planned_mb(exe)
-        del exe
+    def step(exe):
+        exe.forward(is_train=True)
+        exe.backward(head)
+        mx.nd.waitall()
+    times = common.side_by_side({v: lambda e=exe: step(e) for v, exe in executors.items()},
+                                repeat)
+    for variant in VARIANTS:
+        row[f'{variant}_ms'] = times[variant]
+    for variant in ('fused', 'unfused'):
+        row[f'{variant}_planned_mb'] = planned_mb(executors[variant])
     row['fused_vs_unfused'] = row['unfused_ms'] / row['fused_ms']
     row['fused_vs_transpose'] = row['transpose_ms'] / row['fused_ms']
     row['fused_over_convs'] = row['fused_ms'] / row['convs_ms']

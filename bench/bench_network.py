@@ -60,7 +60,8 @@ def symbol(network, args, variant):
     return networks.get_symbol(network, *args, fused=variant == 'fused')
 
 
-def images_per_second(sym, batch, image, classes, repeat):
+def training_step(sym, batch, image, classes):
+    """A function running STEPS training steps of `sym` on one fixed random batch."""
     mod = mx.mod.Module(sym, context=mx.cpu())
     mod.bind(data_shapes=[('data', (batch, *image))],
              label_shapes=[('softmax_label', (batch,))])
@@ -76,15 +77,17 @@ def images_per_second(sym, batch, image, classes, repeat):
             mod.forward_backward(data)
             mod.update()
         mx.nd.waitall()
-    return batch * STEPS / (common.median_ms(steps, repeat, min_time=0) / 1e3)
+    return steps
 
 
 def bench_case(label, network, args, batch, image, classes, repeat, torch_python):
     row = {'case': label, 'network': network, 'args': list(args), 'batch': batch,
            'image': list(image)}
-    for variant in ('fused', 'unfused', 'transpose'):
-        row[f'{variant}_img_s'] = images_per_second(symbol(network, args, variant), batch,
-                                                    image, classes, repeat)
+    variants = ('fused', 'unfused', 'transpose')
+    ms = common.side_by_side({v: training_step(symbol(network, args, v), batch, image, classes)
+                              for v in variants}, repeat, min_time=0)
+    for variant in variants:
+        row[f'{variant}_img_s'] = batch * STEPS / (ms[variant] / 1e3)
     unfused = symbol(network, args, 'unfused')
     arg_shapes, _, _ = unfused.infer_shape(data=(batch, *image))
     torch = common.run_torch(torch_python, {

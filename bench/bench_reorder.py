@@ -45,19 +45,19 @@ def bench_shape(name, shape, g, repeat):
     src = np.random.rand(*shape).astype(np.float32)
     dst = np.empty_like(src)
     moved = 2 * src.nbytes  # one pass: read + write
-    copy_ms = common.median_ms(lambda: np.copyto(dst, src), repeat)
-    kernel_ms = common.median_ms(lambda: kernels.reorder_cpu(src, dst, g), repeat)
-
     x = mx.nd.array(src)
     x.attach_grad()
     head = mx.nd.array(np.random.rand(*shape).astype(np.float32))
     # The raw op: the wrapper's identity (for grad_req='add' on leaves) would add two
     # copies that a Reorder inside a network never has.
     reorder = mx.nd.Reorder.raw
-    ours = common.median_ms(lambda: forward_backward(
-        lambda t: reorder(t, branch_factor=g), x, head), repeat)
-    transpose = common.median_ms(lambda: forward_backward(
-        lambda t: transpose_shuffle(t, g), x, head), repeat)
+    ms = common.side_by_side({
+        'copy': lambda: np.copyto(dst, src),
+        'kernel': lambda: kernels.reorder_cpu(src, dst, g),
+        'ours': lambda: forward_backward(lambda t: reorder(t, branch_factor=g), x, head),
+        'transpose': lambda: forward_backward(lambda t: transpose_shuffle(t, g), x, head),
+    }, repeat)
+    copy_ms, kernel_ms, ours, transpose = ms['copy'], ms['kernel'], ms['ours'], ms['transpose']
     return {
         'case': name, 'shape': list(shape), 'branch_factor': g, 'mib': src.nbytes / 2**20,
         'copy_gbps': moved / copy_ms / 1e6,

@@ -1,8 +1,9 @@
 """Shared by the CPU benchmarks: timing, the PyTorch side process, result files.
 
-Every ratio in bench/results is measured side by side in one run: MXNet variants in
-one process, the PyTorch variants in a subprocess of the same run (PyTorch lives in
-its own environment; bench/torch_side.py needs no MXNet), one case at a time.
+Every ratio in bench/results is measured side by side in one run: the MXNet variants
+of a case in one process with their timed runs interleaved, the PyTorch variant in a
+subprocess of the same run (PyTorch lives in its own environment; bench/torch_side.py
+needs no MXNet).
 """
 import json
 import os
@@ -19,22 +20,28 @@ RESULTS = HERE / 'results'
 MALLOC_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '68719476736'}
 
 
-def median_ms(fn, repeat, min_time=0.05):
-    """Median over `repeat` runs of the mean time of one call of `fn`, in ms. Each run
-    makes enough calls to last `min_time` seconds (calibrated after one warm-up call).
-    `fn` must finish its work before returning (wait for MXNet's engine)."""
-    fn()
-    start, calls = time.perf_counter(), 0
-    while calls < 1 or time.perf_counter() - start < min_time:
+def side_by_side(fns, repeat, min_time=0.05):
+    """{name: ms} for the functions of the dict `fns`: the median over `repeat` runs of
+    the mean time of one call, each run making enough calls to last `min_time` seconds
+    (calibrated after a warm-up call). The runs are interleaved (a, b, c, a, b, c, ...)
+    so that a change in the machine's load hits every function alike and their ratios
+    stay meaningful. Each function must finish its work before returning (wait for
+    MXNet's engine)."""
+    calls = {}
+    for name, fn in fns.items():
         fn()
-        calls += 1
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(calls):
+        start, calls[name] = time.perf_counter(), 0
+        while calls[name] < 1 or time.perf_counter() - start < min_time:
             fn()
-        runs.append((time.perf_counter() - start) / calls)
-    return statistics.median(runs) * 1e3
+            calls[name] += 1
+    runs = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            runs[name].append((time.perf_counter() - start) / calls[name])
+    return {name: statistics.median(r) * 1e3 for name, r in runs.items()}
 
 
 def threads():

@@ -83,4 +83,7 @@ def test_cuda_sources_compile(tmp_path):
     for name in ('libigc_kernels.so', 'libigc_mx_ops.so'):
         symbols = subprocess.run(['nm', '-D', '--defined-only', str(build / name)],
                                  capture_output=True, text=True, check=True).stdout
-        assert 'igc_reorder_cuda' in symbols
+        for kernel in ('igc_reorder_cuda', 'igc_group_conv_forward_cuda',
+                       'igc_group_conv_backward_data_cuda',
+                       'igc_group_conv_backward_weight_cuda'):
+            assert kernel in symbols

@@ -1,0 +1,462 @@
+// The CPU grouped convolution, compiled once per instruction set: each
+// group_conv_cpu*.cc defines IGC_GC_ISA (a namespace name) and includes this file
+// with its own -m flags; group_conv_cpu.cc picks one at run time.
+//
+// No standard-library templates here on purpose: their instantiations are
+// shared between translation units by the linker, so one compiled with -mavx2
+// could end up called from the generic path on a CPU without AVX2.
+//
+// The trick that keeps every inner loop long and contiguous is the "plane"
+// layout. A padded input channel (Hp x Wp) is split by stride phase into
+// stride_h * stride_w planes of Hq x Wq, Hq = ceil(Hp / stride_h),
+// Wq = ceil(Wp / stride_w), where plane (a, b) holds padded pixel
+// (r * stride_h + a, c * stride_w + b) at r * Wq + c. Output pixel (oh, ow) then
+// reads tap (kh, kw) at
+//     plane(kh % stride_h, kw % stride_w)[(oh + kh / stride_h) * Wq + ow + kw / stride_w]
+// so with the output stored Wq wide (columns OW..Wq-1 are scratch), each tap is
+// one multiply-add over a single contiguous run of OH * Wq elements, whatever the
+// stride. Output pixels in the scratch columns read junk, and are dropped.
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "group_conv_kernels.h"
+
+// The vector types below never cross a function boundary that another
+// translation unit sees, so the ABI note GCC gives for them does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#ifndef IGC_GC_VECTOR_BYTES
+#define IGC_GC_VECTOR_BYTES 32  // lanes of the partial sums in dot_taps
+#endif
+
+#ifndef IGC_GC_ISA
+#error "define IGC_GC_ISA (the namespace of this instruction-set variant) first"
+#endif
+
+namespace igc_gc {
+namespace IGC_GC_ISA {
+
+// Below this many multiply-adds a parallel region costs more than it saves.
+constexpr int64_t kParallelMacs = 1 << 16;
+// Taps fused into one pass over a plane: 3x3 kernels in one pass.
+constexpr int kMaxFusedTaps = 9;
+
+struct Plan {
+  int64_t N, C, H, W, F, G, KH, KW, SH, SW, PH, PW;
+  int64_t OH, OW, Cg, Fg;
+  int64_t Hq, Wq, plane;  // plane = Hq * Wq
+  int64_t run;            // OH * Wq: one output channel, Wq wide
+  int64_t lead;           // zeros in front of a packed output channel (see pack_out)
+  int64_t out_stride;     // lead + plane + slack: one packed output channel
+
+  explicit Plan(const igc_conv_geometry& g)
+      : N(g.batch), C(g.channels), H(g.height), W(g.width), F(g.filters), G(g.groups),
+        KH(g.kernel_h), KW(g.kernel_w), SH(g.stride_h), SW(g.stride_w), PH(g.pad_h),
+        PW(g.pad_w) {
+    OH = igc_conv_out_size(H, KH, SH, PH);
+    OW = igc_conv_out_size(W, KW, SW, PW);
+    Cg = C / G;
+    Fg = F / G;
+    Hq = (H + 2 * PH + SH - 1) / SH;
+    Wq = (W + 2 * PW + SW - 1) / SW;
+    plane = Hq * Wq;
+    run = OH * Wq;
+    lead = ((KH - 1) / SH) * Wq + (KW - 1) / SW;
+    out_stride = lead + plane + KW;
+    for (int64_t t = 0; t < KH * KW && t < kCachedTaps; ++t) {
+      cached_shift[t] = compute_shift(t);
+      cached_source[t] = compute_source(t);
+    }
+  }
+  // Tap t = kh * KW + kw: its offset inside its plane, and from the start of
+  // the packed channel. The inner loops are short at CIFAR sizes, so these are
+  // looked up rather than recomputed with divisions for every pass.
+  int64_t shift(int64_t t) const { return t < kCachedTaps ? cached_shift[t] : compute_shift(t); }
+  int64_t source(int64_t t) const {
+    return t < kCachedTaps ? cached_source[t] : compute_source(t);
+  }
+  // One packed input channel: all planes, plus slack for the junk columns of the
+  // last output row, which read up to KW elements past the last plane.
+  int64_t in_stride() const { return SH * SW * plane + KW; }
+  int64_t macs() const { return N * F * OH * OW * Cg * KH * KW; }
+
+ private:
+  static constexpr int64_t kCachedTaps = 49;  // up to 7x7 kernels
+  int64_t cached_shift[kCachedTaps], cached_source[kCachedTaps];
+  int64_t compute_shift(int64_t t) const { return (t / KW / SH) * Wq + (t % KW) / SW; }
+  int64_t compute_source(int64_t t) const {
+    const int64_t kh = t / KW, kw = t % KW;
+    return ((kh % SH) * SW + kw % SW) * plane + compute_shift(t);
+  }
+};
+
+// ---- inner loops: NT taps fused, so the accumulator is loaded and stored once
+// per NT multiply-adds. Written with GCC/Clang vector types: the compilers'
+// own vectorisation of dot_taps spilled its sums to the stack. ----------------
+
+template <typename T>
+struct Vector {
+  typedef T type __attribute__((vector_size(IGC_GC_VECTOR_BYTES)));
+  static constexpr int kLanes = IGC_GC_VECTOR_BYTES / sizeof(T);
+  // memcpy: unaligned, and no aliasing questions; compiles to one vector move.
+  static type load(const T* p) {
+    type v;
+    memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(T* p, type v) { memcpy(p, &v, sizeof v); }
+};
+
+// acc[i] += sum_t w[t] * src[t][i], i < n
+template <int NT, typename T>
+void axpy_taps(T* __restrict acc, int64_t n, const T* w, const T* const* src) {
+  using V = Vector<T>;
+  constexpr int L = V::kLanes;
+  typename V::type wv[NT];
+  const T* s[NT];
+  for (int t = 0; t < NT; ++t) {
+    wv[t] = w[t] - typename V::type{};  // broadcast
+    s[t] = src[t];
+  }
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    typename V::type sum = V::load(acc + i);
+    for (int t = 0; t < NT; ++t) sum += wv[t] * V::load(s[t] + i);
+    V::store(acc + i, sum);
+  }
+  for (; i < n; ++i) {
+    T sum = acc[i];
+    for (int t = 0; t < NT; ++t) sum += w[t] * s[t][i];
+    acc[i] = sum;
+  }
+}
+
+// out[t] += sum_i a[i] * src[t][i], i < n, in vector partial sums (no -ffast-math
+// needed: the order is fixed by the code).
+template <int NT, typename T>
+void dot_taps(T* out, int64_t n, const T* __restrict a, const T* const* src) {
+  using V = Vector<T>;
+  constexpr int L = V::kLanes;
+  typename V::type part[NT] = {};
+  const T* s[NT];
+  for (int t = 0; t < NT; ++t) s[t] = src[t];
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    const typename V::type av = V::load(a + i);
+    for (int t = 0; t < NT; ++t) part[t] += av * V::load(s[t] + i);
+  }
+  for (int t = 0; t < NT; ++t) {
+    T sum = 0;
+    for (int l = 0; l < L; ++l) sum += part[t][l];
+    for (int64_t j = i; j < n; ++j) sum += a[j] * s[t][j];
+    out[t] += sum;
+  }
+}
+
+// Runtime tap counts, in chunks of at most kMaxFusedTaps.
+template <typename T>
+void axpy_any(T* acc, int64_t n, int nt, const T* w, const T* const* src) {
+  for (; nt > 0; nt -= kMaxFusedTaps, w += kMaxFusedTaps, src += kMaxFusedTaps) {
+    switch (nt < kMaxFusedTaps ? nt : kMaxFusedTaps) {
+      case 1: axpy_taps<1>(acc, n, w, src); break;
+      case 2: axpy_taps<2>(acc, n, w, src); break;
+      case 3: axpy_taps<3>(acc, n, w, src); break;
+      case 4: axpy_taps<4>(acc, n, w, src); break;
+      case 5: axpy_taps<5>(acc, n, w, src); break;
+      case 6: axpy_taps<6>(acc, n, w, src); break;
+      case 7: axpy_taps<7>(acc, n, w, src); break;
+      case 8: axpy_taps<8>(acc, n, w, src); break;
+      default: axpy_taps<9>(acc, n, w, src); break;
+    }
+  }
+}
+
+template <typename T>
+void dot_any(T* out, int64_t n, int nt, const T* a, const T* const* src) {
+  for (; nt > 0; nt -= kMaxFusedTaps, out += kMaxFusedTaps, src += kMaxFusedTaps) {
+    switch (nt < kMaxFusedTaps ? nt : kMaxFusedTaps) {
+      case 1: dot_taps<1>(out, n, a, src); break;
+      case 2: dot_taps<2>(out, n, a, src); break;
+      case 3: dot_taps<3>(out, n, a, src); break;
+      case 4: dot_taps<4>(out, n, a, src); break;
+      case 5: dot_taps<5>(out, n, a, src); break;
+      case 6: dot_taps<6>(out, n, a, src); break;
+      case 7: dot_taps<7>(out, n, a, src); break;
+      case 8: dot_taps<8>(out, n, a, src); break;
+      default: dot_taps<9>(out, n, a, src); break;
+    }
+  }
+}
+
+// ---- packing --------------------------------------------------------------
+
+// Input channel (H x W) -> zero-padded planes (see the top of the file).
+template <typename T>
+void pack_in(const Plan& p, const T* __restrict src, T* __restrict dst) {
+  memset(dst, 0, sizeof(T) * p.in_stride());
+  for (int64_t ih = 0; ih < p.H; ++ih) {
+    const int64_t r = ih + p.PH;
+    T* row = dst + (r % p.SH) * p.SW * p.plane + (r / p.SH) * p.Wq;
+    const T* in = src + ih * p.W;
+    if (p.SW == 1) {
+      memcpy(row + p.PW, in, sizeof(T) * p.W);
+      continue;
+    }
+    for (int64_t iw = 0; iw < p.W; ++iw) {
+      const int64_t c = iw + p.PW;
+      row[(c % p.SW) * p.plane + c / p.SW] = in[iw];
+    }
+  }
+}
+
+// Padded planes -> input channel (H x W): drops the padding.
+template <typename T>
+void unpack_in(const Plan& p, const T* __restrict src, T* __restrict dst) {
+  for (int64_t ih = 0; ih < p.H; ++ih) {
+    const int64_t r = ih + p.PH;
+    const T* row = src + (r % p.SH) * p.SW * p.plane + (r / p.SH) * p.Wq;
+    T* out = dst + ih * p.W;
+    if (p.SW == 1) {
+      memcpy(out, row + p.PW, sizeof(T) * p.W);
+      continue;
+    }
+    for (int64_t iw = 0; iw < p.W; ++iw) {
+      const int64_t c = iw + p.PW;
+      out[iw] = row[(c % p.SW) * p.plane + c / p.SW];
+    }
+  }
+}
+
+// Output channel (OH x OW) -> Wq-wide rows with zero scratch columns, behind
+// `lead` zeros: the backward passes read it shifted back by up to `lead`, and
+// the zeros make the out-of-range taps contribute nothing.
+template <typename T>
+void pack_out(const Plan& p, const T* __restrict src, T* __restrict dst) {
+  memset(dst, 0, sizeof(T) * p.out_stride);
+  T* body = dst + p.lead;
+  for (int64_t oh = 0; oh < p.OH; ++oh) memcpy(body + oh * p.Wq, src + oh * p.OW, sizeof(T) * p.OW);
+}
+
+// ---- the three passes, one (image, group) task at a time --------------------
+
+// Taps of one filter/channel pair as (weight, source pointer) lists.
+template <typename T>
+struct Taps {
+  T w[64];
+  const T* src[64];
+  int n = 0;
+};
+
+template <typename T>
+void forward_task(const Plan& p, int64_t n, int64_t g, const T* data, const T* weight, T* out,
+                  T* packed, T* acc) {
+  for (int64_t ci = 0; ci < p.Cg; ++ci)
+    pack_in(p, data + ((n * p.C + g * p.Cg + ci) * p.H) * p.W, packed + ci * p.in_stride());
+  const int64_t taps = p.KH * p.KW;
+  for (int64_t fo = 0; fo < p.Fg; ++fo) {
+    const int64_t f = g * p.Fg + fo;
+    memset(acc, 0, sizeof(T) * p.run);
+    for (int64_t ci = 0; ci < p.Cg; ++ci) {
+      const T* w = weight + (f * p.Cg + ci) * taps;
+      const T* planes = packed + ci * p.in_stride();
+      for (int64_t t0 = 0; t0 < taps; t0 += 64) {
+        Taps<T> tp;
+        for (int64_t t = t0; t < taps && tp.n < 64; ++t, ++tp.n) {
+          tp.w[tp.n] = w[t];
+          tp.src[tp.n] = planes + p.source(t);
+        }
+        axpy_any(acc, p.run, tp.n, tp.w, tp.src);
+      }
+    }
+    T* y = out + ((n * p.F + f) * p.OH) * p.OW;
+    for (int64_t oh = 0; oh < p.OH; ++oh) memcpy(y + oh * p.OW, acc + oh * p.Wq, sizeof(T) * p.OW);
+  }
+}
+
+// Data gradient as a gather: padded input pixel j of plane (a, b) receives
+// w[f, ci, kh, kw] * out_grad[f][j - shift(kh, kw)] from every tap in that
+// plane; pack_out's zeros stand in for the output pixels that do not exist.
+template <typename T>
+void backward_data_task(const Plan& p, int64_t n, int64_t g, const T* out_grad, const T* weight,
+                        T* data_grad, T* packed_grad, T* planes) {
+  for (int64_t fo = 0; fo < p.Fg; ++fo)
+    pack_out(p, out_grad + ((n * p.F + g * p.Fg + fo) * p.OH) * p.OW,
+             packed_grad + fo * p.out_stride);
+  const int64_t taps = p.KH * p.KW;
+  for (int64_t ci = 0; ci < p.Cg; ++ci) {
+    memset(planes, 0, sizeof(T) * p.in_stride());
+    for (int64_t a = 0; a < p.SH; ++a) {
+      for (int64_t b = 0; b < p.SW; ++b) {
+        T* acc = planes + (a * p.SW + b) * p.plane;
+        Taps<T> tp;
+        for (int64_t fo = 0; fo < p.Fg; ++fo) {
+          const T* w = weight + ((g * p.Fg + fo) * p.Cg + ci) * taps;
+          const T* grad = packed_grad + fo * p.out_stride + p.lead;
+          for (int64_t kh = a; kh < p.KH; kh += p.SH) {
+            for (int64_t kw = b; kw < p.KW; kw += p.SW) {
+              tp.w[tp.n] = w[kh * p.KW + kw];
+              tp.src[tp.n] = grad - p.shift(kh * p.KW + kw);
+              if (++tp.n == 64) {
+                axpy_any(acc, p.plane, tp.n, tp.w, tp.src);
+                tp.n = 0;
+              }
+            }
+          }
+        }
+        axpy_any(acc, p.plane, tp.n, tp.w, tp.src);
+      }
+    }
+    unpack_in(p, planes, data_grad + ((n * p.C + g * p.Cg + ci) * p.H) * p.W);
+  }
+}
+
+// Weight gradient: w[f, ci, kh, kw] += dot(out_grad[f] (Wq wide, zero scratch
+// columns), the tap's run of the packed input). Accumulates into `grad`.
+template <typename T>
+void backward_weight_task(const Plan& p, int64_t n, int64_t g, const T* out_grad, const T* data,
+                          T* grad, T* packed, T* packed_grad) {
+  for (int64_t ci = 0; ci < p.Cg; ++ci)
+    pack_in(p, data + ((n * p.C + g * p.Cg + ci) * p.H) * p.W, packed + ci * p.in_stride());
+  const int64_t taps = p.KH * p.KW;
+  for (int64_t fo = 0; fo < p.Fg; ++fo) {
+    const int64_t f = g * p.Fg + fo;
+    pack_out(p, out_grad + ((n * p.F + f) * p.OH) * p.OW, packed_grad);
+    const T* dy = packed_grad + p.lead;
+    for (int64_t ci = 0; ci < p.Cg; ++ci) {
+      const T* planes = packed + ci * p.in_stride();
+      T* dw = grad + (f * p.Cg + ci) * taps;
+      for (int64_t t0 = 0; t0 < taps; t0 += 64) {
+        const T* src[64];
+        int nt = 0;
+        for (int64_t t = t0; t < taps && nt < 64; ++t, ++nt) {
+          src[nt] = planes + p.source(t);
+        }
+        dot_any(dw + t0, p.run, nt, dy, src);
+      }
+    }
+  }
+}
+
+// ---- drivers ----------------------------------------------------------------
+
+template <typename T>
+T* scratch(int64_t elements) {
+  // 64-byte aligned; sizes rounded up as aligned_alloc requires.
+  const size_t bytes = ((sizeof(T) * static_cast<size_t>(elements) + 63) / 64) * 64;
+  return static_cast<T*>(aligned_alloc(64, bytes > 0 ? bytes : 64));
+}
+
+template <typename T>
+int forward(const Plan& p, const T* data, const T* weight, T* out) {
+  const int64_t tasks = p.N * p.G;
+  int failed = 0;
+#pragma omp parallel if (p.macs() >= kParallelMacs) reduction(| : failed)
+  {
+    T* packed = scratch<T>(p.Cg * p.in_stride());
+    T* acc = scratch<T>(p.run);
+    if (packed == nullptr || acc == nullptr) failed = 1;
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < tasks; ++task) {
+      if (!failed) forward_task(p, task / p.G, task % p.G, data, weight, out, packed, acc);
+    }
+    free(packed);
+    free(acc);
+  }
+  return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
+}
+
+template <typename T>
+int backward_data(const Plan& p, const T* out_grad, const T* weight, T* data_grad) {
+  const int64_t tasks = p.N * p.G;
+  int failed = 0;
+#pragma omp parallel if (p.macs() >= kParallelMacs) reduction(| : failed)
+  {
+    T* packed_grad = scratch<T>(p.Fg * p.out_stride);
+    T* planes = scratch<T>(p.in_stride());
+    if (packed_grad == nullptr || planes == nullptr) failed = 1;
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < tasks; ++task) {
+      if (!failed)
+        backward_data_task(p, task / p.G, task % p.G, out_grad, weight, data_grad, packed_grad,
+                           planes);
+    }
+    free(packed_grad);
+    free(planes);
+  }
+  return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
+}
+
+template <typename T>
+int backward_weight(const Plan& p, const T* out_grad, const T* data, T* weight_grad) {
+  const int64_t tasks = p.N * p.G;
+  const int64_t size = p.F * p.Cg * p.KH * p.KW;
+  const bool parallel = p.macs() >= kParallelMacs;
+  const int threads = parallel ? omp_get_max_threads() : 1;
+  // One partial weight gradient per thread, summed at the end: the weights are
+  // small next to the activations, and no two threads ever write one address.
+  T* partial = scratch<T>(threads * size);
+  if (partial == nullptr) return IGC_OUT_OF_MEMORY;
+  memset(partial, 0, sizeof(T) * threads * size);
+  int failed = 0;
+#pragma omp parallel num_threads(threads) if (parallel) reduction(| : failed)
+  {
+    T* mine = partial + omp_get_thread_num() * size;
+    T* packed = scratch<T>(p.Cg * p.in_stride());
+    T* packed_grad = scratch<T>(p.out_stride);
+    if (packed == nullptr || packed_grad == nullptr) failed = 1;
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < tasks; ++task) {
+      if (!failed)
+        backward_weight_task(p, task / p.G, task % p.G, out_grad, data, mine, packed,
+                             packed_grad);
+    }
+    free(packed);
+    free(packed_grad);
+  }
+  if (!failed) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel && size >= 4096)
+    for (int64_t k = 0; k < size; ++k) {
+      T sum = 0;
+      for (int t = 0; t < threads; ++t) sum += partial[t * size + k];
+      weight_grad[k] = sum;
+    }
+  }
+  free(partial);
+  return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
+}
+
+// Entry points for the dispatcher (geometry and dtype already checked).
+int forward_entry(const igc_conv_geometry& g, const void* data, const void* weight, void* out,
+                  int dtype) {
+  const Plan p(g);
+  if (dtype == IGC_FLOAT64)
+    return forward(p, static_cast<const double*>(data), static_cast<const double*>(weight),
+                   static_cast<double*>(out));
+  return forward(p, static_cast<const float*>(data), static_cast<const float*>(weight),
+                 static_cast<float*>(out));
+}
+
+int backward_data_entry(const igc_conv_geometry& g, const void* out_grad, const void* weight,
+                        void* data_grad, int dtype) {
+  const Plan p(g);
+  if (dtype == IGC_FLOAT64)
+    return backward_data(p, static_cast<const double*>(out_grad),
+                         static_cast<const double*>(weight), static_cast<double*>(data_grad));
+  return backward_data(p, static_cast<const float*>(out_grad), static_cast<const float*>(weight),
+                       static_cast<float*>(data_grad));
+}
+
+int backward_weight_entry(const igc_conv_geometry& g, const void* out_grad, const void* data,
+                          void* weight_grad, int dtype) {
+  const Plan p(g);
+  if (dtype == IGC_FLOAT64)
+    return backward_weight(p, static_cast<const double*>(out_grad),
+                           static_cast<const double*>(data), static_cast<double*>(weight_grad));
+  return backward_weight(p, static_cast<const float*>(out_grad), static_cast<const float*>(data),
+                         static_cast<float*>(weight_grad));
+}
+
+}  // namespace IGC_GC_ISA
+}  // namespace igc_gc

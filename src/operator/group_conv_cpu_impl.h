@@ -42,6 +42,11 @@ namespace IGC_GC_ISA {
 constexpr int64_t kParallelMacs = 1 << 16;
 // Taps fused into one pass over a plane: 3x3 kernels in one pass.
 constexpr int kMaxFusedTaps = 9;
+// Image blocks of the weight gradient (see backward_weight).
+constexpr int64_t kImageBlocks = 8;
+// Tasks are handed out one at a time (schedule dynamic): on a shared machine a
+// thread that loses its core leaves its work to the others instead of holding
+// up the whole call.
 
 struct Plan {
   int64_t N, C, H, W, F, G, KH, KW, SH, SW, PH, PW;
@@ -155,6 +160,37 @@ void dot_taps(T* out, int64_t n, const T* __restrict a, const T* const* src) {
   }
 }
 
+// out[i] = sum_t w[t] * src[t][i], i < n, for any number of taps: kBlock
+// vectors of out stay in registers while every tap streams through, so out is
+// written once, and the per-tap cost is one broadcast for kBlock multiply-adds.
+template <typename T>
+void sum_taps(T* __restrict out, int64_t n, int64_t nt, const T* w, const T* const* src) {
+  using V = Vector<T>;
+  using Vec = typename V::type;
+  constexpr int L = V::kLanes;
+  constexpr int kBlock = 4;
+  int64_t i = 0;
+  for (; i + kBlock * L <= n; i += kBlock * L) {
+    Vec acc[kBlock] = {};
+    for (int64_t t = 0; t < nt; ++t) {
+      const Vec wv = w[t] - Vec{};
+      const T* s = src[t] + i;
+      for (int b = 0; b < kBlock; ++b) acc[b] += wv * V::load(s + b * L);
+    }
+    for (int b = 0; b < kBlock; ++b) V::store(out + i + b * L, acc[b]);
+  }
+  for (; i + L <= n; i += L) {
+    Vec acc = {};
+    for (int64_t t = 0; t < nt; ++t) acc += (w[t] - Vec{}) * V::load(src[t] + i);
+    V::store(out + i, acc);
+  }
+  for (; i < n; ++i) {
+    T acc = 0;
+    for (int64_t t = 0; t < nt; ++t) acc += w[t] * src[t][i];
+    out[i] = acc;
+  }
+}
+
 // Runtime tap counts, in chunks of at most kMaxFusedTaps.
 template <typename T>
 void axpy_any(T* acc, int64_t n, int nt, const T* w, const T* const* src) {
@@ -241,35 +277,27 @@ void pack_out(const Plan& p, const T* __restrict src, T* __restrict dst) {
 
 // ---- the three passes, one (image, group) task at a time --------------------
 
-// Taps of one filter/channel pair as (weight, source pointer) lists.
+// Per-thread lists of (weight, source pointer) pairs for sum_taps.
 template <typename T>
-struct Taps {
-  T w[64];
-  const T* src[64];
-  int n = 0;
+struct TapList {
+  T* w;
+  const T** src;
 };
 
 template <typename T>
 void forward_task(const Plan& p, int64_t n, int64_t g, const T* data, const T* weight, T* out,
-                  T* packed, T* acc) {
+                  T* packed, T* acc, const T** taps) {
   for (int64_t ci = 0; ci < p.Cg; ++ci)
     pack_in(p, data + ((n * p.C + g * p.Cg + ci) * p.H) * p.W, packed + ci * p.in_stride());
-  const int64_t taps = p.KH * p.KW;
+  // Taps in (ci, kh, kw) order: the order of a filter's weights, so the
+  // weights need no gathering, and the source list serves every filter.
+  const int64_t kernel = p.KH * p.KW;
+  for (int64_t ci = 0; ci < p.Cg; ++ci) {
+    for (int64_t t = 0; t < kernel; ++t) taps[ci * kernel + t] = packed + ci * p.in_stride() + p.source(t);
+  }
   for (int64_t fo = 0; fo < p.Fg; ++fo) {
     const int64_t f = g * p.Fg + fo;
-    memset(acc, 0, sizeof(T) * p.run);
-    for (int64_t ci = 0; ci < p.Cg; ++ci) {
-      const T* w = weight + (f * p.Cg + ci) * taps;
-      const T* planes = packed + ci * p.in_stride();
-      for (int64_t t0 = 0; t0 < taps; t0 += 64) {
-        Taps<T> tp;
-        for (int64_t t = t0; t < taps && tp.n < 64; ++t, ++tp.n) {
-          tp.w[tp.n] = w[t];
-          tp.src[tp.n] = planes + p.source(t);
-        }
-        axpy_any(acc, p.run, tp.n, tp.w, tp.src);
-      }
-    }
+    sum_taps(acc, p.run, p.Cg * kernel, weight + f * p.Cg * kernel, taps);
     T* y = out + ((n * p.F + f) * p.OH) * p.OW;
     for (int64_t oh = 0; oh < p.OH; ++oh) memcpy(y + oh * p.OW, acc + oh * p.Wq, sizeof(T) * p.OW);
   }
@@ -280,32 +308,26 @@ void forward_task(const Plan& p, int64_t n, int64_t g, const T* data, const T* w
 // plane; pack_out's zeros stand in for the output pixels that do not exist.
 template <typename T>
 void backward_data_task(const Plan& p, int64_t n, int64_t g, const T* out_grad, const T* weight,
-                        T* data_grad, T* packed_grad, T* planes) {
+                        T* data_grad, T* packed_grad, T* planes, TapList<T> taps) {
   for (int64_t fo = 0; fo < p.Fg; ++fo)
     pack_out(p, out_grad + ((n * p.F + g * p.Fg + fo) * p.OH) * p.OW,
              packed_grad + fo * p.out_stride);
-  const int64_t taps = p.KH * p.KW;
+  const int64_t kernel = p.KH * p.KW;
   for (int64_t ci = 0; ci < p.Cg; ++ci) {
-    memset(planes, 0, sizeof(T) * p.in_stride());
     for (int64_t a = 0; a < p.SH; ++a) {
       for (int64_t b = 0; b < p.SW; ++b) {
-        T* acc = planes + (a * p.SW + b) * p.plane;
-        Taps<T> tp;
+        int64_t nt = 0;
         for (int64_t fo = 0; fo < p.Fg; ++fo) {
-          const T* w = weight + ((g * p.Fg + fo) * p.Cg + ci) * taps;
+          const T* w = weight + ((g * p.Fg + fo) * p.Cg + ci) * kernel;
           const T* grad = packed_grad + fo * p.out_stride + p.lead;
           for (int64_t kh = a; kh < p.KH; kh += p.SH) {
-            for (int64_t kw = b; kw < p.KW; kw += p.SW) {
-              tp.w[tp.n] = w[kh * p.KW + kw];
-              tp.src[tp.n] = grad - p.shift(kh * p.KW + kw);
-              if (++tp.n == 64) {
-                axpy_any(acc, p.plane, tp.n, tp.w, tp.src);
-                tp.n = 0;
-              }
+            for (int64_t kw = b; kw < p.KW; kw += p.SW, ++nt) {
+              taps.w[nt] = w[kh * p.KW + kw];
+              taps.src[nt] = grad - p.shift(kh * p.KW + kw);
             }
           }
         }
-        axpy_any(acc, p.plane, tp.n, tp.w, tp.src);
+        sum_taps(planes + (a * p.SW + b) * p.plane, p.plane, nt, taps.w, taps.src);
       }
     }
     unpack_in(p, planes, data_grad + ((n * p.C + g * p.Cg + ci) * p.H) * p.W);
@@ -349,6 +371,17 @@ T* scratch(int64_t elements) {
 }
 
 template <typename T>
+TapList<T> tap_list(int64_t size) {
+  return {scratch<T>(size), static_cast<const T**>(aligned_alloc(64, ((size * sizeof(T*) + 63) / 64) * 64))};
+}
+
+template <typename T>
+void free_tap_list(TapList<T> taps) {
+  free(taps.w);
+  free(const_cast<T**>(taps.src));
+}
+
+template <typename T>
 int forward(const Plan& p, const T* data, const T* weight, T* out) {
   const int64_t tasks = p.N * p.G;
   int failed = 0;
@@ -356,13 +389,17 @@ int forward(const Plan& p, const T* data, const T* weight, T* out) {
   {
     T* packed = scratch<T>(p.Cg * p.in_stride());
     T* acc = scratch<T>(p.run);
-    if (packed == nullptr || acc == nullptr) failed = 1;
-#pragma omp for schedule(static)
+    const TapList<T> taps = tap_list<T>(p.Cg * p.KH * p.KW);
+    if (packed == nullptr || acc == nullptr || taps.w == nullptr || taps.src == nullptr)
+      failed = 1;
+#pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
-      if (!failed) forward_task(p, task / p.G, task % p.G, data, weight, out, packed, acc);
+      if (!failed)
+        forward_task(p, task / p.G, task % p.G, data, weight, out, packed, acc, taps.src);
     }
     free(packed);
     free(acc);
+    free_tap_list(taps);
   }
   return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
 }
@@ -375,51 +412,55 @@ int backward_data(const Plan& p, const T* out_grad, const T* weight, T* data_gra
   {
     T* packed_grad = scratch<T>(p.Fg * p.out_stride);
     T* planes = scratch<T>(p.in_stride());
-    if (packed_grad == nullptr || planes == nullptr) failed = 1;
-#pragma omp for schedule(static)
+    const TapList<T> taps = tap_list<T>(p.Fg * p.KH * p.KW);
+    if (packed_grad == nullptr || planes == nullptr || taps.w == nullptr || taps.src == nullptr)
+      failed = 1;
+#pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
       if (!failed)
         backward_data_task(p, task / p.G, task % p.G, out_grad, weight, data_grad, packed_grad,
-                           planes);
+                           planes, taps);
     }
     free(packed_grad);
     free(planes);
+    free_tap_list(taps);
   }
   return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
 }
 
 template <typename T>
 int backward_weight(const Plan& p, const T* out_grad, const T* data, T* weight_grad) {
-  const int64_t tasks = p.N * p.G;
+  // Images are cut into a fixed number of blocks, each with its own partial
+  // weight gradient, summed in block order at the end: no two tasks write one
+  // address (no atomics), and the result does not depend on the thread count
+  // or on which thread ran what. The weights are small next to the activations.
+  const int64_t blocks = p.N < kImageBlocks ? p.N : kImageBlocks;
+  const int64_t tasks = blocks * p.G;
   const int64_t size = p.F * p.Cg * p.KH * p.KW;
-  const bool parallel = p.macs() >= kParallelMacs;
-  const int threads = parallel ? omp_get_max_threads() : 1;
-  // One partial weight gradient per thread, summed at the end: the weights are
-  // small next to the activations, and no two threads ever write one address.
-  T* partial = scratch<T>(threads * size);
+  T* partial = scratch<T>(blocks * size);
   if (partial == nullptr) return IGC_OUT_OF_MEMORY;
-  memset(partial, 0, sizeof(T) * threads * size);
+  memset(partial, 0, sizeof(T) * blocks * size);
   int failed = 0;
-#pragma omp parallel num_threads(threads) if (parallel) reduction(| : failed)
+#pragma omp parallel if (p.macs() >= kParallelMacs) reduction(| : failed)
   {
-    T* mine = partial + omp_get_thread_num() * size;
     T* packed = scratch<T>(p.Cg * p.in_stride());
     T* packed_grad = scratch<T>(p.out_stride);
     if (packed == nullptr || packed_grad == nullptr) failed = 1;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
-      if (!failed)
-        backward_weight_task(p, task / p.G, task % p.G, out_grad, data, mine, packed,
+      const int64_t block = task / p.G, g = task % p.G;
+      for (int64_t n = block * p.N / blocks; n < (block + 1) * p.N / blocks && !failed; ++n)
+        backward_weight_task(p, n, g, out_grad, data, partial + block * size, packed,
                              packed_grad);
     }
     free(packed);
     free(packed_grad);
   }
   if (!failed) {
-#pragma omp parallel for schedule(static) num_threads(threads) if (parallel && size >= 4096)
+#pragma omp parallel for schedule(static) if (size * blocks >= 1 << 16)
     for (int64_t k = 0; k < size; ++k) {
       T sum = 0;
-      for (int t = 0; t < threads; ++t) sum += partial[t * size + k];
+      for (int64_t b = 0; b < blocks; ++b) sum += partial[b * size + k];
       weight_grad[k] = sum;
     }
   }

@@ -48,9 +48,9 @@ int igc_group_conv_check(const igc_conv_geometry* geometry, int dtype);
  * (image, group); the inner loops run along the output width.
  *   forward:         out  = conv(data, weight)
  *   backward_data:   data_grad  from out_grad and weight
- *   backward_weight: weight_grad from out_grad and data (per-thread partial sums,
- *                    reduced at the end: no atomics, same result for a given
- *                    thread count)
+ *   backward_weight: weight_grad from out_grad and data (partial sums over fixed
+ *                    blocks of images, reduced in order: no atomics, and the
+ *                    same result whatever the thread count)
  */
 int igc_group_conv_forward_cpu(const igc_conv_geometry* geometry, const void* data,
                                const void* weight, void* out, int dtype);

@@ -138,26 +138,30 @@ void axpy_taps(T* __restrict acc, int64_t n, const T* w, const T* const* src) {
   }
 }
 
-// out[t] += sum_i a[i] * src[t][i], i < n, in vector partial sums (no -ffast-math
-// needed: the order is fixed by the code).
+// part[t] += a[i] * src[t][i] lane by lane, i < n: vector partial sums, kept
+// across calls and reduced to scalars once per task (see backward_weight_task),
+// so the horizontal sums do not cost as much as the products on small planes.
+// The order is fixed by the code: no -ffast-math needed.
 template <int NT, typename T>
-void dot_taps(T* out, int64_t n, const T* __restrict a, const T* const* src) {
+void dot_taps(typename Vector<T>::type* part, int64_t n, const T* __restrict a,
+              const T* const* src) {
   using V = Vector<T>;
   constexpr int L = V::kLanes;
-  typename V::type part[NT] = {};
+  typename V::type acc[NT];
   const T* s[NT];
-  for (int t = 0; t < NT; ++t) s[t] = src[t];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = part[t];
+    s[t] = src[t];
+  }
   int64_t i = 0;
   for (; i + L <= n; i += L) {
     const typename V::type av = V::load(a + i);
-    for (int t = 0; t < NT; ++t) part[t] += av * V::load(s[t] + i);
+    for (int t = 0; t < NT; ++t) acc[t] += av * V::load(s[t] + i);
   }
-  for (int t = 0; t < NT; ++t) {
-    T sum = 0;
-    for (int l = 0; l < L; ++l) sum += part[t][l];
-    for (int64_t j = i; j < n; ++j) sum += a[j] * s[t][j];
-    out[t] += sum;
+  for (; i < n; ++i) {
+    for (int t = 0; t < NT; ++t) acc[t][0] += a[i] * s[t][i];
   }
+  for (int t = 0; t < NT; ++t) part[t] = acc[t];
 }
 
 // out[i] = sum_t w[t] * src[t][i], i < n, for any number of taps: kBlock
@@ -210,7 +214,8 @@ void axpy_any(T* acc, int64_t n, int nt, const T* w, const T* const* src) {
 }
 
 template <typename T>
-void dot_any(T* out, int64_t n, int nt, const T* a, const T* const* src) {
+void dot_any(typename Vector<T>::type* out, int64_t n, int64_t nt, const T* a,
+             const T* const* src) {
   for (; nt > 0; nt -= kMaxFusedTaps, out += kMaxFusedTaps, src += kMaxFusedTaps) {
     switch (nt < kMaxFusedTaps ? nt : kMaxFusedTaps) {
       case 1: dot_taps<1>(out, n, a, src); break;
@@ -306,58 +311,89 @@ void forward_task(const Plan& p, int64_t n, int64_t g, const T* data, const T* w
 // Data gradient as a gather: padded input pixel j of plane (a, b) receives
 // w[f, ci, kh, kw] * out_grad[f][j - shift(kh, kw)] from every tap in that
 // plane; pack_out's zeros stand in for the output pixels that do not exist.
+// Taps run plane by plane, (fo, kh, kw) within a plane: the source list is the
+// same for every input channel, and `by_plane` holds the weights in that order
+// (see plane_order_weights).
 template <typename T>
-void backward_data_task(const Plan& p, int64_t n, int64_t g, const T* out_grad, const T* weight,
-                        T* data_grad, T* packed_grad, T* planes, TapList<T> taps) {
+void backward_data_task(const Plan& p, int64_t n, int64_t g, const T* out_grad, const T* by_plane,
+                        T* data_grad, T* packed_grad, T* planes, const T** taps) {
   for (int64_t fo = 0; fo < p.Fg; ++fo)
     pack_out(p, out_grad + ((n * p.F + g * p.Fg + fo) * p.OH) * p.OW,
              packed_grad + fo * p.out_stride);
-  const int64_t kernel = p.KH * p.KW;
+  int64_t nt = 0;
+  for (int64_t a = 0; a < p.SH; ++a) {
+    for (int64_t b = 0; b < p.SW; ++b) {
+      for (int64_t fo = 0; fo < p.Fg; ++fo) {
+        const T* grad = packed_grad + fo * p.out_stride + p.lead;
+        for (int64_t kh = a; kh < p.KH; kh += p.SH) {
+          for (int64_t kw = b; kw < p.KW; kw += p.SW) taps[nt++] = grad - p.shift(kh * p.KW + kw);
+        }
+      }
+    }
+  }
   for (int64_t ci = 0; ci < p.Cg; ++ci) {
+    const T* w = by_plane + (g * p.Cg + ci) * nt;
+    const T** src = taps;
     for (int64_t a = 0; a < p.SH; ++a) {
       for (int64_t b = 0; b < p.SW; ++b) {
-        int64_t nt = 0;
-        for (int64_t fo = 0; fo < p.Fg; ++fo) {
-          const T* w = weight + ((g * p.Fg + fo) * p.Cg + ci) * kernel;
-          const T* grad = packed_grad + fo * p.out_stride + p.lead;
-          for (int64_t kh = a; kh < p.KH; kh += p.SH) {
-            for (int64_t kw = b; kw < p.KW; kw += p.SW, ++nt) {
-              taps.w[nt] = w[kh * p.KW + kw];
-              taps.src[nt] = grad - p.shift(kh * p.KW + kw);
-            }
-          }
-        }
-        sum_taps(planes + (a * p.SW + b) * p.plane, p.plane, nt, taps.w, taps.src);
+        const int64_t count = p.Fg * ((p.KH - a + p.SH - 1) / p.SH) * ((p.KW - b + p.SW - 1) / p.SW);
+        sum_taps(planes + (a * p.SW + b) * p.plane, p.plane, count, w, src);
+        w += count;
+        src += count;
       }
     }
     unpack_in(p, planes, data_grad + ((n * p.C + g * p.Cg + ci) * p.H) * p.W);
   }
 }
 
-// Weight gradient: w[f, ci, kh, kw] += dot(out_grad[f] (Wq wide, zero scratch
-// columns), the tap's run of the packed input). Accumulates into `grad`.
+// The weights of input channel (g, ci) in backward_data_task's tap order.
 template <typename T>
-void backward_weight_task(const Plan& p, int64_t n, int64_t g, const T* out_grad, const T* data,
-                          T* grad, T* packed, T* packed_grad) {
-  for (int64_t ci = 0; ci < p.Cg; ++ci)
-    pack_in(p, data + ((n * p.C + g * p.Cg + ci) * p.H) * p.W, packed + ci * p.in_stride());
-  const int64_t taps = p.KH * p.KW;
-  for (int64_t fo = 0; fo < p.Fg; ++fo) {
-    const int64_t f = g * p.Fg + fo;
-    pack_out(p, out_grad + ((n * p.F + f) * p.OH) * p.OW, packed_grad);
-    const T* dy = packed_grad + p.lead;
+void plane_order_weights(const Plan& p, const T* weight, T* by_plane) {
+  const int64_t kernel = p.KH * p.KW;
+  for (int64_t g = 0; g < p.G; ++g) {
     for (int64_t ci = 0; ci < p.Cg; ++ci) {
-      const T* planes = packed + ci * p.in_stride();
-      T* dw = grad + (f * p.Cg + ci) * taps;
-      for (int64_t t0 = 0; t0 < taps; t0 += 64) {
-        const T* src[64];
-        int nt = 0;
-        for (int64_t t = t0; t < taps && nt < 64; ++t, ++nt) {
-          src[nt] = planes + p.source(t);
+      for (int64_t a = 0; a < p.SH; ++a) {
+        for (int64_t b = 0; b < p.SW; ++b) {
+          for (int64_t fo = 0; fo < p.Fg; ++fo) {
+            const T* w = weight + ((g * p.Fg + fo) * p.Cg + ci) * kernel;
+            for (int64_t kh = a; kh < p.KH; kh += p.SH) {
+              for (int64_t kw = b; kw < p.KW; kw += p.SW) *by_plane++ = w[kh * p.KW + kw];
+            }
+          }
         }
-        dot_any(dw + t0, p.run, nt, dy, src);
       }
     }
+  }
+}
+
+// Weight gradient of group g over images [first, last): w[f, ci, kh, kw] +=
+// dot(out_grad[f] (Wq wide, zero scratch columns), the tap's run of the packed
+// input), in vector partials `part` (Fg * Cg * KH * KW vectors), then summed
+// into `grad`.
+template <typename T>
+void backward_weight_task(const Plan& p, int64_t first, int64_t last, int64_t g,
+                          const T* out_grad, const T* data, T* grad, T* packed, T* packed_grad,
+                          typename Vector<T>::type* part, const T** taps) {
+  using Vec = typename Vector<T>::type;
+  const int64_t kernel = p.KH * p.KW;
+  const int64_t per_filter = p.Cg * kernel;
+  memset(static_cast<void*>(part), 0, sizeof(Vec) * p.Fg * per_filter);
+  for (int64_t n = first; n < last; ++n) {
+    for (int64_t ci = 0; ci < p.Cg; ++ci) {
+      T* planes = packed + ci * p.in_stride();
+      pack_in(p, data + ((n * p.C + g * p.Cg + ci) * p.H) * p.W, planes);
+      for (int64_t t = 0; t < kernel; ++t) taps[ci * kernel + t] = planes + p.source(t);
+    }
+    for (int64_t fo = 0; fo < p.Fg; ++fo) {
+      pack_out(p, out_grad + ((n * p.F + g * p.Fg + fo) * p.OH) * p.OW, packed_grad);
+      dot_any(part + fo * per_filter, p.run, per_filter, packed_grad + p.lead, taps);
+    }
+  }
+  T* dw = grad + g * p.Fg * per_filter;
+  for (int64_t k = 0; k < p.Fg * per_filter; ++k) {
+    T sum = 0;
+    for (int l = 0; l < Vector<T>::kLanes; ++l) sum += part[k][l];
+    dw[k] += sum;
   }
 }
 
@@ -407,6 +443,9 @@ int forward(const Plan& p, const T* data, const T* weight, T* out) {
 template <typename T>
 int backward_data(const Plan& p, const T* out_grad, const T* weight, T* data_grad) {
   const int64_t tasks = p.N * p.G;
+  T* by_plane = scratch<T>(p.F * p.Cg * p.KH * p.KW);
+  if (by_plane == nullptr) return IGC_OUT_OF_MEMORY;
+  plane_order_weights(p, weight, by_plane);
   int failed = 0;
 #pragma omp parallel if (p.macs() >= kParallelMacs) reduction(| : failed)
   {
@@ -418,13 +457,14 @@ int backward_data(const Plan& p, const T* out_grad, const T* weight, T* data_gra
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
       if (!failed)
-        backward_data_task(p, task / p.G, task % p.G, out_grad, weight, data_grad, packed_grad,
-                           planes, taps);
+        backward_data_task(p, task / p.G, task % p.G, out_grad, by_plane, data_grad,
+                           packed_grad, planes, taps.src);
     }
     free(packed_grad);
     free(planes);
     free_tap_list(taps);
   }
+  free(by_plane);
   return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
 }
 
@@ -443,18 +483,24 @@ int backward_weight(const Plan& p, const T* out_grad, const T* data, T* weight_g
   int failed = 0;
 #pragma omp parallel if (p.macs() >= kParallelMacs) reduction(| : failed)
   {
+    using Vec = typename Vector<T>::type;
     T* packed = scratch<T>(p.Cg * p.in_stride());
     T* packed_grad = scratch<T>(p.out_stride);
-    if (packed == nullptr || packed_grad == nullptr) failed = 1;
+    Vec* part = reinterpret_cast<Vec*>(scratch<T>(Vector<T>::kLanes * p.Fg * p.Cg * p.KH * p.KW));
+    const TapList<T> taps = tap_list<T>(p.Cg * p.KH * p.KW);
+    if (packed == nullptr || packed_grad == nullptr || part == nullptr || taps.src == nullptr)
+      failed = 1;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t block = task / p.G, g = task % p.G;
-      for (int64_t n = block * p.N / blocks; n < (block + 1) * p.N / blocks && !failed; ++n)
-        backward_weight_task(p, n, g, out_grad, data, partial + block * size, packed,
-                             packed_grad);
+      if (!failed)
+        backward_weight_task(p, block * p.N / blocks, (block + 1) * p.N / blocks, g, out_grad,
+                             data, partial + block * size, packed, packed_grad, part, taps.src);
     }
     free(packed);
     free(packed_grad);
+    free(part);
+    free_tap_list(taps);
   }
   if (!failed) {
 #pragma omp parallel for schedule(static) if (size * blocks >= 1 << 16)

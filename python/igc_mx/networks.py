@@ -226,8 +226,12 @@ def layout(network, depth, primary_partition, secondary_partition=None, widen=No
 
 
 def get_symbol(network, num_classes, depth, primary_partition, secondary_partition=None,
-               widen=None):
-    """Symbol of ``network`` (a key of FAMILIES), ending in SoftmaxOutput 'softmax'."""
+               widen=None, group_conv=False):
+    """Symbol of ``network`` (a key of FAMILIES), ending in SoftmaxOutput 'softmax'.
+
+    ``group_conv`` selects the op of the IGC primary convolutions (False, True or
+    'auto'; see ``blocks.primary_conv_op``); names and parameters do not change.
+    """
     num_classes = _as_int('num_classes', num_classes, positive=True)
     fam, stem_width, stages = layout(network, depth, primary_partition,
                                      secondary_partition, widen)
@@ -244,7 +248,7 @@ def get_symbol(network, num_classes, depth, primary_partition, secondary_partiti
     for s, stage in enumerate(stages, start=1):
         for b in range(stage.blocks):
             data = _block(data, f'g{s}_b{b + 1}', fam, kin, stage,
-                          stage.stride if b == 0 else 1)
+                          stage.stride if b == 0 else 1, group_conv)
             kin = stage.width
     head = fam.head
     data = mx.sym.Pooling(data=data, name=head.pool, kernel=(head.kernel, head.kernel),
@@ -254,7 +258,7 @@ def get_symbol(network, num_classes, depth, primary_partition, secondary_partiti
     return mx.sym.SoftmaxOutput(data=data, name='softmax')
 
 
-def _block(data, name, fam, kin, stage, stride):
+def _block(data, name, fam, kin, stage, stride, group_conv=False):
     """One block: its units in sequence, plus (residual) shortcut and ReLU."""
     out = data
     last = len(fam.naming.units) - 1
@@ -271,7 +275,7 @@ def _block(data, name, fam, kin, stage, stride):
             out = igc_unit(out, unit, stage.width, (3, 3), (s, s), (1, 1),
                            primary_partition=stage.groups,
                            secondary_groups=source // stage.groups,
-                           relu=relu, momentum=fam.bn_momentum)
+                           relu=relu, momentum=fam.bn_momentum, group_conv=group_conv)
     if not fam.residual:
         return out
     if kin == stage.width:

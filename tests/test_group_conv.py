@@ -307,3 +307,45 @@ def test_builders_auto_uses_group_conv_for_narrow_groups_only():
                                           else 'Convolution')            # 8 per group
     with pytest.raises(ValueError, match="group_conv='yes'"):
         networks.get_symbol('resnet_igc', 10, 8, 24, 2, group_conv='yes')
+
+
+# Runs the kernels in a fresh process (the variant is chosen once per process),
+# through ctypes alone so that it starts fast.
+VARIANT_SCRIPT = '''
+import ctypes, sys
+import numpy as np
+lib = ctypes.CDLL(sys.argv[1])
+x, w, head = (np.load(sys.argv[2])[k] for k in ('x', 'w', 'head'))
+geometry = (ctypes.c_int64 * 12)(*x.shape, w.shape[0], 4, *w.shape[2:], 2, 1, 1, 0)
+outputs = {'y': np.empty_like(head), 'dx': np.empty_like(x), 'dw': np.empty_like(w)}
+for name, a, b, out in (('forward', x, w, 'y'), ('backward_data', head, w, 'dx'),
+                        ('backward_weight', head, x, 'dw')):
+    fn = getattr(lib, 'igc_group_conv_%s_cpu' % name)
+    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int]
+    assert fn(ctypes.addressof(geometry), a.ctypes.data, b.ctypes.data,
+              outputs[out].ctypes.data, 0) == 0
+lib.igc_group_conv_cpu_isa.restype = ctypes.c_char_p
+np.savez(sys.argv[3], isa=lib.igc_group_conv_cpu_isa().decode(), **outputs)
+'''
+
+
+@pytest.mark.parametrize('isa', ['generic', 'avx2'])
+def test_every_instruction_set_variant_matches_convolution(isa, tmp_path):
+    # This machine picks the widest variant; IGC_MX_CPU_ISA forces the others.
+    import os
+    import subprocess
+    import sys
+    shape = (3, 16, 9, 11, 8, 4, (3, 3), (2, 1), (1, 0))
+    x, w = arrays(shape, 'float32')
+    head = np.random.randn(*out_shape(shape)).astype('float32')
+    y_ref, dx_ref, dw_ref = run(convolution, x, w, head, **conv_params(shape))
+    np.savez(tmp_path / 'in.npz', x=x, w=w, head=head)
+    subprocess.run([sys.executable, '-c', VARIANT_SCRIPT, kernels.load()._name,
+                    str(tmp_path / 'in.npz'), str(tmp_path / 'out.npz')], check=True,
+                   timeout=120, env={**os.environ, 'IGC_MX_CPU_ISA': isa})
+    out = np.load(tmp_path / 'out.npz')
+    if isa == 'avx2' and str(out['isa']) == 'generic':
+        pytest.skip('this CPU has no AVX2')
+    assert str(out['isa']) == isa
+    for name, ref in (('y', y_ref), ('dx', dx_ref), ('dw', dw_ref)):
+        np.testing.assert_allclose(out[name], ref, rtol=1e-4, atol=1e-4, err_msg=name)

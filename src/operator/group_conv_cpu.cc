@@ -1,6 +1,9 @@
 // CPU grouped convolution: the C ABI of group_conv_kernels.h, argument checks,
 // and the choice of instruction-set variant. The kernels are in
 // group_conv_cpu_impl.h; this file compiles its portable variant.
+#include <stdlib.h>  // getenv
+#include <string.h>  // strcmp, memset
+
 #define IGC_GC_ISA generic
 #include "group_conv_cpu_impl.h"
 
@@ -28,13 +31,27 @@ IGC_GC_DECLARE(avx512)
 
 namespace {
 
+// IGC_MX_CPU_ISA=generic|avx2 picks a lesser variant than the CPU allows (for
+// tests and comparisons); it never picks one the CPU lacks.
+bool allowed(const char* name) {
+  const char* wanted = getenv("IGC_MX_CPU_ISA");
+  if (wanted == nullptr || *wanted == '\0') return true;
+  const char* order[] = {"generic", "avx2", "avx512"};
+  int wanted_rank = 2, rank = 0;
+  for (int k = 0; k < 3; ++k) {
+    if (strcmp(wanted, order[k]) == 0) wanted_rank = k;
+    if (strcmp(name, order[k]) == 0) rank = k;
+  }
+  return rank <= wanted_rank;
+}
+
 Variant choose() {
 #ifdef IGC_GC_X86_VARIANTS
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
+  if (allowed("avx512") && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
     return {"avx512", avx512::forward_entry, avx512::backward_data_entry,
             avx512::backward_weight_entry};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+  if (allowed("avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     return {"avx2", avx2::forward_entry, avx2::backward_data_entry, avx2::backward_weight_entry};
 #endif
   return {"generic", generic::forward_entry, generic::backward_data_entry,

@@ -28,7 +28,7 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 #ifndef IGC_GC_VECTOR_BYTES
-#define IGC_GC_VECTOR_BYTES 32  // lanes of the partial sums in dot_taps
+#define IGC_GC_VECTOR_BYTES 32  // width of the inner loops' vectors (one AVX2 register)
 #endif
 
 #ifndef IGC_GC_ISA
@@ -40,7 +40,7 @@ namespace IGC_GC_ISA {
 
 // Below this many multiply-adds a parallel region costs more than it saves.
 constexpr int64_t kParallelMacs = 1 << 16;
-// Taps fused into one pass over a plane: 3x3 kernels in one pass.
+// Taps whose dot products share one pass over out_grad: a 3x3 kernel.
 constexpr int kMaxFusedTaps = 9;
 // Image blocks of the weight gradient (see backward_weight).
 constexpr int64_t kImageBlocks = 8;
@@ -114,30 +114,6 @@ struct Vector {
   static void store(T* p, type v) { memcpy(p, &v, sizeof v); }
 };
 
-// acc[i] += sum_t w[t] * src[t][i], i < n
-template <int NT, typename T>
-void axpy_taps(T* __restrict acc, int64_t n, const T* w, const T* const* src) {
-  using V = Vector<T>;
-  constexpr int L = V::kLanes;
-  typename V::type wv[NT];
-  const T* s[NT];
-  for (int t = 0; t < NT; ++t) {
-    wv[t] = w[t] - typename V::type{};  // broadcast
-    s[t] = src[t];
-  }
-  int64_t i = 0;
-  for (; i + L <= n; i += L) {
-    typename V::type sum = V::load(acc + i);
-    for (int t = 0; t < NT; ++t) sum += wv[t] * V::load(s[t] + i);
-    V::store(acc + i, sum);
-  }
-  for (; i < n; ++i) {
-    T sum = acc[i];
-    for (int t = 0; t < NT; ++t) sum += w[t] * s[t][i];
-    acc[i] = sum;
-  }
-}
-
 // part[t] += a[i] * src[t][i] lane by lane, i < n: vector partial sums, kept
 // across calls and reduced to scalars once per task (see backward_weight_task),
 // so the horizontal sums do not cost as much as the products on small planes.
@@ -196,23 +172,6 @@ void sum_taps(T* __restrict out, int64_t n, int64_t nt, const T* w, const T* con
 }
 
 // Runtime tap counts, in chunks of at most kMaxFusedTaps.
-template <typename T>
-void axpy_any(T* acc, int64_t n, int nt, const T* w, const T* const* src) {
-  for (; nt > 0; nt -= kMaxFusedTaps, w += kMaxFusedTaps, src += kMaxFusedTaps) {
-    switch (nt < kMaxFusedTaps ? nt : kMaxFusedTaps) {
-      case 1: axpy_taps<1>(acc, n, w, src); break;
-      case 2: axpy_taps<2>(acc, n, w, src); break;
-      case 3: axpy_taps<3>(acc, n, w, src); break;
-      case 4: axpy_taps<4>(acc, n, w, src); break;
-      case 5: axpy_taps<5>(acc, n, w, src); break;
-      case 6: axpy_taps<6>(acc, n, w, src); break;
-      case 7: axpy_taps<7>(acc, n, w, src); break;
-      case 8: axpy_taps<8>(acc, n, w, src); break;
-      default: axpy_taps<9>(acc, n, w, src); break;
-    }
-  }
-}
-
 template <typename T>
 void dot_any(typename Vector<T>::type* out, int64_t n, int64_t nt, const T* a,
              const T* const* src) {
@@ -281,13 +240,6 @@ void pack_out(const Plan& p, const T* __restrict src, T* __restrict dst) {
 }
 
 // ---- the three passes, one (image, group) task at a time --------------------
-
-// Per-thread lists of (weight, source pointer) pairs for sum_taps.
-template <typename T>
-struct TapList {
-  T* w;
-  const T** src;
-};
 
 template <typename T>
 void forward_task(const Plan& p, int64_t n, int64_t g, const T* data, const T* weight, T* out,
@@ -406,15 +358,10 @@ T* scratch(int64_t elements) {
   return static_cast<T*>(aligned_alloc(64, bytes > 0 ? bytes : 64));
 }
 
+// A per-thread list of source pointers, one per tap.
 template <typename T>
-TapList<T> tap_list(int64_t size) {
-  return {scratch<T>(size), static_cast<const T**>(aligned_alloc(64, ((size * sizeof(T*) + 63) / 64) * 64))};
-}
-
-template <typename T>
-void free_tap_list(TapList<T> taps) {
-  free(taps.w);
-  free(const_cast<T**>(taps.src));
+const T** tap_sources(int64_t taps) {
+  return static_cast<const T**>(aligned_alloc(64, ((taps * sizeof(T*) + 63) / 64) * 64));
 }
 
 template <typename T>
@@ -425,17 +372,17 @@ int forward(const Plan& p, const T* data, const T* weight, T* out) {
   {
     T* packed = scratch<T>(p.Cg * p.in_stride());
     T* acc = scratch<T>(p.run);
-    const TapList<T> taps = tap_list<T>(p.Cg * p.KH * p.KW);
-    if (packed == nullptr || acc == nullptr || taps.w == nullptr || taps.src == nullptr)
+    const T** taps = tap_sources<T>(p.Cg * p.KH * p.KW);
+    if (packed == nullptr || acc == nullptr || taps == nullptr)
       failed = 1;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
       if (!failed)
-        forward_task(p, task / p.G, task % p.G, data, weight, out, packed, acc, taps.src);
+        forward_task(p, task / p.G, task % p.G, data, weight, out, packed, acc, taps);
     }
     free(packed);
     free(acc);
-    free_tap_list(taps);
+    free(const_cast<T**>(taps));
   }
   return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
 }
@@ -451,18 +398,18 @@ int backward_data(const Plan& p, const T* out_grad, const T* weight, T* data_gra
   {
     T* packed_grad = scratch<T>(p.Fg * p.out_stride);
     T* planes = scratch<T>(p.in_stride());
-    const TapList<T> taps = tap_list<T>(p.Fg * p.KH * p.KW);
-    if (packed_grad == nullptr || planes == nullptr || taps.w == nullptr || taps.src == nullptr)
+    const T** taps = tap_sources<T>(p.Fg * p.KH * p.KW);
+    if (packed_grad == nullptr || planes == nullptr || taps == nullptr)
       failed = 1;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
       if (!failed)
         backward_data_task(p, task / p.G, task % p.G, out_grad, by_plane, data_grad,
-                           packed_grad, planes, taps.src);
+                           packed_grad, planes, taps);
     }
     free(packed_grad);
     free(planes);
-    free_tap_list(taps);
+    free(const_cast<T**>(taps));
   }
   free(by_plane);
   return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
@@ -487,20 +434,20 @@ int backward_weight(const Plan& p, const T* out_grad, const T* data, T* weight_g
     T* packed = scratch<T>(p.Cg * p.in_stride());
     T* packed_grad = scratch<T>(p.out_stride);
     Vec* part = reinterpret_cast<Vec*>(scratch<T>(Vector<T>::kLanes * p.Fg * p.Cg * p.KH * p.KW));
-    const TapList<T> taps = tap_list<T>(p.Cg * p.KH * p.KW);
-    if (packed == nullptr || packed_grad == nullptr || part == nullptr || taps.src == nullptr)
+    const T** taps = tap_sources<T>(p.Cg * p.KH * p.KW);
+    if (packed == nullptr || packed_grad == nullptr || part == nullptr || taps == nullptr)
       failed = 1;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t block = task / p.G, g = task % p.G;
       if (!failed)
         backward_weight_task(p, block * p.N / blocks, (block + 1) * p.N / blocks, g, out_grad,
-                             data, partial + block * size, packed, packed_grad, part, taps.src);
+                             data, partial + block * size, packed, packed_grad, part, taps);
     }
     free(packed);
     free(packed_grad);
     free(part);
-    free_tap_list(taps);
+    free(const_cast<T**>(taps));
   }
   if (!failed) {
 #pragma omp parallel for schedule(static) if (size * blocks >= 1 << 16)

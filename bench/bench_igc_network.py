@@ -4,7 +4,7 @@ as GroupConvolution where it is faster ('auto') and everywhere ('all'), against
 the same network in PyTorch. Each variant runs in its own process with the same
 thread count; PyTorch with its allocator tuned (see FACTS: 'Benchmarking').
 
-    .venv/bin/python bench/bench_igc_network.py [--out bench/results] [--threads 2]
+    .venv/bin/python bench/bench_igc_network.py [--out bench/results] [--threads 1,2]
         [--steps 10] [--repeats 5] [--torch-python /work/venv-torch5/bin/python]
 
 A step is forward + backward + a Nesterov SGD update (momentum 0.9, wd 1e-4) on
@@ -154,7 +154,7 @@ def run_worker(python, args, extra_env, threads):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', type=Path, default=Path(__file__).resolve().parent / 'results')
-    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--threads', default='1,2', help='comma-separated thread counts')
     parser.add_argument('--steps', type=int, default=10)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--torch-python', default='/work/venv-torch5/bin/python')
@@ -167,32 +167,39 @@ def main():
         print(json.dumps(mxnet_worker(group_conv, args.steps, args.repeats)))
         return 0
     if args.worker == 'torch':
-        print(json.dumps(torch_worker(json.loads(args.layout), args.threads, args.steps,
+        print(json.dumps(torch_worker(json.loads(args.layout), int(args.threads), args.steps,
                                       args.repeats)))
         return 0
 
-    common = ['--threads', str(args.threads), '--steps', str(args.steps),
-              '--repeats', str(args.repeats)]
-    rows = {}
-    for name, group_conv in MXNET_VARIANTS.items():
-        rows[name] = run_worker(sys.executable, ['--worker', 'mxnet', '--group-conv',
-                                                 str(group_conv), *common], {}, args.threads)
-        print(name, rows[name], flush=True)
-    rows['pytorch'] = run_worker(args.torch_python, ['--worker', 'torch', '--layout',
-                                                     layout_json(), *common], TORCH_ENV,
-                                 args.threads)
-    print('pytorch', rows['pytorch'], flush=True)
-    torch_rate = rows['pytorch']['img_per_s']
-    report = {'network': NETWORK, 'batch': BATCH, 'threads': args.threads,
-              'steps': args.steps, 'repeats': args.repeats, 'rows': rows,
-              'command': f'.venv/bin/python bench/bench_igc_network.py --threads {args.threads}'}
+    runs = {}
     lines = [f"resnet_igc depth 20, L=24, M=2, batch {BATCH}, CIFAR 32x32, training steps "
-             f"(forward + backward + Nesterov update), {args.threads} threads, each variant "
-             f"in its own process; median of {args.repeats} runs of {args.steps} steps.", '',
-             '| variant | img/s | ms/step | vs PyTorch | parameters |', '|---|---|---|---|---|']
-    for name, row in rows.items():
-        lines.append(f"| {name} | {row['img_per_s']:.1f} | {row['step_ms']:.1f} "
-                     f"| {row['img_per_s'] / torch_rate:.2f}x | {row['params']:,} |")
+             f"(forward + backward + Nesterov update), each variant in its own process; "
+             f"median of {args.repeats} runs of {args.steps} steps, on a machine shared "
+             f"with other jobs.", '']
+    for threads in (int(t) for t in args.threads.split(',')):
+        common = ['--threads', str(threads), '--steps', str(args.steps),
+                  '--repeats', str(args.repeats)]
+        rows = {}
+        for name, group_conv in MXNET_VARIANTS.items():
+            rows[name] = run_worker(sys.executable, ['--worker', 'mxnet', '--group-conv',
+                                                     str(group_conv), *common], {}, threads)
+            print(threads, name, rows[name], flush=True)
+        rows['pytorch'] = run_worker(args.torch_python, ['--worker', 'torch', '--layout',
+                                                         layout_json(), *common], TORCH_ENV,
+                                     threads)
+        print(threads, 'pytorch', rows['pytorch'], flush=True)
+        runs[threads] = rows
+        torch_rate = rows['pytorch']['img_per_s']
+        lines += [f'**{threads} thread(s)**', '',
+                  '| variant | img/s | ms/step | vs PyTorch | parameters |',
+                  '|---|---|---|---|---|']
+        for name, row in rows.items():
+            lines.append(f"| {name} | {row['img_per_s']:.1f} | {row['step_ms']:.1f} "
+                         f"| {row['img_per_s'] / torch_rate:.2f}x | {row['params']:,} |")
+        lines.append('')
+    report = {'network': NETWORK, 'batch': BATCH, 'steps': args.steps,
+              'repeats': args.repeats, 'runs': runs,
+              'command': f'.venv/bin/python bench/bench_igc_network.py --threads {args.threads}'}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'igc_network.json').write_text(json.dumps(report, indent=1) + '\n')
     (args.out / 'igc_network.md').write_text('\n'.join(lines) + '\n')

@@ -42,6 +42,8 @@ namespace IGC_GC_ISA {
 constexpr int64_t kParallelMacs = 1 << 16;
 // Taps whose dot products share one pass over out_grad: a 3x3 kernel.
 constexpr int kMaxFusedTaps = 9;
+// Elements every scratch buffer has past its end, for sum_taps' last vector.
+constexpr int64_t kSlack = 64;
 // Image blocks of the weight gradient (see backward_weight).
 constexpr int64_t kImageBlocks = 8;
 // Tasks are handed out one at a time (schedule dynamic): on a shared machine a
@@ -54,7 +56,7 @@ struct Plan {
   int64_t Hq, Wq, plane;  // plane = Hq * Wq
   int64_t run;            // OH * Wq: one output channel, Wq wide
   int64_t lead;           // zeros in front of a packed output channel (see pack_out)
-  int64_t out_stride;     // lead + plane + slack: one packed output channel
+  int64_t out_stride;     // lead + plane + KW + kSlack: one packed output channel
 
   explicit Plan(const igc_conv_geometry& g)
       : N(g.batch), C(g.channels), H(g.height), W(g.width), F(g.filters), G(g.groups),
@@ -69,7 +71,7 @@ struct Plan {
     plane = Hq * Wq;
     run = OH * Wq;
     lead = ((KH - 1) / SH) * Wq + (KW - 1) / SW;
-    out_stride = lead + plane + KW;
+    out_stride = lead + plane + KW + kSlack;
     for (int64_t t = 0; t < KH * KW && t < kCachedTaps; ++t) {
       cached_shift[t] = compute_shift(t);
       cached_source[t] = compute_source(t);
@@ -83,8 +85,8 @@ struct Plan {
     return t < kCachedTaps ? cached_source[t] : compute_source(t);
   }
   // One packed input channel: all planes, plus slack for the junk columns of the
-  // last output row, which read up to KW elements past the last plane.
-  int64_t in_stride() const { return SH * SW * plane + KW; }
+  // last output row (up to KW elements past the last plane) and for sum_taps.
+  int64_t in_stride() const { return SH * SW * plane + KW + kSlack; }
   int64_t macs() const { return N * F * OH * OW * Cg * KH * KW; }
 
  private:
@@ -143,6 +145,8 @@ void dot_taps(typename Vector<T>::type* part, int64_t n, const T* __restrict a,
 // out[i] = sum_t w[t] * src[t][i], i < n, for any number of taps: kBlock
 // vectors of out stay in registers while every tap streams through, so out is
 // written once, and the per-tap cost is one broadcast for kBlock multiply-adds.
+// Reads and writes up to kSlack elements past n: out and every src must have
+// them (the buffers below do; what lands there is junk, never used).
 template <typename T>
 void sum_taps(T* __restrict out, int64_t n, int64_t nt, const T* w, const T* const* src) {
   using V = Vector<T>;
@@ -159,15 +163,12 @@ void sum_taps(T* __restrict out, int64_t n, int64_t nt, const T* w, const T* con
     }
     for (int b = 0; b < kBlock; ++b) V::store(out + i + b * L, acc[b]);
   }
-  for (; i + L <= n; i += L) {
+  // The tail in whole vectors, past n: a scalar tail is one long chain of
+  // dependent multiply-adds, and took most of the time on 8x8 maps.
+  for (; i < n; i += L) {
     Vec acc = {};
     for (int64_t t = 0; t < nt; ++t) acc += (w[t] - Vec{}) * V::load(src[t] + i);
     V::store(out + i, acc);
-  }
-  for (; i < n; ++i) {
-    T acc = 0;
-    for (int64_t t = 0; t < nt; ++t) acc += w[t] * src[t][i];
-    out[i] = acc;
   }
 }
 
@@ -371,7 +372,7 @@ int forward(const Plan& p, const T* data, const T* weight, T* out) {
 #pragma omp parallel if (p.macs() >= kParallelMacs) reduction(| : failed)
   {
     T* packed = scratch<T>(p.Cg * p.in_stride());
-    T* acc = scratch<T>(p.run);
+    T* acc = scratch<T>(p.run + kSlack);
     const T** taps = tap_sources<T>(p.Cg * p.KH * p.KW);
     if (packed == nullptr || acc == nullptr || taps == nullptr)
       failed = 1;

@@ -62,10 +62,11 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
 
 
 # Filters per group up to which GroupConvolution is used by group_conv='auto'.
-# Alone, oneDNN's Convolution is faster at 8 per group on 8x8 maps; inside the
-# network it is not, since MXNet converts between oneDNN's blocked layout and
-# NCHW around every such Convolution (the Reorders and the 1x1 convs run in
-# NCHW). Measured on resnet_igc L24M2 training: bench/results/igc_network.md.
+# Alone, oneDNN's Convolution is faster at 8 per group on 8x8 maps, yet
+# resnet_igc L24M2 trained faster with GroupConvolution there too
+# (bench/results/igc_network.md). A likely reason, not verified: MXNet converts
+# between oneDNN's blocked layout and NCHW around each such Convolution, since
+# the Reorders next to it run in NCHW.
 AUTO_GROUP_CONV_MAX_PER_GROUP = 8
 
 

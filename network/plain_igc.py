@@ -2,6 +2,7 @@
 from igc_mx import networks
 
 
-def get_symbol(num_classes, depth, primary_partition, secondary_partition, fused=True):
+def get_symbol(num_classes, depth, primary_partition, secondary_partition, fused=True,
+               group_conv='auto'):
     return networks.get_symbol('plain_igc', num_classes, depth, primary_partition,
-                               secondary_partition, fused=fused)
+                               secondary_partition, fused=fused, group_conv=group_conv)

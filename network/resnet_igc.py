@@ -3,6 +3,7 @@ the width C = L * M; inside blocks the 1x1 convs use kin/L and kout/L groups."""
 from igc_mx import networks
 
 
-def get_symbol(num_classes, depth, primary_partition, secondary_partition, fused=True):
+def get_symbol(num_classes, depth, primary_partition, secondary_partition, fused=True,
+               group_conv='auto'):
     return networks.get_symbol('resnet_igc', num_classes, depth, primary_partition,
-                               secondary_partition, fused=fused)
+                               secondary_partition, fused=fused, group_conv=group_conv)

@@ -10,7 +10,7 @@ from igc_mx import networks
 
 
 def get_symbol(num_classes=1000, depth=18, primary_partition=100, secondary_partition=None,
-               widen=None, fused=True):
+               widen=None, fused=True, group_conv='auto'):
     return networks.get_symbol('resnet_igc_imgnet_d18', num_classes, depth,
                                primary_partition, secondary_partition, widen=widen,
-                               fused=fused)
+                               fused=fused, group_conv=group_conv)

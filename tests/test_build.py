@@ -85,5 +85,7 @@ def test_cuda_sources_compile(tmp_path):
                                  capture_output=True, text=True, check=True).stdout
         for kernel in ('igc_reorder_cuda', 'igc_interleaved_conv_forward_cuda',
                        'igc_interleaved_conv_backward_data_cuda',
-                       'igc_interleaved_conv_backward_weight_cuda'):
+                       'igc_interleaved_conv_backward_weight_cuda',
+                       'igc_group_conv_forward_cuda', 'igc_group_conv_backward_data_cuda',
+                       'igc_group_conv_backward_weight_cuda'):
             assert kernel in symbols

@@ -125,8 +125,8 @@ def paper_table(reference_dir):
             pub_params = pub_macs = same = 'n/a'
         total = networks.totals(ours)['total']
         rows.append(f'| {row.label} | {flags} | {total[0] / 1e6:.3f} | {pub_params} | '
-                    f"{params_of(ours, ('Convolution',)) / 1e6:.3f} | "
-                    f"{params_of(ours, ('Convolution', 'FullyConnected')) / 1e6:.3f} | "
+                    f"{params_of(ours, networks.CONV_OPS) / 1e6:.3f} | "
+                    f"{params_of(ours, networks.CONV_OPS + ('FullyConnected',)) / 1e6:.3f} | "
                     f'{row.paper_params_m} | '
                     f'{total[2] / 1e9:.2f} | {pub_macs} | {row.paper_flops_g} | {same} |')
     return '\n'.join(rows)

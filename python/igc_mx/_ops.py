@@ -25,7 +25,12 @@ INPLACE_SUM_CAP_ENV = 'MXNET_EXEC_INPLACE_GRAD_SUM_CAP'
 NEVER = str(2 ** 31 - 1)
 
 # Extension ops and the names of their array inputs, in order.
-ARRAY_INPUTS = {'Reorder': ('data',), 'InterleavedGroupConv': ('data', 'weight')}
+ARRAY_INPUTS = {'Reorder': ('data',), 'InterleavedGroupConv': ('data', 'weight'),
+                'GroupConvolution': ('data', 'weight')}
+
+# Inputs that mx.sym creates as variables named '<op name>_<input>' when they are
+# not given, as MXNet's own ops do for their parameters.
+AUTO_VARIABLES = {'GroupConvolution': ('weight',), 'InterleavedGroupConv': ('weight',)}
 
 
 def _is_nd_leaf(array):
@@ -36,20 +41,31 @@ def _is_sym_leaf(symbol):
     return symbol.get_children() is None
 
 
-def _wrap(raw, op_name, is_leaf, identity):
+def _wrap(raw, op_name, is_leaf, identity, auto_variables=()):
     names = ARRAY_INPUTS[op_name]
 
     @functools.wraps(raw)
     def op(*arrays, **kwargs):
         arrays = list(arrays)
+        named_here = auto_variables and any(name not in kwargs
+                                            for name in names[len(arrays):])
+        if named_here:
+            # Take the node's name now, so the variables can be named after it.
+            kwargs['name'] = mx.name.NameManager.current.get(kwargs.get('name'),
+                                                             op_name.lower())
         for name in names[len(arrays):]:
             if name not in kwargs:
-                raise TypeError(f"{op_name}: missing input '{name}'")
+                if name not in auto_variables:
+                    raise TypeError(f"{op_name}: missing input '{name}'")
+                kwargs[name] = mx.sym.var(f"{kwargs['name']}_{name}")
             arrays.append(kwargs.pop(name))
         if len(arrays) != len(names):
             raise TypeError(f"{op_name} takes {len(names)} array input(s) {names}, "
                             f"got {len(arrays)}")
         arrays = [identity(a) if is_leaf(a) else a for a in arrays]
+        if named_here:
+            with mx.name.NameManager():  # the name is final: no second prefix
+                return raw(*arrays, **kwargs)
         return raw(*arrays, **kwargs)
 
     op.raw = raw
@@ -65,11 +81,12 @@ def _named_sym_identity(leaf):
 def install_wrappers():
     """Replace the generated functions with the wrappers (after mx.library.load)."""
     for op_name in ARRAY_INPUTS:
-        for namespace, is_leaf, identity in ((mx.nd, _is_nd_leaf, mx.nd.identity),
-                                             (mx.sym, _is_sym_leaf, _named_sym_identity)):
+        for namespace, is_leaf, identity, auto in (
+                (mx.nd, _is_nd_leaf, mx.nd.identity, ()),
+                (mx.sym, _is_sym_leaf, _named_sym_identity, AUTO_VARIABLES.get(op_name, ()))):
             raw = getattr(namespace.op, op_name)
             raw = getattr(raw, 'raw', raw)
-            wrapped = _wrap(raw, op_name, is_leaf, identity)
+            wrapped = _wrap(raw, op_name, is_leaf, identity, auto)
             setattr(namespace.op, op_name, wrapped)
             setattr(namespace, op_name, wrapped)
 

@@ -28,7 +28,8 @@ def conv_bn(data, name, num_filter, kernel, stride, pad, num_group=1,
 
 
 def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
-             secondary_groups, relu=True, momentum=0.9, eps=BN_EPS, fused=True):
+             secondary_groups, relu=True, momentum=0.9, eps=BN_EPS, fused=True,
+             group_conv='auto'):
     """One interleaved group convolution unit.
 
     primary group conv (``primary_partition`` groups, spatial ``kernel``)
@@ -39,6 +40,9 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     paper's notation C = L*M it is M, but the original CIFAR resnet_igc passes
     other values (kin/L), so it is a free parameter here.
 
+    ``group_conv`` picks the primary convolution's op (see ``primary_conv_op``);
+    the layer and its ``name_conv1_weight`` are the same either way.
+
     ``fused=True`` computes reorder1 -> conv2 -> reorder2 as one
     ``InterleavedGroupConv`` node called ``name_conv2``, with the same weight
     ``name_conv2_weight``: parameters and checkpoints are those of the unfused
@@ -46,9 +50,9 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     """
     _check_partition(name, 'primary_partition', primary_partition, num_filter)
     _check_partition(name, 'secondary_groups', secondary_groups, num_filter)
-    data = mx.sym.Convolution(data=data, name=name + '_conv1', num_filter=num_filter,
-                              kernel=kernel, stride=stride, pad=pad,
-                              num_group=primary_partition, no_bias=True)
+    conv = primary_conv_op(group_conv, num_filter // primary_partition)
+    data = conv(data=data, name=name + '_conv1', num_filter=num_filter, kernel=kernel,
+                stride=stride, pad=pad, num_group=primary_partition, no_bias=True)
     if fused:
         data = mx.sym.InterleavedGroupConv(data, mx.sym.Variable(name + '_conv2_weight'),
                                            name=name + '_conv2',
@@ -67,6 +71,28 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     if relu:
         data = mx.sym.Activation(data=data, name=name + '_relu', act_type='relu')
     return data
+
+
+# Filters per group up to which GroupConvolution is used by group_conv='auto'.
+# Alone, oneDNN's Convolution is faster at 8 per group on 8x8 maps, yet
+# resnet_igc L24M2 trained faster with GroupConvolution there too
+# (bench/results/igc_network.md). A likely reason, not verified: MXNet converts
+# between oneDNN's blocked layout and NCHW around each such Convolution, since
+# the Reorders next to it run in NCHW.
+AUTO_GROUP_CONV_MAX_PER_GROUP = 8
+
+
+def primary_conv_op(group_conv, per_group):
+    """The op of an IGC primary convolution with ``per_group`` filters per group:
+    ``group_conv`` False -> mx.sym.Convolution (the original), True ->
+    mx.sym.GroupConvolution, 'auto' -> GroupConvolution where it measured faster
+    (per_group <= AUTO_GROUP_CONV_MAX_PER_GROUP). Both take the same arguments
+    and own the same ``<name>_weight``."""
+    if group_conv == 'auto':
+        group_conv = per_group <= AUTO_GROUP_CONV_MAX_PER_GROUP
+    if not isinstance(group_conv, bool):
+        raise ValueError(f"group_conv={group_conv!r}: expected True, False or 'auto'")
+    return mx.sym.GroupConvolution if group_conv else mx.sym.Convolution
 
 
 def _check_partition(unit, what, groups, channels):

@@ -59,3 +59,50 @@ def interleaved_conv_cpu(pass_name, a, b, c, primary, groups):
     if status:
         raise ValueError(f'{CONV_PASSES[pass_name]}(L={primary}, M={groups}, '
                          f'shape={a.shape}): {status_string(status)}')
+
+
+class ConvGeometry(ctypes.Structure):
+    """igc_conv_geometry of group_conv_kernels.h."""
+    _fields_ = [(name, ctypes.c_int64) for name in (
+        'batch', 'channels', 'height', 'width', 'filters', 'groups',
+        'kernel_h', 'kernel_w', 'stride_h', 'stride_w', 'pad_h', 'pad_w')]
+
+
+GROUP_CONV_PASSES = ('forward', 'backward_data', 'backward_weight')
+
+
+@functools.lru_cache(maxsize=None)
+def _group_conv_functions():
+    lib = load()
+    for name in GROUP_CONV_PASSES:
+        fn = getattr(lib, f'igc_group_conv_{name}_cpu')
+        fn.argtypes = [ctypes.POINTER(ConvGeometry), ctypes.c_void_p, ctypes.c_void_p,
+                       ctypes.c_void_p, ctypes.c_int]
+        fn.restype = ctypes.c_int
+    lib.igc_group_conv_cpu_isa.restype = ctypes.c_char_p
+    return lib
+
+
+def group_conv_cpu_isa():
+    """The instruction-set variant the CPU kernels run here."""
+    return _group_conv_functions().igc_group_conv_cpu_isa().decode()
+
+
+def conv_geometry(data_shape, weight_shape, groups, stride=(1, 1), pad=(0, 0)):
+    n, c, h, w = data_shape
+    f, _, kh, kw = weight_shape
+    return ConvGeometry(n, c, h, w, f, groups, kh, kw, *stride, *pad)
+
+
+def group_conv_cpu(pass_name, geometry, a, b, out, dtype):
+    """Run one pass (GROUP_CONV_PASSES) on C-contiguous numpy arrays; raises on error.
+
+    forward: (data, weight) -> out; backward_data: (out_grad, weight) -> data_grad;
+    backward_weight: (out_grad, data) -> weight_grad.
+    """
+    fn = getattr(_group_conv_functions(), f'igc_group_conv_{pass_name}_cpu')
+    pointers = [x.ctypes.data if x is not None else None for x in (a, b, out)]
+    status = fn(ctypes.byref(geometry), *pointers, DTYPE_CODES[dtype])
+    if status:
+        raise ValueError(f'igc_group_conv_{pass_name}_cpu: status {status} '
+                         f'({status_string(status)})')

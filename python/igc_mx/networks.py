@@ -226,12 +226,13 @@ def layout(network, depth, primary_partition, secondary_partition=None, widen=No
 
 
 def get_symbol(network, num_classes, depth, primary_partition, secondary_partition=None,
-               widen=None, fused=True):
+               widen=None, fused=True, group_conv='auto'):
     """Symbol of ``network`` (a key of FAMILIES), ending in SoftmaxOutput 'softmax'.
 
     ``fused`` picks the IGC units' form (see ``blocks.igc_unit``): one
-    InterleavedGroupConv node, or the original's Reorder -> conv -> Reorder. Both
-    have the same parameters."""
+    InterleavedGroupConv node, or the original's Reorder -> conv -> Reorder.
+    ``group_conv`` selects the op of the IGC primary convolutions (False, True or
+    'auto'; see ``blocks.primary_conv_op``). Names and parameters never change."""
     num_classes = _as_int('num_classes', num_classes, positive=True)
     fam, stem_width, stages = layout(network, depth, primary_partition,
                                      secondary_partition, widen)
@@ -248,7 +249,7 @@ def get_symbol(network, num_classes, depth, primary_partition, secondary_partiti
     for s, stage in enumerate(stages, start=1):
         for b in range(stage.blocks):
             data = _block(data, f'g{s}_b{b + 1}', fam, kin, stage,
-                          stage.stride if b == 0 else 1, fused)
+                          stage.stride if b == 0 else 1, fused, group_conv)
             kin = stage.width
     head = fam.head
     data = mx.sym.Pooling(data=data, name=head.pool, kernel=(head.kernel, head.kernel),
@@ -258,7 +259,7 @@ def get_symbol(network, num_classes, depth, primary_partition, secondary_partiti
     return mx.sym.SoftmaxOutput(data=data, name='softmax')
 
 
-def _block(data, name, fam, kin, stage, stride, fused):
+def _block(data, name, fam, kin, stage, stride, fused, group_conv):
     """One block: its units in sequence, plus (residual) shortcut and ReLU."""
     out = data
     last = len(fam.naming.units) - 1
@@ -275,7 +276,8 @@ def _block(data, name, fam, kin, stage, stride, fused):
             out = igc_unit(out, unit, stage.width, (3, 3), (s, s), (1, 1),
                            primary_partition=stage.groups,
                            secondary_groups=source // stage.groups,
-                           relu=relu, momentum=fam.bn_momentum, fused=fused)
+                           relu=relu, momentum=fam.bn_momentum, fused=fused,
+                           group_conv=group_conv)
     if not fam.residual:
         return out
     if kin == stage.width:
@@ -329,6 +331,12 @@ def is_input(name):
     return name == 'data' or name.endswith('_label')
 
 
+#: ops that convolve with a (num_filter, C/groups, kh, kw) weight at every output pixel
+SPATIAL_CONV_OPS = ('Convolution', 'GroupConvolution')
+#: every convolution op a network may hold (InterleavedGroupConv is a 1x1 group conv)
+CONV_OPS = SPATIAL_CONV_OPS + ('InterleavedGroupConv',)
+
+
 def profile(symbol, data_shape):
     """Per-layer parameter, auxiliary-state and multiply-add counts of ``symbol`` for
     one image of shape ``data_shape`` (C, H, W).
@@ -336,8 +344,8 @@ def profile(symbol, data_shape):
     Parameters follow the original's ``utility.cal_params``: every argument but the
     inputs, auxiliary states excluded (the original also counted the one-element
     ``softmax_label`` of its batch-1 shape; we do not). MACs: a convolution costs
-    prod(weight shape) * H_out * W_out, a fully connected layer prod(weight shape);
-    InterleavedGroupConv as its 1x1 group conv; BatchNorm, ReLU, pooling, additions,
+    prod(weight shape) * H_out * W_out (Convolution, GroupConvolution), a fully
+    connected layer prod(weight shape); InterleavedGroupConv as its 1x1 group conv; BatchNorm, ReLU, pooling, additions,
     Reorder and copies cost nothing.
     """
     shape = (1,) + tuple(data_shape)
@@ -351,11 +359,17 @@ def profile(symbol, data_shape):
     outputs = dict(zip(internals.list_outputs(), out_shapes))
 
     nodes = json.loads(symbol.tojson())['nodes']
+    # The op wrappers put an identity between a parameter and an extension op
+    # (igc_mx._ops); count the parameter at the op that uses it.
+    names = [node['name'] for node in nodes]
+    for index, node in enumerate(nodes):
+        if node['op'] == '_copy' and nodes[node['inputs'][0][0]]['op'] == 'null':
+            names[index] = nodes[node['inputs'][0][0]]['name']
     layers, stages = [], {}
     for index, node in enumerate(nodes):
-        if node['op'] == 'null':
+        if node['op'] == 'null' or names[index] != node['name']:
             continue
-        inputs = [nodes[i[0]]['name'] for i in node['inputs']]
+        inputs = [names[i[0]] for i in node['inputs']]
         stage = stage_of(node['name'])
         if stage == 'head' and node['op'] not in _HEAD_OPS:
             # unnamed glue such as '_plus3' belongs where its first operand was made
@@ -364,10 +378,10 @@ def profile(symbol, data_shape):
         params = sum(_prod(args[n]) for n in inputs if n in args and not is_input(n))
         n_aux = sum(_prod(aux[n]) for n in inputs if n in aux)
         macs = 0
-        if node['op'] in ('Convolution', 'FullyConnected'):
+        if node['op'] in SPATIAL_CONV_OPS + ('FullyConnected',):
             weight = args[inputs[1]]
             macs = _prod(weight)
-            if node['op'] == 'Convolution':
+            if node['op'] != 'FullyConnected':
                 macs *= _prod(outputs[node['name'] + '_output'][2:])
         elif node['op'] == 'InterleavedGroupConv':
             # the 1x1 group conv it contains: weight (C, C/M) at every pixel

@@ -1,0 +1,351 @@
+"""GroupConvolution against MXNet's own Convolution(num_group=..., no_bias=True):
+values, both gradients, grad_req='add', symbols and checkpoints, the C ABI of
+the kernels, and errors."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+import igc_mx  # noqa: F401  (loads the op library)
+from igc_mx import kernels
+
+# (batch, channels, height, width, filters, groups, kernel, stride, pad)
+SHAPES = [
+    (2, 48, 32, 32, 48, 24, (3, 3), (1, 1), (1, 1)),   # CIFAR L24M2, 2 channels per group
+    (2, 96, 16, 16, 96, 24, (3, 3), (2, 2), (1, 1)),   # stride 2, 4 per group
+    (3, 24, 9, 7, 24, 24, (3, 3), (1, 1), (1, 1)),     # depthwise, odd sizes
+    (2, 64, 11, 13, 64, 8, (3, 3), (2, 2), (0, 0)),    # 8 per group, stride 2, no padding
+    (2, 64, 10, 10, 64, 4, (3, 3), (1, 1), (0, 0)),    # 16 per group
+    (2, 32, 7, 9, 64, 8, (3, 3), (2, 2), (1, 1)),      # twice the filters (width-changing unit)
+    (2, 16, 6, 5, 16, 4, (1, 1), (1, 1), (0, 0)),      # 1x1
+    (2, 16, 7, 7, 32, 8, (1, 1), (2, 2), (0, 0)),      # 1x1 stride 2 (projection shortcut)
+    (2, 12, 5, 5, 6, 3, (3, 3), (1, 1), (2, 2)),       # padding wider than the kernel's reach
+    (1, 64, 12, 11, 32, 2, (5, 5), (2, 2), (2, 2)),    # general: 32 per group, 5x5
+    (2, 6, 8, 9, 6, 3, (2, 3), (1, 2), (0, 1)),        # general: uneven kernel, stride, pad
+    (1, 4, 1, 1, 8, 2, (1, 1), (1, 1), (0, 0)),        # 1x1 pixels
+    (2, 8, 4, 4, 8, 1, (3, 3), (3, 3), (1, 1)),        # one group, stride 3
+]
+IDS = ['x'.join(map(str, s[:6])) + f'_k{s[6][0]}{s[6][1]}s{s[7][0]}{s[7][1]}p{s[8][0]}{s[8][1]}'
+       for s in SHAPES]
+TOLERANCE = {'float32': dict(rtol=1e-4, atol=1e-4), 'float64': dict(rtol=1e-10, atol=1e-10)}
+
+
+def conv_params(shape):
+    _, _, _, _, f, g, k, s, p = shape
+    return dict(kernel=k, stride=s, pad=p, num_filter=f, num_group=g)
+
+
+def arrays(shape, dtype, seed=0):
+    n, c, h, w, f, g, k, _, _ = shape
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, c, h, w)).astype(dtype),
+            rng.standard_normal((f, c // g, *k)).astype(dtype))
+
+
+def run(op, x, w, head, grad_req='write', repeats=1, **params):
+    """Output, data grad and weight grad of op(x, w) under autograd."""
+    dtype = x.dtype
+    data, weight = mx.nd.array(x, dtype=dtype), mx.nd.array(w, dtype=dtype)
+    data.attach_grad(grad_req)
+    weight.attach_grad(grad_req)
+    for _ in range(repeats):
+        with mx.autograd.record():
+            out = op(data, weight, **params)
+        out.backward(mx.nd.array(head, dtype=dtype))
+    return out.asnumpy(), data.grad.asnumpy(), weight.grad.asnumpy()
+
+
+def convolution(data, weight, **params):
+    return mx.nd.Convolution(data, weight, no_bias=True, **params)
+
+
+def out_shape(shape):
+    n, _, h, w, f, _, k, s, p = shape
+    return (n, f, (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+@pytest.mark.parametrize('shape', SHAPES, ids=IDS)
+def test_matches_convolution(shape, dtype):
+    x, w = arrays(shape, dtype)
+    head = np.random.default_rng(1).standard_normal(out_shape(shape)).astype(dtype)
+    ours = run(mx.nd.GroupConvolution, x, w, head, **conv_params(shape))
+    theirs = run(convolution, x, w, head, **conv_params(shape))
+    for name, a, b in zip(('output', 'data grad', 'weight grad'), ours, theirs):
+        assert a.dtype == np.dtype(dtype) and a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, err_msg=name, **TOLERANCE[dtype])
+
+
+def test_definition_by_loops():
+    # The sum written out, independent of MXNet's Convolution.
+    n, c, h, w, f, g, kh, kw, s, p = 1, 4, 5, 6, 6, 2, 3, 2, 2, 1
+    x = np.random.randn(n, c, h, w)
+    wt = np.random.randn(f, c // g, kh, kw)
+    y = mx.nd.GroupConvolution(mx.nd.array(x, dtype='float64'), mx.nd.array(wt, dtype='float64'),
+                               kernel=(kh, kw), stride=(s, s), pad=(p, p), num_filter=f,
+                               num_group=g).asnumpy()
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    oh, ow = (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1
+    expected = np.zeros((n, f, oh, ow))
+    for o in range(f):
+        group = o // (f // g)
+        for ci in range(c // g):
+            for i in range(oh):
+                for j in range(ow):
+                    patch = xp[0, group * (c // g) + ci, i * s:i * s + kh, j * s:j * s + kw]
+                    expected[0, o, i, j] += (patch * wt[o, ci]).sum()
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_numeric_gradient():
+    data, weight = mx.sym.var('data'), mx.sym.var('weight')
+    sym = mx.sym.GroupConvolution(data, weight, kernel=(3, 3), stride=(2, 2), pad=(1, 1),
+                                  num_filter=4, num_group=2)
+    loc = {'data': np.random.randn(1, 4, 5, 4), 'weight': np.random.randn(4, 2, 3, 3)}
+    mx.test_utils.check_numeric_gradient(sym, loc, dtype=np.float64, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize('shape', [SHAPES[0], SHAPES[3]], ids=[IDS[0], IDS[3]])
+def test_grad_req_add_accumulates(shape):
+    x, w = arrays(shape, 'float64')
+    head = np.random.randn(*out_shape(shape))
+    _, dx, dw = run(mx.nd.GroupConvolution, x, w, head, grad_req='add', repeats=3,
+                    **conv_params(shape))
+    _, dx1, dw1 = run(convolution, x, w, head, **conv_params(shape))
+    np.testing.assert_allclose(dx, 3 * dx1, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dw, 3 * dw1, rtol=1e-10, atol=1e-10)
+
+
+def test_symbol_grad_req_add():
+    shape = SHAPES[1]
+    params = conv_params(shape)
+    x, w = arrays(shape, 'float32')
+    head = np.random.randn(*out_shape(shape)).astype('float32')
+    sym = mx.sym.GroupConvolution(mx.sym.var('data'), name='u', **params)
+    exe = sym.simple_bind(mx.cpu(), data=x.shape, grad_req='add')
+    exe.grad_dict['u_weight'][:] = 1
+    exe.grad_dict['data'][:] = 0
+    for _ in range(2):
+        exe.forward(is_train=True, data=x, u_weight=w)
+        exe.backward(mx.nd.array(head))
+    _, dx, dw = run(convolution, x, w, head, **params)
+    np.testing.assert_allclose(exe.grad_dict['data'].asnumpy(), 2 * dx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(exe.grad_dict['u_weight'].asnumpy(), 1 + 2 * dw,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_symbol_names_shapes_and_checkpoints_match_convolution():
+    # Same parameter names and shapes as Convolution: checkpoints interchange.
+    params = dict(kernel=(3, 3), stride=(1, 1), pad=(1, 1), num_filter=16, num_group=8)
+    data = mx.sym.var('data')
+    ours = mx.sym.GroupConvolution(data, name='g1_conv1', **params)
+    theirs = mx.sym.Convolution(data, name='g1_conv1', no_bias=True, **params)
+    assert ours.list_arguments() == theirs.list_arguments() == ['data', 'g1_conv1_weight']
+    assert ours.infer_shape(data=(2, 8, 6, 6)) == theirs.infer_shape(data=(2, 8, 6, 6))
+    args = {'g1_conv1_weight': mx.nd.random.normal(shape=(16, 1, 3, 3))}
+    x = mx.nd.random.normal(shape=(2, 8, 6, 6))
+    outputs = []
+    for sym in (ours, theirs):
+        mod = mx.mod.Module(sym, label_names=None)
+        mod.bind(data_shapes=[('data', x.shape)], for_training=False)
+        mod.set_params(args, {})
+        mod.forward(mx.io.DataBatch([x]), is_train=False)
+        outputs.append(mod.get_outputs()[0].asnumpy())
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_symbol_json_round_trip():
+    sym = mx.sym.GroupConvolution(mx.sym.var('data'), name='c', kernel=(3, 3), pad=(1, 1),
+                                  num_filter=4, num_group=2)
+    loaded = mx.sym.load_json(sym.tojson())
+    assert loaded.list_arguments() == ['data', 'c_weight']
+    assert loaded.infer_shape(data=(1, 4, 5, 5))[1] == [(1, 4, 5, 5)]
+
+
+def test_convolution_keywords_accepted():
+    x, w = mx.nd.ones((1, 4, 5, 5)), mx.nd.ones((4, 2, 3, 3))
+    y = mx.nd.GroupConvolution(x, w, kernel=(3, 3), num_filter=4, num_group=2, no_bias=True,
+                               dilate=(1, 1), layout='NCHW', workspace=512, cudnn_off=True,
+                               cudnn_tune='off')
+    assert y.shape == (1, 4, 3, 3) and float(y[0, 0, 0, 0].asscalar()) == 18
+
+
+@pytest.mark.parametrize('params,data_shape,weight_shape,message', [
+    (dict(num_group=5), (1, 8, 5, 5), (8, 2, 3, 3), 'channels C=8'),
+    (dict(num_group=4, num_filter=6), (1, 8, 5, 5), (6, 2, 3, 3),
+     'num_filter=6 is not divisible by num_group=4'),
+    (dict(), (1, 8, 5, 5), (8, 4, 3, 3), 'weight shape (8,4,3,3) does not match (8,2,3,3)'),
+    (dict(foo=1), (1, 8, 5, 5), (8, 2, 3, 3), "unknown parameter 'foo'"),
+    (dict(), (1, 8, 5), (8, 2, 3, 3), 'data must be 4-D'),
+    (dict(), (1, 8, 5, 5, 5), (8, 2, 3, 3), 'data must be 4-D'),
+    (dict(no_bias=False), (1, 8, 5, 5), (8, 2, 3, 3), "no_bias='False'"),
+    (dict(dilate=(2, 2)), (1, 8, 5, 5), (8, 2, 3, 3), "dilate='(2, 2)'"),
+    (dict(layout='NHWC'), (1, 8, 5, 5), (8, 2, 3, 3), "layout='NHWC'"),
+    (dict(kernel=(3,)), (1, 8, 5, 5), (8, 2, 3, 3), "kernel='(3,)' must have 2 values"),
+    (dict(kernel=(7, 7)), (1, 8, 5, 5), (8, 2, 7, 7), 'kernel=(7,7) does not fit'),
+    (dict(stride=(0, 1)), (1, 8, 5, 5), (8, 2, 3, 3), "stride='(0, 1)' is out of range"),
+    (dict(pad=(-1, 0)), (1, 8, 5, 5), (8, 2, 3, 3), "pad='(-1, 0)' is out of range"),
+    (dict(num_group=0), (1, 8, 5, 5), (8, 2, 3, 3), 'num_group=0 is out of range'),
+    (dict(num_filter='x'), (1, 8, 5, 5), (8, 2, 3, 3), "num_filter='x' is not an integer"),
+])
+def test_bad_parameters_raise(params, data_shape, weight_shape, message):
+    full = dict(kernel=(3, 3), num_filter=8, num_group=4)
+    full.update(params)
+    with pytest.raises(mx.MXNetError) as error:
+        mx.nd.GroupConvolution(mx.nd.ones(data_shape), mx.nd.ones(weight_shape),
+                               **full).wait_to_read()
+    assert message in str(error.value)
+    assert str(error.value).count('GroupConvolution:') == 1  # no stale messages
+
+
+@pytest.mark.parametrize('dtype', ['float16', 'int32'])
+def test_unsupported_dtypes_raise(dtype):
+    with pytest.raises(mx.MXNetError, match='float16|int32'):
+        mx.nd.GroupConvolution(mx.nd.ones((1, 4, 3, 3), dtype=dtype),
+                               mx.nd.ones((4, 2, 3, 3), dtype=dtype),
+                               kernel=(3, 3), num_filter=4, num_group=2).wait_to_read()
+
+
+def test_missing_weight_is_a_type_error_for_ndarrays():
+    with pytest.raises(TypeError, match="missing input 'weight'"):
+        mx.nd.GroupConvolution(mx.nd.ones((1, 4, 3, 3)), kernel=(3, 3), num_filter=4,
+                               num_group=2)
+
+
+# ---- the kernels through their C ABI, without MXNet --------------------------
+
+def test_kernels_alone_match_convolution():
+    shape = SHAPES[3]
+    x, w = arrays(shape, 'float64')
+    head = np.random.randn(*out_shape(shape))
+    y_ref, dx_ref, dw_ref = run(convolution, x, w, head, **conv_params(shape))
+    geometry = kernels.conv_geometry(x.shape, w.shape, shape[5], shape[7], shape[8])
+    y, dx, dw = (np.full(a.shape, np.nan) for a in (y_ref, x, w))
+    kernels.group_conv_cpu('forward', geometry, x, w, y, 'float64')
+    kernels.group_conv_cpu('backward_data', geometry, head, w, dx, 'float64')
+    kernels.group_conv_cpu('backward_weight', geometry, head, x, dw, 'float64')
+    for a, b in ((y, y_ref), (dx, dx_ref), (dw, dw_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+    assert kernels.group_conv_cpu_isa() in ('avx512', 'avx2', 'generic')
+
+
+def test_kernels_empty_batch_zeroes_the_weight_grad():
+    geometry = kernels.ConvGeometry(0, 4, 5, 5, 4, 2, 3, 3, 1, 1, 1, 1)
+    dw = np.full((4, 2, 3, 3), np.nan, dtype='float32')
+    empty = np.zeros((0, 4, 5, 5), dtype='float32')
+    kernels.group_conv_cpu('backward_weight', geometry, empty, empty, dw, 'float32')
+    assert not dw.any()
+
+
+@pytest.mark.parametrize('fields,dtype,status', [
+    (dict(groups=3), 'float32', 1),          # 4 channels, 3 groups
+    (dict(filters=6, groups=4), 'float32', 1),
+    (dict(kernel_h=9), 'float32', 1),        # does not fit
+    (dict(stride_w=0), 'float32', 1),
+    (dict(pad_h=-1), 'float32', 1),
+    (dict(), 'float16', 2),                  # GPU only
+])
+def test_kernels_reject_bad_arguments(fields, dtype, status):
+    values = dict(batch=1, channels=4, height=5, width=5, filters=4, groups=2, kernel_h=3,
+                  kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1)
+    values.update(fields)
+    geometry = kernels.ConvGeometry(**values)
+    buf = np.zeros(1024, dtype=dtype)
+    with pytest.raises(ValueError, match=f'status {status} '):
+        kernels.group_conv_cpu('forward', geometry, buf, buf[:100], buf[200:], dtype)
+
+
+# ---- the network builders ----------------------------------------------------
+
+def conv1_ops(symbol):
+    import json
+    nodes = json.loads(symbol.tojson())['nodes']
+    return {n['name']: n['op'] for n in nodes if n['name'].endswith('_conv1')}
+
+
+@pytest.mark.parametrize('network,args,data_shape', [
+    ('resnet_igc', (10, 8, 2, 2), (2, 3, 32, 32)),          # CIFAR, widening units included
+    ('resnet_igc_imgnet_d18', (7, 18, 2, 2), (1, 3, 224, 224)),
+])
+def test_builders_with_group_conv_keep_names_and_outputs(network, args, data_shape):
+    from igc_mx import networks
+    plain = networks.get_symbol(network, *args, group_conv=False)
+    ours = networks.get_symbol(network, *args, group_conv=True)
+    assert ours.list_arguments() == plain.list_arguments()
+    assert ours.list_auxiliary_states() == plain.list_auxiliary_states()
+    assert ours.infer_shape(data=data_shape) == plain.infer_shape(data=data_shape)
+    assert set(conv1_ops(ours).values()) == {'GroupConvolution'}
+    assert set(conv1_ops(plain).values()) == {'Convolution'}
+    # The same parameters give the same outputs and gradients.
+    arg_shapes, _, aux_shapes = plain.infer_shape(data=data_shape)
+    rng = np.random.default_rng(0)
+    args_ = {name: mx.nd.array(rng.standard_normal(shape) * 0.1)
+             for name, shape in zip(plain.list_arguments(), arg_shapes)}
+    args_['softmax_label'] = mx.nd.zeros(data_shape[0])
+    aux = {name: mx.nd.ones(shape) for name, shape in zip(plain.list_auxiliary_states(),
+                                                          aux_shapes)}
+    results = []
+    for sym in (plain, ours):
+        grads = {k: mx.nd.zeros_like(v) for k, v in args_.items()}
+        exe = sym.bind(mx.cpu(), {k: v.copy() for k, v in args_.items()}, args_grad=grads,
+                       aux_states={k: v.copy() for k, v in aux.items()})
+        exe.forward(is_train=True)
+        exe.backward()
+        results.append((exe.outputs[0].asnumpy(), {k: g.asnumpy() for k, g in grads.items()}))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
+    for name in ('g1_b1_conv1_conv1_weight', 'g1_b1_p2_two1_conv1_weight'):
+        if name in results[0][1]:
+            np.testing.assert_allclose(results[1][1][name], results[0][1][name],
+                                       rtol=1e-3, atol=1e-5)
+
+
+def test_builders_auto_uses_group_conv_for_narrow_groups_only():
+    from igc_mx import blocks, networks
+    ops = conv1_ops(networks.get_symbol('resnet_igc', 10, 8, 24, 2, group_conv='auto'))
+    limit = blocks.AUTO_GROUP_CONV_MAX_PER_GROUP
+    assert ops['g1_b1_p2_two1_conv1'] == 'GroupConvolution'            # 48 / 24 = 2
+    assert ops['g3_b1_p2_two2_conv1'] == ('GroupConvolution' if 192 // 24 <= limit
+                                          else 'Convolution')            # 8 per group
+    with pytest.raises(ValueError, match="group_conv='yes'"):
+        networks.get_symbol('resnet_igc', 10, 8, 24, 2, group_conv='yes')
+
+
+# Runs the kernels in a fresh process (the variant is chosen once per process),
+# through ctypes alone so that it starts fast.
+VARIANT_SCRIPT = '''
+import ctypes, sys
+import numpy as np
+lib = ctypes.CDLL(sys.argv[1])
+x, w, head = (np.load(sys.argv[2])[k] for k in ('x', 'w', 'head'))
+geometry = (ctypes.c_int64 * 12)(*x.shape, w.shape[0], 4, *w.shape[2:], 2, 1, 1, 0)
+outputs = {'y': np.empty_like(head), 'dx': np.empty_like(x), 'dw': np.empty_like(w)}
+for name, a, b, out in (('forward', x, w, 'y'), ('backward_data', head, w, 'dx'),
+                        ('backward_weight', head, x, 'dw')):
+    fn = getattr(lib, 'igc_group_conv_%s_cpu' % name)
+    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int]
+    assert fn(ctypes.addressof(geometry), a.ctypes.data, b.ctypes.data,
+              outputs[out].ctypes.data, 0) == 0
+lib.igc_group_conv_cpu_isa.restype = ctypes.c_char_p
+np.savez(sys.argv[3], isa=lib.igc_group_conv_cpu_isa().decode(), **outputs)
+'''
+
+
+@pytest.mark.parametrize('isa', ['generic', 'avx2'])
+def test_every_instruction_set_variant_matches_convolution(isa, tmp_path):
+    # This machine picks the widest variant; IGC_MX_CPU_ISA forces the others.
+    import os
+    import subprocess
+    import sys
+    shape = (3, 16, 9, 11, 8, 4, (3, 3), (2, 1), (1, 0))
+    x, w = arrays(shape, 'float32')
+    head = np.random.randn(*out_shape(shape)).astype('float32')
+    y_ref, dx_ref, dw_ref = run(convolution, x, w, head, **conv_params(shape))
+    np.savez(tmp_path / 'in.npz', x=x, w=w, head=head)
+    subprocess.run([sys.executable, '-c', VARIANT_SCRIPT, kernels.load()._name,
+                    str(tmp_path / 'in.npz'), str(tmp_path / 'out.npz')], check=True,
+                   timeout=120, env={**os.environ, 'IGC_MX_CPU_ISA': isa})
+    out = np.load(tmp_path / 'out.npz')
+    if isa == 'avx2' and str(out['isa']) == 'generic':
+        pytest.skip('this CPU has no AVX2')
+    assert str(out['isa']) == isa
+    for name, ref in (('y', y_ref), ('dx', dx_ref), ('dw', dw_ref)):
+        np.testing.assert_allclose(out[name], ref, rtol=1e-4, atol=1e-4, err_msg=name)

@@ -5,7 +5,7 @@ process (frameworks would share one OpenMP runtime, and MXNet fixes its thread
 count at import); PyTorch with its allocator tuned.
 
     .venv/bin/python bench/bench_group_conv.py [--out bench/results] [--threads 1,2]
-        [--torch-python /work/venv-torch5/bin/python] [--repeats 9]
+        [--torch-python PY] [--repeat 9]
 
 Every time is the median of --repeats timed runs, each the mean of enough calls
 to last --min-time seconds: the machine is shared, and the median is robust to
@@ -14,11 +14,13 @@ other processes' bursts. Writes group_conv.json and group_conv.md.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 
 # (name, batch, channels, size, groups): 3x3, pad 1, stride 1, filters = channels.
 SHAPES = [
@@ -87,7 +89,7 @@ def torch_worker(threads, repeats, min_time):
 def run_worker(python, worker, threads, repeats, min_time, extra_env=None):
     env = {**os.environ, **(extra_env or {}), 'OMP_NUM_THREADS': str(threads)}
     result = subprocess.run([python, __file__, '--worker', worker, '--threads', str(threads),
-                             '--repeats', str(repeats), '--min-time', str(min_time)],
+                             '--repeat', str(repeats), '--min-time', str(min_time)],
                             env=env, capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f'{worker} worker failed:\n{result.stderr[-3000:]}')
@@ -170,9 +172,9 @@ def limit_ms(row, limits):
 
 def markdown(report):
     lines = [
-        f"GroupConvolution, CPU ({report['machine']}, MXNet {report['mxnet']}, PyTorch "
+        f"GroupConvolution, CPU ({report['cpu']}, MXNet {report['mxnet']}, PyTorch "
         f"{report['torch']}, kernel variant `{report['isa']}`). Times in ms, median of "
-        f"{report['repeats']} runs, on a machine shared with other jobs.", '']
+        f"{report['repeat']} runs.", '']
     for threads, run in report['runs'].items():
         lim = run['limits']
         lines += [
@@ -211,23 +213,25 @@ def mxnet_worker(repeats, min_time):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', type=Path, default=Path(__file__).resolve().parent / 'results')
+    common.add_common_args(parser)
+    parser.set_defaults(repeat=9)
     parser.add_argument('--threads', default='1,2', help='comma-separated thread counts')
-    parser.add_argument('--repeats', type=int, default=9)
     parser.add_argument('--min-time', type=float, default=0.2)
-    parser.add_argument('--torch-python', default='/work/venv-torch5/bin/python')
     parser.add_argument('--worker', choices=['torch', 'mxnet'], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == 'torch':
-        return torch_worker(int(args.threads), args.repeats, args.min_time)
+        return torch_worker(int(args.threads), args.repeat, args.min_time)
     if args.worker == 'mxnet':
-        return mxnet_worker(args.repeats, args.min_time)
+        return mxnet_worker(args.repeat, args.min_time)
 
+    if not args.torch_python:
+        parser.error('--torch-python (or $IGC_TORCH_PYTHON) is needed: the comparison '
+                     'is against PyTorch')
     runs, versions = {}, {}
     for threads in (int(t) for t in args.threads.split(',')):
-        theirs = run_worker(args.torch_python, 'torch', threads, args.repeats, args.min_time,
+        theirs = run_worker(args.torch_python, 'torch', threads, args.repeat, args.min_time,
                             TORCH_ENV)
-        ours = run_worker(sys.executable, 'mxnet', threads, args.repeats, args.min_time)
+        ours = run_worker(sys.executable, 'mxnet', threads, args.repeat, args.min_time)
         versions = {'torch': theirs['torch'], 'mxnet': ours['mxnet'], 'isa': ours['isa']}
         for row, other in zip(ours['rows'], theirs['rows']):
             row['torch_forward_ms'] = other['forward_ms']
@@ -236,14 +240,10 @@ def main():
             row['speedup_vs_torch'] = row['torch_fwd_bwd_ms'] / row['ours_fwd_bwd_ms']
             row['limit_ms'] = limit_ms(row, ours['limits'])
         runs[threads] = {'limits': ours['limits'], 'rows': ours['rows']}
-    report = {'machine': f'{platform.processor() or platform.machine()}, '
-                         f'{os.cpu_count()} CPUs', 'repeats': args.repeats, **versions,
-              'runs': runs,
+    report = {**common.machine(), 'repeat': args.repeat, **versions, 'runs': runs,
               'command': f'.venv/bin/python bench/bench_group_conv.py --threads {args.threads}'}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / 'group_conv.json').write_text(json.dumps(report, indent=1) + '\n')
     table = markdown(report)
-    (args.out / 'group_conv.md').write_text(table)
+    common.write_results(args.out, 'group_conv', report, table)
     print(table)
 
 

@@ -1,5 +1,7 @@
 """The IGC block on the CPU, forward+backward, side by side in one run:
 
+  default    what the builders make: 3x3 GroupConvolution where 'auto' picks it (<= 8
+             filters per group, else Convolution) -> InterleavedGroupConv(L, M)
   fused      3x3 conv (L groups) -> InterleavedGroupConv(L, M)
   unfused    3x3 conv -> Reorder(L) -> 1x1 conv (M groups) -> Reorder(M)   (the original)
   transpose  the same with reshape->transpose->reshape for each Reorder (IGCV3, GluonCV)
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import igc_mx  # noqa: E402, F401
+from igc_mx import blocks  # noqa: E402
 
 # (name, (N, C, H, W), L, M): IGC units of the paper's networks at small batches.
 CASES = [
@@ -36,7 +39,7 @@ CASES = [
     ('ImageNet L16M16 stage 1, b8', (8, 256, 56, 56), 16, 16),
     ('ImageNet L100M2 stage 1, b8', (8, 200, 56, 56), 100, 2),
 ]
-VARIANTS = ('fused', 'unfused', 'transpose', 'convs', 'fused_part', 'unfused_part')
+VARIANTS = ('default', 'fused', 'unfused', 'transpose', 'convs', 'fused_part', 'unfused_part')
 
 
 def shuffle(x, g, variant):
@@ -51,13 +54,14 @@ def shuffle(x, g, variant):
 def block(variant, channels, L, M):
     y = mx.sym.Variable('data')
     if not variant.endswith('_part'):
-        y = mx.sym.Convolution(y, name='conv1', num_filter=channels, kernel=(3, 3),
-                               pad=(1, 1), num_group=L, no_bias=True)
+        conv = blocks.primary_conv_op('auto' if variant == 'default' else False, channels // L)
+        y = conv(y, name='conv1', num_filter=channels, kernel=(3, 3), pad=(1, 1), num_group=L,
+                 no_bias=True)
     weight = mx.sym.Variable('conv2_weight')
     if variant == 'fused_part':
         return mx.sym.InterleavedGroupConv.raw(y, weight, name='conv2', primary_partition=L,
                                                secondary_partition=M)
-    if variant == 'fused':
+    if variant in ('fused', 'default'):
         return mx.sym.InterleavedGroupConv(y, weight, name='conv2', primary_partition=L,
                                            secondary_partition=M)
     y = mx.sym.Convolution(shuffle(y, L, variant), weight, name='conv2', num_filter=channels,
@@ -92,6 +96,7 @@ def bench_case(name, shape, L, M, repeat):
     for variant in ('fused', 'unfused'):
         row[f'{variant}_planned_mb'] = planned_mb(executors[variant])
     row['fused_vs_unfused'] = row['unfused_ms'] / row['fused_ms']
+    row['default_vs_unfused'] = row['unfused_ms'] / row['default_ms']
     row['fused_vs_transpose'] = row['transpose_ms'] / row['fused_ms']
     row['fused_over_convs'] = row['fused_ms'] / row['convs_ms']
     row['memory_fused_over_unfused'] = row['fused_planned_mb'] / row['unfused_planned_mb']
@@ -100,14 +105,16 @@ def bench_case(name, shape, L, M, repeat):
 
 
 def markdown(rows):
-    lines = ['| block (fwd+bwd) | fused ms | unfused ms | transpose ms | convs alone ms | '
+    lines = ['| block (fwd+bwd) | default ms | default vs unfused | fused ms | unfused ms | '
+             'transpose ms | convs alone ms | '
              'torch ms | fused vs unfused | fused vs transpose | fused vs torch | '
              'fused / convs alone | memory fused / unfused (MB) | 1x1 part fused / unfused ms '
              '| 1x1 part fused vs unfused |',
-             '|' + '---|' * 13]
+             '|' + '---|' * 15]
     for r in rows:
         lines.append(
-            f"| {r['case']} | {r['fused_ms']:.2f} | {r['unfused_ms']:.2f} | "
+            f"| {r['case']} | {r['default_ms']:.2f} | **{r['default_vs_unfused']:.2f}x** | "
+            f"{r['fused_ms']:.2f} | {r['unfused_ms']:.2f} | "
             f"{r['transpose_ms']:.2f} | {r['convs_ms']:.2f} | {common.fmt(r['torch_ms'])} | "
             f"**{r['fused_vs_unfused']:.2f}x** | {r['fused_vs_transpose']:.2f}x | "
             f"{common.fmt(r['fused_vs_torch'], suffix='x')} | {r['fused_over_convs']:.2f} | "

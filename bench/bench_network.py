@@ -1,11 +1,14 @@
 """Whole-network training speed on the CPU (images/s: forward, backward, SGD update),
-side by side in one run, for the same network built four ways:
+side by side in one run, for the same network (same parameters) built five ways:
 
-  fused      igc_mx.networks.get_symbol(...) (InterleavedGroupConv units, the default)
-  unfused    get_symbol(..., fused=False): the original's Reorder -> 1x1 conv -> Reorder
+  default    igc_mx.networks.get_symbol(...): InterleavedGroupConv units, and
+             GroupConvolution for primary convs with <= 8 filters per group ('auto')
+  fused      InterleavedGroupConv units, MXNet's Convolution for the primary convs
+  unfused    the original graph: Convolution -> Reorder -> 1x1 conv -> Reorder
   transpose  the unfused net with each Reorder as reshape->transpose->reshape
+             (what IGCV3 and GluonCV do)
   torch      the unfused symbol rebuilt layer by layer in PyTorch (channel_shuffle),
-             same shapes, SGD with momentum, cross-entropy
+             same shapes, SGD with momentum, cross-entropy, allocator tuned
 
     OMP_NUM_THREADS=2 python bench/bench_network.py [--repeat 3] [--torch-python PY]
 
@@ -53,11 +56,17 @@ def reorder_as_transpose():
         mx.sym.Reorder = original
 
 
+#: variant -> get_symbol keyword arguments
+VARIANTS = {'default': {},
+            'fused': {'group_conv': False},
+            'unfused': {'fused': False, 'group_conv': False}}
+
+
 def symbol(network, args, variant):
     if variant == 'transpose':
         with reorder_as_transpose():
-            return networks.get_symbol(network, *args, fused=False)
-    return networks.get_symbol(network, *args, fused=variant == 'fused')
+            return symbol(network, args, 'unfused')
+    return networks.get_symbol(network, *args, **VARIANTS[variant])
 
 
 def training_step(sym, batch, image, classes):
@@ -83,7 +92,7 @@ def training_step(sym, batch, image, classes):
 def bench_case(label, network, args, batch, image, classes, repeat, torch_python):
     row = {'case': label, 'network': network, 'args': list(args), 'batch': batch,
            'image': list(image)}
-    variants = ('fused', 'unfused', 'transpose')
+    variants = tuple(VARIANTS) + ('transpose',)
     ms = common.side_by_side({v: training_step(symbol(network, args, v), batch, image, classes)
                               for v in variants}, repeat, min_time=0)
     for variant in variants:
@@ -96,22 +105,25 @@ def bench_case(label, network, args, batch, image, classes, repeat, torch_python
         'data_shape': list(image), 'batch': batch, 'num_classes': classes,
         'steps': STEPS, 'repeat': repeat})
     row['torch_img_s'] = torch['result'] if torch else None
-    row['fused_vs_unfused'] = row['fused_img_s'] / row['unfused_img_s']
-    row['fused_vs_transpose'] = row['fused_img_s'] / row['transpose_img_s']
-    row['fused_vs_torch'] = common.ratio(row['fused_img_s'], row['torch_img_s'])
+    for variant in ('default', 'fused'):
+        row[f'{variant}_vs_unfused'] = row[f'{variant}_img_s'] / row['unfused_img_s']
+    row['default_vs_transpose'] = row['default_img_s'] / row['transpose_img_s']
+    row['default_vs_torch'] = common.ratio(row['default_img_s'], row['torch_img_s'])
     return row, torch and torch['torch']
 
 
 def markdown(rows):
-    lines = ['| training (CPU) | fused img/s | unfused img/s | transpose img/s | torch img/s '
-             '| fused vs unfused | fused vs transpose | fused vs torch |',
-             '|' + '---|' * 8]
+    lines = ['| training (CPU) | default img/s | fused img/s | unfused img/s | transpose img/s '
+             '| torch img/s | default vs unfused | fused vs unfused | default vs transpose '
+             '| default vs torch |',
+             '|' + '---|' * 10]
     for r in rows:
         lines.append(
-            f"| {r['case']} | {r['fused_img_s']:.1f} | {r['unfused_img_s']:.1f} | "
-            f"{r['transpose_img_s']:.1f} | {common.fmt(r['torch_img_s'], '.1f')} | "
-            f"**{r['fused_vs_unfused']:.2f}x** | {r['fused_vs_transpose']:.2f}x | "
-            f"{common.fmt(r['fused_vs_torch'], suffix='x')} |")
+            f"| {r['case']} | {r['default_img_s']:.1f} | {r['fused_img_s']:.1f} | "
+            f"{r['unfused_img_s']:.1f} | {r['transpose_img_s']:.1f} | "
+            f"{common.fmt(r['torch_img_s'], '.1f')} | **{r['default_vs_unfused']:.2f}x** | "
+            f"{r['fused_vs_unfused']:.2f}x | {r['default_vs_transpose']:.2f}x | "
+            f"**{common.fmt(r['default_vs_torch'], suffix='x')}** |")
     return '\n'.join(lines) + '\n'
 
 

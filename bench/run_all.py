@@ -21,6 +21,7 @@ import common  # noqa: E402
 
 BENCHES = [('bench_reorder.py', 'reorder_cpu', 'Reorder: kernel bandwidth and forward+backward'),
            ('bench_igc.py', 'igc_block_cpu', 'IGC block forward+backward, and planned memory'),
+           ('bench_group_conv.py', 'group_conv', 'GroupConvolution forward+backward, 1 and 2 threads'),
            ('bench_network.py', 'network_cpu', 'Training images/s')]
 DEFAULT_ENV = {'OMP_NUM_THREADS': '2'}
 

@@ -74,8 +74,13 @@ def build(network, *args, **kwargs):
 def test_rewrite_of_unfused_network_is_the_fused_network():
     for network, args in (('resnet_igc', (10, 8, 24, 2)), ('plain_igc', (10, 8, 4, 2)),
                           ('resnet_igc_imgnet_d18', (7, 18, 2, 2))):
-        unfused = build(network, *args, fused=False)
-        assert structure(fuse_igc(unfused)) == structure(build(network, *args))
+        original = build(network, *args, fused=False, group_conv=False)
+        assert count_fused(original, 'GroupConvolution') == 0
+        # the builders' defaults: fused units, GroupConvolution by the 'auto' rule
+        assert structure(fuse_igc(original)) == structure(build(network, *args))
+        for group_conv in (True, False):
+            assert structure(fuse_igc(original, group_conv=group_conv)) == \
+                structure(build(network, *args, group_conv=group_conv))
 
 
 def unit_graph(data, conv_kwargs, reorder2=2, extra_consumer=False):
@@ -97,7 +102,29 @@ def unit_graph(data, conv_kwargs, reorder2=2, extra_consumer=False):
 def test_other_patterns_are_left_alone(conv_kwargs, reorder2, extra_consumer):
     sym = unit_graph(mx.sym.Variable('data'), conv_kwargs, reorder2, extra_consumer)
     assert count_fused(fuse_igc(sym)) == 0
-    assert structure(fuse_igc(sym)) == structure(sym)
+    assert structure(fuse_igc(sym, group_conv=False)) == structure(sym)
+
+
+@pytest.mark.parametrize('conv_kwargs,converted', [
+    ({}, True),                                      # grouped, read by Reorder(num_group)
+    ({'num_group': 4, 'num_filter': 8}, False),      # Reorder(2) does not match 4 groups
+    ({'no_bias': False}, False),                     # GroupConvolution has no bias
+    ({'dilate': (2, 2)}, False),
+    ({'num_filter': 32}, False),                     # 16 filters per group: 'auto' says no
+])
+def test_primary_conv_rewrite(conv_kwargs, converted):
+    data = mx.sym.Variable('data')
+    kwargs = dict(kernel=(3, 3), pad=(1, 1), num_filter=8, num_group=2, no_bias=True)
+    kwargs.update(conv_kwargs)
+    sym = mx.sym.Reorder(mx.sym.Convolution(data, name='c', **kwargs), branch_factor=2)
+    out = fuse_igc(sym)
+    assert count_fused(out, 'GroupConvolution') == int(converted)
+    assert out.list_arguments() == sym.list_arguments()
+    if converted:
+        args = {'data': mx.nd.array(np.random.randn(2, 4, 5, 5)),
+                'c_weight': mx.nd.array(np.random.randn(8, 2, 3, 3))}
+        np.testing.assert_allclose(out.eval(**args)[0].asnumpy(), sym.eval(**args)[0].asnumpy(),
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_first_reorder_with_other_consumers_stays():
@@ -123,21 +150,25 @@ def test_published_symbols_rewrite_to_same_outputs(published_models_dir):
         shape = (1, 3, 224, 224)
         assert fused.infer_shape(data=shape) == original.infer_shape(data=shape), row
         assert count_fused(fused) == (0 if row.startswith('ResNet') else 16), row
+        # 'auto': primary convs with <= 8 filters per group (only L100M2's: 2 per group)
+        assert count_fused(fused, 'GroupConvolution') == (16 if row == 'IGC-L100M2' else 0), row
     # one IGC row run end to end (ImageNet nets need 224x224 inputs: one is enough time)
     relpath = dict(PUBLISHED_SYMBOLS)['IGC-L4M32']
     original = mx.sym.load(str(published_models_dir / relpath))
     assert_same_run(fuse_igc(original), original, (1, 3, 224, 224), train=True, rtol=1e-7)
+    assert_same_run(fuse_igc(original, group_conv=True), original, (1, 3, 224, 224),
+                    train=True, rtol=1e-7)
 
 
 def test_cli_writes_the_fused_symbol(tmp_path):
     source = tmp_path / 'unfused-symbol.json'
-    build('plain_igc', 10, 8, 4, 2, fused=False).save(str(source))
+    build('plain_igc', 10, 8, 4, 2, fused=False, group_conv=False).save(str(source))
     target = tmp_path / 'out' / 'fused-symbol.json'
     run = subprocess.run([sys.executable, str(REPO / 'tools' / 'fuse_symbol.py'),
                           str(source), str(target)], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr
-    assert '6 IGC unit(s) fused' in run.stdout
+    assert '6 IGC unit(s) fused, 6 primary conv(s) as GroupConvolution' in run.stdout
     assert structure(mx.sym.load(str(target))) == \
         structure(build('plain_igc', 10, 8, 4, 2))
     assert sorted(p.name for p in target.parent.iterdir()) == ['fused-symbol.json']

@@ -1,12 +1,15 @@
-"""Rewrite saved symbols from the unfused IGC pattern to the fused operator.
+"""Rewrite saved symbols from the unfused IGC pattern to the fast operators.
 
     Reorder(L) -> Convolution(1x1, num_group=M, no_bias) -> Reorder(M)
         becomes  InterleavedGroupConv(primary_partition=L, secondary_partition=M)
+    Convolution(num_group=L, no_bias) -> Reorder(L)     (an IGC primary convolution)
+        becomes  GroupConvolution(...) -> Reorder(L), where ``group_conv`` says so
+        (the builders' rule: 'auto' for <= 8 filters per group, True, False)
 
-The fused node takes the convolution's name and its weight, so the arguments, their
+A rewritten node takes the convolution's name and its weight, so the arguments, their
 shapes and every checkpoint stay as they were. A weight that is a variable reaches
 the fused node through an ``identity`` called ``<weight>_identity``, as
-``mx.sym.InterleavedGroupConv`` does (see ``_ops``): that keeps ``grad_req='add'``
+the op wrappers do (see ``_ops``): that keeps ``grad_req='add'``
 right. The pattern needs the convolution's ``num_filter`` to equal its input
 channels, as in every IGC unit; the fused op's shape inference rejects anything else.
 """
@@ -15,36 +18,50 @@ import json
 
 import mxnet as mx
 
+from . import blocks
 from ._library import ensure_loaded
 
 FUSED_OP = 'InterleavedGroupConv'
+GROUP_CONV_OP = 'GroupConvolution'
 
 
-def fuse_igc(symbol):
-    """A copy of ``symbol`` with every unfused IGC pattern replaced by the fused op."""
+def fuse_igc(symbol, group_conv='auto'):
+    """A copy of ``symbol`` with every unfused IGC pattern replaced by the fused op,
+    and IGC primary convolutions by GroupConvolution as ``group_conv`` says."""
     ensure_loaded()
     graph = json.loads(symbol.tojson())
-    return mx.sym.load_json(json.dumps(fuse_igc_graph(graph)))
+    return mx.sym.load_json(json.dumps(fuse_igc_graph(graph, group_conv)))
 
 
-def fuse_igc_graph(graph):
+def fuse_igc_graph(graph, group_conv='auto'):
     """The rewrite on a symbol's JSON graph (a dict as ``Symbol.tojson`` writes it)."""
     nodes = [dict(node) for node in graph['nodes']]
     uses = _use_counts(nodes, graph['heads'])
+    primary = _primary_convs(nodes, group_conv)
     out = []              # the rewritten node list, in topological order
     position = {}         # old node index -> index in `out`
+
+    def weight_input(conv):
+        """The conv's weight entry in `out`, through an identity if it is a variable."""
+        entry = _remap(conv['inputs'][1], position)
+        variable = nodes[conv['inputs'][1][0]]
+        if variable['op'] != 'null':
+            return entry
+        out.append({'op': '_copy', 'name': variable['name'] + '_identity', 'inputs': [entry]})
+        return [len(out) - 1, 0, 0]
+
     for index, node in enumerate(nodes):
         match = _match(nodes, uses, index)
         if match is not None:
-            data_entry, weight_entry, conv, L, M = match
-            weight_entry = _remap(weight_entry, position)
-            if nodes[conv['inputs'][1][0]]['op'] == 'null':
-                out.append({'op': '_copy', 'name': nodes[conv['inputs'][1][0]]['name']
-                            + '_identity', 'inputs': [weight_entry]})
-                weight_entry = [len(out) - 1, 0, 0]
+            data_entry, conv, L, M = match
+            weight_entry = weight_input(conv)
             node = {'op': FUSED_OP, 'name': conv['name'],
                     'attrs': {'primary_partition': str(L), 'secondary_partition': str(M)},
                     'inputs': [_remap(data_entry, position), weight_entry]}
+        elif index in primary:
+            weight_entry = weight_input(node)
+            node = dict(node, op=GROUP_CONV_OP,
+                        inputs=[_remap(node['inputs'][0], position), weight_entry])
         else:
             node = dict(node, inputs=[_remap(e, position) for e in node['inputs']])
         position[index] = len(out)
@@ -58,9 +75,34 @@ def fuse_igc_graph(graph):
     return result
 
 
-def count_fused(symbol):
-    """Number of fused IGC nodes in ``symbol``."""
-    return sum(n['op'] == FUSED_OP for n in json.loads(symbol.tojson())['nodes'])
+def count_fused(symbol, op=FUSED_OP):
+    """Number of ``op`` nodes (by default fused IGC nodes) in ``symbol``."""
+    return sum(n['op'] == op for n in json.loads(symbol.tojson())['nodes'])
+
+
+def _primary_convs(nodes, group_conv):
+    """Indices of the IGC primary convolutions to run as GroupConvolution: a grouped,
+    bias-free, undilated NCHW Convolution read by a Reorder of its own group count."""
+    found = set()
+    for node in nodes:
+        if node['op'] != 'Reorder':
+            continue
+        conv_id, conv_out = node['inputs'][0][:2]
+        conv = nodes[conv_id]
+        attrs = conv.get('attrs', {})
+        if conv['op'] != 'Convolution' or conv_out != 0 or len(conv['inputs']) != 2:
+            continue
+        groups = int(attrs.get('num_group', 1))
+        if (groups < 2 or groups != int(node['attrs']['branch_factor'])
+                or not _value(attrs, 'no_bias', False)
+                or len(tuple(_value(attrs, 'kernel', ()))) != 2
+                or tuple(_value(attrs, 'dilate', (1, 1))) != (1, 1)
+                or attrs.get('layout', 'NCHW') not in ('NCHW', 'None')):
+            continue
+        per_group = int(attrs['num_filter']) // groups
+        if blocks.primary_conv_op(group_conv, per_group) is mx.sym.GroupConvolution:
+            found.add(conv_id)
+    return found
 
 
 def _match(nodes, uses, index):
@@ -84,19 +126,23 @@ def _match(nodes, uses, index):
     M = int(last['attrs']['branch_factor'])
     if int(conv['attrs'].get('num_group', 1)) != M:
         return None
-    return first['inputs'][0], conv['inputs'][1], conv, L, M
+    return first['inputs'][0], conv, L, M
+
+
+def _value(attrs, key, default):
+    """An operator attribute as a Python value (attributes are strings in JSON)."""
+    text = attrs.get(key)
+    return default if text is None else ast.literal_eval(text.replace('true', 'True')
+                                                          .replace('false', 'False'))
 
 
 def _is_pointwise_group_conv(attrs):
-    def value(key, default):
-        text = attrs.get(key)
-        return default if text is None else ast.literal_eval(text.replace('true', 'True')
-                                                              .replace('false', 'False'))
     ones = {(1, 1)}
-    return (tuple(value('kernel', ())) in ones and tuple(value('stride', (1, 1))) in ones
-            and tuple(value('dilate', (1, 1))) in ones
-            and tuple(value('pad', (0, 0))) == (0, 0)
-            and bool(value('no_bias', False))
+    return (tuple(_value(attrs, 'kernel', ())) in ones
+            and tuple(_value(attrs, 'stride', (1, 1))) in ones
+            and tuple(_value(attrs, 'dilate', (1, 1))) in ones
+            and tuple(_value(attrs, 'pad', (0, 0))) == (0, 0)
+            and bool(_value(attrs, 'no_bias', False))
             and attrs.get('layout', 'NCHW') in ('NCHW', 'None'))
 
 

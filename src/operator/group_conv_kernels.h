@@ -24,9 +24,6 @@
 extern "C" {
 #endif
 
-/* Beyond igc_status: scratch memory could not be allocated. */
-enum { IGC_OUT_OF_MEMORY = 16 };
-
 typedef struct igc_conv_geometry {
   int64_t batch, channels, height, width;
   int64_t filters, groups;

@@ -248,13 +248,9 @@ MXReturnValue run(Pass pass, const igc_conv_geometry& g, const MXTensor& a, cons
         status = igc_group_conv_backward_weight_cuda(&g, a.data_ptr, b.data_ptr, out->data_ptr,
                                                      dtype, stream);
     }
-    if (status == IGC_CUDA_ERROR) {
-      igc::error_message(kOp) << "CUDA kernel failed: " << igc_last_group_conv_cuda_error();
-      return MX_FAIL;
-    }
+    return igc::kernel_result(kOp, status, igc_last_group_conv_cuda_error());
 #else
-    igc::error_message(kOp) << "this library was built without CUDA (IGC_USE_CUDA=OFF)";
-    return MX_FAIL;
+    return igc::no_cuda(kOp);
 #endif
   } else {
     if (dtype == mxnet::ext::kFloat16) {
@@ -274,15 +270,7 @@ MXReturnValue run(Pass pass, const igc_conv_geometry& g, const MXTensor& a, cons
                                                     dtype);
     }
   }
-  if (status == IGC_OUT_OF_MEMORY) {
-    igc::error_message(kOp) << "could not allocate scratch memory";
-    return MX_FAIL;
-  }
-  if (status != IGC_OK) {
-    igc::error_message(kOp) << igc_status_string(status);
-    return MX_FAIL;
-  }
-  return MX_SUCCESS;
+  return igc::kernel_result(kOp, status);
 }
 
 // Re-validates at compute time: arrays reach forward without shape inference

@@ -143,39 +143,29 @@ MXReturnValue run(Pass pass, const Params& p, const MXTensor& data, const MXTens
                   const MXTensor& b, MXTensor* c, const OpResource& res) {
   const int64_t batch = data.shape[0], channels = data.shape[1];
   const int64_t inner = data.shape[2] * data.shape[3];
-  int status;
   if (data.ctx.dev_type == "gpu") {
 #ifdef IGC_WITH_CUDA
     auto* fn = pass == Pass::kForward        ? igc_interleaved_conv_forward_cuda
                : pass == Pass::kBackwardData ? igc_interleaved_conv_backward_data_cuda
                                              : igc_interleaved_conv_backward_weight_cuda;
-    status = fn(a.data_ptr, b.data_ptr, c->data_ptr, batch, channels, inner, p.primary,
-                p.groups, data.dtype, res.get_cuda_stream());
-    if (status == IGC_CUDA_ERROR) {
-      igc::error_message(kOp) << "CUDA error: " << igc_last_cuda_error();
-      return MX_FAIL;
-    }
+    return igc::kernel_result(kOp,
+                              fn(a.data_ptr, b.data_ptr, c->data_ptr, batch, channels, inner,
+                                 p.primary, p.groups, data.dtype, res.get_cuda_stream()),
+                              igc_last_cuda_error());
 #else
-    igc::error_message(kOp) << "this library was built without CUDA (IGC_USE_CUDA=OFF)";
-    return MX_FAIL;
+    return igc::no_cuda(kOp);
 #endif
-  } else {
-    if (data.dtype == kFloat16) {
-      igc::error_message(kOp) << "float16 is supported on GPU only; on CPU use float32 "
-                                 "or float64";
-      return MX_FAIL;
-    }
-    auto* fn = pass == Pass::kForward        ? igc_interleaved_conv_forward_cpu
-               : pass == Pass::kBackwardData ? igc_interleaved_conv_backward_data_cpu
-                                             : igc_interleaved_conv_backward_weight_cpu;
-    status = fn(a.data_ptr, b.data_ptr, c->data_ptr, batch, channels, inner, p.primary,
-                p.groups, data.dtype);
   }
-  if (status != IGC_OK) {
-    igc::error_message(kOp) << igc_status_string(status);
+  if (data.dtype == kFloat16) {
+    igc::error_message(kOp) << "float16 is supported on GPU only; on CPU use float32 "
+                               "or float64";
     return MX_FAIL;
   }
-  return MX_SUCCESS;
+  auto* fn = pass == Pass::kForward        ? igc_interleaved_conv_forward_cpu
+             : pass == Pass::kBackwardData ? igc_interleaved_conv_backward_data_cpu
+                                           : igc_interleaved_conv_backward_weight_cpu;
+  return igc::kernel_result(kOp, fn(a.data_ptr, b.data_ptr, c->data_ptr, batch, channels,
+                                    inner, p.primary, p.groups, data.dtype));
 }
 
 // Parses the params and validates data and weight: compute sees inputs that shape

@@ -1,5 +1,7 @@
 #include "op_utils.h"
 
+#include "reorder_kernels.h"  // igc_status, igc_status_string
+
 #include <cerrno>
 #include <cstdlib>
 #include <vector>
@@ -80,6 +82,21 @@ const char* dtype_name(int dtype) {
     case mxnet::ext::kInt64: return "int64";
     default: return "unknown dtype";
   }
+}
+
+mxnet::ext::MXReturnValue kernel_result(const char* op, int status, const char* cuda_error) {
+  if (status == IGC_OK) return mxnet::ext::MX_SUCCESS;
+  if (status == IGC_CUDA_ERROR && cuda_error != nullptr) {
+    error_message(op) << "CUDA kernel failed: " << cuda_error;
+  } else {
+    error_message(op) << igc_status_string(status);
+  }
+  return mxnet::ext::MX_FAIL;
+}
+
+mxnet::ext::MXReturnValue no_cuda(const char* op) {
+  error_message(op) << "this library was built without CUDA (IGC_USE_CUDA=OFF)";
+  return mxnet::ext::MX_FAIL;
 }
 
 }  // namespace igc

@@ -37,6 +37,14 @@ bool parse_int_param(const char* op, const Attrs& attrs, const char* key, bool r
 // "float32", "float64", ... for messages.
 const char* dtype_name(int dtype);
 
+// The op's return value for a kernel's igc_status: MX_SUCCESS for IGC_OK, else
+// MX_FAIL with the status text (and, for IGC_CUDA_ERROR, `cuda_error`) as the error.
+mxnet::ext::MXReturnValue kernel_result(const char* op, int status,
+                                        const char* cuda_error = nullptr);
+
+// MX_FAIL for a GPU array reaching a library built without CUDA.
+mxnet::ext::MXReturnValue no_cuda(const char* op);
+
 }  // namespace igc
 
 #endif  // IGC_MX_OP_UTILS_H_

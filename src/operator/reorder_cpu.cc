@@ -48,6 +48,7 @@ extern "C" const char* igc_status_string(int status) {
     case IGC_BAD_DTYPE: return "unsupported dtype: expected float32, float64 or float16";
     case IGC_BAD_POINTER: return "bad pointer: null for a non-empty tensor, or src == dst";
     case IGC_CUDA_ERROR: return "CUDA error";
+    case IGC_OUT_OF_MEMORY: return "out of memory: scratch memory could not be allocated";
     case IGC_NO_BLAS:
       return "no BLAS: libopenblas.so.0 (loaded by mxnet) not found; set IGC_BLAS_LIBRARY";
     default: return "unknown status";

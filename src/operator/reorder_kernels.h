@@ -30,7 +30,8 @@ enum igc_status {
   IGC_BAD_DTYPE = 2,   /* dtype is not one of igc_dtype */
   IGC_BAD_POINTER = 3, /* a null pointer with a non-empty tensor, or src aliases dst */
   IGC_CUDA_ERROR = 4,  /* a CUDA launch failed; see igc_last_cuda_error() */
-  IGC_NO_BLAS = 5      /* no cblas library found (fused conv on CPU; see igc_conv_cpu.cc) */
+  IGC_NO_BLAS = 5,     /* no cblas library found (fused conv on CPU; see igc_conv_cpu.cc) */
+  IGC_OUT_OF_MEMORY = 6 /* scratch memory could not be allocated (GroupConvolution) */
 };
 
 /* Size in bytes of one element of `dtype`, or 0 if it is not an igc_dtype. */

@@ -96,28 +96,18 @@ MXReturnValue run(const igc::Attrs& attrs, const MXTensor& src, MXTensor* dst, b
   for (size_t k = 2; k < src.shape.size(); ++k) inner *= src.shape[k];
   const int64_t groups = inverse ? channels / branch_factor : branch_factor;
 
-  int status;
   if (src.ctx.dev_type == "gpu") {
 #ifdef IGC_WITH_CUDA
-    status = igc_reorder_cuda(src.data_ptr, dst->data_ptr, batch, channels, groups, inner,
-                              src.dtype, res.get_cuda_stream());
-    if (status == IGC_CUDA_ERROR) {
-      igc::error_message(kOp) << "CUDA kernel failed: " << igc_last_cuda_error();
-      return MX_FAIL;
-    }
+    return igc::kernel_result(kOp,
+                              igc_reorder_cuda(src.data_ptr, dst->data_ptr, batch, channels,
+                                               groups, inner, src.dtype, res.get_cuda_stream()),
+                              igc_last_cuda_error());
 #else
-    igc::error_message(kOp) << "this library was built without CUDA (IGC_USE_CUDA=OFF)";
-    return MX_FAIL;
+    return igc::no_cuda(kOp);
 #endif
-  } else {
-    status = igc_reorder_cpu(src.data_ptr, dst->data_ptr, batch, channels, groups, inner,
-                             src.dtype);
   }
-  if (status != IGC_OK) {
-    igc::error_message(kOp) << igc_status_string(status);
-    return MX_FAIL;
-  }
-  return MX_SUCCESS;
+  return igc::kernel_result(kOp, igc_reorder_cpu(src.data_ptr, dst->data_ptr, batch, channels,
+                                                 groups, inner, src.dtype));
 }
 
 MXReturnValue forward(const igc::Attrs& attrs, std::vector<MXTensor>* inputs,

@@ -10,19 +10,18 @@ and its autograd gradients, and times them against torch (cuDNN).
 
 Exit status 1 if any case disagrees with torch.
 """
-import argparse
 import ctypes
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[2]
-DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (DTYPES, command_line, finish, open_library, relative_error,  # noqa: E402
+                     stream, time_ms)
+
 TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10, torch.float16: 2e-2}
 PASSES = ('forward', 'backward_data', 'backward_weight')
 # (name, batch, channels, size, filters, groups, kernel, stride, pad)
@@ -44,48 +43,23 @@ class Geometry(ctypes.Structure):
         'kernel_h', 'kernel_w', 'stride_h', 'stride_w', 'pad_h', 'pad_w')]
 
 
-def build(build_dir):
-    subprocess.run(['cmake', '-S', str(REPO), '-B', str(build_dir), '-DIGC_KERNELS_ONLY=ON',
-                    '-DIGC_USE_CUDA=ON', '-DCMAKE_BUILD_TYPE=Release'], check=True)
-    subprocess.run(['cmake', '--build', str(build_dir), '--parallel'], check=True)
-    return build_dir / 'libigc_kernels.so'
-
-
 def load(path):
-    lib = ctypes.CDLL(str(path))
+    lib = open_library(path)
     for name in PASSES:
         fn = getattr(lib, f'igc_group_conv_{name}_cuda')
         fn.argtypes = [ctypes.POINTER(Geometry)] + [ctypes.c_void_p] * 3 + \
             [ctypes.c_int, ctypes.c_void_p]
         fn.restype = ctypes.c_int
-    lib.igc_status_string.restype = ctypes.c_char_p
-    lib.igc_last_group_conv_cuda_error.restype = ctypes.c_char_p
     return lib
 
 
 def call(lib, name, geometry, a, b, out):
     status = getattr(lib, f'igc_group_conv_{name}_cuda')(
         ctypes.byref(geometry), a.data_ptr(), b.data_ptr(), out.data_ptr(), DTYPES[a.dtype],
-        torch.cuda.current_stream().cuda_stream)
+        stream())
     if status:
         raise RuntimeError(f'igc_group_conv_{name}_cuda: {lib.igc_status_string(status).decode()}'
                            f' ({lib.igc_last_group_conv_cuda_error().decode()})')
-
-
-def time_ms(fn, repeats=50):
-    for _ in range(5):
-        fn()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeats):
-        fn()
-    stop.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(stop) / repeats
-
-
-def relative_error(a, b):
-    return ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30)).item()
 
 
 def run_case(lib, case, dtype, device):
@@ -124,29 +98,16 @@ def run_case(lib, case, dtype, device):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--build-dir', type=Path, default=Path('/tmp/igc-kernels-cuda'))
-    parser.add_argument('--library', type=Path, help='use this libigc_kernels.so, no build')
-    parser.add_argument('--json', type=Path)
-    args = parser.parse_args()
-    lib = load(args.library or build(args.build_dir))
+    args, path = command_line(__doc__)
+    lib = load(path)
     device = torch.device('cuda')
-    results, failures = [], 0
+    results = []
     for case in CASES:
         for dtype in DTYPES:
             row = run_case(lib, case, dtype, device)
-            failures += not row['ok']
             results.append(row)
             print(json.dumps(row))
-    report = {'device': torch.cuda.get_device_name(), 'torch': torch.__version__,
-              'cudnn': torch.backends.cudnn.version(), 'results': results,
-              'failures': failures}
-    if args.json:
-        tmp = args.json.with_suffix('.tmp')
-        tmp.write_text(json.dumps(report, indent=1))
-        os.replace(tmp, args.json)
-    print(f'{len(results) - failures} passed, {failures} failed')
-    return 1 if failures else 0
+    return finish(args, results, cudnn=torch.backends.cudnn.version())
 
 
 if __name__ == '__main__':

@@ -1,5 +1,5 @@
 """Test and time the CUDA fused interleaved group convolution without MXNet, on a GPU
-machine with PyTorch (the companion of reorder_gpu.py, whose build and loading it uses).
+machine with PyTorch (build, loading and timing from harness.py).
 
 Calls igc_interleaved_conv_{forward,backward_data,backward_weight}_cuda through ctypes
 on torch tensors; checks them against PyTorch's unfused graph
@@ -11,10 +11,8 @@ the 1x1 convolution alone.
 
 Exit status 1 if any case disagrees with torch.
 """
-import argparse
 import ctypes
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reorder_gpu import DTYPES, build, time_ms  # noqa: E402
+from harness import DTYPES, command_line, finish, open_library, stream, time_ms  # noqa: E402
 
 PASSES = ('forward', 'backward_data', 'backward_weight')
 # (name, (N, C, H, W), L, M): IGC units of the paper's networks, plus C/M = 2L (two
@@ -39,14 +37,12 @@ TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10, torch.float16: 2e-2}
 
 
 def load(path):
-    lib = ctypes.CDLL(str(path))
+    lib = open_library(path)
     for name in PASSES:
         fn = getattr(lib, f'igc_interleaved_conv_{name}_cuda')
         fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 5 + [ctypes.c_int,
                                                                       ctypes.c_void_p]
         fn.restype = ctypes.c_int
-    lib.igc_status_string.restype = ctypes.c_char_p
-    lib.igc_last_cuda_error.restype = ctypes.c_char_p
     return lib
 
 
@@ -55,7 +51,7 @@ def run_pass(lib, name, a, b, c, L, M):
     n, channels, h, w = a.shape
     status = getattr(lib, f'igc_interleaved_conv_{name}_cuda')(
         a.data_ptr(), b.data_ptr(), c.data_ptr(), n, channels, h * w, L, M, DTYPES[a.dtype],
-        torch.cuda.current_stream().cuda_stream)
+        stream())
     if status:
         raise RuntimeError(f'{name}: {lib.igc_status_string(status).decode()} '
                            f'({lib.igc_last_cuda_error().decode()})')
@@ -109,18 +105,13 @@ def timings(lib, shape, L, M):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--build-dir', type=Path, default=Path('/tmp/igc-kernels-cuda'))
-    parser.add_argument('--library', type=Path, help='use this libigc_kernels.so, no build')
-    parser.add_argument('--json', type=Path)
-    args = parser.parse_args()
-    lib = load(args.library or build(args.build_dir))
-    results, failures = [], 0
+    args, path = command_line(__doc__)
+    lib = load(path)
+    results = []
     for name, shape, L, M in CASES:
         for dtype in DTYPES:
             error = check(lib, shape, L, M, dtype)
             ok = error <= TOLERANCE[dtype]
-            failures += not ok
             row = {'case': name, 'shape': shape, 'L': L, 'M': M,
                    'dtype': str(dtype).split('.')[-1], 'max_relative_error': error, 'ok': ok}
             if dtype is torch.float32:
@@ -129,14 +120,7 @@ def main():
                 row['fused_over_conv_alone'] = row['fused_ms'] / row['torch_conv_alone_ms']
             results.append(row)
             print(json.dumps(row))
-    report = {'device': torch.cuda.get_device_name(), 'torch': torch.__version__,
-              'results': results, 'failures': failures}
-    if args.json:
-        tmp = args.json.with_suffix('.tmp')
-        tmp.write_text(json.dumps(report, indent=1))
-        os.replace(tmp, args.json)
-    print(f'{len(results) - failures} passed, {failures} failed')
-    return 1 if failures else 0
+    return finish(args, results)
 
 
 if __name__ == '__main__':

@@ -9,20 +9,17 @@ against a device-to-device copy of the same bytes (the bandwidth limit).
 
 Exit status 1 if any case disagrees with torch.
 """
-import argparse
 import ctypes
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[2]
-DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2}
-# (name, shape, groups): IGC shapes at CIFAR and ImageNet scale, plus odd sizes.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import DTYPES, command_line, finish, open_library, stream, time_ms  # noqa: E402
+
 CASES = [
     ('cifar L24M2 b64', (64, 48, 32, 32), 24),
     ('cifar L24M2 inverse', (64, 48, 32, 32), 2),
@@ -34,20 +31,11 @@ CASES = [
 ]
 
 
-def build(build_dir):
-    subprocess.run(['cmake', '-S', str(REPO), '-B', str(build_dir), '-DIGC_KERNELS_ONLY=ON',
-                    '-DIGC_USE_CUDA=ON', '-DCMAKE_BUILD_TYPE=Release'], check=True)
-    subprocess.run(['cmake', '--build', str(build_dir), '--parallel'], check=True)
-    return build_dir / 'libigc_kernels.so'
-
-
 def load(path):
-    lib = ctypes.CDLL(str(path))
+    lib = open_library(path)
     lib.igc_reorder_cuda.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + \
         [ctypes.c_int64] * 4 + [ctypes.c_int, ctypes.c_void_p]
     lib.igc_reorder_cuda.restype = ctypes.c_int
-    lib.igc_status_string.restype = ctypes.c_char_p
-    lib.igc_last_cuda_error.restype = ctypes.c_char_p
     return lib
 
 
@@ -56,8 +44,7 @@ def reorder(lib, src, dst, groups):
     for d in src.shape[2:]:
         inner *= d
     status = lib.igc_reorder_cuda(src.data_ptr(), dst.data_ptr(), src.shape[0], src.shape[1],
-                                  groups, inner, DTYPES[src.dtype],
-                                  torch.cuda.current_stream().cuda_stream)
+                                  groups, inner, DTYPES[src.dtype], stream())
     if status:
         raise RuntimeError(f'igc_reorder_cuda: {lib.igc_status_string(status).decode()} '
                            f'({lib.igc_last_cuda_error().decode()})')
@@ -70,36 +57,19 @@ def reference(x, groups):
     return x.reshape(n, groups, c // groups, *x.shape[2:]).transpose(1, 2).reshape(x.shape)
 
 
-def time_ms(fn, repeats=50):
-    for _ in range(5):
-        fn()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeats):
-        fn()
-    stop.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(stop) / repeats
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--build-dir', type=Path, default=Path('/tmp/igc-kernels-cuda'))
-    parser.add_argument('--library', type=Path, help='use this libigc_kernels.so, no build')
-    parser.add_argument('--json', type=Path)
-    args = parser.parse_args()
-    lib = load(args.library or build(args.build_dir))
+    args, path = command_line(__doc__)
+    lib = load(path)
     device = torch.device('cuda')
-    results, failures = [], 0
+    results = []
     for name, shape, groups in CASES:
         for dtype in DTYPES:
             x = torch.randn(shape, device=device).to(dtype)
             y = torch.empty_like(x)
             reorder(lib, x, y, groups)
             ok = torch.equal(y, reference(x, groups))
-            failures += not ok
             row = {'case': name, 'shape': shape, 'groups': groups,
-                   'dtype': str(dtype).split('.')[-1], 'equal_to_torch': ok}
+                   'dtype': str(dtype).split('.')[-1], 'ok': ok}
             if dtype is torch.float32:
                 moved = 2 * x.numel() * x.element_size()  # read + write
                 ours = time_ms(lambda: reorder(lib, x, y, groups))
@@ -110,14 +80,7 @@ def main():
                            fraction_of_copy=copy / ours, speedup_vs_torch=torch_shuffle / ours)
             results.append(row)
             print(json.dumps(row))
-    report = {'device': torch.cuda.get_device_name(), 'torch': torch.__version__,
-              'results': results, 'failures': failures}
-    if args.json:
-        tmp = args.json.with_suffix('.tmp')
-        tmp.write_text(json.dumps(report, indent=1))
-        os.replace(tmp, args.json)
-    print(f'{len(results) - failures} passed, {failures} failed')
-    return 1 if failures else 0
+    return finish(args, results)
 
 
 if __name__ == '__main__':

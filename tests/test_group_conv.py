@@ -205,6 +205,14 @@ def test_unsupported_dtypes_raise(dtype):
                                kernel=(3, 3), num_filter=4, num_group=2).wait_to_read()
 
 
+def test_mismatched_dtypes_raise():
+    sym = mx.sym.GroupConvolution(mx.sym.var('data'), mx.sym.var('w'), kernel=(3, 3),
+                                  num_filter=4, num_group=2)
+    with pytest.raises(mx.MXNetError, match='dtypes differ: float32 and float64'):
+        sym.infer_type(data='float32', w='float64')
+    assert sym.infer_type(data='float64')[0] == [np.float64, np.float64]   # weight follows
+
+
 def test_missing_weight_is_a_type_error_for_ndarrays():
     with pytest.raises(TypeError, match="missing input 'weight'"):
         mx.nd.GroupConvolution(mx.nd.ones((1, 4, 3, 3)), kernel=(3, 3), num_filter=4,

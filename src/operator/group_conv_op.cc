@@ -189,22 +189,8 @@ MXReturnValue parse_attrs(const igc::Attrs& attrs, int* num_in, int* num_out) {
 
 MXReturnValue infer_type(const igc::Attrs&, std::vector<int>* in_types,
                          std::vector<int>* out_types) {
-  int& data = in_types->at(0);
-  int& weight = in_types->at(1);
-  if (data == -1) data = weight;  // -1: not known yet
-  if (weight == -1) weight = data;
-  if (data != weight) {
-    igc::error_message(kOp) << "data (" << igc::dtype_name(data) << ") and weight ("
-                            << igc::dtype_name(weight) << ") must have the same dtype";
-    return MX_FAIL;
-  }
-  if (data != -1 && !supported_dtype(data)) {
-    igc::error_message(kOp) << "unsupported dtype " << igc::dtype_name(data)
-                            << "; expected float32 or float64 (float16 on GPU)";
-    return MX_FAIL;
-  }
-  out_types->at(0) = data;
-  return MX_SUCCESS;
+  return igc::infer_shared_dtype(kOp, in_types, out_types, supported_dtype,
+                                 "float32 or float64 (float16 on GPU)");
 }
 
 MXReturnValue infer_shape(const igc::Attrs& attrs,

@@ -100,23 +100,8 @@ MXReturnValue parse_attrs(const igc::Attrs& attrs, int* num_in, int* num_out) {
 
 MXReturnValue infer_type(const igc::Attrs&, std::vector<int>* in_types,
                          std::vector<int>* out_types) {
-  int dtype = in_types->at(0) != -1 ? in_types->at(0) : in_types->at(1);  // -1: unknown
-  if (dtype != -1 && !supported_dtype(dtype)) {
-    igc::error_message(kOp) << "unsupported dtype " << igc::dtype_name(dtype)
-                            << "; expected float32, float64 or float16 (GPU only)";
-    return MX_FAIL;
-  }
-  for (int k : {0, 1}) {
-    if (in_types->at(k) != -1 && in_types->at(k) != dtype) {
-      igc::error_message(kOp) << "data and weight dtypes differ: "
-                              << igc::dtype_name(in_types->at(0)) << " and "
-                              << igc::dtype_name(in_types->at(1));
-      return MX_FAIL;
-    }
-    in_types->at(k) = dtype;
-  }
-  out_types->at(0) = dtype;
-  return MX_SUCCESS;
+  return igc::infer_shared_dtype(kOp, in_types, out_types, supported_dtype,
+                                 "float32, float64 or float16 (GPU only)");
 }
 
 MXReturnValue infer_shape(const igc::Attrs& attrs,

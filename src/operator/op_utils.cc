@@ -84,6 +84,28 @@ const char* dtype_name(int dtype) {
   }
 }
 
+mxnet::ext::MXReturnValue infer_shared_dtype(const char* op, std::vector<int>* in_types,
+                                             std::vector<int>* out_types,
+                                             bool (*supported)(int), const char* expected) {
+  int dtype = -1;  // -1: not known yet
+  for (int t : *in_types) {
+    if (t == -1) continue;
+    if (dtype != -1 && t != dtype) {
+      error_message(op) << "data and weight dtypes differ: " << dtype_name(in_types->at(0))
+                        << " and " << dtype_name(in_types->at(1));
+      return mxnet::ext::MX_FAIL;
+    }
+    dtype = t;
+  }
+  if (dtype != -1 && !supported(dtype)) {
+    error_message(op) << "unsupported dtype " << dtype_name(dtype) << "; expected " << expected;
+    return mxnet::ext::MX_FAIL;
+  }
+  for (int& t : *in_types) t = dtype;
+  for (int& t : *out_types) t = dtype;
+  return mxnet::ext::MX_SUCCESS;
+}
+
 mxnet::ext::MXReturnValue kernel_result(const char* op, int status, const char* cuda_error) {
   if (status == IGC_OK) return mxnet::ext::MX_SUCCESS;
   if (status == IGC_CUDA_ERROR && cuda_error != nullptr) {

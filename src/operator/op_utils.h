@@ -7,6 +7,7 @@
 #include <sstream>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "mxnet/lib_api.h"
 
@@ -36,6 +37,13 @@ bool parse_int_param(const char* op, const Attrs& attrs, const char* key, bool r
 
 // "float32", "float64", ... for messages.
 const char* dtype_name(int dtype);
+
+// Type inference for ops whose inputs (data, weight) and output share one dtype:
+// unknown (-1) entries take the known one. Fails, naming the dtypes, when the
+// inputs differ or the dtype is not `supported`; `expected` lists what is.
+mxnet::ext::MXReturnValue infer_shared_dtype(const char* op, std::vector<int>* in_types,
+                                             std::vector<int>* out_types,
+                                             bool (*supported)(int), const char* expected);
 
 // The op's return value for a kernel's igc_status: MX_SUCCESS for IGC_OK, else
 // MX_FAIL with the status text (and, for IGC_CUDA_ERROR, `cuda_error`) as the error.

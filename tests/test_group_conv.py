@@ -23,6 +23,8 @@ SHAPES = [
     (2, 6, 8, 9, 6, 3, (2, 3), (1, 2), (0, 1)),        # general: uneven kernel, stride, pad
     (1, 4, 1, 1, 8, 2, (1, 1), (1, 1), (0, 0)),        # 1x1 pixels
     (2, 8, 4, 4, 8, 1, (3, 3), (3, 3), (1, 1)),        # one group, stride 3
+    (2, 20, 9, 9, 44, 4, (3, 3), (1, 1), (1, 1)),      # 5 in, 11 filters per group: partial blocks
+    (3, 40, 7, 7, 40, 4, (3, 3), (1, 1), (1, 1)),      # 10 per group on 7x7 (ImageNet stage 4)
 ]
 IDS = ['x'.join(map(str, s[:6])) + f'_k{s[6][0]}{s[6][1]}s{s[7][0]}{s[7][1]}p{s[8][0]}{s[8][1]}'
        for s in SHAPES]

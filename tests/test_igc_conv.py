@@ -23,6 +23,8 @@ CASES = [
     (2, 6, 2, 5, 6, 1),
     (5, 64, 16, 16, 16, 4),    # large enough for the column-chunked parallel loops
     (1, 32, 20, 20, 8, 2),     # one image, few groups: the split-images weight gradient
+    (3, 96, 7, 7, 24, 4),      # 7x7 maps (49 = 3 x 16 + 1): partial vectors at every row end
+    (2, 80, 12, 11, 5, 8),     # K = 10: partial blocks of outputs and of dot products
 ]
 
 
@@ -65,9 +67,14 @@ def grads(op, x, w, head, L, M, dtype):
     return y.asnumpy(), xs.grad.asnumpy(), ws.grad.asnumpy()
 
 
+@pytest.mark.parametrize('path', ['default', 'blas', 'direct'])
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])
 @pytest.mark.parametrize('case', CASES)
-def test_matches_unfused_graph(case, dtype):
+def test_matches_unfused_graph(case, dtype, path, monkeypatch):
+    # The CPU kernels pick BLAS GEMMs or direct loops by size; IGC_MX_IGC_CONV
+    # (read at every call) forces each on every case.
+    if path != 'default':
+        monkeypatch.setenv('IGC_MX_IGC_CONV', path)
     x, w, head, L, M = arrays(case, dtype)
     got = grads(fused, x, w, head, L, M, dtype)
     want = grads(unfused, x, w, head, L, M, dtype)
@@ -209,3 +216,8 @@ def test_missing_blas_is_a_clear_error():
                          timeout=120, env={**os.environ, 'IGC_BLAS_LIBRARY': '/nonexistent.so'})
     assert run.returncode != 0
     assert 'no BLAS' in run.stderr and 'IGC_BLAS_LIBRARY' in run.stderr
+    # The direct kernels need no BLAS: forced onto them, the same call runs.
+    run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, 'IGC_BLAS_LIBRARY': '/nonexistent.so',
+                                           'IGC_MX_IGC_CONV': 'direct'})
+    assert run.returncode == 0, run.stderr

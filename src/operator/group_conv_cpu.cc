@@ -11,9 +11,13 @@ namespace igc_gc {
 
 using Entry = int (*)(const igc_conv_geometry&, const void*, const void*, void*, int);
 
+using InterleavedEntry = int (*)(int, const void*, const void*, void*, int64_t, int64_t,
+                                 int64_t, int64_t, int64_t, int);
+
 struct Variant {
   const char* name;
   Entry forward, backward_data, backward_weight;
+  InterleavedEntry interleaved;
 };
 
 #ifdef IGC_GC_X86_VARIANTS
@@ -23,6 +27,8 @@ struct Variant {
   int forward_entry(const igc_conv_geometry&, const void*, const void*, void*, int);         \
   int backward_data_entry(const igc_conv_geometry&, const void*, const void*, void*, int);   \
   int backward_weight_entry(const igc_conv_geometry&, const void*, const void*, void*, int); \
+  int interleaved_entry(int, const void*, const void*, void*, int64_t, int64_t, int64_t,     \
+                        int64_t, int64_t, int);                                              \
   }
 IGC_GC_DECLARE(avx2)
 IGC_GC_DECLARE(avx512)
@@ -50,12 +56,13 @@ Variant choose() {
   __builtin_cpu_init();
   if (allowed("avx512") && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
     return {"avx512", avx512::forward_entry, avx512::backward_data_entry,
-            avx512::backward_weight_entry};
+            avx512::backward_weight_entry, avx512::interleaved_entry};
   if (allowed("avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {"avx2", avx2::forward_entry, avx2::backward_data_entry, avx2::backward_weight_entry};
+    return {"avx2", avx2::forward_entry, avx2::backward_data_entry, avx2::backward_weight_entry,
+            avx2::interleaved_entry};
 #endif
   return {"generic", generic::forward_entry, generic::backward_data_entry,
-          generic::backward_weight_entry};
+          generic::backward_weight_entry, generic::interleaved_entry};
 }
 
 const Variant& variant() {
@@ -66,6 +73,14 @@ const Variant& variant() {
 bool empty(const igc_conv_geometry& g) { return g.batch == 0; }
 
 }  // namespace
+
+// The interleaved 1x1 convolution's direct path (igc_conv_cpu.cc decides when).
+int interleaved_direct(int pass, const void* a, const void* b, void* c, int64_t batch,
+                       int64_t channels, int64_t inner, int64_t primary, int64_t groups,
+                       int dtype) {
+  return variant().interleaved(pass, a, b, c, batch, channels, inner, primary, groups, dtype);
+}
+
 }  // namespace igc_gc
 
 extern "C" int64_t igc_conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad) {

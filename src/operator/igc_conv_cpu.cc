@@ -15,6 +15,8 @@
 // loop runs whole GEMMs.
 #include <dlfcn.h>
 #include <omp.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -212,17 +214,43 @@ extern "C" int igc_interleaved_conv_check(const void* a, const void* b, const vo
   return IGC_OK;
 }
 
+namespace igc_gc {
+// group_conv_cpu.cc: the direct path, in the CPU's instruction-set variant.
+int interleaved_direct(int pass, const void* a, const void* b, void* c, int64_t batch,
+                       int64_t channels, int64_t inner, int64_t primary, int64_t groups,
+                       int dtype);
+}  // namespace igc_gc
+
 namespace {
+
+// The direct kernels (group_conv_cpu_impl.h) run instead of BLAS for up to
+// kDirectMaxK channels per group on maps of at least kDirectMinInner pixels:
+// GEMMs this thin (16 x 16 weights at IGC-L16M16, 24 x 24 at CIFAR L24M2) ran at
+// a third of the multiply-add rate in OpenBLAS, and 2-2.5x slower than these;
+// on 7x7 maps the direct weight gradient lost. IGC_MX_IGC_CONV=blas|direct
+// forces one (direct up to kDirectLimitK), for tests and comparisons.
+constexpr int64_t kDirectMaxK = 64, kDirectMinInner = 128, kDirectLimitK = 256;
+
+bool use_direct(int64_t channels, int64_t inner, int64_t groups) {
+  const int64_t k = channels / groups;
+  const char* forced = getenv("IGC_MX_IGC_CONV");
+  if (forced != nullptr && strcmp(forced, "blas") == 0) return false;
+  if (forced != nullptr && strcmp(forced, "direct") == 0) return k <= kDirectLimitK;
+  return k <= kDirectMaxK && inner >= kDirectMinInner;
+}
 
 // Checks, then runs `f32` or `f64` on a non-empty problem.
 template <typename F32, typename F64>
-int dispatch(const void* a, const void* b, void* c, int64_t batch, int64_t channels,
+int dispatch(int pass, const void* a, const void* b, void* c, int64_t batch, int64_t channels,
              int64_t inner, int64_t primary, int64_t groups, int dtype, F32 f32, F64 f64) {
   const int status =
       igc_interleaved_conv_check(a, b, c, batch, channels, inner, primary, groups, dtype);
   if (status != IGC_OK) return status;
   if (dtype != IGC_FLOAT32 && dtype != IGC_FLOAT64) return IGC_BAD_DTYPE;
   if (empty(batch, channels, inner)) return IGC_OK;
+  if (use_direct(channels, inner, groups))
+    return igc_gc::interleaved_direct(pass, a, b, c, batch, channels, inner, primary, groups,
+                                      dtype);
   if (blas().sgemm == nullptr) return IGC_NO_BLAS;
   const Geometry d(batch, channels, inner, primary, groups);
   if (dtype == IGC_FLOAT32) {
@@ -240,7 +268,7 @@ extern "C" int igc_interleaved_conv_forward_cpu(const void* data, const void* we
                                                 void* out, int64_t batch, int64_t channels,
                                                 int64_t inner, int64_t primary,
                                                 int64_t groups, int dtype) {
-  return dispatch(data, weight, out, batch, channels, inner, primary, groups, dtype,
+  return dispatch(0, data, weight, out, batch, channels, inner, primary, groups, dtype,
                   forward<float>, forward<double>);
 }
 
@@ -249,7 +277,7 @@ extern "C" int igc_interleaved_conv_backward_data_cpu(const void* out_grad, cons
                                                       int64_t channels, int64_t inner,
                                                       int64_t primary, int64_t groups,
                                                       int dtype) {
-  return dispatch(out_grad, weight, data_grad, batch, channels, inner, primary, groups, dtype,
+  return dispatch(1, out_grad, weight, data_grad, batch, channels, inner, primary, groups, dtype,
                   backward_data<float>, backward_data<double>);
 }
 
@@ -258,7 +286,7 @@ extern "C" int igc_interleaved_conv_backward_weight_cpu(const void* out_grad, co
                                                         int64_t channels, int64_t inner,
                                                         int64_t primary, int64_t groups,
                                                         int dtype) {
-  const int status = dispatch(out_grad, data, weight_grad, batch, channels, inner, primary,
+  const int status = dispatch(2, out_grad, data, weight_grad, batch, channels, inner, primary,
                               groups, dtype, backward_weight<float>, backward_weight<double>);
   if (status == IGC_OK && (batch == 0 || inner == 0) && channels > 0 &&
       weight_grad != nullptr) {

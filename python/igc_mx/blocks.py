@@ -73,12 +73,14 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     return data
 
 
-# Filters per group up to which GroupConvolution is used by group_conv='auto'.
-# Alone, oneDNN's Convolution is faster at 8 per group on 8x8 maps, yet
-# resnet_igc L24M2 trained faster with GroupConvolution there too
-# (bench/results/igc_network.md). A likely reason, not verified: MXNet converts
-# between oneDNN's blocked layout and NCHW around each such Convolution, since
-# the Reorders next to it run in NCHW.
+# Filters per group up to which GroupConvolution is used by group_conv='auto',
+# chosen on whole networks (2 threads, training steps side by side). Alone,
+# oneDNN's Convolution is faster at 8 per group on 8x8 maps, yet resnet_igc
+# L24M2 (batch 32) trained faster with GroupConvolution there too: 137.9 img/s
+# with this limit at 8 against 127.7 at 4. A likely reason, not verified: MXNet
+# converts between oneDNN's blocked layout and NCHW around each such Convolution,
+# since the ops next to it run in NCHW. At 16 per group, IGC-L16M16 (batch 8)
+# trained slower with it in stage 1 (7.5 against 7.8 img/s).
 AUTO_GROUP_CONV_MAX_PER_GROUP = 8
 
 

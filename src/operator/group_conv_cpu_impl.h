@@ -65,15 +65,12 @@ constexpr int kVectorBlock = IGC_GC_VECTOR_BLOCK;
 // Filters and taps whose dot products share one pass (backward_weight).
 constexpr int kDotFilters = IGC_GC_DOT_FILTERS;
 constexpr int kDotTaps = IGC_GC_DOT_TAPS;
-// Channels per group up to which the interleaved 1x1 convolution can run here
-// (igc_conv_cpu.cc's kDirectLimitK).
-constexpr int64_t kMaxInterleavedK = 256;
 
-// Outputs in the block starting at `first` of `count` (blocks of kOutputBlock).
-inline int block_size(int64_t count, int64_t first) {
-  return static_cast<int>(count - first < kOutputBlock ? count - first : kOutputBlock);
+// Items in the block starting at `first` of `count` (blocks of `block`).
+inline int block_size(int64_t count, int64_t first, int64_t block = kOutputBlock) {
+  return static_cast<int>(count - first < block ? count - first : block);
 }
-// Image blocks of the weight gradient (see backward_weight).
+// Image blocks of a weight gradient (see sum_blocks).
 constexpr int64_t kImageBlocks = 8;
 // Tasks are handed out one at a time (schedule dynamic): on a shared machine a
 // thread that loses its core leaves its work to the others instead of holding
@@ -559,7 +556,7 @@ void backward_weight_task(const Plan& p, int64_t first, int64_t last, int64_t ch
     }
     const T* rows[kDotFilters];
     for (int64_t f0 = 0; f0 < p.Fg; f0 += kDotFilters) {
-      const int nf = static_cast<int>(p.Fg - f0 < kDotFilters ? p.Fg - f0 : kDotFilters);
+      const int nf = block_size(p.Fg, f0, kDotFilters);
       for (int f = 0; f < nf; ++f) rows[f] = packed_grad + (f0 + f) * p.out_stride + p.lead;
       dot_any(dw + f0 * per_filter, per_filter, nf, per_filter, p.run, images, rows, grad_step,
               taps, in_step);
@@ -584,6 +581,23 @@ T* scratch(int64_t elements) {
   // 64-byte aligned; sizes rounded up as aligned_alloc requires.
   const size_t bytes = ((sizeof(T) * static_cast<size_t>(elements) + 63) / 64) * 64;
   return static_cast<T*>(aligned_alloc(64, bytes > 0 ? bytes : 64));
+}
+
+// Image blocks of a weight gradient: each block sums its images into its own
+// partial gradient, and sum_blocks adds the partials in block order, so no two
+// tasks write one address (no atomics) and the result does not depend on the
+// thread count or on which thread ran what. The weights are small next to the
+// activations.
+inline int64_t image_blocks(int64_t images) { return images < kImageBlocks ? images : kImageBlocks; }
+
+template <typename T>
+void sum_blocks(const T* partial, int64_t blocks, int64_t size, T* out) {
+#pragma omp parallel for schedule(static) if (size * blocks >= 1 << 16)
+  for (int64_t k = 0; k < size; ++k) {
+    T sum = 0;
+    for (int64_t b = 0; b < blocks; ++b) sum += partial[b * size + k];
+    out[k] = sum;
+  }
 }
 
 // A per-thread list of source pointers, one per tap.
@@ -654,11 +668,7 @@ int backward_data(const Plan& p, const T* out_grad, const T* weight, T* data_gra
 
 template <typename T>
 int backward_weight(const Plan& p, const T* out_grad, const T* data, T* weight_grad) {
-  // Images are cut into a fixed number of blocks, each with its own partial
-  // weight gradient, summed in block order at the end: no two tasks write one
-  // address (no atomics), and the result does not depend on the thread count
-  // or on which thread ran what. The weights are small next to the activations.
-  const int64_t blocks = p.N < kImageBlocks ? p.N : kImageBlocks;
+  const int64_t blocks = image_blocks(p.N);
   const int64_t tasks = blocks * p.G;
   const int64_t size = p.F * p.Cg * p.KH * p.KW;
   const int64_t chunk = weight_chunk<T>(p, (p.N + blocks - 1) / blocks);
@@ -684,14 +694,7 @@ int backward_weight(const Plan& p, const T* out_grad, const T* data, T* weight_g
     free(packed_grad);
     free(const_cast<T**>(taps));
   }
-  if (!failed) {
-#pragma omp parallel for schedule(static) if (size * blocks >= 1 << 16)
-    for (int64_t k = 0; k < size; ++k) {
-      T sum = 0;
-      for (int64_t b = 0; b < blocks; ++b) sum += partial[b * size + k];
-      weight_grad[k] = sum;
-    }
-  }
+  if (!failed) sum_blocks(partial, blocks, size, weight_grad);
   free(partial);
   return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
 }
@@ -747,21 +750,24 @@ struct Rows {
 // (weight[g * K + a][c] over c), true input c's column (weight[g * K + a][c] over a).
 template <typename T>
 T* interleaved_weights(const Rows& r, const T* weight, bool transpose) {
-  T* rows = scratch<T>(2 * r.C * r.K);
-  if (rows == nullptr) return nullptr;
-  T* blocked = rows + r.C * r.K;
-  const T* src = weight;
-  if (transpose) {
-    for (int64_t g = 0; g < r.G; ++g) {
-      for (int64_t a = 0; a < r.K; ++a) {
-        for (int64_t c = 0; c < r.K; ++c) rows[(g * r.K + c) * r.K + a] = weight[(g * r.K + a) * r.K + c];
-      }
-    }
-    src = rows;
+  T* blocked = scratch<T>(r.C * r.K);
+  if (blocked == nullptr || !transpose) {
+    if (blocked != nullptr) interleave_rows(weight, r.C, r.K, r.K, blocked);
+    return blocked;
   }
-  interleave_rows(src, r.C, r.K, r.K, blocked);
-  memmove(rows, blocked, sizeof(T) * r.C * r.K);
-  return rows;
+  T* columns = scratch<T>(r.C * r.K);
+  if (columns == nullptr) {
+    free(blocked);
+    return nullptr;
+  }
+  for (int64_t g = 0; g < r.G; ++g) {
+    for (int64_t a = 0; a < r.K; ++a) {
+      for (int64_t c = 0; c < r.K; ++c) columns[(g * r.K + c) * r.K + a] = weight[(g * r.K + a) * r.K + c];
+    }
+  }
+  interleave_rows(columns, r.C, r.K, r.K, blocked);
+  free(columns);
+  return blocked;
 }
 
 // out rows (to_row) = blocked weights x in rows (from_row), per (image, group).
@@ -771,20 +777,27 @@ int interleaved_sums(const Rows& r, const T* in, const T* weight, T* out, bool t
   T* blocked = interleaved_weights(r, weight, transpose);
   if (blocked == nullptr) return IGC_OUT_OF_MEMORY;
   const int64_t tasks = r.N * r.G, image = r.C * r.HW;
-#pragma omp parallel for schedule(dynamic, 1) if (r.macs() >= kParallelMacs)
-  for (int64_t task = 0; task < tasks; ++task) {
-    const int64_t n = task / r.G, g = task % r.G;
-    const T* src[kMaxInterleavedK];
-    T* sums[kOutputBlock];
-    for (int64_t c = 0; c < r.K; ++c) src[c] = in + n * image + from_row(g, c) * r.HW;
-    for (int64_t a0 = 0; a0 < r.K; a0 += kOutputBlock) {
-      const int nc = block_size(r.K, a0);
-      for (int c = 0; c < nc; ++c) sums[c] = out + n * image + to_row(g, a0 + c) * r.HW;
-      sum_any<true>(sums, nc, r.HW, r.K, blocked + (g * r.K + a0) * r.K, src);
+  int failed = 0;
+#pragma omp parallel if (r.macs() >= kParallelMacs) reduction(| : failed)
+  {
+    const T** src = tap_sources<T>(r.K);
+    if (src == nullptr) failed = 1;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < tasks; ++task) {
+      if (failed) continue;
+      const int64_t n = task / r.G, g = task % r.G;
+      T* sums[kOutputBlock];
+      for (int64_t c = 0; c < r.K; ++c) src[c] = in + n * image + from_row(g, c) * r.HW;
+      for (int64_t a0 = 0; a0 < r.K; a0 += kOutputBlock) {
+        const int nc = block_size(r.K, a0);
+        for (int c = 0; c < nc; ++c) sums[c] = out + n * image + to_row(g, a0 + c) * r.HW;
+        sum_any<true>(sums, nc, r.HW, r.K, blocked + (g * r.K + a0) * r.K, src);
+      }
     }
+    free(const_cast<T**>(src));
   }
   free(blocked);
-  return IGC_OK;
+  return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
 }
 
 template <typename T>
@@ -802,40 +815,42 @@ int interleaved_backward_data(const Rows& r, const T* dy, const T* w, T* dx) {
 }
 
 // dW[g * K + a][c] = sum over images of dot(dy row out_row(g, a), x row in_row(g, c)),
-// over fixed image blocks reduced in order, as in backward_weight above.
+// over image blocks (see sum_blocks).
 template <typename T>
 int interleaved_backward_weight(const Rows& r, const T* dy, const T* x, T* dw) {
-  const int64_t blocks = r.N < kImageBlocks ? r.N : kImageBlocks;
+  const int64_t blocks = image_blocks(r.N);
   const int64_t size = r.C * r.K, image = r.C * r.HW, tasks = blocks * r.G;
   T* partial = scratch<T>(blocks * size);
   if (partial == nullptr) return IGC_OUT_OF_MEMORY;
   memset(partial, 0, sizeof(T) * blocks * size);
-#pragma omp parallel for schedule(dynamic, 1) if (r.macs() >= kParallelMacs)
-  for (int64_t task = 0; task < tasks; ++task) {
-    const int64_t block = task / r.G, g = task % r.G;
-    const int64_t first = block * r.N / blocks, last = (block + 1) * r.N / blocks;
-    const T* src[kMaxInterleavedK];
-    const T* rows[kDotFilters];
-    for (int64_t c = 0; c < r.K; ++c) src[c] = x + first * image + r.in_row(g, c) * r.HW;
-    T* out = partial + block * size + g * r.K * r.K;
-    for (int64_t a0 = 0; a0 < r.K; a0 += kDotFilters) {
-      const int nf = static_cast<int>(r.K - a0 < kDotFilters ? r.K - a0 : kDotFilters);
-      for (int f = 0; f < nf; ++f) rows[f] = dy + first * image + r.out_row(g, a0 + f) * r.HW;
-      dot_any<true>(out + a0 * r.K, r.K, nf, r.K, r.HW, last - first, rows, image, src, image);
+  int failed = 0;
+#pragma omp parallel if (r.macs() >= kParallelMacs) reduction(| : failed)
+  {
+    const T** src = tap_sources<T>(r.K);
+    if (src == nullptr) failed = 1;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < tasks; ++task) {
+      if (failed) continue;
+      const int64_t block = task / r.G, g = task % r.G;
+      const int64_t first = block * r.N / blocks, last = (block + 1) * r.N / blocks;
+      const T* rows[kDotFilters];
+      for (int64_t c = 0; c < r.K; ++c) src[c] = x + first * image + r.in_row(g, c) * r.HW;
+      T* out = partial + block * size + g * r.K * r.K;
+      for (int64_t a0 = 0; a0 < r.K; a0 += kDotFilters) {
+        const int nf = block_size(r.K, a0, kDotFilters);
+        for (int f = 0; f < nf; ++f) rows[f] = dy + first * image + r.out_row(g, a0 + f) * r.HW;
+        dot_any<true>(out + a0 * r.K, r.K, nf, r.K, r.HW, last - first, rows, image, src, image);
+      }
     }
+    free(const_cast<T**>(src));
   }
-#pragma omp parallel for schedule(static) if (size * blocks >= 1 << 16)
-  for (int64_t k = 0; k < size; ++k) {
-    T sum = 0;
-    for (int64_t b = 0; b < blocks; ++b) sum += partial[b * size + k];
-    dw[k] = sum;
-  }
+  if (!failed) sum_blocks(partial, blocks, size, dw);
   free(partial);
-  return IGC_OK;
+  return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
 }
 
 // pass 0 forward (x, w -> y), 1 data gradient (dy, w -> dx), 2 weight gradient
-// (dy, x -> dw); sizes already checked, K <= kMaxInterleavedK.
+// (dy, x -> dw); sizes already checked.
 int interleaved_entry(int pass, const void* a, const void* b, void* c, int64_t batch,
                       int64_t channels, int64_t inner, int64_t primary, int64_t groups,
                       int dtype) {

@@ -228,15 +228,14 @@ namespace {
 // GEMMs this thin (16 x 16 weights at IGC-L16M16, 24 x 24 at CIFAR L24M2) ran at
 // a third of the multiply-add rate in OpenBLAS, and 2-2.5x slower than these;
 // on 7x7 maps the direct weight gradient lost. IGC_MX_IGC_CONV=blas|direct
-// forces one (direct up to kDirectLimitK), for tests and comparisons.
-constexpr int64_t kDirectMaxK = 64, kDirectMinInner = 128, kDirectLimitK = 256;
+// forces one, for tests and comparisons.
+constexpr int64_t kDirectMaxK = 64, kDirectMinInner = 128;
 
 bool use_direct(int64_t channels, int64_t inner, int64_t groups) {
-  const int64_t k = channels / groups;
   const char* forced = getenv("IGC_MX_IGC_CONV");
   if (forced != nullptr && strcmp(forced, "blas") == 0) return false;
-  if (forced != nullptr && strcmp(forced, "direct") == 0) return k <= kDirectLimitK;
-  return k <= kDirectMaxK && inner >= kDirectMinInner;
+  if (forced != nullptr && strcmp(forced, "direct") == 0) return true;
+  return channels / groups <= kDirectMaxK && inner >= kDirectMinInner;
 }
 
 // Checks, then runs `f32` or `f64` on a non-empty problem.

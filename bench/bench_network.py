@@ -2,7 +2,7 @@
 side by side in one run, for the same network (same parameters) built five ways:
 
   default    igc_mx.networks.get_symbol(...): InterleavedGroupConv units, and
-             GroupConvolution for primary convs with <= 8 filters per group ('auto')
+             GroupConvolution for primary convs with <= 16 filters per group ('auto')
   fused      InterleavedGroupConv units, MXNet's Convolution for the primary convs
   unfused    the original graph: Convolution -> Reorder -> 1x1 conv -> Reorder
   transpose  the unfused net with each Reorder as reshape->transpose->reshape

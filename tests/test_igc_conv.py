@@ -213,7 +213,8 @@ def test_missing_blas_is_a_clear_error():
             'mx.nd.InterleavedGroupConv(mx.nd.ones((1, 4, 2, 2)), mx.nd.ones((4, 2, 1, 1)), '
             'primary_partition=2, secondary_partition=2).wait_to_read()')
     run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         timeout=120, env={**os.environ, 'IGC_BLAS_LIBRARY': '/nonexistent.so'})
+                         timeout=120, env={**os.environ, 'IGC_BLAS_LIBRARY': '/nonexistent.so',
+                                           'IGC_MX_IGC_CONV': 'blas'})
     assert run.returncode != 0
     assert 'no BLAS' in run.stderr and 'IGC_BLAS_LIBRARY' in run.stderr
     # The direct kernels need no BLAS: forced onto them, the same call runs.

@@ -11,7 +11,7 @@ import pytest
 
 import igc_mx  # noqa: F401  (loads the op library)
 from conftest import PUBLISHED_SYMBOLS
-from igc_mx import networks
+from igc_mx import blocks, networks
 from igc_mx.rewrite import count_fused, fuse_igc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ def test_other_patterns_are_left_alone(conv_kwargs, reorder2, extra_consumer):
     ({'num_group': 4, 'num_filter': 8}, False),      # Reorder(2) does not match 4 groups
     ({'no_bias': False}, False),                     # GroupConvolution has no bias
     ({'dilate': (2, 2)}, False),
-    ({'num_filter': 32}, False),                     # 16 filters per group: 'auto' says no
+    ({'num_filter': 64}, False),                     # 32 filters per group: 'auto' says no
 ])
 def test_primary_conv_rewrite(conv_kwargs, converted):
     data = mx.sym.Variable('data')
@@ -150,8 +150,16 @@ def test_published_symbols_rewrite_to_same_outputs(published_models_dir):
         shape = (1, 3, 224, 224)
         assert fused.infer_shape(data=shape) == original.infer_shape(data=shape), row
         assert count_fused(fused) == (0 if row.startswith('ResNet') else 16), row
-        # 'auto': primary convs with <= 8 filters per group (only L100M2's: 2 per group)
-        assert count_fused(fused, 'GroupConvolution') == (16 if row == 'IGC-L100M2' else 0), row
+        # 'auto': the 3x3 grouped convs with few enough filters per group, counted
+        # in the published file itself (L100M2: 2 per group everywhere; L16M16:
+        # 16 per group in stage 1)
+        narrow = [n for n in json.loads(original.tojson())['nodes']
+                  if n['op'] == 'Convolution' and n['attrs']['kernel'].replace(' ', '') == '(3,3)'
+                  and int(n['attrs'].get('num_group', 1)) > 1
+                  and int(n['attrs']['num_filter']) // int(n['attrs']['num_group'])
+                  <= blocks.AUTO_GROUP_CONV_MAX_PER_GROUP]
+        assert count_fused(fused, 'GroupConvolution') == len(narrow), row
+        assert len(narrow) == {'IGC-L100M2': 16, 'IGC-L16M16': 4}.get(row, 0), row
     # one IGC row run end to end (ImageNet nets need 224x224 inputs: one is enough time)
     relpath = dict(PUBLISHED_SYMBOLS)['IGC-L4M32']
     original = mx.sym.load(str(published_models_dir / relpath))

@@ -5,7 +5,7 @@
 
 Every Reorder(L) -> 1x1 Convolution(num_group=M, no_bias) -> Reorder(M) becomes one
 InterleavedGroupConv, and IGC primary convolutions become GroupConvolution where
---group-conv says so (default 'auto': <= 8 filters per group, the builders' rule;
+--group-conv says so (default 'auto': <= 16 filters per group, the builders' rule;
 igc_mx.rewrite.fuse_igc). Argument names and shapes do not change, so the
 checkpoint of IN (the .params file) loads into OUT unchanged.
 """
@@ -25,7 +25,7 @@ def main(argv=None):
     parser.add_argument('source', help='symbol file to read (e.g. a published *-symbol.json)')
     parser.add_argument('target', help='symbol file to write (written atomically)')
     parser.add_argument('--group-conv', choices=sorted(GROUP_CONV_CHOICES), default='auto',
-                        help='primary convolutions as GroupConvolution: auto (<= 8 filters '
+                        help='primary convolutions as GroupConvolution: auto (<= 16 filters '
                              'per group), true (all), false (none)')
     args = parser.parse_args(argv)
     symbol = mx.sym.load(args.source)

@@ -76,12 +76,14 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
 # Filters per group up to which GroupConvolution is used by group_conv='auto',
 # chosen on whole networks (2 threads, training steps side by side). Alone,
 # oneDNN's Convolution is faster at 8 per group on 8x8 maps, yet resnet_igc
-# L24M2 (batch 32) trained faster with GroupConvolution there too: 137.9 img/s
-# with this limit at 8 against 127.7 at 4. A likely reason, not verified: MXNet
+# L24M2 (batch 32) trains faster with GroupConvolution there too: 182.0 img/s
+# with this limit at 8 against 154.4 at 4. A likely reason, not verified: MXNet
 # converts between oneDNN's blocked layout and NCHW around each such Convolution,
-# since the ops next to it run in NCHW. At 16 per group, IGC-L16M16 (batch 8)
-# trained slower with it in stage 1 (7.5 against 7.8 img/s).
-AUTO_GROUP_CONV_MAX_PER_GROUP = 8
+# since the ops next to it run in NCHW. At 16 per group (IGC-L16M16's stage 1,
+# batch 8) GroupConvolution is 1.1-1.4x oneDNN alone and the network trains 3%
+# faster (9.0 and 9.1 against 8.7 and 8.8 img/s in two runs); 32 per group and
+# up stay with oneDNN, which is faster there.
+AUTO_GROUP_CONV_MAX_PER_GROUP = 16
 
 
 def primary_conv_op(group_conv, per_group):

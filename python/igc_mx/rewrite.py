@@ -4,7 +4,7 @@
         becomes  InterleavedGroupConv(primary_partition=L, secondary_partition=M)
     Convolution(num_group=L, no_bias) -> Reorder(L)     (an IGC primary convolution)
         becomes  GroupConvolution(...) -> Reorder(L), where ``group_conv`` says so
-        (the builders' rule: 'auto' for <= 8 filters per group, True, False)
+        (the builders' rule: 'auto' for <= 16 filters per group, True, False)
 
 A rewritten node takes the convolution's name and its weight, so the arguments, their
 shapes and every checkpoint stay as they were. A weight that is a variable reaches

@@ -70,8 +70,9 @@ constexpr int kDotTaps = IGC_GC_DOT_TAPS;
 inline int block_size(int64_t count, int64_t first, int64_t block = kOutputBlock) {
   return static_cast<int>(count - first < block ? count - first : block);
 }
-// Image blocks of a weight gradient (see sum_blocks).
-constexpr int64_t kImageBlocks = 8;
+// Image blocks of a weight gradient (see sum_blocks): at most kImageBlocks,
+// and no more than it takes to make kWeightTasks (image block, group) tasks.
+constexpr int64_t kImageBlocks = 8, kWeightTasks = 32;
 // Tasks are handed out one at a time (schedule dynamic): on a shared machine a
 // thread that loses its core leaves its work to the others instead of holding
 // up the whole call.
@@ -179,6 +180,23 @@ struct Vector {
   }
   static void store_part(T* p, type v, int64_t count) {
     for (int64_t l = 0; l < count; ++l) p[l] = v[l];
+  }
+  // The 2L elements a, b -> their even-indexed ones and their odd-indexed ones.
+  static void split(type a, type b, type* even, type* odd) {
+    lanes e, o;
+    for (int l = 0; l < kLanes; ++l) e[l] = 2 * l, o[l] = 2 * l + 1;
+    *even = __builtin_shuffle(a, b, e);
+    *odd = __builtin_shuffle(a, b, o);
+  }
+  // The inverse: even, odd -> the 2L elements lo, hi that alternate between them.
+  static void join(type even, type odd, type* lo, type* hi) {
+    lanes l0, h0;
+    for (int l = 0; l < kLanes; ++l) {
+      l0[l] = (l % 2 ? kLanes : 0) + l / 2;
+      h0[l] = l0[l] + kLanes / 2;
+    }
+    *lo = __builtin_shuffle(even, odd, l0);
+    *hi = __builtin_shuffle(even, odd, h0);
   }
 };
 
@@ -377,6 +395,43 @@ inline void copy_row(T* __restrict dst, const T* __restrict src, int64_t n) {
   for (; j < n; ++j) dst[j] = src[j];
 }
 
+// even[k] = src[2k], odd[k] = src[2k + 1] for the n elements of src: a stride-2
+// row into its two column phases. Element by element this took 40% of a
+// stride-2 data gradient.
+template <typename T>
+inline void split_row(const T* __restrict src, int64_t n, T* __restrict even, T* __restrict odd) {
+  using V = Vector<T>;
+  constexpr int64_t L = V::kLanes;
+  int64_t k = 0;
+  for (; 2 * (k + L) <= n; k += L) {
+    typename V::type e, o;
+    V::split(V::load(src + 2 * k), V::load(src + 2 * k + L), &e, &o);
+    V::store(even + k, e);
+    V::store(odd + k, o);
+  }
+  for (int64_t j = 2 * k; j < n; ++j) (j % 2 ? odd : even)[j / 2] = src[j];
+}
+
+// The inverse of split_row.
+template <typename T>
+inline void join_row(const T* __restrict even, const T* __restrict odd, int64_t n, T* __restrict dst) {
+  using V = Vector<T>;
+  constexpr int64_t L = V::kLanes;
+  int64_t k = 0;
+  for (; 2 * (k + L) <= n; k += L) {
+    typename V::type lo, hi;
+    V::join(V::load(even + k), V::load(odd + k), &lo, &hi);
+    V::store(dst + 2 * k, lo);
+    V::store(dst + 2 * k + L, hi);
+  }
+  for (int64_t j = 2 * k; j < n; ++j) dst[j] = (j % 2 ? odd : even)[j / 2];
+}
+
+// Where a padded row's even and odd input columns start, counted from the row's
+// start in plane 0, at column stride 2.
+inline int64_t even_columns(const Plan& p) { return (p.PW % 2) * p.plane + p.PW / 2; }
+inline int64_t odd_columns(const Plan& p) { return ((p.PW + 1) % 2) * p.plane + (p.PW + 1) / 2; }
+
 // visit(ih, at) for every input row ih, `at` being where padded row ih + PH
 // starts in the planes; row phase by row phase, so that no division runs per
 // row (a 64-bit division per row cost more than the copy on stride-2 layers).
@@ -407,6 +462,13 @@ void pack_in(const Plan& p, const T* __restrict src, T* __restrict dst) {
     each_input_row(p, [&](int64_t ih, int64_t at) { copy_row(dst + at + p.PW, src + ih * p.W, p.W); });
     return;
   }
+  if (p.SW == 2) {
+    const int64_t even = even_columns(p), odd = odd_columns(p);
+    each_input_row(p, [&](int64_t ih, int64_t at) {
+      split_row(src + ih * p.W, p.W, dst + at + even, dst + at + odd);
+    });
+    return;
+  }
   each_column_phase(p, [&](int64_t iw0, int64_t col) {
     each_input_row(p, [&](int64_t ih, int64_t at) {
       T* out = dst + at + col;
@@ -421,6 +483,13 @@ template <typename T>
 void unpack_in(const Plan& p, const T* __restrict src, T* __restrict dst) {
   if (p.SW == 1) {
     each_input_row(p, [&](int64_t ih, int64_t at) { copy_row(dst + ih * p.W, src + at + p.PW, p.W); });
+    return;
+  }
+  if (p.SW == 2) {
+    const int64_t even = even_columns(p), odd = odd_columns(p);
+    each_input_row(p, [&](int64_t ih, int64_t at) {
+      join_row(src + at + even, src + at + odd, p.W, dst + ih * p.W);
+    });
     return;
   }
   each_column_phase(p, [&](int64_t iw0, int64_t col) {
@@ -468,6 +537,19 @@ void forward_task(const Plan& p, int64_t n, int64_t g, const T* data, const T* b
   }
 }
 
+// The rows of a plane of row phase a that hold input pixels, not padding: plane
+// rows first .. first + count - 1. The data gradient computes only those: on 8x8
+// maps that is 80 of 100 elements, 5 vectors of 16 instead of 7.
+struct RowSpan {
+  int64_t first, count;
+};
+inline RowSpan plane_rows(const Plan& p, int64_t a) {
+  if (a > p.PH + p.H - 1) return {0, 0};  // a stride past the whole padded input
+  const int64_t first = a >= p.PH ? 0 : (p.PH - a + p.SH - 1) / p.SH;
+  const int64_t end = (p.PH + p.H - 1 - a) / p.SH + 1;
+  return {first, end > first ? end - first : 0};
+}
+
 // Data gradient as a gather: padded input pixel j of plane (a, b) receives
 // w[f, ci, kh, kw] * out_grad[f][j - shift(kh, kw)] from every tap in that
 // plane; pack_out's zeros stand in for the output pixels that do not exist.
@@ -482,9 +564,10 @@ void backward_data_task(const Plan& p, int64_t n, int64_t g, const T* out_grad, 
              packed_grad + fo * p.out_stride);
   int64_t nt = 0;
   for (int64_t a = 0; a < p.SH; ++a) {
+    const int64_t skip = plane_rows(p, a).first * p.Wq;
     for (int64_t b = 0; b < p.SW; ++b) {
       for (int64_t fo = 0; fo < p.Fg; ++fo) {
-        const T* grad = packed_grad + fo * p.out_stride + p.lead;
+        const T* grad = packed_grad + fo * p.out_stride + p.lead + skip;
         for (int64_t kh = a; kh < p.KH; kh += p.SH) {
           for (int64_t kw = b; kw < p.KW; kw += p.SW) taps[nt++] = grad - p.shift(kh * p.KW + kw);
         }
@@ -497,10 +580,12 @@ void backward_data_task(const Plan& p, int64_t n, int64_t g, const T* out_grad, 
     const T* w = blocked + (g * p.Cg + c0) * nt;
     int64_t first = 0;  // the plane's first tap
     for (int64_t a = 0; a < p.SH; ++a) {
+      const RowSpan rows = plane_rows(p, a);
       for (int64_t b = 0; b < p.SW; ++b) {
         const int64_t count = p.Fg * ((p.KH - a + p.SH - 1) / p.SH) * ((p.KW - b + p.SW - 1) / p.SW);
-        for (int c = 0; c < nc; ++c) sums[c] = planes + c * p.in_stride() + (a * p.SW + b) * p.plane;
-        sum_any(sums, nc, p.plane, count, w + first * nc, taps + first);
+        for (int c = 0; c < nc; ++c)
+          sums[c] = planes + c * p.in_stride() + (a * p.SW + b) * p.plane + rows.first * p.Wq;
+        if (rows.count > 0) sum_any(sums, nc, rows.count * p.Wq, count, w + first * nc, taps + first);
         first += count;
       }
     }
@@ -588,7 +673,14 @@ T* scratch(int64_t elements) {
 // tasks write one address (no atomics) and the result does not depend on the
 // thread count or on which thread ran what. The weights are small next to the
 // activations.
-inline int64_t image_blocks(int64_t images) { return images < kImageBlocks ? images : kImageBlocks; }
+// Fewer blocks mean longer dot products per call (the horizontal sums and
+// weight-gradient stores are per call): one image per block made the 7x7
+// interleaved weight gradient 3x slower. The count depends on the shape only.
+inline int64_t image_blocks(int64_t images, int64_t groups) {
+  int64_t blocks = (kWeightTasks + groups - 1) / groups;
+  if (blocks > kImageBlocks) blocks = kImageBlocks;
+  return images < blocks ? images : blocks;
+}
 
 template <typename T>
 void sum_blocks(const T* partial, int64_t blocks, int64_t size, T* out) {
@@ -668,7 +760,7 @@ int backward_data(const Plan& p, const T* out_grad, const T* weight, T* data_gra
 
 template <typename T>
 int backward_weight(const Plan& p, const T* out_grad, const T* data, T* weight_grad) {
-  const int64_t blocks = image_blocks(p.N);
+  const int64_t blocks = image_blocks(p.N, p.G);
   const int64_t tasks = blocks * p.G;
   const int64_t size = p.F * p.Cg * p.KH * p.KW;
   const int64_t chunk = weight_chunk<T>(p, (p.N + blocks - 1) / blocks);
@@ -818,7 +910,7 @@ int interleaved_backward_data(const Rows& r, const T* dy, const T* w, T* dx) {
 // over image blocks (see sum_blocks).
 template <typename T>
 int interleaved_backward_weight(const Rows& r, const T* dy, const T* x, T* dw) {
-  const int64_t blocks = image_blocks(r.N);
+  const int64_t blocks = image_blocks(r.N, r.G);
   const int64_t size = r.C * r.K, image = r.C * r.HW, tasks = blocks * r.G;
   T* partial = scratch<T>(blocks * size);
   if (partial == nullptr) return IGC_OUT_OF_MEMORY;

@@ -224,18 +224,19 @@ int interleaved_direct(int pass, const void* a, const void* b, void* c, int64_t 
 namespace {
 
 // The direct kernels (group_conv_cpu_impl.h) run instead of BLAS for up to
-// kDirectMaxK channels per group on maps of at least kDirectMinInner pixels:
-// GEMMs this thin (16 x 16 weights at IGC-L16M16, 24 x 24 at CIFAR L24M2) ran at
-// a third of the multiply-add rate in OpenBLAS, and 2-2.5x slower than these;
-// on 7x7 maps the direct weight gradient lost. IGC_MX_IGC_CONV=blas|direct
-// forces one, for tests and comparisons.
-constexpr int64_t kDirectMaxK = 64, kDirectMinInner = 128;
+// kDirectMaxK channels per group: GEMMs this thin (16 x 16 weights at
+// IGC-L16M16, 24 x 24 at CIFAR L24M2) ran at a third of the multiply-add rate in
+// OpenBLAS. Forward and data gradient: 1.2-2.7x faster than BLAS on 7x7 to 56x56
+// maps. The weight gradient (pass 2) only from kDirectMinInner pixels: on 7x7
+// maps its dot products are 49 long and it lost 1.9x; from 8x8 on it wins
+// (1.1-1.3x). IGC_MX_IGC_CONV=blas|direct forces one, for tests and comparisons.
+constexpr int64_t kDirectMaxK = 64, kDirectMinInner = 64;
 
-bool use_direct(int64_t channels, int64_t inner, int64_t groups) {
+bool use_direct(int pass, int64_t channels, int64_t inner, int64_t groups) {
   const char* forced = getenv("IGC_MX_IGC_CONV");
   if (forced != nullptr && strcmp(forced, "blas") == 0) return false;
   if (forced != nullptr && strcmp(forced, "direct") == 0) return true;
-  return channels / groups <= kDirectMaxK && inner >= kDirectMinInner;
+  return channels / groups <= kDirectMaxK && (pass != 2 || inner >= kDirectMinInner);
 }
 
 // Checks, then runs `f32` or `f64` on a non-empty problem.
@@ -247,7 +248,7 @@ int dispatch(int pass, const void* a, const void* b, void* c, int64_t batch, int
   if (status != IGC_OK) return status;
   if (dtype != IGC_FLOAT32 && dtype != IGC_FLOAT64) return IGC_BAD_DTYPE;
   if (empty(batch, channels, inner)) return IGC_OK;
-  if (use_direct(channels, inner, groups))
+  if (use_direct(pass, channels, inner, groups))
     return igc_gc::interleaved_direct(pass, a, b, c, batch, channels, inner, primary, groups,
                                       dtype);
   if (blas().sgemm == nullptr) return IGC_NO_BLAS;

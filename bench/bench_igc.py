@@ -16,6 +16,12 @@ The "1x1 part" columns time the part that fusion replaces on its own (fused op a
 Reorder -> 1x1 conv -> Reorder), without the 3x3 convolution, which costs the same in
 every variant.
 
+"IGCUnit ceiling" bounds what fusing the 3x3 conv and the fused 1x1 conv into one op
+(the intermediate kept in cache, never written out) could gain over the default
+block: such an op still writes the intermediate once (the 1x1 weight gradient needs
+it), so at most it saves reading it once forward and writing and twice reading its
+gradient backward, 4 traversals = 2 copies of the tensor, timed here.
+
     OMP_NUM_THREADS=2 python bench/bench_igc.py [--repeat 5] [--torch-python PY]
 
 Writes bench/results/igc_block_cpu.{json,md}.
@@ -92,8 +98,16 @@ def bench_case(name, shape, L, M, repeat):
         exe.forward(is_train=True)
         exe.backward(head)
         mx.nd.waitall()
-    times = common.side_by_side({v: lambda e=exe: step(e) for v, exe in executors.items()},
-                                repeat)
+    src, dst = mx.nd.random.normal(shape=shape), mx.nd.zeros(shape)
+
+    def copy():
+        src.copyto(dst)
+        dst.wait_to_read()
+    times = common.side_by_side({**{v: lambda e=exe: step(e) for v, exe in executors.items()},
+                                 'intermediate_copy': copy}, repeat)
+    row['intermediate_copy_ms'] = times['intermediate_copy']
+    saved = 2 * times['intermediate_copy']
+    row['igcunit_ceiling'] = times['default'] / max(times['default'] - saved, 1e-9)
     for variant in VARIANTS:
         row[f'{variant}_ms'] = times[variant]
     for variant in ('fused', 'unfused'):
@@ -114,8 +128,9 @@ def markdown(rows):
              'transpose ms | convs alone ms | '
              'torch ms | fused vs unfused | fused vs transpose | fused vs torch | '
              'fused / convs alone | memory fused / unfused (MB) | 1x1 part fused / unfused ms '
-             '| 1x1 part fused vs unfused |',
-             '|' + '---|' * 17]
+             '| 1x1 part fused vs unfused | IGCUnit ceiling: 2 copies of the intermediate ms '
+             '| IGCUnit ceiling vs default |',
+             '|' + '---|' * 19]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['default_ms']:.2f} | **{r['default_vs_unfused']:.2f}x** | "
@@ -126,7 +141,8 @@ def markdown(rows):
             f"{common.fmt(r['fused_vs_torch'], suffix='x')} | {r['fused_over_convs']:.2f} | "
             f"{r['fused_planned_mb']} / {r['unfused_planned_mb']} | "
             f"{r['fused_part_ms']:.2f} / {r['unfused_part_ms']:.2f} | "
-            f"**{r['part_fused_vs_unfused']:.2f}x** |")
+            f"**{r['part_fused_vs_unfused']:.2f}x** | {2 * r['intermediate_copy_ms']:.2f} | "
+            f"{r['igcunit_ceiling']:.2f}x |")
     return '\n'.join(lines) + '\n'
 
 

@@ -228,8 +228,8 @@ namespace {
 // IGC-L16M16, 24 x 24 at CIFAR L24M2) ran at a third of the multiply-add rate in
 // OpenBLAS. Forward and data gradient: 1.2-2.7x faster than BLAS on 7x7 to 56x56
 // maps. The weight gradient (pass 2) only from kDirectMinInner pixels: on 7x7
-// maps its dot products are 49 long and it lost 1.9x; from 8x8 on it wins
-// (1.1-1.3x). IGC_MX_IGC_CONV=blas|direct forces one, for tests and comparisons.
+// maps its dot products are 49 long and BLAS is 1.1x faster; from 8x8 on the
+// direct loops win (1.1-1.5x). IGC_MX_IGC_CONV=blas|direct forces one, for tests and comparisons.
 constexpr int64_t kDirectMaxK = 64, kDirectMinInner = 64;
 
 bool use_direct(int pass, int64_t channels, int64_t inner, int64_t groups) {

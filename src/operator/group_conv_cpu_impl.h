@@ -485,10 +485,12 @@ void each_column_phase(const Plan& p, Visit visit) {
   }
 }
 
-// Input channel (H x W) -> zero-padded planes (see the top of the file).
+// Input channel (H x W) -> zero-padded planes (see the top of the file). The
+// same pixels of dst are written on every call and the padding never is, so
+// dst is zeroed once, when allocated (zeroed_scratch); zeroing it per channel
+// cost 5 % of the 8x8-map passes.
 template <typename T>
 void pack_in(const Plan& p, const T* __restrict src, T* __restrict dst) {
-  memset(dst, 0, sizeof(T) * p.in_stride());
   if (p.SW == 1) {
     each_input_row(p, [&](int64_t ih, int64_t at) { copy_row(dst + at + p.PW, src + ih * p.W, p.W); });
     return;
@@ -534,10 +536,10 @@ void unpack_in(const Plan& p, const T* __restrict src, T* __restrict dst) {
 
 // Output channel (OH x OW) -> Wq-wide rows with zero scratch columns, behind
 // `lead` zeros: the backward passes read it shifted back by up to `lead`, and
-// the zeros make the out-of-range taps contribute nothing.
+// the zeros make the out-of-range taps contribute nothing. dst is zeroed once,
+// as for pack_in.
 template <typename T>
 void pack_out(const Plan& p, const T* __restrict src, T* __restrict dst) {
-  memset(dst, 0, sizeof(T) * p.out_stride);
   T* body = dst + p.lead;
   for (int64_t oh = 0; oh < p.OH; ++oh) copy_row(body + oh * p.Wq, src + oh * p.OW, p.OW);
 }
@@ -699,6 +701,13 @@ T* scratch(int64_t elements) {
   return static_cast<T*>(aligned_alloc(64, bytes > 0 ? bytes : 64));
 }
 
+template <typename T>
+T* zeroed_scratch(int64_t elements) {
+  T* p = scratch<T>(elements);
+  if (p != nullptr) memset(p, 0, sizeof(T) * elements);
+  return p;
+}
+
 // Image blocks of a weight gradient: each block sums its images into its own
 // partial gradient, and sum_blocks adds the partials in block order, so no two
 // tasks write one address (no atomics) and the result does not depend on the
@@ -739,7 +748,7 @@ int forward(const Plan& p, const T* data, const T* weight, T* out) {
   int failed = 0;
 #pragma omp parallel if (p.macs() >= kParallelMacs) reduction(| : failed)
   {
-    T* packed = scratch<T>(p.Cg * p.in_stride());
+    T* packed = zeroed_scratch<T>(p.Cg * p.in_stride());
     T* acc = scratch<T>(kOutputBlock * (p.run + kSlack));
     const T** taps = tap_sources<T>(p.Cg * p.KH * p.KW);
     if (packed == nullptr || acc == nullptr || taps == nullptr)
@@ -770,7 +779,7 @@ int backward_data(const Plan& p, const T* out_grad, const T* weight, T* data_gra
   int failed = 0;
 #pragma omp parallel if (p.macs() >= kParallelMacs) reduction(| : failed)
   {
-    T* packed_grad = scratch<T>(p.Fg * p.out_stride);
+    T* packed_grad = zeroed_scratch<T>(p.Fg * p.out_stride);
     T* planes = scratch<T>(kOutputBlock * p.in_stride());
     const T** taps = tap_sources<T>(p.Fg * p.KH * p.KW);
     if (packed_grad == nullptr || planes == nullptr || taps == nullptr)
@@ -801,8 +810,8 @@ int backward_weight(const Plan& p, const T* out_grad, const T* data, T* weight_g
   int failed = 0;
 #pragma omp parallel if (p.macs() >= kParallelMacs) reduction(| : failed)
   {
-    T* packed = scratch<T>(chunk * p.Cg * p.in_stride());
-    T* packed_grad = scratch<T>(chunk * p.Fg * p.out_stride);
+    T* packed = zeroed_scratch<T>(chunk * p.Cg * p.in_stride());
+    T* packed_grad = zeroed_scratch<T>(chunk * p.Fg * p.out_stride);
     const T** taps = tap_sources<T>(p.Cg * p.KH * p.KW);
     if (packed == nullptr || packed_grad == nullptr || taps == nullptr)
       failed = 1;

@@ -81,8 +81,10 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
 # converts between oneDNN's blocked layout and NCHW around each such Convolution,
 # since the ops next to it run in NCHW. At 16 per group (IGC-L16M16's stage 1,
 # batch 8) GroupConvolution is 1.1-1.4x oneDNN alone and the network trains 3%
-# faster (9.0 and 9.1 against 8.7 and 8.8 img/s in two runs); 32 per group and
-# up stay with oneDNN, which is faster there.
+# faster (9.0 and 9.1 against 8.7 and 8.8 img/s in two runs). At 32 per group
+# oneDNN is faster alone (ours 0.83x), and whole networks could not tell (IGC-
+# L16M16 with the limit at 32 against 16: +3 %, +8 %, -8 % in three runs), so 32
+# and up stay with oneDNN.
 AUTO_GROUP_CONV_MAX_PER_GROUP = 16
 
 

@@ -21,6 +21,7 @@ import scipy.io
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 import make_rec  # noqa: E402
+import rec_format  # noqa: E402
 
 FINAL_NAMES = [f"{s}.{e}" for s in ("train", "test") for e in ("rec", "idx", "lst")] + ["manifest.json"]
 
@@ -142,15 +143,15 @@ def test_rec_bytes_equal_mxnet_writer_output(cifar10_built, tmp_path):
 
 
 def test_framing_splits_payloads_containing_the_magic(tmp_path):
-    magic = make_rec.MAGIC_BYTES
+    magic = rec_format.MAGIC_BYTES
     payloads = [magic + b"abcd" + magic + b"xy", b"12" + magic + b"3456", magic, b"", b"q" * 8 + magic]
     writer = mx.recordio.MXRecordIO(str(tmp_path / "m.rec"), "w")
     for p in payloads:
         writer.write(p)
     writer.close()
-    ours = b"".join(make_rec.frame_record(p) for p in payloads)
+    ours = b"".join(rec_format.frame_record(p) for p in payloads)
     assert ours == (tmp_path / "m.rec").read_bytes()
-    assert [p for _, p in make_rec.iter_records(io.BytesIO(ours))] == payloads
+    assert [p for _, p in rec_format.iter_records(io.BytesIO(ours))] == payloads
 
 
 def test_cifar100_uses_fine_labels(tmp_path):

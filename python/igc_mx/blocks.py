@@ -80,7 +80,7 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
 # with this limit at 8 against 154.4 at 4. A likely reason, not verified: MXNet
 # converts between oneDNN's blocked layout and NCHW around each such Convolution,
 # since the ops next to it run in NCHW. At 16 per group (IGC-L16M16's stage 1,
-# batch 8) GroupConvolution is 1.1-1.4x oneDNN alone and the network trains 3%
+# batch 8) GroupConvolution is 1.0-1.4x oneDNN alone and the network trains 3%
 # faster (9.0 and 9.1 against 8.7 and 8.8 img/s in two runs). At 32 per group
 # oneDNN is faster alone (ours 0.83x), and whole networks could not tell (IGC-
 # L16M16 with the limit at 32 against 16: +3 %, +8 %, -8 % in three runs), so 32

@@ -831,35 +831,34 @@ int backward_weight(const Plan& p, const T* out_grad, const T* data, T* weight_g
   return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
 }
 
+// run(a, b, c) with the arrays as double (IGC_FLOAT64) or float.
+template <typename Run>
+int with_dtype(int dtype, const void* a, const void* b, void* c, Run run) {
+  if (dtype == IGC_FLOAT64)
+    return run(static_cast<const double*>(a), static_cast<const double*>(b), static_cast<double*>(c));
+  return run(static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(c));
+}
+
 // Entry points for the dispatcher (geometry and dtype already checked).
 int forward_entry(const igc_conv_geometry& g, const void* data, const void* weight, void* out,
                   int dtype) {
   const Plan p(g);
-  if (dtype == IGC_FLOAT64)
-    return forward(p, static_cast<const double*>(data), static_cast<const double*>(weight),
-                   static_cast<double*>(out));
-  return forward(p, static_cast<const float*>(data), static_cast<const float*>(weight),
-                 static_cast<float*>(out));
+  return with_dtype(dtype, data, weight, out,
+                    [&](auto x, auto w, auto y) { return forward(p, x, w, y); });
 }
 
 int backward_data_entry(const igc_conv_geometry& g, const void* out_grad, const void* weight,
                         void* data_grad, int dtype) {
   const Plan p(g);
-  if (dtype == IGC_FLOAT64)
-    return backward_data(p, static_cast<const double*>(out_grad),
-                         static_cast<const double*>(weight), static_cast<double*>(data_grad));
-  return backward_data(p, static_cast<const float*>(out_grad), static_cast<const float*>(weight),
-                       static_cast<float*>(data_grad));
+  return with_dtype(dtype, out_grad, weight, data_grad,
+                    [&](auto dy, auto w, auto dx) { return backward_data(p, dy, w, dx); });
 }
 
 int backward_weight_entry(const igc_conv_geometry& g, const void* out_grad, const void* data,
                           void* weight_grad, int dtype) {
   const Plan p(g);
-  if (dtype == IGC_FLOAT64)
-    return backward_weight(p, static_cast<const double*>(out_grad),
-                           static_cast<const double*>(data), static_cast<double*>(weight_grad));
-  return backward_weight(p, static_cast<const float*>(out_grad), static_cast<const float*>(data),
-                         static_cast<float*>(weight_grad));
+  return with_dtype(dtype, out_grad, data, weight_grad,
+                    [&](auto dy, auto x, auto dw) { return backward_weight(p, dy, x, dw); });
 }
 
 // ---- the interleaved 1x1 convolution of igc_conv_kernels.h ----------------------
@@ -987,18 +986,11 @@ int interleaved_entry(int pass, const void* a, const void* b, void* c, int64_t b
                       int64_t channels, int64_t inner, int64_t primary, int64_t groups,
                       int dtype) {
   const Rows r(batch, channels, inner, primary, groups);
-  if (dtype == IGC_FLOAT64) {
-    const double *x = static_cast<const double*>(a), *y = static_cast<const double*>(b);
-    double* z = static_cast<double*>(c);
+  return with_dtype(dtype, a, b, c, [&](auto x, auto y, auto z) {
     return pass == 0 ? interleaved_forward(r, x, y, z)
                      : pass == 1 ? interleaved_backward_data(r, x, y, z)
                                  : interleaved_backward_weight(r, x, y, z);
-  }
-  const float *x = static_cast<const float*>(a), *y = static_cast<const float*>(b);
-  float* z = static_cast<float*>(c);
-  return pass == 0 ? interleaved_forward(r, x, y, z)
-                   : pass == 1 ? interleaved_backward_data(r, x, y, z)
-                               : interleaved_backward_weight(r, x, y, z);
+  });
 }
 
 }  // namespace IGC_GC_ISA

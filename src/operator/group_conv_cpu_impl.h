@@ -804,9 +804,8 @@ int backward_weight(const Plan& p, const T* out_grad, const T* data, T* weight_g
   const int64_t tasks = blocks * p.G;
   const int64_t size = p.F * p.Cg * p.KH * p.KW;
   const int64_t chunk = weight_chunk<T>(p, (p.N + blocks - 1) / blocks);
-  T* partial = scratch<T>(blocks * size);
+  T* partial = zeroed_scratch<T>(blocks * size);
   if (partial == nullptr) return IGC_OUT_OF_MEMORY;
-  memset(partial, 0, sizeof(T) * blocks * size);
   int failed = 0;
 #pragma omp parallel if (p.macs() >= kParallelMacs) reduction(| : failed)
   {
@@ -951,9 +950,8 @@ template <typename T>
 int interleaved_backward_weight(const Rows& r, const T* dy, const T* x, T* dw) {
   const int64_t blocks = image_blocks(r.N, r.G);
   const int64_t size = r.C * r.K, image = r.C * r.HW, tasks = blocks * r.G;
-  T* partial = scratch<T>(blocks * size);
+  T* partial = zeroed_scratch<T>(blocks * size);
   if (partial == nullptr) return IGC_OUT_OF_MEMORY;
-  memset(partial, 0, sizeof(T) * blocks * size);
   int failed = 0;
 #pragma omp parallel if (r.macs() >= kParallelMacs) reduction(| : failed)
   {

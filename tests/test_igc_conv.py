@@ -25,6 +25,7 @@ CASES = [
     (1, 32, 20, 20, 8, 2),     # one image, few groups: the split-images weight gradient
     (3, 96, 7, 7, 24, 4),      # 7x7 maps (49 = 3 x 16 + 1): partial vectors at every row end
     (2, 80, 12, 11, 5, 8),     # K = 10: partial blocks of outputs and of dot products
+    (3, 96, 5, 5, 3, 32),      # 32 groups: the weight gradient in one image block
 ]
 
 

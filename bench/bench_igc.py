@@ -47,7 +47,8 @@ CASES = [
     ('ImageNet L16M16 stage 1, b8', (8, 256, 56, 56), 16, 16),
     ('ImageNet L100M2 stage 1, b8', (8, 200, 56, 56), 100, 2),
 ]
-VARIANTS = ('default', 'default_unfused', 'fused', 'unfused', 'transpose', 'convs', 'fused_part', 'unfused_part')
+VARIANTS = ('default', 'default_unfused', 'fused', 'unfused', 'transpose', 'convs', 'fused_part',
+            'unfused_part')
 
 
 def shuffle(x, g, variant):

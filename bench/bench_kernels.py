@@ -41,6 +41,15 @@ def load(path):
     return lib
 
 
+def pass_calls(lib, symbol, operands, invoke):
+    """(pass, result array, call) for each pass: `operands` maps a pass to (a, b, result
+    shape); invoke(fn, a, b, result) calls the kernel `symbol % pass` of `lib`."""
+    for name, (a, b, shape) in operands.items():
+        result = np.empty(shape, np.float32)
+        fn = getattr(lib, symbol % name)
+        yield name, result, (lambda fn=fn, a=a, b=b, r=result: invoke(fn, a, b, r))
+
+
 def group_conv_calls(lib, case, rng):
     _, n, c, size, groups, stride = case
     out = (size - 1) // stride + 1
@@ -50,12 +59,8 @@ def group_conv_calls(lib, case, rng):
     dy = rng.standard_normal((n, c, out, out), dtype=np.float32)
     operands = {'forward': (x, w, dy.shape), 'backward_data': (dy, w, x.shape),
                 'backward_weight': (dy, x, w.shape)}
-    for name, (a, b, shape) in operands.items():
-        result = np.empty(shape, np.float32)
-        fn = getattr(lib, f'igc_group_conv_{name}_cpu')
-        yield name, result, (lambda fn=fn, a=a, b=b, r=result:
-                             fn(ctypes.byref(geometry), a.ctypes.data, b.ctypes.data,
-                                r.ctypes.data, 0))
+    return pass_calls(lib, 'igc_group_conv_%s_cpu', operands, lambda fn, a, b, r: fn(
+        ctypes.byref(geometry), a.ctypes.data, b.ctypes.data, r.ctypes.data, 0))
 
 
 def interleaved_calls(lib, case, rng):
@@ -65,12 +70,8 @@ def interleaved_calls(lib, case, rng):
     w = rng.standard_normal((c, c // groups, 1, 1), dtype=np.float32)
     operands = {'forward': (x, w, x.shape), 'backward_data': (dy, w, x.shape),
                 'backward_weight': (dy, x, w.shape)}
-    for name, (a, b, shape) in operands.items():
-        result = np.empty(shape, np.float32)
-        fn = getattr(lib, f'igc_interleaved_conv_{name}_cpu')
-        yield name, result, (lambda fn=fn, a=a, b=b, r=result:
-                             fn(a.ctypes.data, b.ctypes.data, r.ctypes.data, n, c, size * size,
-                                primary, groups, 0))
+    return pass_calls(lib, 'igc_interleaved_conv_%s_cpu', operands, lambda fn, a, b, r: fn(
+        a.ctypes.data, b.ctypes.data, r.ctypes.data, n, c, size * size, primary, groups, 0))
 
 
 def compare(kind, cases, libs, calls_of, repeat):

@@ -134,7 +134,7 @@ def mxnet_rows(repeats, min_time):
             row[f'{label}_fwd_bwd_ms'] = 1e3 * median_seconds(forward_backward, repeats,
                                                               min_time)
         rows.append(row)
-    return rows, {'mxnet': mx.__version__, 'isa': kernels.group_conv_cpu_isa(),
+    return rows, {'mxnet': mx.__version__, 'isa': kernels.cpu_isa(),
                   'igc_mx': igc_mx.__version__}
 
 

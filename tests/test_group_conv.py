@@ -182,8 +182,8 @@ def test_convolution_keywords_accepted():
      'num_filter=6 is not divisible by num_group=4'),
     (dict(), (1, 8, 5, 5), (8, 4, 3, 3), 'weight shape (8,4,3,3) does not match (8,2,3,3)'),
     (dict(foo=1), (1, 8, 5, 5), (8, 2, 3, 3), "unknown parameter 'foo'"),
-    (dict(), (1, 8, 5), (8, 2, 3, 3), 'data must be 4-D'),
-    (dict(), (1, 8, 5, 5, 5), (8, 2, 3, 3), 'data must be 4-D'),
+    (dict(), (1, 8, 5), (8, 2, 3, 3), 'data must be 4-dimensional'),
+    (dict(), (1, 8, 5, 5, 5), (8, 2, 3, 3), 'data must be 4-dimensional'),
     (dict(no_bias=False), (1, 8, 5, 5), (8, 2, 3, 3), "no_bias='False'"),
     (dict(dilate=(2, 2)), (1, 8, 5, 5), (8, 2, 3, 3), "dilate='(2, 2)'"),
     (dict(layout='NHWC'), (1, 8, 5, 5), (8, 2, 3, 3), "layout='NHWC'"),
@@ -240,7 +240,7 @@ def test_kernels_alone_match_convolution():
     kernels.group_conv_cpu('backward_weight', geometry, head, x, dw, 'float64')
     for a, b in ((y, y_ref), (dx, dx_ref), (dw, dw_ref)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
-    assert kernels.group_conv_cpu_isa() in ('avx512', 'avx2', 'generic')
+    assert kernels.cpu_isa() in ('avx512', 'avx2', 'generic')
 
 
 def test_kernels_empty_batch_zeroes_the_weight_grad():
@@ -339,8 +339,8 @@ for name, a, b, out in (('forward', x, w, 'y'), ('backward_data', head, w, 'dx')
     fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int]
     assert fn(ctypes.addressof(geometry), a.ctypes.data, b.ctypes.data,
               outputs[out].ctypes.data, 0) == 0
-lib.igc_group_conv_cpu_isa.restype = ctypes.c_char_p
-np.savez(sys.argv[3], isa=lib.igc_group_conv_cpu_isa().decode(), **outputs)
+lib.igc_cpu_isa.restype = ctypes.c_char_p
+np.savez(sys.argv[3], isa=lib.igc_cpu_isa().decode(), **outputs)
 '''
 
 

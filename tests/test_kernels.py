@@ -68,7 +68,7 @@ def test_null_and_aliased_pointers_are_refused():
 
 def test_python_helper_raises_with_the_reason():
     src = np.zeros((2, 6, 3), dtype='float32')
-    with pytest.raises(ValueError, match='groups=4.*bad shape'):
+    with pytest.raises(ValueError, match='branch_factor=4.*bad shape'):
         kernels.reorder_cpu(src, np.empty_like(src), 4)
     with pytest.raises(ValueError, match='int32'):
         kernels.reorder_cpu(src.astype('int32'), src.astype('int32'), 2)

@@ -1,91 +1,171 @@
-"""ctypes access to libigc_kernels.so: the kernels without MXNet, for tests and
-benchmarks. The library sits beside the operator library."""
+"""ctypes binding of the kernel libraries, without MXNet: every entry point of
+src/operator/*_kernels.h, typed once, for tests and benchmarks.
+
+- ``load()``: libigc_kernels.so beside the operator library (CPU kernels, and the
+  CUDA ones in a CUDA build), or the library at ``path``.
+- ``load_emulated()``: libigc_kernels_emulated.so, whose CUDA entry points run the
+  CUDA kernels on the CPU (src/operator/cuda_emulation.h), with the emulation's
+  fault controls.
+
+The helpers take arrays that expose a pointer: numpy arrays (CPU, and the
+emulated "device"), or PyTorch tensors (a real GPU). ``device`` is 'cpu' or
+'cuda'; a failing call raises ValueError with the kernel's status text.
+"""
 import ctypes
 import functools
 
 from ._library import find_library
 
-# Element type codes of reorder_kernels.h (MXNet's MXDType numbering).
+#: element type codes of igc_common.h (MXNet's MXDType numbering)
 DTYPE_CODES = {'float32': 0, 'float64': 1, 'float16': 2}
-_ARGTYPES = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-             ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
-# igc_conv_kernels.h: (a, b, c, batch, channels, inner, primary, groups, dtype).
-_CONV_ARGTYPES = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 5 + [ctypes.c_int]
+#: status codes of igc_common.h
+IGC_CUDA_ERROR = 4
+
+PASSES = ('forward', 'backward_data', 'backward_weight')
 #: the three passes of the fused interleaved conv: (a, b) -> c
 CONV_PASSES = {'forward': 'igc_interleaved_conv_forward_cpu',             # data, weight -> out
                'backward_data': 'igc_interleaved_conv_backward_data_cpu',  # dy, weight -> dx
                'backward_weight': 'igc_interleaved_conv_backward_weight_cpu'}  # dy, data -> dw
-
-
-@functools.lru_cache(maxsize=None)
-def load():
-    lib = ctypes.CDLL(str(find_library().with_name('libigc_kernels.so')))
-    lib.igc_reorder_cpu.argtypes = _ARGTYPES
-    lib.igc_reorder_cpu.restype = ctypes.c_int
-    for name in CONV_PASSES.values():
-        getattr(lib, name).argtypes = _CONV_ARGTYPES
-        getattr(lib, name).restype = ctypes.c_int
-    lib.igc_status_string.argtypes = [ctypes.c_int]
-    lib.igc_status_string.restype = ctypes.c_char_p
-    return lib
-
-
-def status_string(status):
-    return load().igc_status_string(status).decode()
-
-
-def reorder_cpu(src, dst, groups):
-    """Run the CPU kernel on C-contiguous numpy arrays of shape (N, C, ...); raises on error."""
-    if src.dtype.name not in DTYPE_CODES or dst.dtype != src.dtype or dst.shape != src.shape:
-        raise ValueError(f'expected two arrays of one float dtype and shape, got '
-                         f'{src.dtype}{src.shape} and {dst.dtype}{dst.shape}')
-    inner = 1
-    for d in src.shape[2:]:
-        inner *= d
-    status = load().igc_reorder_cpu(src.ctypes.data, dst.ctypes.data, src.shape[0],
-                                    src.shape[1], groups, inner, DTYPE_CODES[src.dtype.name])
-    if status:
-        raise ValueError(f'igc_reorder_cpu(groups={groups}, shape={src.shape}): '
-                         f'{status_string(status)}')
-
-
-def interleaved_conv_cpu(pass_name, a, b, c, primary, groups):
-    """One pass of the fused conv (see CONV_PASSES) on C-contiguous numpy arrays. `a`
-    is (N, C, H, W) in every pass (data or output gradient). Raises on error."""
-    n, channels, h, w = a.shape
-    fn = getattr(load(), CONV_PASSES[pass_name])
-    status = fn(a.ctypes.data, b.ctypes.data, c.ctypes.data, n, channels, h * w, primary,
-                groups, DTYPE_CODES[a.dtype.name])
-    if status:
-        raise ValueError(f'{CONV_PASSES[pass_name]}(L={primary}, M={groups}, '
-                         f'shape={a.shape}): {status_string(status)}')
+GROUP_CONV_PASSES = PASSES
 
 
 class ConvGeometry(ctypes.Structure):
-    """igc_conv_geometry of group_conv_kernels.h."""
+    """igc_group_conv_geometry of group_conv_kernels.h."""
     _fields_ = [(name, ctypes.c_int64) for name in (
         'batch', 'channels', 'height', 'width', 'filters', 'groups',
         'kernel_h', 'kernel_w', 'stride_h', 'stride_w', 'pad_h', 'pad_w')]
 
 
-GROUP_CONV_PASSES = ('forward', 'backward_data', 'backward_weight')
+_P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_GEOMETRY = ctypes.POINTER(ConvGeometry)
+# name -> (restype, argtypes); '{device}' entries exist for cpu, and cuda where built.
+_SIGNATURES = {
+    'igc_status_string': (ctypes.c_char_p, [_INT]),
+    'igc_last_cuda_error': (ctypes.c_char_p, []),
+    'igc_cpu_isa': (ctypes.c_char_p, []),
+    'igc_dtype_size': (_INT, [_INT]),
+    'igc_group_conv_out_size': (_I64, [_I64] * 4),
+    'igc_group_conv_check': (_INT, [_GEOMETRY, _INT]),
+    'igc_reorder_cpu': (_INT, [_P, _P] + [_I64] * 4 + [_INT]),
+    'igc_reorder_cuda': (_INT, [_P, _P] + [_I64] * 4 + [_INT, _P]),
+    'igc_interleaved_conv_backward_weight_cuda_workspace': (_I64, [_I64] * 5 + [_INT]),
+    'igc_group_conv_backward_weight_cuda_workspace': (_I64, [_GEOMETRY, _INT]),
+}
+for _name in PASSES:
+    _SIGNATURES[f'igc_interleaved_conv_{_name}_cpu'] = (_INT, [_P] * 3 + [_I64] * 5 + [_INT])
+    _SIGNATURES[f'igc_group_conv_{_name}_cpu'] = (_INT, [_GEOMETRY] + [_P] * 3 + [_INT])
+    _workspace = [_P, _I64] if _name == 'backward_weight' else []
+    _SIGNATURES[f'igc_interleaved_conv_{_name}_cuda'] = (
+        _INT, [_P] * 3 + [_I64] * 5 + [_INT] + _workspace + [_P])
+    _SIGNATURES[f'igc_group_conv_{_name}_cuda'] = (
+        _INT, [_GEOMETRY] + [_P] * 3 + [_INT] + _workspace + [_P])
+_EMULATION_SIGNATURES = {
+    'igc_emu_drop_barrier': (None, [ctypes.c_char_p, _INT]),
+    'igc_emu_skip_thread': (None, [ctypes.c_char_p, _I64, _I64]),
+    'igc_emu_cap_grid': (None, [_I64]),
+    'igc_emu_barrier_hits': (_I64, [ctypes.c_char_p, _INT]),
+    'igc_emu_reset': (None, []),
+    'igc_emu_self_test': (ctypes.c_char_p, [ctypes.c_uint] * 6 + [_INT, _INT]),
+    'igc_emu_plan_only': (None, [_INT]),
+    'igc_emu_launches': (ctypes.c_char_p, []),
+}
 
 
-@functools.lru_cache(maxsize=None)
-def _group_conv_functions():
-    lib = load()
-    for name in GROUP_CONV_PASSES:
-        fn = getattr(lib, f'igc_group_conv_{name}_cpu')
-        fn.argtypes = [ctypes.POINTER(ConvGeometry), ctypes.c_void_p, ctypes.c_void_p,
-                       ctypes.c_void_p, ctypes.c_int]
-        fn.restype = ctypes.c_int
-    lib.igc_group_conv_cpu_isa.restype = ctypes.c_char_p
+def _typed(lib, signatures):
+    for name, (restype, argtypes) in signatures.items():
+        fn = getattr(lib, name, None)
+        if fn is not None:  # the CUDA entry points exist only in CUDA or emulated builds
+            fn.restype, fn.argtypes = restype, argtypes
     return lib
 
 
-def group_conv_cpu_isa():
-    """The instruction-set variant the CPU kernels run here."""
-    return _group_conv_functions().igc_group_conv_cpu_isa().decode()
+@functools.lru_cache(maxsize=None)
+def load(path=None):
+    """libigc_kernels.so (beside the installed operator library), or ``path``."""
+    path = path or find_library().with_name('libigc_kernels.so')
+    return _typed(ctypes.CDLL(str(path)), _SIGNATURES)
+
+
+@functools.lru_cache(maxsize=None)
+def load_emulated(path=None):
+    """libigc_kernels_emulated.so: the CUDA entry points run on the CPU."""
+    path = path or find_library().with_name('libigc_kernels_emulated.so')
+    return _typed(_typed(ctypes.CDLL(str(path)), _SIGNATURES), _EMULATION_SIGNATURES)
+
+
+def status_string(status, lib=None):
+    return (lib or load()).igc_status_string(status).decode()
+
+
+def _pointer(array):
+    if array is None:
+        return None
+    if hasattr(array, 'data_ptr'):          # torch.Tensor
+        return array.data_ptr()
+    return array.ctypes.data               # numpy.ndarray
+
+
+def dtype_code(array):
+    name = str(array.dtype).replace('torch.', '')
+    if name not in DTYPE_CODES:
+        raise ValueError(f'unsupported dtype {name}: expected one of {sorted(DTYPE_CODES)}')
+    return DTYPE_CODES[name]
+
+
+def _check(lib, status, what):
+    if status:
+        text = status_string(status, lib)
+        if status == IGC_CUDA_ERROR:
+            text += ': ' + lib.igc_last_cuda_error().decode()
+        raise ValueError(f'{what}: status {status} ({text})')
+
+
+def _device_args(device, workspace, stream, pass_name):
+    """The trailing arguments of a CUDA entry point; none on the CPU."""
+    if device == 'cpu':
+        return ()
+    if device != 'cuda':
+        raise ValueError(f"device={device!r}: expected 'cpu' or 'cuda'")
+    extra = ()
+    if pass_name == 'backward_weight':
+        size = 0 if workspace is None else workspace.nbytes if hasattr(workspace, 'nbytes') \
+            else workspace.numel() * workspace.element_size()
+        extra = (_pointer(workspace), size)
+    return extra + (stream,)
+
+
+def reorder(src, dst, branch_factor, device='cpu', lib=None, stream=None):
+    """Reorder ``src`` (N, C, ...) into ``dst``; raises on error."""
+    lib = lib or load()
+    inner = 1
+    for d in src.shape[2:]:
+        inner *= int(d)
+    fn = getattr(lib, f'igc_reorder_{device}')
+    status = fn(_pointer(src), _pointer(dst), src.shape[0], src.shape[1], branch_factor, inner,
+                dtype_code(src), *(() if device == 'cpu' else (stream,)))
+    _check(lib, status, f'igc_reorder_{device}(branch_factor={branch_factor}, '
+                        f'shape={tuple(src.shape)})')
+
+
+def interleaved_conv(pass_name, a, b, c, primary, secondary, device='cpu', lib=None,
+                     workspace=None, stream=None):
+    """One pass of the fused conv: forward (data, weight -> out), backward_data
+    (out_grad, weight -> data_grad), backward_weight (out_grad, data -> weight_grad).
+    ``a`` is (N, C, H, W) in every pass. Raises on error."""
+    lib = lib or load()
+    n, channels, h, w = a.shape
+    name = f'igc_interleaved_conv_{pass_name}_{device}'
+    status = getattr(lib, name)(_pointer(a), _pointer(b), _pointer(c), n, channels, h * w,
+                                primary, secondary, dtype_code(a),
+                                *_device_args(device, workspace, stream, pass_name))
+    _check(lib, status, f'{name}(L={primary}, M={secondary}, shape={tuple(a.shape)})')
+
+
+def interleaved_conv_workspace(shape, primary, secondary, dtype, lib=None):
+    """Bytes of device workspace the CUDA weight gradient needs (-1: bad arguments)."""
+    n, channels, h, w = shape
+    return (lib or load()).igc_interleaved_conv_backward_weight_cuda_workspace(
+        n, channels, h * w, primary, secondary, DTYPE_CODES[dtype])
 
 
 def conv_geometry(data_shape, weight_shape, groups, stride=(1, 1), pad=(0, 0)):
@@ -94,15 +174,41 @@ def conv_geometry(data_shape, weight_shape, groups, stride=(1, 1), pad=(0, 0)):
     return ConvGeometry(n, c, h, w, f, groups, kh, kw, *stride, *pad)
 
 
-def group_conv_cpu(pass_name, geometry, a, b, out, dtype):
-    """Run one pass (GROUP_CONV_PASSES) on C-contiguous numpy arrays; raises on error.
+def group_conv(pass_name, geometry, a, b, out, dtype=None, device='cpu', lib=None,
+               workspace=None, stream=None):
+    """One pass (PASSES) of GroupConvolution; forward: (data, weight) -> out;
+    backward_data: (out_grad, weight) -> data_grad; backward_weight: (out_grad,
+    data) -> weight_grad. ``dtype`` defaults to that of ``out``. Raises on error."""
+    lib = lib or load()
+    code = DTYPE_CODES[dtype] if dtype else dtype_code(out)
+    name = f'igc_group_conv_{pass_name}_{device}'
+    status = getattr(lib, name)(ctypes.byref(geometry), _pointer(a), _pointer(b),
+                                _pointer(out), code,
+                                *_device_args(device, workspace, stream, pass_name))
+    _check(lib, status, name)
 
-    forward: (data, weight) -> out; backward_data: (out_grad, weight) -> data_grad;
-    backward_weight: (out_grad, data) -> weight_grad.
-    """
-    fn = getattr(_group_conv_functions(), f'igc_group_conv_{pass_name}_cpu')
-    pointers = [x.ctypes.data if x is not None else None for x in (a, b, out)]
-    status = fn(ctypes.byref(geometry), *pointers, DTYPE_CODES[dtype])
-    if status:
-        raise ValueError(f'igc_group_conv_{pass_name}_cpu: status {status} '
-                         f'({status_string(status)})')
+
+def group_conv_workspace(geometry, dtype, lib=None):
+    """Bytes of device workspace the CUDA weight gradient needs (-1: bad arguments)."""
+    return (lib or load()).igc_group_conv_backward_weight_cuda_workspace(
+        ctypes.byref(geometry), DTYPE_CODES[dtype])
+
+
+def cpu_isa():
+    """The instruction-set variant the direct CPU kernels run here."""
+    return load().igc_cpu_isa().decode()
+
+
+# The CPU entry points by their earlier names.
+def reorder_cpu(src, dst, groups):
+    reorder(src, dst, groups)
+
+
+def interleaved_conv_cpu(pass_name, a, b, c, primary, secondary):
+    interleaved_conv(pass_name, a, b, c, primary, secondary)
+
+
+def group_conv_cpu(pass_name, geometry, a, b, out, dtype):
+    group_conv(pass_name, geometry, a, b, out, dtype)
+
+

@@ -1,231 +1,589 @@
-// CUDA grouped convolution: direct kernels, one thread per output element for
-// the forward and data-gradient passes, one block per weight element for the
-// weight gradient (a block-wide tree sum: deterministic, no atomics). See
-// group_conv_kernels.h for the contract.
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
+// CUDA kernels of GroupConvolution (contract in group_conv_kernels.h).
+//
+// All three passes work on tiles staged once in shared memory:
+//   forward         block = (output tile, group x filter tile, image); the input
+//                   tile of a few channels at a time and their weights are loaded
+//                   once for the block's filters, each thread keeps FT filters of
+//                   one output pixel in registers.
+//   data gradient   block = (input tile, group x channel tile, image); gathers
+//                   from the output-gradient tile, each thread keeps CT channels
+//                   of one input pixel. A pixel's taps are the kh = (ih + pad) mod
+//                   stride, + stride, ..., found once per pixel: no division per
+//                   tap, and stride 1 visits every tap.
+//   weight gradient block = (chunk of (image, output tile) units, group x element
+//                   tile); each thread sums its weight elements over a share of
+//                   each tile's pixels, the block adds the shares in a fixed order,
+//                   and the chunks' partial sums are added in chunk order by a
+//                   second kernel: deterministic, no atomics.
+// Every loop that runs per element or per multiply-add only adds and compares;
+// divisions happen once per block or per tile. Sums run in float for float16 and
+// float32, in double for double. docs/gpu_kernels.md has the tile and grid sizes
+// and the bytes and FLOPs of each pass.
+#include <type_traits>
 
+#include "cuda_common.cuh"
 #include "group_conv_kernels.h"
 
 namespace {
 
-thread_local const char* last_cuda_error = "no error";
+using igc::Pass;
+using igc::cuda::Acc;
+using igc::cuda::load;
+using igc::cuda::store;
 
-// float16 loads and stores, arithmetic in float.
-template <typename T> struct Acc { using type = T; };
-template <> struct Acc<__half> { using type = float; };
+constexpr int kThreads = 256;
+// Shared memory a block stages into (bytes), and the loads per thread that
+// cover one staged tile.
+constexpr int kSharedBytes = 40 << 10;
+constexpr int kLoadsPerThread = 8;
+// Weight gradient: blocks wanted (8 per multiprocessor of a 132-SM H100/H200),
+// weight elements per thread, and the workspace limit.
+constexpr int64_t kWeightBlocksWanted = 8 * 132;
+constexpr int kElementsPerThread = 4;
+constexpr int64_t kMaxWorkspaceBytes = int64_t{256} << 20;
 
-template <typename T>
-__device__ __forceinline__ typename Acc<T>::type load(const T* p) { return *p; }
-template <>
-__device__ __forceinline__ float load(const __half* p) { return __half2float(*p); }
-
-template <typename T>
-__device__ __forceinline__ void store(T* p, typename Acc<T>::type v) { *p = v; }
-template <>
-__device__ __forceinline__ void store(__half* p, float v) { *p = __float2half(v); }
-
-// Geometry in device-friendly form, with the derived sizes.
-struct Dims {
-  int64_t N, C, H, W, F, G, KH, KW, SH, SW, PH, PW, OH, OW, Cg, Fg;
+// The geometry with its derived sizes and the tiling (computed on the host).
+// Every tensor has fewer than 2^31 elements (igc_group_conv_check): int offsets.
+struct Conv {
+  int N, C, H, W, F, G, KH, KW, SH, SW, PH, PW, OH, OW, Cg, Fg, KK;
+  int TH, TW, threads;   // the tile of pixels a block computes, one thread each
+  int tiles_h, tiles_w;  // tiles per map
+  int IH, IW;            // forward / weight grad: the input tile of an output tile
+  int DH, DW;            // data grad: the largest output-gradient tile of an input tile
+  int step;              // channels (forward) or filters (data grad) per staged step
+  int FB, CB, element_tiles_f, element_tiles_c, replicas, chunks;  // weight grad
 };
 
-Dims make_dims(const igc_conv_geometry& g) {
-  return {g.batch, g.channels, g.height, g.width, g.filters, g.groups, g.kernel_h, g.kernel_w,
-          g.stride_h, g.stride_w, g.pad_h, g.pad_w,
-          igc_conv_out_size(g.height, g.kernel_h, g.stride_h, g.pad_h),
-          igc_conv_out_size(g.width, g.kernel_w, g.stride_w, g.pad_w),
-          g.channels / g.groups, g.filters / g.groups};
-}
-
-// Consecutive threads take consecutive output columns: coalesced stores, and
-// loads that overlap between neighbours.
-template <typename T>
-__global__ void forward_kernel(Dims d, const T* __restrict__ data,
-                               const T* __restrict__ weight, T* __restrict__ out) {
-  using A = typename Acc<T>::type;
-  const int64_t total = d.N * d.F * d.OH * d.OW;
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t ow = idx % d.OW;
-    const int64_t oh = (idx / d.OW) % d.OH;
-    const int64_t f = (idx / (d.OW * d.OH)) % d.F;
-    const int64_t n = idx / (d.OW * d.OH * d.F);
-    const int64_t g = f / d.Fg;
-    const T* x = data + (n * d.C + g * d.Cg) * d.H * d.W;
-    const T* w = weight + f * d.Cg * d.KH * d.KW;
-    A sum = 0;
-    for (int64_t ci = 0; ci < d.Cg; ++ci) {
-      for (int64_t kh = 0; kh < d.KH; ++kh) {
-        const int64_t ih = oh * d.SH - d.PH + kh;
-        if (ih < 0 || ih >= d.H) continue;
-        for (int64_t kw = 0; kw < d.KW; ++kw) {
-          const int64_t iw = ow * d.SW - d.PW + kw;
-          if (iw < 0 || iw >= d.W) continue;
-          sum += load(x + (ci * d.H + ih) * d.W + iw) * load(w + (ci * d.KH + kh) * d.KW + kw);
-        }
-      }
+// Element e < count of a staged tile `rows` x `cols` (cols wide), as the thread's
+// k-th load; precomputed once per block so that staging never divides.
+struct Loads {
+  int row[kLoadsPerThread], col[kLoadsPerThread];
+  __device__ __forceinline__ void plan(int cols, int count, int threads) {
+#pragma unroll
+    for (int k = 0; k < kLoadsPerThread; ++k) {
+      const int e = threadIdx.x + k * threads;
+      row[k] = e < count ? e / cols : -1;
+      col[k] = e < count ? e - row[k] * cols : 0;
     }
-    store(out + idx, sum);
+  }
+};
+
+// Copies one channel's rows [y0, y0 + rows) x [x0, x0 + cols) of an H x W map into
+// dst (cols wide), zeros outside the map.
+template <typename T, typename A>
+__device__ __forceinline__ void stage(const Loads& at, const T* __restrict__ map, int H, int W,
+                                      int y0, int x0, int cols, A* __restrict__ dst) {
+#pragma unroll
+  for (int k = 0; k < kLoadsPerThread; ++k) {
+    if (at.row[k] < 0) continue;
+    const int y = y0 + at.row[k], x = x0 + at.col[k];
+    dst[at.row[k] * cols + at.col[k]] =
+        (y >= 0 && y < H && x >= 0 && x < W) ? load(map + y * W + x) : A(0);
   }
 }
 
-// Each input pixel gathers from the output pixels whose window covers it.
-template <typename T>
-__global__ void backward_data_kernel(Dims d, const T* __restrict__ out_grad,
-                                     const T* __restrict__ weight, T* __restrict__ data_grad) {
+template <typename A>
+struct Staging {
+  A data[kSharedBytes / sizeof(A)];
+};
+
+// ---- forward ------------------------------------------------------------------
+
+template <typename T, int FT>
+__global__ void __launch_bounds__(kThreads, 1)
+    forward_kernel(Conv d, const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y) {
   using A = typename Acc<T>::type;
-  const int64_t total = d.N * d.C * d.H * d.W;
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t iw = idx % d.W;
-    const int64_t ih = (idx / d.W) % d.H;
-    const int64_t c = (idx / (d.W * d.H)) % d.C;
-    const int64_t n = idx / (d.W * d.H * d.C);
-    const int64_t g = c / d.Cg, ci = c % d.Cg;
-    A sum = 0;
-    for (int64_t fo = 0; fo < d.Fg; ++fo) {
-      const int64_t f = g * d.Fg + fo;
-      const T* dy = out_grad + (n * d.F + f) * d.OH * d.OW;
-      const T* w = weight + (f * d.Cg + ci) * d.KH * d.KW;
-      for (int64_t kh = 0; kh < d.KH; ++kh) {
-        const int64_t th = ih + d.PH - kh;
-        if (th < 0 || th % d.SH != 0 || th / d.SH >= d.OH) continue;
-        for (int64_t kw = 0; kw < d.KW; ++kw) {
-          const int64_t tw = iw + d.PW - kw;
-          if (tw < 0 || tw % d.SW != 0 || tw / d.SW >= d.OW) continue;
-          sum += load(dy + (th / d.SH) * d.OW + tw / d.SW) * load(w + kh * d.KW + kw);
+  IGC_SHARED(Staging<A>, shared);
+  const int tid = threadIdx.x;
+  const int ty = tid / d.TW, tx = tid - ty * d.TW;  // once per block
+  const bool active = tid < d.TH * d.TW;
+  const int in_area = d.IH * d.IW;
+  A* in_s = shared.data;                       // [step][IH][IW]
+  A* w_s = shared.data + d.step * in_area;     // [FT][step][KK]
+  Loads at;
+  at.plan(d.IW, in_area, d.threads);
+  const int filter_tiles = (d.Fg + FT - 1) / FT;
+  for (int tile = blockIdx.x; tile < d.tiles_h * d.tiles_w; tile += gridDim.x) {
+    const int tile_y = tile / d.tiles_w, tile_x = tile - tile_y * d.tiles_w;
+    const int oy = tile_y * d.TH + ty, ox = tile_x * d.TW + tx;
+    const int iy0 = tile_y * d.TH * d.SH - d.PH, ix0 = tile_x * d.TW * d.SW - d.PW;
+    for (int gf = blockIdx.y; gf < d.G * filter_tiles; gf += gridDim.y) {
+      const int g = gf / filter_tiles, f0 = (gf - g * filter_tiles) * FT;
+      const int filters = d.Fg - f0 < FT ? d.Fg - f0 : FT;
+      for (int n = blockIdx.z; n < d.N; n += gridDim.z) {
+        A acc[FT];
+#pragma unroll
+        for (int f = 0; f < FT; ++f) acc[f] = A(0);
+        for (int c0 = 0; c0 < d.Cg; c0 += d.step) {
+          const int channels = d.Cg - c0 < d.step ? d.Cg - c0 : d.step;
+          for (int c = 0; c < channels; ++c)
+            stage(at, x + (n * d.C + g * d.Cg + c0 + c) * d.H * d.W, d.H, d.W, iy0, ix0, d.IW,
+                  in_s + c * in_area);
+          // The weights of filter f0 + f, channels c0.., are one contiguous run.
+          for (int f = 0; f < FT; ++f) {
+            const T* src = w + ((g * d.Fg + f0 + f) * d.Cg + c0) * d.KK;
+            for (int e = tid; e < channels * d.KK; e += d.threads)
+              w_s[f * d.step * d.KK + e] = f < filters ? load(src + e) : A(0);
+          }
+          __syncthreads();
+          if (active) {
+            for (int c = 0; c < channels; ++c) {
+              const A* in_c = in_s + c * in_area + ty * d.SH * d.IW + tx * d.SW;
+              const A* w_c = w_s + c * d.KK;
+              for (int kh = 0; kh < d.KH; ++kh) {
+                for (int kw = 0; kw < d.KW; ++kw) {
+                  const A v = in_c[kh * d.IW + kw];
+#pragma unroll
+                  for (int f = 0; f < FT; ++f) acc[f] += v * w_c[f * d.step * d.KK + kh * d.KW + kw];
+                }
+              }
+            }
+          }
+          __syncthreads();
+        }
+        if (active && oy < d.OH && ox < d.OW) {
+#pragma unroll
+          for (int f = 0; f < FT; ++f) {
+            if (f < filters)
+              store(y + ((n * d.F + g * d.Fg + f0 + f) * d.OH + oy) * d.OW + ox, acc[f]);
+          }
         }
       }
     }
-    store(data_grad + idx, sum);
   }
 }
 
-constexpr int kReduceThreads = 256;
+// ---- data gradient --------------------------------------------------------------
 
-// Block b sums out_grad * data over (image, output pixel) for weight element b.
-template <typename T>
-__global__ void backward_weight_kernel(Dims d, const T* __restrict__ out_grad,
-                                       const T* __restrict__ data, T* __restrict__ weight_grad) {
+template <typename T, int CT>
+__global__ void __launch_bounds__(kThreads, 1)
+    backward_data_kernel(Conv d, const T* __restrict__ dy, const T* __restrict__ w,
+                         T* __restrict__ dx) {
   using A = typename Acc<T>::type;
-  __shared__ A partial[kReduceThreads];
-  const int64_t elements = d.F * d.Cg * d.KH * d.KW;
-  const int64_t pixels = d.OH * d.OW;
-  for (int64_t e = blockIdx.x; e < elements; e += gridDim.x) {
-    const int64_t kw = e % d.KW;
-    const int64_t kh = (e / d.KW) % d.KH;
-    const int64_t ci = (e / (d.KW * d.KH)) % d.Cg;
-    const int64_t f = e / (d.KW * d.KH * d.Cg);
-    const int64_t c = (f / d.Fg) * d.Cg + ci;
-    A sum = 0;
-    for (int64_t k = threadIdx.x; k < d.N * pixels; k += blockDim.x) {
-      const int64_t n = k / pixels, p = k % pixels;
-      const int64_t oh = p / d.OW, ow = p % d.OW;
-      const int64_t ih = oh * d.SH - d.PH + kh, iw = ow * d.SW - d.PW + kw;
-      if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;
-      sum += load(out_grad + (n * d.F + f) * pixels + p) *
-             load(data + ((n * d.C + c) * d.H + ih) * d.W + iw);
+  IGC_SHARED(Staging<A>, shared);
+  const int tid = threadIdx.x;
+  const int ty = tid / d.TW, tx = tid - ty * d.TW;
+  const bool active = tid < d.TH * d.TW;
+  const int dy_area = d.DH * d.DW;
+  A* dy_s = shared.data;                      // [step][DH][DW]
+  A* w_s = shared.data + d.step * dy_area;    // [step][CT][KK]
+  const int channel_tiles = (d.Cg + CT - 1) / CT;
+  for (int tile = blockIdx.x; tile < d.tiles_h * d.tiles_w; tile += gridDim.x) {
+    const int tile_y = tile / d.tiles_w, tile_x = tile - tile_y * d.tiles_w;
+    const int iy0 = tile_y * d.TH, ix0 = tile_x * d.TW;
+    // The output pixels whose windows touch the tile: [oy0, oy0 + rows) x [ox0, ...).
+    const int oy0 = iy0 + d.PH - d.KH + 1 > 0 ? (iy0 + d.PH - d.KH + d.SH) / d.SH : 0;
+    const int ox0 = ix0 + d.PW - d.KW + 1 > 0 ? (ix0 + d.PW - d.KW + d.SW) / d.SW : 0;
+    const int oy1 = (iy0 + d.TH - 1 + d.PH) / d.SH, ox1 = (ix0 + d.TW - 1 + d.PW) / d.SW;
+    const int rows = (oy1 < d.OH ? oy1 : d.OH - 1) - oy0 + 1;
+    const int cols = (ox1 < d.OW ? ox1 : d.OW - 1) - ox0 + 1;
+    Loads at;
+    at.plan(cols > 0 ? cols : 1, rows > 0 && cols > 0 ? rows * cols : 0, d.threads);
+    // This thread's input pixel, its first taps and the output pixel they read.
+    const int iy = iy0 + ty, ix = ix0 + tx;
+    const int rh = (iy + d.PH) % d.SH, rw = (ix + d.PW) % d.SW;
+    const int first_row = (iy + d.PH - rh) / d.SH - oy0;
+    const int first_col = (ix + d.PW - rw) / d.SW - ox0;
+    for (int gc = blockIdx.y; gc < d.G * channel_tiles; gc += gridDim.y) {
+      const int g = gc / channel_tiles, c0 = (gc - g * channel_tiles) * CT;
+      const int channels = d.Cg - c0 < CT ? d.Cg - c0 : CT;
+      for (int n = blockIdx.z; n < d.N; n += gridDim.z) {
+        A acc[CT];
+#pragma unroll
+        for (int c = 0; c < CT; ++c) acc[c] = A(0);
+        for (int f0 = 0; f0 < d.Fg; f0 += d.step) {
+          const int filters = d.Fg - f0 < d.step ? d.Fg - f0 : d.step;
+          for (int f = 0; f < filters; ++f) {
+            stage(at, dy + (n * d.F + g * d.Fg + f0 + f) * d.OH * d.OW, d.OH, d.OW, oy0, ox0,
+                  cols, dy_s + f * dy_area);
+            // The weights of filter f, channels c0.., are one contiguous run.
+            const T* src = w + ((g * d.Fg + f0 + f) * d.Cg + c0) * d.KK;
+            for (int e = tid; e < CT * d.KK; e += d.threads)
+              w_s[f * CT * d.KK + e] = e < channels * d.KK ? load(src + e) : A(0);
+          }
+          __syncthreads();
+          if (active && iy < d.H && ix < d.W) {
+            for (int f = 0; f < filters; ++f) {
+              const A* grad = dy_s + f * dy_area;
+              const A* w_f = w_s + f * CT * d.KK;
+              for (int kh = rh, r = first_row; kh < d.KH && r >= 0; kh += d.SH, --r) {
+                if (r >= rows) continue;
+                for (int kw = rw, c = first_col; kw < d.KW && c >= 0; kw += d.SW, --c) {
+                  if (c >= cols) continue;
+                  const A v = grad[r * cols + c];
+#pragma unroll
+                  for (int k = 0; k < CT; ++k) acc[k] += v * w_f[k * d.KK + kh * d.KW + kw];
+                }
+              }
+            }
+          }
+          __syncthreads();
+        }
+        if (active && iy < d.H && ix < d.W) {
+#pragma unroll
+          for (int c = 0; c < CT; ++c) {
+            if (c < channels) store(dx + ((n * d.C + g * d.Cg + c0 + c) * d.H + iy) * d.W + ix, acc[c]);
+          }
+        }
+      }
     }
-    partial[threadIdx.x] = sum;
-    __syncthreads();
-    for (int half = kReduceThreads / 2; half > 0; half /= 2) {
-      if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+  }
+}
+
+// ---- weight gradient ------------------------------------------------------------
+
+// Each thread owns up to kElementsPerThread weight elements (filter fb, channel cb,
+// tap) of the block's FB x CB x KK tile, and sums them over the output rows of a
+// tile that belong to its replica (row = replica, + replicas, ...); the replicas'
+// sums are added in replica order at the end.
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 1)
+    weight_grad_kernel(Conv d, const T* __restrict__ dy, const T* __restrict__ x,
+                       typename Acc<T>::type* __restrict__ partial, T* __restrict__ dw) {
+  using A = typename Acc<T>::type;
+  IGC_SHARED(Staging<A>, shared);
+  const int tid = threadIdx.x;
+  const int in_area = d.IH * d.IW, out_area = d.TH * d.TW;
+  A* x_s = shared.data;                    // [CB][IH][IW]
+  A* dy_s = shared.data + d.CB * in_area;  // [FB][TH][TW]
+  const int elements = d.FB * d.CB * d.KK;
+  const int owners = (elements + kElementsPerThread - 1) / kElementsPerThread;
+  const int replica = tid / owners, owner = tid - replica * owners;  // once per block
+  const bool active = replica < d.replicas;
+  // The owned elements' offsets into the staged tiles.
+  int x_at[kElementsPerThread], dy_at[kElementsPerThread], index[kElementsPerThread];
+#pragma unroll
+  for (int k = 0; k < kElementsPerThread; ++k) {
+    const int e = owner + k * owners;
+    index[k] = active && e < elements ? e : -1;
+    const int fb = e / (d.CB * d.KK), rest = e - fb * d.CB * d.KK;
+    const int cb = rest / d.KK, tap = rest - cb * d.KK;
+    const int kh = tap / d.KW, kw = tap - kh * d.KW;
+    x_at[k] = cb * in_area + kh * d.IW + kw;
+    dy_at[k] = fb * out_area;
+  }
+  Loads in_at, out_at;
+  in_at.plan(d.IW, in_area, d.threads);
+  out_at.plan(d.TW, out_area, d.threads);
+  const int tiles = d.tiles_h * d.tiles_w;
+  const int units = d.N * tiles;
+  const int element_tiles = d.element_tiles_f * d.element_tiles_c;
+  for (int chunk = blockIdx.x; chunk < d.chunks; chunk += gridDim.x) {
+    const int first = static_cast<int>(int64_t{chunk} * units / d.chunks);
+    const int last = static_cast<int>(int64_t{chunk + 1} * units / d.chunks);
+    for (int ge = blockIdx.y; ge < d.G * element_tiles; ge += gridDim.y) {
+      const int g = ge / element_tiles, et = ge - g * element_tiles;
+      const int ft = et / d.element_tiles_c, f0 = ft * d.FB;
+      const int c0 = (et - ft * d.element_tiles_c) * d.CB;
+      A acc[kElementsPerThread];
+#pragma unroll
+      for (int k = 0; k < kElementsPerThread; ++k) acc[k] = A(0);
+      for (int unit = first; unit < last; ++unit) {
+        const int n = unit / tiles, tile = unit - n * tiles;  // once per tile
+        const int tile_y = tile / d.tiles_w, tile_x = tile - tile_y * d.tiles_w;
+        const int oy0 = tile_y * d.TH, ox0 = tile_x * d.TW;
+        for (int c = 0; c < d.CB; ++c)
+          stage(in_at, x + (n * d.C + g * d.Cg + c0 + c) * d.H * d.W, c0 + c < d.Cg ? d.H : 0,
+                d.W, oy0 * d.SH - d.PH, ox0 * d.SW - d.PW, d.IW, x_s + c * in_area);
+        for (int f = 0; f < d.FB; ++f)
+          stage(out_at, dy + (n * d.F + g * d.Fg + f0 + f) * d.OH * d.OW,
+                f0 + f < d.Fg ? d.OH : 0, d.OW, oy0, ox0, d.TW, dy_s + f * out_area);
+        __syncthreads();
+        // Pixels past the map are zero in the staged output gradient: they add 0.
+        for (int r = replica; r < d.TH; r += d.replicas) {
+          const int x_row = r * d.SH * d.IW, dy_row = r * d.TW;
+          for (int col = 0; col < d.TW; ++col) {
+#pragma unroll
+            for (int k = 0; k < kElementsPerThread; ++k) {
+              if (index[k] >= 0)
+                acc[k] += dy_s[dy_at[k] + dy_row + col] * x_s[x_at[k] + x_row + col * d.SW];
+            }
+          }
+        }
+        __syncthreads();
+      }
+      // The replicas' sums, added in replica order through the staging memory.
+      A* sums = shared.data;  // [replicas][owners * kElementsPerThread]
+#pragma unroll
+      for (int k = 0; k < kElementsPerThread; ++k) {
+        if (index[k] >= 0) sums[replica * owners * kElementsPerThread + index[k]] = acc[k];
+      }
+      __syncthreads();
+      for (int e = tid; e < elements; e += d.threads) {
+        A sum = A(0);
+        for (int r = 0; r < d.replicas; ++r) sum += sums[r * owners * kElementsPerThread + e];
+        // Element e = (fb, cb, tap) of the tile -> (filter, channel, tap) of the group.
+        const int fb = e / (d.CB * d.KK), rest = e - fb * d.CB * d.KK;
+        const int cb = rest / d.KK, tap = rest - cb * d.KK;
+        if (f0 + fb >= d.Fg || c0 + cb >= d.Cg) continue;
+        const int weight = ((g * d.Fg + f0 + fb) * d.Cg + c0 + cb) * d.KK + tap;
+        if (d.chunks == 1) {
+          store(dw + weight, sum);
+        } else {
+          partial[int64_t{chunk} * d.F * d.Cg * d.KK + weight] = sum;
+        }
+      }
       __syncthreads();
     }
-    if (threadIdx.x == 0) store(weight_grad + e, partial[0]);
-    __syncthreads();
   }
 }
 
-unsigned grid_for(int64_t work, unsigned threads) {
-  const int64_t blocks = (work + threads - 1) / threads;
-  return static_cast<unsigned>(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
-}
-
-int finish() {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    last_cuda_error = cudaGetErrorString(err);
-    return IGC_CUDA_ERROR;
+// dw[e] = sum over chunks, in chunk order, of partial[chunk][e].
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 1)
+    sum_chunks_kernel(int elements, int chunks, const typename Acc<T>::type* __restrict__ partial,
+                      T* __restrict__ dw) {
+  using A = typename Acc<T>::type;
+  for (int e = blockIdx.x * kThreads + threadIdx.x; e < elements; e += gridDim.x * kThreads) {
+    A sum = A(0);
+    for (int c = 0; c < chunks; ++c) sum += partial[int64_t{c} * elements + e];
+    store(dw + e, sum);
   }
-  return IGC_OK;
 }
 
-int check(const igc_conv_geometry* g, const void* a, const void* b, const void* c, int dtype) {
-  const int status = igc_group_conv_check(g, dtype);
-  if (status != IGC_OK) return status;
-  if (g->batch > 0 && (a == nullptr || b == nullptr || c == nullptr)) return IGC_BAD_POINTER;
-  return IGC_OK;
+// ---- planning -------------------------------------------------------------------
+
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+Conv geometry(const igc_group_conv_geometry& g) {
+  Conv d{};
+  d.N = static_cast<int>(g.batch);
+  d.C = static_cast<int>(g.channels);
+  d.H = static_cast<int>(g.height);
+  d.W = static_cast<int>(g.width);
+  d.F = static_cast<int>(g.filters);
+  d.G = static_cast<int>(g.groups);
+  d.KH = static_cast<int>(g.kernel_h);
+  d.KW = static_cast<int>(g.kernel_w);
+  d.SH = static_cast<int>(g.stride_h);
+  d.SW = static_cast<int>(g.stride_w);
+  d.PH = static_cast<int>(g.pad_h);
+  d.PW = static_cast<int>(g.pad_w);
+  d.OH = static_cast<int>(igc_group_conv_out_size(g.height, g.kernel_h, g.stride_h, g.pad_h));
+  d.OW = static_cast<int>(igc_group_conv_out_size(g.width, g.kernel_w, g.stride_w, g.pad_w));
+  d.Cg = d.C / d.G;
+  d.Fg = d.F / d.G;
+  d.KK = d.KH * d.KW;
+  return d;
 }
 
-enum class Pass { kForward, kBackwardData, kBackwardWeight };
+// A tile of up to 256 pixels of a rows x cols map, at most 32 wide, that
+// `fits(th, tw)` accepts; false when even one pixel does not fit.
+template <typename Fits>
+bool choose_tile(Conv* d, int rows, int cols, Fits fits) {
+  int tw = cols < 32 ? cols : 32;
+  int th = kThreads / tw < rows ? kThreads / tw : rows;
+  while (!fits(th, tw)) {
+    if (th == 1 && tw == 1) return false;
+    if (th >= tw) {
+      th = (th + 1) / 2;
+    } else {
+      tw = (tw + 1) / 2;
+    }
+  }
+  d->TH = th;
+  d->TW = tw;
+  d->threads = ceil_div(th * tw, 32) * 32;
+  d->tiles_h = ceil_div(rows, th);
+  d->tiles_w = ceil_div(cols, tw);
+  return true;
+}
+
+int capacity(int dtype) { return kSharedBytes / (dtype == IGC_FLOAT64 ? 8 : 4); }
+
+// Forward: FT filters per thread, `step` channels per staged step.
+bool plan_forward(Conv* d, int ft, int dtype) {
+  const int cap = capacity(dtype);
+  return choose_tile(d, d->OH, d->OW, [&](int th, int tw) {
+    d->IH = (th - 1) * d->SH + d->KH;
+    d->IW = (tw - 1) * d->SW + d->KW;
+    const int area = d->IH * d->IW, threads = ceil_div(th * tw, 32) * 32;
+    if (area > kLoadsPerThread * threads) return false;
+    d->step = d->Cg;
+    while (d->step > 1 && d->step * (area + ft * d->KK) > cap) d->step = ceil_div(d->step, 2);
+    return d->step * (area + ft * d->KK) <= cap;
+  });
+}
+
+// Data gradient: CT channels per thread, `step` filters per staged step.
+bool plan_backward_data(Conv* d, int ct, int dtype) {
+  const int cap = capacity(dtype);
+  return choose_tile(d, d->H, d->W, [&](int th, int tw) {
+    // The most output rows a window of th input rows can touch.
+    d->DH = (th + d->KH - 2) / d->SH + 1;
+    d->DW = (tw + d->KW - 2) / d->SW + 1;
+    const int area = d->DH * d->DW, threads = ceil_div(th * tw, 32) * 32;
+    if (area > kLoadsPerThread * threads) return false;
+    d->step = d->Fg;
+    while (d->step > 1 && d->step * (area + ct * d->KK) > cap) d->step = ceil_div(d->step, 2);
+    return d->step * (area + ct * d->KK) <= cap;
+  });
+}
+
+// Weight gradient: the element tile (FB filters x CB channels), the replicas,
+// and chunks enough to fill the GPU within the workspace limit.
+bool plan_backward_weight(Conv* d, int dtype) {
+  const int cap = capacity(dtype);
+  const int most = kElementsPerThread * kThreads;
+  d->FB = d->Fg;
+  d->CB = d->Cg;
+  while (d->FB * d->CB * d->KK > most && (d->FB > 1 || d->CB > 1)) {
+    if (d->FB >= d->CB) {
+      d->FB = ceil_div(d->FB, 2);
+    } else {
+      d->CB = ceil_div(d->CB, 2);
+    }
+  }
+  if (d->FB * d->CB * d->KK > most) return false;
+  const bool tiled = choose_tile(d, d->OH, d->OW, [&](int th, int tw) {
+    d->IH = (th - 1) * d->SH + d->KH;
+    d->IW = (tw - 1) * d->SW + d->KW;
+    const int threads = ceil_div(th * tw, 32) * 32;
+    if (d->IH * d->IW > kLoadsPerThread * threads) return false;
+    return d->CB * d->IH * d->IW + d->FB * th * tw <= cap;
+  });
+  if (!tiled) return false;
+  d->threads = kThreads;  // the replicas use every thread, whatever the tile
+  const int owners = ceil_div(d->FB * d->CB * d->KK, kElementsPerThread);
+  d->replicas = kThreads / owners < d->TH ? kThreads / owners : d->TH;
+  if (d->replicas * owners * kElementsPerThread > cap) d->replicas = cap / (owners * kElementsPerThread);
+  if (d->replicas < 1) return false;
+  d->element_tiles_f = ceil_div(d->Fg, d->FB);
+  d->element_tiles_c = ceil_div(d->Cg, d->CB);
+  const int64_t units = int64_t{d->N} * d->tiles_h * d->tiles_w;
+  const int64_t per_chunk = int64_t{d->G} * d->element_tiles_f * d->element_tiles_c;
+  int64_t chunks = (kWeightBlocksWanted + per_chunk - 1) / per_chunk;
+  const int64_t weight_bytes = int64_t{d->F} * d->Cg * d->KK * (dtype == IGC_FLOAT64 ? 8 : 4);
+  if (chunks > units) chunks = units;
+  if (chunks > kMaxWorkspaceBytes / weight_bytes) chunks = kMaxWorkspaceBytes / weight_bytes;
+  d->chunks = static_cast<int>(chunks < 1 ? 1 : chunks);
+  return true;
+}
+
+int64_t workspace_bytes(const Conv& d, int dtype) {
+  return d.chunks == 1 ? 0
+                       : int64_t{d.chunks} * d.F * d.Cg * d.KK * (dtype == IGC_FLOAT64 ? 8 : 4);
+}
+
+// Registers per thread: up to 8 filters (forward) or channels (data grad).
+int per_thread(int count) { return count >= 8 ? 8 : count >= 4 ? 4 : count >= 2 ? 2 : 1; }
+
+template <typename T, int R>
+void launch_forward(const Conv& d, const void* x, const void* w, void* y, cudaStream_t s) {
+  const dim3 grid(igc::cuda::grid_blocks(int64_t{d.tiles_h} * d.tiles_w, 1, 2147483647),
+                  igc::cuda::grid_cap(int64_t{d.G} * ceil_div(d.Fg, R)), igc::cuda::grid_cap(d.N));
+  IGC_LAUNCH((forward_kernel<T, R>), grid, dim3(d.threads), s, d, static_cast<const T*>(x),
+             static_cast<const T*>(w), static_cast<T*>(y));
+}
+
+template <typename T, int R>
+void launch_backward_data(const Conv& d, const void* dy, const void* w, void* dx,
+                          cudaStream_t s) {
+  const dim3 grid(igc::cuda::grid_blocks(int64_t{d.tiles_h} * d.tiles_w, 1, 2147483647),
+                  igc::cuda::grid_cap(int64_t{d.G} * ceil_div(d.Cg, R)), igc::cuda::grid_cap(d.N));
+  IGC_LAUNCH((backward_data_kernel<T, R>), grid, dim3(d.threads), s, d,
+             static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<T*>(dx));
+}
 
 template <typename T>
-void launch(Pass pass, const Dims& d, const void* a, const void* b, void* out,
-            cudaStream_t stream) {
-  constexpr unsigned kThreads = 256;
-  const T* x = static_cast<const T*>(a);
-  const T* y = static_cast<const T*>(b);
-  T* o = static_cast<T*>(out);
-  switch (pass) {
-    case Pass::kForward:
-      forward_kernel<T><<<grid_for(d.N * d.F * d.OH * d.OW, kThreads), kThreads, 0, stream>>>(
-          d, x, y, o);
-      break;
-    case Pass::kBackwardData:
-      backward_data_kernel<T>
-          <<<grid_for(d.N * d.C * d.H * d.W, kThreads), kThreads, 0, stream>>>(d, x, y, o);
-      break;
-    default: {
-      const int64_t elements = d.F * d.Cg * d.KH * d.KW;
-      backward_weight_kernel<T><<<static_cast<unsigned>(elements < 65536 ? elements : 65536),
-                                  kReduceThreads, 0, stream>>>(d, x, y, o);
-    }
+void launch_backward_weight(const Conv& d, const void* dy, const void* x, void* dw,
+                            void* workspace, cudaStream_t s) {
+  using A = typename Acc<T>::type;
+  const dim3 grid(igc::cuda::grid_blocks(d.chunks, 1, 2147483647),
+                  igc::cuda::grid_cap(int64_t{d.G} * d.element_tiles_f * d.element_tiles_c));
+  A* partial = static_cast<A*>(workspace);
+  IGC_LAUNCH(weight_grad_kernel<T>, grid, dim3(kThreads), s, d, static_cast<const T*>(dy),
+             static_cast<const T*>(x), partial, static_cast<T*>(dw));
+  if (d.chunks > 1) {
+    const int elements = d.F * d.Cg * d.KK;
+    IGC_LAUNCH(sum_chunks_kernel<T>, dim3(igc::cuda::grid_blocks(elements, kThreads)),
+               dim3(kThreads), s, elements, d.chunks, static_cast<const A*>(partial),
+               static_cast<T*>(dw));
   }
 }
 
-int run(Pass pass, const igc_conv_geometry* g, const void* a, const void* b, void* out,
-        int dtype, void* stream) {
-  const int status = check(g, a, b, out, dtype);
+// fn<R>() for R = per_thread(count).
+template <typename Fn>
+void with_registers(int count, Fn fn) {
+  switch (per_thread(count)) {
+    case 8: fn(std::integral_constant<int, 8>()); break;
+    case 4: fn(std::integral_constant<int, 4>()); break;
+    case 2: fn(std::integral_constant<int, 2>()); break;
+    default: fn(std::integral_constant<int, 1>());
+  }
+}
+
+template <typename T>
+int launch(Pass pass, Conv d, const void* a, const void* b, void* out, int dtype,
+           void* workspace, int64_t workspace_size, cudaStream_t s) {
+  if (pass == Pass::kForward) {
+    if (!plan_forward(&d, per_thread(d.Fg), dtype)) return IGC_TOO_LARGE;
+    with_registers(d.Fg, [&](auto r) { launch_forward<T, decltype(r)::value>(d, a, b, out, s); });
+  } else if (pass == Pass::kBackwardData) {
+    if (!plan_backward_data(&d, per_thread(d.Cg), dtype)) return IGC_TOO_LARGE;
+    with_registers(d.Cg, [&](auto r) {
+      launch_backward_data<T, decltype(r)::value>(d, a, b, out, s);
+    });
+  } else {
+    if (!plan_backward_weight(&d, dtype)) return IGC_TOO_LARGE;
+    const int64_t bytes = workspace_bytes(d, dtype);
+    if (bytes > 0 && (workspace == nullptr || workspace_size < bytes)) return IGC_BAD_WORKSPACE;
+    launch_backward_weight<T>(d, a, b, out, workspace, s);
+  }
+  return igc::cuda::finish();
+}
+
+int run(Pass pass, const igc_group_conv_geometry* g, const void* a, const void* b, void* out,
+        int dtype, void* workspace, int64_t workspace_size, void* stream) {
+  const int status = igc_group_conv_check(g, dtype);
   if (status != IGC_OK) return status;
+  if (g->batch > 0 && (a == nullptr || b == nullptr || out == nullptr)) return IGC_BAD_POINTER;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (g->batch == 0) {  // nothing to read; the weight gradient is zero
-    if (pass == Pass::kBackwardWeight) {
-      const int64_t bytes = g->filters * (g->channels / g->groups) * g->kernel_h * g->kernel_w *
-                            igc_dtype_size(dtype);
-      if (out == nullptr) return IGC_BAD_POINTER;
-      cudaMemsetAsync(out, 0, bytes, s);
-    }
-    return finish();
+    if (pass != Pass::kBackwardWeight) return IGC_OK;
+    if (out == nullptr) return IGC_BAD_POINTER;
+    const int64_t bytes =
+        g->filters * (g->channels / g->groups) * g->kernel_h * g->kernel_w * igc_dtype_size(dtype);
+    return igc::cuda::status(cudaMemsetAsync(out, 0, bytes, s));
   }
-  const Dims d = make_dims(*g);
+  const Conv d = geometry(*g);
   switch (dtype) {
-    case IGC_FLOAT64: launch<double>(pass, d, a, b, out, s); break;
-    case IGC_FLOAT16: launch<__half>(pass, d, a, b, out, s); break;
-    default: launch<float>(pass, d, a, b, out, s);
+    case IGC_FLOAT32:
+      return launch<float>(pass, d, a, b, out, dtype, workspace, workspace_size, s);
+    case IGC_FLOAT64:
+      return launch<double>(pass, d, a, b, out, dtype, workspace, workspace_size, s);
+    default:
+      return launch<__half>(pass, d, a, b, out, dtype, workspace, workspace_size, s);
   }
-  return finish();
 }
 
 }  // namespace
 
-extern "C" int igc_group_conv_forward_cuda(const igc_conv_geometry* g, const void* data,
+extern "C" int igc_group_conv_forward_cuda(const igc_group_conv_geometry* g, const void* data,
                                            const void* weight, void* out, int dtype,
                                            void* stream) {
-  return run(Pass::kForward, g, data, weight, out, dtype, stream);
+  return run(Pass::kForward, g, data, weight, out, dtype, nullptr, 0, stream);
 }
 
-extern "C" int igc_group_conv_backward_data_cuda(const igc_conv_geometry* g,
+extern "C" int igc_group_conv_backward_data_cuda(const igc_group_conv_geometry* g,
                                                  const void* out_grad, const void* weight,
                                                  void* data_grad, int dtype, void* stream) {
-  return run(Pass::kBackwardData, g, out_grad, weight, data_grad, dtype, stream);
+  return run(Pass::kBackwardData, g, out_grad, weight, data_grad, dtype, nullptr, 0, stream);
 }
 
-extern "C" int igc_group_conv_backward_weight_cuda(const igc_conv_geometry* g,
+extern "C" int64_t igc_group_conv_backward_weight_cuda_workspace(
+    const igc_group_conv_geometry* g, int dtype) {
+  if (igc_group_conv_check(g, dtype) != IGC_OK) return -1;
+  if (g->batch == 0) return 0;
+  Conv d = geometry(*g);
+  if (!plan_backward_weight(&d, dtype)) return -1;
+  return workspace_bytes(d, dtype);
+}
+
+extern "C" int igc_group_conv_backward_weight_cuda(const igc_group_conv_geometry* g,
                                                    const void* out_grad, const void* data,
-                                                   void* weight_grad, int dtype, void* stream) {
-  return run(Pass::kBackwardWeight, g, out_grad, data, weight_grad, dtype, stream);
+                                                   void* weight_grad, int dtype, void* workspace,
+                                                   int64_t workspace_size, void* stream) {
+  return run(Pass::kBackwardWeight, g, out_grad, data, weight_grad, dtype, workspace,
+             workspace_size, stream);
 }
-
-extern "C" const char* igc_last_group_conv_cuda_error(void) { return last_cuda_error; }

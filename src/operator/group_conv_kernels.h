@@ -1,7 +1,6 @@
 /*
- * Grouped 2-D convolution kernels ("GroupConvolution"): plain functions over raw
- * pointers, no MXNet types, so that they can be tested and timed from Python
- * ctypes, PyTorch or CuPy without an MXNet build.
+ * GroupConvolution kernels: grouped 2-D convolution as plain functions over raw
+ * pointers, no MXNet types; dtypes and status codes are those of igc_common.h.
  *
  * Layouts are MXNet's Convolution(layout NCHW, num_group = groups, no_bias):
  *   data   (batch, channels, height, width)
@@ -18,27 +17,30 @@
 
 #include <stdint.h>
 
-#include "reorder_kernels.h" /* igc_dtype, igc_status, igc_status_string */
+#include "igc_common.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef struct igc_conv_geometry {
+typedef struct igc_group_conv_geometry {
   int64_t batch, channels, height, width;
   int64_t filters, groups;
   int64_t kernel_h, kernel_w;
   int64_t stride_h, stride_w;
   int64_t pad_h, pad_w;
-} igc_conv_geometry;
+} igc_group_conv_geometry;
 
-/* Output size along one axis, or -1 when the kernel does not fit the padded input. */
-int64_t igc_conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad);
+/* Output size along one axis, or -1 when the kernel does not fit the padded input
+ * or a size is out of range. */
+int64_t igc_group_conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad);
 
-/* IGC_OK, or IGC_BAD_SHAPE when a size is out of range (negative batch or height,
- * kernel/stride < 1, pad < 0, groups not dividing channels or filters, an empty
- * output), or IGC_BAD_DTYPE. Shared by both devices. */
-int igc_group_conv_check(const igc_conv_geometry* geometry, int dtype);
+/* IGC_OK; IGC_BAD_SHAPE when a size is out of range (negative batch, height or
+ * width, kernel/stride/channels/filters/groups < 1, pad < 0, groups not dividing
+ * channels or filters, a kernel that does not fit the padded input); IGC_TOO_LARGE
+ * when a tensor would hold more than IGC_MAX_ELEMENTS; IGC_BAD_DTYPE. Shared by
+ * both devices. */
+int igc_group_conv_check(const igc_group_conv_geometry* geometry, int dtype);
 
 /*
  * CPU, float32 and float64. Direct convolution, OpenMP-parallel over
@@ -49,32 +51,35 @@ int igc_group_conv_check(const igc_conv_geometry* geometry, int dtype);
  *                    blocks of images, reduced in order: no atomics, and the
  *                    same result whatever the thread count)
  */
-int igc_group_conv_forward_cpu(const igc_conv_geometry* geometry, const void* data,
+int igc_group_conv_forward_cpu(const igc_group_conv_geometry* geometry, const void* data,
                                const void* weight, void* out, int dtype);
-int igc_group_conv_backward_data_cpu(const igc_conv_geometry* geometry, const void* out_grad,
-                                     const void* weight, void* data_grad, int dtype);
-int igc_group_conv_backward_weight_cpu(const igc_conv_geometry* geometry,
+int igc_group_conv_backward_data_cpu(const igc_group_conv_geometry* geometry,
+                                     const void* out_grad, const void* weight,
+                                     void* data_grad, int dtype);
+int igc_group_conv_backward_weight_cpu(const igc_group_conv_geometry* geometry,
                                        const void* out_grad, const void* data,
                                        void* weight_grad, int dtype);
 
-/* Which CPU code path runs: "avx512", "avx2" or "generic". */
-const char* igc_group_conv_cpu_isa(void);
-
 /*
- * CUDA, float32, float64 and float16 (float16 accumulates in float32). Same
- * contract, asynchronous on `stream` (a cudaStream_t; NULL is the default
- * stream). Available only in libraries built with IGC_USE_CUDA; errors are
- * IGC_CUDA_ERROR with the text in igc_last_group_conv_cuda_error().
+ * CUDA, float32, float64 and float16 (float16 sums in float32). Same contract,
+ * asynchronous on `stream` (a cudaStream_t; NULL is the default stream).
+ * Available only in libraries built with IGC_USE_CUDA; errors are
+ * IGC_CUDA_ERROR with the text in igc_last_cuda_error(). The weight gradient
+ * sums partial results in `workspace`, device memory of at least
+ * igc_group_conv_backward_weight_cuda_workspace() bytes (-1 where the check
+ * fails).
  */
-int igc_group_conv_forward_cuda(const igc_conv_geometry* geometry, const void* data,
+int igc_group_conv_forward_cuda(const igc_group_conv_geometry* geometry, const void* data,
                                 const void* weight, void* out, int dtype, void* stream);
-int igc_group_conv_backward_data_cuda(const igc_conv_geometry* geometry, const void* out_grad,
-                                      const void* weight, void* data_grad, int dtype,
-                                      void* stream);
-int igc_group_conv_backward_weight_cuda(const igc_conv_geometry* geometry,
+int igc_group_conv_backward_data_cuda(const igc_group_conv_geometry* geometry,
+                                      const void* out_grad, const void* weight,
+                                      void* data_grad, int dtype, void* stream);
+int64_t igc_group_conv_backward_weight_cuda_workspace(const igc_group_conv_geometry* geometry,
+                                                      int dtype);
+int igc_group_conv_backward_weight_cuda(const igc_group_conv_geometry* geometry,
                                         const void* out_grad, const void* data,
-                                        void* weight_grad, int dtype, void* stream);
-const char* igc_last_group_conv_cuda_error(void);
+                                        void* weight_grad, int dtype, void* workspace,
+                                        int64_t workspace_bytes, void* stream);
 
 #ifdef __cplusplus
 }

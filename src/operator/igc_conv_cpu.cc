@@ -1,28 +1,29 @@
-// CPU kernels of the fused interleaved group convolution. See igc_conv_kernels.h
-// for the layout.
+// InterleavedGroupConv on the CPU: the C ABI of igc_conv_kernels.h, the argument
+// check both devices share, and the choice between the direct kernels
+// (igc_conv_cpu_direct_impl.h, through cpu_isa.h) and BLAS.
 //
-// The GEMMs are those of the OpenBLAS that the mxnet wheel ships. It is looked up
-// at run time (dlopen of its soname with RTLD_NOLOAD finds the copy libmxnet.so
-// has already loaded) rather than linked: the build then needs no BLAS, the
-// MXNet-free kernel library (bench/gpu) builds anywhere, and a process never holds
-// two OpenBLAS copies with two thread pools. IGC_BLAS_LIBRARY names another cblas
-// library; without any, the CPU entry points return IGC_NO_BLAS.
+// BLAS is the OpenBLAS that the mxnet wheel ships. It is looked up at run time
+// (dlopen of its soname with RTLD_NOLOAD finds the copy libmxnet.so has already
+// loaded) rather than linked: the build then needs no BLAS, the MXNet-free
+// kernel library builds anywhere, and a process never holds two OpenBLAS copies
+// with two thread pools. IGC_BLAS_LIBRARY names another cblas library; without
+// any, the BLAS path returns IGC_NO_BLAS.
 //
-// The parallel loop is ours: the GEMMs are small (K x L times L x H*W, e.g.
-// 16 x 16 x 3136), too small for OpenBLAS to split well across threads, and there
-// are many independent ones (one per image and group). That OpenBLAS is built with
-// OpenMP and runs single-threaded inside a parallel region, so each thread of our
-// loop runs whole GEMMs.
+// The parallel loop is ours: the GEMMs are small (K x L times L x H*W), too
+// small for OpenBLAS to split well across threads, and there are many
+// independent ones (one per image and group). That OpenBLAS is built with
+// OpenMP and runs single-threaded inside a parallel region, so each thread of
+// our loop runs whole GEMMs.
 #include <dlfcn.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <mutex>
 #include <vector>
 
+#include "cpu_isa.h"
 #include "igc_conv_kernels.h"
 
 namespace {
@@ -80,13 +81,13 @@ inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double
                static_cast<int>(ldc));
 }
 
-// Sizes derived from (N, C, inner, L, G); see igc_conv_kernels.h.
+// Sizes derived from (N, C, inner, L, M); see igc_conv_kernels.h.
 struct Geometry {
-  int64_t batch, channels, inner, primary, groups;
+  int64_t batch, channels, inner, primary, secondary;
   int64_t P, K, S;
-  Geometry(int64_t n, int64_t c, int64_t hw, int64_t l, int64_t g)
-      : batch(n), channels(c), inner(hw), primary(l), groups(g), P(c / l), K(c / g),
-        S(c / g / l) {}
+  Geometry(int64_t n, int64_t c, int64_t hw, int64_t l, int64_t m)
+      : batch(n), channels(c), inner(hw), primary(l), secondary(m), P(c / l), K(c / m),
+        S(c / m / l) {}
   int64_t image() const { return channels * inner; }
   int64_t slab_offset(int64_t g, int64_t t) const { return (g * S + t) * inner; }
   int64_t weight_offset(int64_t g, int64_t t) const { return g * K * K + t * primary; }
@@ -106,14 +107,14 @@ int64_t column_chunks(int64_t tasks, int64_t inner) {
 
 template <typename T>
 void forward(const T* x, const T* w, T* y, const Geometry& d) {
-  const int64_t chunks = column_chunks(d.batch * d.groups, d.inner);
+  const int64_t chunks = column_chunks(d.batch * d.secondary, d.inner);
   const int64_t width = (d.inner + chunks - 1) / chunks;
-  const int64_t tasks = d.batch * d.groups * chunks;
+  const int64_t tasks = d.batch * d.secondary * chunks;
 #pragma omp parallel for schedule(static)
   for (int64_t task = 0; task < tasks; ++task) {
     const int64_t chunk = task % chunks;
-    const int64_t g = (task / chunks) % d.groups;
-    const int64_t n = task / chunks / d.groups;
+    const int64_t g = (task / chunks) % d.secondary;
+    const int64_t n = task / chunks / d.secondary;
     const int64_t col = chunk * width;
     const int64_t cols = std::min(width, d.inner - col);
     if (cols <= 0) continue;
@@ -122,14 +123,14 @@ void forward(const T* x, const T* w, T* y, const Geometry& d) {
     for (int64_t t = 0; t < d.S; ++t) {
       gemm(false, false, d.K, cols, d.primary, w + d.weight_offset(g, t), d.K,
            xn + d.slab_offset(g, t), d.P * d.inner, t == 0 ? T(0) : T(1), yg,
-           d.groups * d.inner);
+           d.secondary * d.inner);
     }
   }
 }
 
 template <typename T>
 void backward_data(const T* dy, const T* w, T* dx, const Geometry& d) {
-  const int64_t slabs = d.groups * d.S;
+  const int64_t slabs = d.secondary * d.S;
   const int64_t chunks = column_chunks(d.batch * slabs, d.inner);
   const int64_t width = (d.inner + chunks - 1) / chunks;
   const int64_t tasks = d.batch * slabs * chunks;
@@ -143,7 +144,7 @@ void backward_data(const T* dy, const T* w, T* dx, const Geometry& d) {
     const int64_t cols = std::min(width, d.inner - col);
     if (cols <= 0) continue;
     gemm(true, false, d.primary, cols, d.K, w + d.weight_offset(g, t), d.K,
-         dy + n * d.image() + g * d.inner + col, d.groups * d.inner, T(0),
+         dy + n * d.image() + g * d.inner + col, d.secondary * d.inner, T(0),
          dx + n * d.image() + d.slab_offset(g, t) + col, d.P * d.inner);
   }
 }
@@ -154,14 +155,14 @@ void weight_grad_slab(const T* dy, const T* x, T* dw, int64_t g, int64_t t, int6
                       int64_t last, const Geometry& d) {
   for (int64_t n = first; n < last; ++n) {
     gemm(false, true, d.K, d.primary, d.inner, dy + n * d.image() + g * d.inner,
-         d.groups * d.inner, x + n * d.image() + d.slab_offset(g, t), d.P * d.inner,
+         d.secondary * d.inner, x + n * d.image() + d.slab_offset(g, t), d.P * d.inner,
          n == first ? T(0) : T(1), dw + d.weight_offset(g, t), d.K);
   }
 }
 
 template <typename T>
 void backward_weight(const T* dy, const T* x, T* dw, const Geometry& d) {
-  const int64_t slabs = d.groups * d.S;
+  const int64_t slabs = d.secondary * d.S;
   const int64_t weight_size = d.channels * d.K;
   const int64_t threads = omp_get_max_threads();
   if (slabs >= threads || d.batch < 2) {
@@ -194,65 +195,44 @@ bool empty(int64_t batch, int64_t channels, int64_t inner) {
   return batch == 0 || channels == 0 || inner == 0;
 }
 
-}  // namespace
-
-extern "C" int igc_interleaved_conv_check(const void* a, const void* b, const void* c,
-                                          int64_t batch, int64_t channels, int64_t inner,
-                                          int64_t primary, int64_t groups, int dtype) {
-  if (igc_dtype_size(dtype) == 0) return IGC_BAD_DTYPE;
-  if (batch < 0 || channels < 0 || inner < 0 || primary < 1 || groups < 1) {
-    return IGC_BAD_SHAPE;
-  }
-  if (channels % primary != 0 || channels % groups != 0 || (channels / groups) % primary != 0) {
-    return IGC_BAD_SHAPE;
-  }
-  // BLAS takes int sizes and leading dimensions.
-  if (channels * inner > INT32_MAX) return IGC_BAD_SHAPE;
-  if (!empty(batch, channels, inner) && (a == nullptr || b == nullptr || c == nullptr)) {
-    return IGC_BAD_POINTER;
-  }
-  return IGC_OK;
-}
-
-namespace igc_gc {
-// group_conv_cpu.cc: the direct path, in the CPU's instruction-set variant.
-int interleaved_direct(int pass, const void* a, const void* b, void* c, int64_t batch,
-                       int64_t channels, int64_t inner, int64_t primary, int64_t groups,
-                       int dtype);
-}  // namespace igc_gc
-
-namespace {
-
-// The direct kernels (group_conv_cpu_impl.h) run instead of BLAS for up to
-// kDirectMaxK channels per group: GEMMs this thin (16 x 16 weights at
-// IGC-L16M16, 24 x 24 at CIFAR L24M2) ran at a third of the multiply-add rate in
-// OpenBLAS. Forward and data gradient: 1.2-2.7x faster than BLAS on 7x7 to 56x56
-// maps. The weight gradient (pass 2) only from kDirectMinInner pixels: on 7x7
-// maps its dot products are 49 long and BLAS is 1.1x faster; from 8x8 on the
-// direct loops win (1.1-1.5x). IGC_MX_IGC_CONV=blas|direct forces one, for tests and comparisons.
+// The direct kernels run instead of BLAS for up to kDirectMaxK channels per
+// group, where BLAS, given such thin GEMMs, runs far below its multiply-add
+// rate; the weight gradient only from kDirectMinInner pixels, below which its
+// dot products are too short to beat BLAS. The measurements behind both limits
+// are in docs/fused.md. IGC_MX_IGC_CONV=blas|direct forces one, for tests and
+// comparisons.
 constexpr int64_t kDirectMaxK = 64, kDirectMinInner = 64;
 
-bool use_direct(int pass, int64_t channels, int64_t inner, int64_t groups) {
+bool use_direct(igc::Pass pass, int64_t channels, int64_t inner, int64_t secondary) {
   const char* forced = getenv("IGC_MX_IGC_CONV");
   if (forced != nullptr && strcmp(forced, "blas") == 0) return false;
   if (forced != nullptr && strcmp(forced, "direct") == 0) return true;
-  return channels / groups <= kDirectMaxK && (pass != 2 || inner >= kDirectMinInner);
+  return channels / secondary <= kDirectMaxK &&
+         (pass != igc::Pass::kBackwardWeight || inner >= kDirectMinInner);
 }
 
-// Checks, then runs `f32` or `f64` on a non-empty problem.
+// Checks, then runs the direct kernel or `f32`/`f64` (BLAS) on a non-empty problem.
 template <typename F32, typename F64>
-int dispatch(int pass, const void* a, const void* b, void* c, int64_t batch, int64_t channels,
-             int64_t inner, int64_t primary, int64_t groups, int dtype, F32 f32, F64 f64) {
+int dispatch(igc::Pass pass, const void* a, const void* b, void* c, int64_t batch,
+             int64_t channels, int64_t inner, int64_t primary, int64_t secondary, int dtype,
+             F32 f32, F64 f64) {
   const int status =
-      igc_interleaved_conv_check(a, b, c, batch, channels, inner, primary, groups, dtype);
+      igc_interleaved_conv_check(a, b, c, batch, channels, inner, primary, secondary, dtype);
   if (status != IGC_OK) return status;
   if (dtype != IGC_FLOAT32 && dtype != IGC_FLOAT64) return IGC_BAD_DTYPE;
-  if (empty(batch, channels, inner)) return IGC_OK;
-  if (use_direct(pass, channels, inner, groups))
-    return igc_gc::interleaved_direct(pass, a, b, c, batch, channels, inner, primary, groups,
-                                      dtype);
+  if (empty(batch, channels, inner)) {
+    if (pass == igc::Pass::kBackwardWeight && channels > 0) {
+      // No images: the gradient of the (non-empty) weight is zero.
+      if (c == nullptr) return IGC_BAD_POINTER;
+      memset(c, 0, channels * (channels / secondary) * igc_dtype_size(dtype));
+    }
+    return IGC_OK;
+  }
+  if (use_direct(pass, channels, inner, secondary))
+    return igc::cpu::variant().interleaved[static_cast<int>(pass)](
+        a, b, c, batch, channels, inner, primary, secondary, dtype);
   if (blas().sgemm == nullptr) return IGC_NO_BLAS;
-  const Geometry d(batch, channels, inner, primary, groups);
+  const Geometry d(batch, channels, inner, primary, secondary);
   if (dtype == IGC_FLOAT32) {
     f32(static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(c), d);
   } else {
@@ -264,35 +244,49 @@ int dispatch(int pass, const void* a, const void* b, void* c, int64_t batch, int
 
 }  // namespace
 
+extern "C" int igc_interleaved_conv_check(const void* a, const void* b, const void* c,
+                                          int64_t batch, int64_t channels, int64_t inner,
+                                          int64_t primary, int64_t secondary, int dtype) {
+  if (igc_dtype_size(dtype) == 0) return IGC_BAD_DTYPE;
+  if (batch < 0 || channels < 0 || inner < 0 || primary < 1 || secondary < 1) {
+    return IGC_BAD_SHAPE;
+  }
+  if (channels % primary != 0 || channels % secondary != 0 ||
+      (channels / secondary) % primary != 0) {
+    return IGC_BAD_SHAPE;
+  }
+  // Every tensor within IGC_MAX_ELEMENTS (BLAS also takes int sizes).
+  const int64_t data[] = {batch, channels, inner};
+  if (igc::checked_mul(channels, inner) < 0 || igc::checked_product(data, 3) < 0)
+    return IGC_TOO_LARGE;
+  const bool empty_data = empty(batch, channels, inner);
+  if (!empty_data && (a == nullptr || b == nullptr || c == nullptr)) return IGC_BAD_POINTER;
+  return IGC_OK;
+}
+
 extern "C" int igc_interleaved_conv_forward_cpu(const void* data, const void* weight,
                                                 void* out, int64_t batch, int64_t channels,
                                                 int64_t inner, int64_t primary,
-                                                int64_t groups, int dtype) {
-  return dispatch(0, data, weight, out, batch, channels, inner, primary, groups, dtype,
-                  forward<float>, forward<double>);
+                                                int64_t secondary, int dtype) {
+  return dispatch(igc::Pass::kForward, data, weight, out, batch, channels, inner, primary,
+                  secondary, dtype, forward<float>, forward<double>);
 }
 
 extern "C" int igc_interleaved_conv_backward_data_cpu(const void* out_grad, const void* weight,
                                                       void* data_grad, int64_t batch,
                                                       int64_t channels, int64_t inner,
-                                                      int64_t primary, int64_t groups,
+                                                      int64_t primary, int64_t secondary,
                                                       int dtype) {
-  return dispatch(1, out_grad, weight, data_grad, batch, channels, inner, primary, groups, dtype,
-                  backward_data<float>, backward_data<double>);
+  return dispatch(igc::Pass::kBackwardData, out_grad, weight, data_grad, batch, channels, inner,
+                  primary, secondary, dtype, backward_data<float>, backward_data<double>);
 }
 
 extern "C" int igc_interleaved_conv_backward_weight_cpu(const void* out_grad, const void* data,
                                                         void* weight_grad, int64_t batch,
                                                         int64_t channels, int64_t inner,
-                                                        int64_t primary, int64_t groups,
+                                                        int64_t primary, int64_t secondary,
                                                         int dtype) {
-  const int status = dispatch(2, out_grad, data, weight_grad, batch, channels, inner, primary,
-                              groups, dtype, backward_weight<float>, backward_weight<double>);
-  if (status == IGC_OK && (batch == 0 || inner == 0) && channels > 0 &&
-      weight_grad != nullptr) {
-    // No images: the gradient of the (non-empty) weight is zero.
-    std::fill_n(static_cast<char*>(weight_grad),
-                channels * (channels / groups) * igc_dtype_size(dtype), char(0));
-  }
-  return status;
+  return dispatch(igc::Pass::kBackwardWeight, out_grad, data, weight_grad, batch, channels,
+                  inner, primary, secondary, dtype, backward_weight<float>,
+                  backward_weight<double>);
 }

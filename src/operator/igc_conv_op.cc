@@ -16,194 +16,164 @@ namespace {
 
 constexpr char kOp[] = "InterleavedGroupConv";
 
-struct Params {
-  long long primary;  // L
-  long long groups;   // M
-};
+struct InterleavedGroupConvOp {
+  static constexpr const char* kName = kOp;
+  static constexpr int kInputs = 2;
+  static constexpr const char* kDtypes = "float32 or float64 (float16 on GPU)";
 
-bool parse_params(const igc::Attrs& attrs, Params* p) {
-  return igc::check_known_params(kOp, attrs, {"primary_partition", "secondary_partition"}) &&
-         igc::parse_int_param(kOp, attrs, "primary_partition", true, 0, 1, INT_MAX,
-                              &p->primary) &&
-         igc::parse_int_param(kOp, attrs, "secondary_partition", true, 0, 1, INT_MAX,
-                              &p->groups);
-}
+  struct Params {
+    long long L;  // primary_partition
+    long long M;  // secondary_partition
+  };
 
-bool supported_dtype(int dtype) {
-  return dtype == kFloat32 || dtype == kFloat64 || dtype == kFloat16;
-}
-
-template <typename Dims>
-void print_shape(std::ostream& msg, const Dims& shape) {
-  msg << "(";
-  for (size_t k = 0; k < shape.size(); ++k) msg << (k ? "," : "") << shape[k];
-  msg << ")";
-}
-
-// Checks the data shape against L and G; shared by shape inference and compute.
-template <typename Dims>
-bool check_data_shape(const Dims& shape, const Params& p) {
-  if (shape.size() != 4) {
-    std::ostream& msg = igc::error_message(kOp);
-    msg << "data must be 4-dimensional (N, C, H, W), got ndim=" << shape.size() << " shape=";
-    print_shape(msg, shape);
-    return false;
+  static bool parse(const igc::Attrs& attrs, Params* p) {
+    return igc::check_known_params(kOp, attrs, {"primary_partition", "secondary_partition"}) &&
+           igc::parse_int_param(kOp, attrs, "primary_partition", true, 0, 1, INT_MAX, &p->L) &&
+           igc::parse_int_param(kOp, attrs, "secondary_partition", true, 0, 1, INT_MAX, &p->M);
   }
-  const long long channels = static_cast<long long>(shape[1]);
-  if (channels % p.primary != 0) {
-    igc::error_message(kOp) << "channels C=" << channels << " is not divisible by "
-                            << "primary_partition=" << p.primary;
-    return false;
+
+  static bool supported_dtype(int dtype) { return igc::float_dtype(dtype); }
+
+  // Checks the data shape against L and M; shared by shape inference and compute.
+  template <typename Dims>
+  static bool check_data_shape(const Dims& shape, const Params& p) {
+    if (!igc::check_dims(kOp, "data", shape, 4, "(N, C, H, W)")) return false;
+    const long long channels = static_cast<long long>(shape[1]);
+    if (channels % p.L != 0) {
+      igc::error_message(kOp) << "channels C=" << channels << " is not divisible by "
+                              << "primary_partition=" << p.L;
+      return false;
+    }
+    if (channels % p.M != 0) {
+      igc::error_message(kOp) << "channels C=" << channels << " is not divisible by "
+                              << "secondary_partition=" << p.M;
+      return false;
+    }
+    if ((channels / p.M) % p.L != 0) {
+      igc::error_message(kOp) << "channels per secondary group C/M=" << channels / p.M
+                              << " (C=" << channels << ", secondary_partition=" << p.M
+                              << ") is not a multiple of primary_partition=" << p.L;
+      return false;
+    }
+    const int64_t sizes[] = {static_cast<int64_t>(shape[0]), channels,
+                             static_cast<int64_t>(shape[2]), static_cast<int64_t>(shape[3])};
+    if (igc::checked_product(sizes, 4) < 0) {
+      igc::error_message(kOp) << "data " << igc::shape_text(shape)
+                              << " has more than 2^31 - 1 elements, the most MXNet's wheels "
+                                 "index";
+      return false;
+    }
+    return true;
   }
-  if (channels % p.groups != 0) {
-    igc::error_message(kOp) << "channels C=" << channels << " is not divisible by "
-                            << "secondary_partition=" << p.groups;
-    return false;
+
+  // The weight shape the data implies: (C, C/M, 1, 1).
+  static std::vector<unsigned int> weight_shape(unsigned int channels, const Params& p) {
+    return {channels, static_cast<unsigned int>(channels / p.M), 1u, 1u};
   }
-  if ((channels / p.groups) % p.primary != 0) {
-    igc::error_message(kOp) << "channels per secondary group C/M=" << channels / p.groups
-                            << " (C=" << channels << ", secondary_partition=" << p.groups
-                            << ") is not a multiple of primary_partition=" << p.primary;
-    return false;
+
+  template <typename Dims>
+  static bool check_weight_shape(const Dims& shape, unsigned int channels, const Params& p) {
+    const std::vector<unsigned int> want = weight_shape(channels, p);
+    bool same = shape.size() == want.size();
+    for (size_t k = 0; same && k < want.size(); ++k) same = shape[k] == want[k];
+    if (!same) {
+      igc::error_message(kOp) << "weight shape " << igc::shape_text(shape)
+                              << " does not match (C, C/secondary_partition, 1, 1) = "
+                              << igc::shape_text(want) << " for C=" << channels
+                              << ", secondary_partition=" << p.M;
+    }
+    return same;
   }
-  return true;
-}
 
-// The weight shape the data implies: (C, C/G, 1, 1).
-std::vector<unsigned int> weight_shape(unsigned int channels, const Params& p) {
-  return {channels, static_cast<unsigned int>(channels / p.groups), 1u, 1u};
-}
-
-template <typename Dims>
-bool check_weight_shape(const Dims& shape, unsigned int channels, const Params& p) {
-  const std::vector<unsigned int> want = weight_shape(channels, p);
-  bool same = shape.size() == want.size();
-  for (size_t k = 0; same && k < want.size(); ++k) same = shape[k] == want[k];
-  if (!same) {
-    std::ostream& msg = igc::error_message(kOp);
-    msg << "weight shape ";
-    print_shape(msg, shape);
-    msg << " does not match (C, C/secondary_partition, 1, 1) = ";
-    print_shape(msg, want);
-    msg << " for C=" << channels << ", secondary_partition=" << p.groups;
-    return false;
+  static MXReturnValue infer_shape(const igc::Attrs& attrs,
+                                   std::vector<std::vector<unsigned int>>* in_shapes,
+                                   std::vector<std::vector<unsigned int>>* out_shapes) {
+    Params p;
+    if (!parse(attrs, &p)) return MX_FAIL;
+    const std::vector<unsigned int>& data = in_shapes->at(0);
+    if (!check_data_shape(data, p)) return MX_FAIL;
+    std::vector<unsigned int>& weight = in_shapes->at(1);
+    if (weight.empty()) {
+      weight = weight_shape(data[1], p);  // a weight variable without a shape yet
+    } else if (!check_weight_shape(weight, data[1], p)) {
+      return MX_FAIL;
+    }
+    out_shapes->at(0) = data;
+    return MX_SUCCESS;
   }
-  return true;
-}
 
-MXReturnValue parse_attrs(const igc::Attrs& attrs, int* num_in, int* num_out) {
-  *num_in = 2;
-  *num_out = 1;
-  Params p;
-  return parse_params(attrs, &p) ? MX_SUCCESS : MX_FAIL;
-}
-
-MXReturnValue infer_type(const igc::Attrs&, std::vector<int>* in_types,
-                         std::vector<int>* out_types) {
-  return igc::infer_shared_dtype(kOp, in_types, out_types, supported_dtype,
-                                 "float32, float64 or float16 (GPU only)");
-}
-
-MXReturnValue infer_shape(const igc::Attrs& attrs,
-                          std::vector<std::vector<unsigned int>>* in_shapes,
-                          std::vector<std::vector<unsigned int>>* out_shapes) {
-  Params p;
-  if (!parse_params(attrs, &p)) return MX_FAIL;
-  const std::vector<unsigned int>& data = in_shapes->at(0);
-  if (!check_data_shape(data, p)) return MX_FAIL;
-  std::vector<unsigned int>& weight = in_shapes->at(1);
-  if (weight.empty()) {
-    weight = weight_shape(data[1], p);  // a weight variable without a shape yet
-  } else if (!check_weight_shape(weight, data[1], p)) {
-    return MX_FAIL;
-  }
-  out_shapes->at(0) = data;
-  return MX_SUCCESS;
-}
-
-enum class Pass { kForward, kBackwardData, kBackwardWeight };
-
-// One kernel call. `data` supplies the shape; a, b, c are the kernel's operands.
-MXReturnValue run(Pass pass, const Params& p, const MXTensor& data, const MXTensor& a,
-                  const MXTensor& b, MXTensor* c, const OpResource& res) {
-  const int64_t batch = data.shape[0], channels = data.shape[1];
-  const int64_t inner = data.shape[2] * data.shape[3];
-  if (data.ctx.dev_type == "gpu") {
+  // One kernel call. `data` supplies the shape; a, b, c are the kernel's operands.
+  static MXReturnValue run(igc::Pass pass, const Params& p, const MXTensor& data,
+                           const MXTensor& a, const MXTensor& b, MXTensor* c,
+                           const OpResource& res) {
+    const int64_t batch = data.shape[0], channels = data.shape[1];
+    const int64_t inner = data.shape[2] * data.shape[3];
+    if (data.ctx.dev_type == "gpu") {
 #ifdef IGC_WITH_CUDA
-    auto* fn = pass == Pass::kForward        ? igc_interleaved_conv_forward_cuda
-               : pass == Pass::kBackwardData ? igc_interleaved_conv_backward_data_cuda
-                                             : igc_interleaved_conv_backward_weight_cuda;
-    return igc::kernel_result(kOp,
-                              fn(a.data_ptr, b.data_ptr, c->data_ptr, batch, channels, inner,
-                                 p.primary, p.groups, data.dtype, res.get_cuda_stream()),
-                              igc_last_cuda_error());
+      void* stream = res.get_cuda_stream();
+      int status;
+      if (pass == igc::Pass::kForward) {
+        status = igc_interleaved_conv_forward_cuda(a.data_ptr, b.data_ptr, c->data_ptr, batch,
+                                                   channels, inner, p.L, p.M, data.dtype, stream);
+      } else if (pass == igc::Pass::kBackwardData) {
+        status = igc_interleaved_conv_backward_data_cuda(a.data_ptr, b.data_ptr, c->data_ptr,
+                                                         batch, channels, inner, p.L, p.M,
+                                                         data.dtype, stream);
+      } else {
+        const int64_t bytes = igc_interleaved_conv_backward_weight_cuda_workspace(
+            batch, channels, inner, p.L, p.M, data.dtype);
+        void* workspace = bytes > 0 ? res.alloc_gpu(bytes) : nullptr;
+        status = igc_interleaved_conv_backward_weight_cuda(
+            a.data_ptr, b.data_ptr, c->data_ptr, batch, channels, inner, p.L, p.M, data.dtype,
+            workspace, bytes, stream);
+      }
+      return igc::kernel_result(kOp, status, igc_last_cuda_error());
 #else
-    return igc::no_cuda(kOp);
+      return igc::no_cuda(kOp);
 #endif
+    }
+    if (data.dtype == kFloat16) return igc::no_cpu_float16(kOp);
+    auto* fn = pass == igc::Pass::kForward        ? igc_interleaved_conv_forward_cpu
+               : pass == igc::Pass::kBackwardData ? igc_interleaved_conv_backward_data_cpu
+                                                  : igc_interleaved_conv_backward_weight_cpu;
+    return igc::kernel_result(kOp, fn(a.data_ptr, b.data_ptr, c->data_ptr, batch, channels,
+                                      inner, p.L, p.M, data.dtype));
   }
-  if (data.dtype == kFloat16) {
-    igc::error_message(kOp) << "float16 is supported on GPU only; on CPU use float32 "
-                               "or float64";
-    return MX_FAIL;
-  }
-  auto* fn = pass == Pass::kForward        ? igc_interleaved_conv_forward_cpu
-             : pass == Pass::kBackwardData ? igc_interleaved_conv_backward_data_cpu
-                                           : igc_interleaved_conv_backward_weight_cpu;
-  return igc::kernel_result(kOp, fn(a.data_ptr, b.data_ptr, c->data_ptr, batch, channels,
-                                    inner, p.primary, p.groups, data.dtype));
-}
 
-// Parses the params and validates data and weight: compute sees inputs that shape
-// inference may never have checked (e.g. imperative calls with mismatched arrays).
-bool prepare(const igc::Attrs& attrs, const MXTensor& data, const MXTensor& weight,
-             Params* p) {
-  if (!parse_params(attrs, p) || !check_data_shape(data.shape, *p) ||
-      !check_weight_shape(weight.shape, static_cast<unsigned int>(data.shape[1]), *p)) {
-    return false;
+  // Parses the params and validates data and weight: compute sees inputs that shape
+  // inference may never have checked (e.g. imperative calls with mismatched arrays).
+  static bool prepare(const igc::Attrs& attrs, const MXTensor& data, const MXTensor& weight,
+                      Params* p) {
+    return parse(attrs, p) && check_data_shape(data.shape, *p) &&
+           check_weight_shape(weight.shape, static_cast<unsigned int>(data.shape[1]), *p) &&
+           igc::check_dtypes<InterleavedGroupConvOp>({&data, &weight});
   }
-  if (!supported_dtype(data.dtype) || weight.dtype != data.dtype) {
-    igc::error_message(kOp) << "unsupported dtypes data=" << igc::dtype_name(data.dtype)
-                            << " weight=" << igc::dtype_name(weight.dtype)
-                            << "; expected both float32, float64 or float16 (GPU only)";
-    return false;
-  }
-  return true;
-}
 
-MXReturnValue forward(const igc::Attrs& attrs, std::vector<MXTensor>* inputs,
-                      std::vector<MXTensor>* outputs, const OpResource& res) {
-  const MXTensor& data = inputs->at(0);
-  const MXTensor& weight = inputs->at(1);
-  Params p;
-  if (!prepare(attrs, data, weight, &p)) return MX_FAIL;
-  return run(Pass::kForward, p, data, data, weight, &outputs->at(0), res);
-}
-
-// Backward inputs are (out_grad, data, weight, output); outputs are (data_grad,
-// weight_grad).
-MXReturnValue backward(const igc::Attrs& attrs, std::vector<MXTensor>* inputs,
-                       std::vector<MXTensor>* outputs, const OpResource& res) {
-  const MXTensor& out_grad = inputs->at(0);
-  const MXTensor& data = inputs->at(1);
-  const MXTensor& weight = inputs->at(2);
-  Params p;
-  if (!prepare(attrs, data, weight, &p)) return MX_FAIL;
-  if (run(Pass::kBackwardData, p, data, out_grad, weight, &outputs->at(0), res) != MX_SUCCESS) {
-    return MX_FAIL;
+  static MXReturnValue forward(const igc::Attrs& attrs, std::vector<MXTensor>* inputs,
+                               std::vector<MXTensor>* outputs, const OpResource& res) {
+    const MXTensor& data = inputs->at(0);
+    const MXTensor& weight = inputs->at(1);
+    Params p;
+    if (!prepare(attrs, data, weight, &p)) return MX_FAIL;
+    return run(igc::Pass::kForward, p, data, data, weight, &outputs->at(0), res);
   }
-  return run(Pass::kBackwardWeight, p, data, out_grad, data, &outputs->at(1), res);
-}
+
+  // Backward inputs are (out_grad, data, weight, output); outputs are (data_grad,
+  // weight_grad).
+  static MXReturnValue backward(const igc::Attrs& attrs, std::vector<MXTensor>* inputs,
+                                std::vector<MXTensor>* outputs, const OpResource& res) {
+    const MXTensor& out_grad = inputs->at(0);
+    const MXTensor& data = inputs->at(1);
+    const MXTensor& weight = inputs->at(2);
+    Params p;
+    if (!prepare(attrs, data, weight, &p)) return MX_FAIL;
+    if (run(igc::Pass::kBackwardData, p, data, out_grad, weight, &outputs->at(0), res) !=
+        MX_SUCCESS)
+      return MX_FAIL;
+    return run(igc::Pass::kBackwardWeight, p, data, out_grad, data, &outputs->at(1), res);
+  }
+};
 
 }  // namespace
 
-REGISTER_OP(InterleavedGroupConv)
-    .setParseAttrs(parse_attrs)
-    .setInferType(infer_type)
-    .setInferShape(infer_shape)
-    .setForward(forward, "cpu")
-    .setBackward(backward, "cpu")
-#ifdef IGC_WITH_CUDA
-    .setForward(forward, "gpu")
-    .setBackward(backward, "gpu")
-#endif
-    ;
+IGC_REGISTER_OP(InterleavedGroupConv, InterleavedGroupConvOp);

@@ -1,6 +1,5 @@
 #include "op_utils.h"
 
-#include "reorder_kernels.h"  // igc_status, igc_status_string
 
 #include <cerrno>
 #include <cstdlib>
@@ -118,6 +117,11 @@ mxnet::ext::MXReturnValue kernel_result(const char* op, int status, const char* 
 
 mxnet::ext::MXReturnValue no_cuda(const char* op) {
   error_message(op) << "this library was built without CUDA (IGC_USE_CUDA=OFF)";
+  return mxnet::ext::MX_FAIL;
+}
+
+mxnet::ext::MXReturnValue no_cpu_float16(const char* op) {
+  error_message(op) << "float16 is supported on GPU only; on the CPU use float32 or float64";
   return mxnet::ext::MX_FAIL;
 }
 

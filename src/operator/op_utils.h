@@ -3,12 +3,14 @@
 #ifndef IGC_MX_OP_UTILS_H_
 #define IGC_MX_OP_UTILS_H_
 
+#include <climits>
 #include <initializer_list>
 #include <sstream>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "igc_common.h"
 #include "mxnet/lib_api.h"
 
 namespace igc {
@@ -38,6 +40,40 @@ bool parse_int_param(const char* op, const Attrs& attrs, const char* key, bool r
 // "float32", "float64", ... for messages.
 const char* dtype_name(int dtype);
 
+// "(2,3,4)" for messages; a dimension MXNet does not know yet prints as "?".
+template <typename Dims>
+std::string shape_text(const Dims& shape) {
+  std::string s = "(";
+  for (size_t k = 0; k < shape.size(); ++k) {
+    s += k ? "," : "";
+    s += static_cast<unsigned>(shape[k]) == UINT_MAX ? std::string("?")
+                                                    : std::to_string(shape[k]);
+  }
+  return s + ")";
+}
+
+// Fails, naming the op, the input and the shape, unless `shape` has `ndim`
+// dimensions that are all known and >= 1. (MXNet hands a library an unknown
+// dimension as UINT_MAX; in its default shape semantics a 0 means unknown too.)
+template <typename Dims>
+bool check_dims(const char* op, const char* input, const Dims& shape, size_t ndim,
+                const char* layout) {
+  if (shape.size() != ndim) {
+    error_message(op) << input << " must be " << ndim << "-dimensional " << layout << ", got ndim="
+                      << shape.size() << " shape=" << shape_text(shape);
+    return false;
+  }
+  for (size_t k = 0; k < shape.size(); ++k) {
+    const unsigned d = static_cast<unsigned>(shape[k]);
+    if (d == 0 || d == UINT_MAX) {
+      error_message(op) << input << " shape " << shape_text(shape) << " has an unknown or "
+                        << "zero-size dimension " << k << "; every dimension must be >= 1";
+      return false;
+    }
+  }
+  return true;
+}
+
 // Type inference for ops whose inputs (data, weight) and output share one dtype:
 // unknown (-1) entries take the known one. Fails, naming the dtypes, when the
 // inputs differ or the dtype is not `supported`; `expected` lists what is.
@@ -53,6 +89,66 @@ mxnet::ext::MXReturnValue kernel_result(const char* op, int status,
 // MX_FAIL for a GPU array reaching a library built without CUDA.
 mxnet::ext::MXReturnValue no_cuda(const char* op);
 
+// The registration hooks every op shares. An op type `Op` provides
+//   kName, kInputs (array inputs; one output), kDtypes (text for messages),
+//   struct Params, static bool parse(const Attrs&, Params*),
+//   static bool supported_dtype(int), and the infer_shape, forward and backward
+//   functions that IGC_REGISTER_OP names.
+template <typename Op>
+mxnet::ext::MXReturnValue parse_attrs(const Attrs& attrs, int* num_in, int* num_out) {
+  *num_in = Op::kInputs;
+  *num_out = 1;
+  typename Op::Params params;
+  return Op::parse(attrs, &params) ? mxnet::ext::MX_SUCCESS : mxnet::ext::MX_FAIL;
+}
+
+template <typename Op>
+mxnet::ext::MXReturnValue infer_type(const Attrs&, std::vector<int>* in_types,
+                                     std::vector<int>* out_types) {
+  return infer_shared_dtype(Op::kName, in_types, out_types, Op::supported_dtype, Op::kDtypes);
+}
+
+// Fails unless every tensor has one dtype that `Op` supports; at compute time,
+// where shape and type inference may have been skipped (imperative calls).
+template <typename Op>
+bool check_dtypes(const std::vector<const mxnet::ext::MXTensor*>& tensors) {
+  const int dtype = tensors.front()->dtype;
+  bool same = true;
+  for (const mxnet::ext::MXTensor* t : tensors) same = same && t->dtype == dtype;
+  if (same && Op::supported_dtype(dtype)) return true;
+  std::ostream& msg = error_message(Op::kName);
+  msg << "unsupported dtypes";
+  for (const mxnet::ext::MXTensor* t : tensors) msg << " " << dtype_name(t->dtype);
+  msg << "; expected one dtype for all inputs: " << Op::kDtypes;
+  return false;
+}
+
+// The dtypes of ops with CUDA kernels: float16 only where a GPU can run it.
+inline bool float_dtype(int dtype) {
+#ifdef IGC_WITH_CUDA
+  if (dtype == mxnet::ext::kFloat16) return true;
+#endif
+  return dtype == mxnet::ext::kFloat32 || dtype == mxnet::ext::kFloat64;
+}
+
+// MX_FAIL for float16 on the CPU, whose kernels are float32 and float64.
+mxnet::ext::MXReturnValue no_cpu_float16(const char* op);
+
 }  // namespace igc
+
+#ifdef IGC_WITH_CUDA
+#define IGC_GPU_COMPUTE(Op) .setForward(Op::forward, "gpu").setBackward(Op::backward, "gpu")
+#else
+#define IGC_GPU_COMPUTE(Op)
+#endif
+
+// REGISTER_OP(Name) with the shared hooks and Op's own shape inference and compute.
+#define IGC_REGISTER_OP(Name, Op)                  \
+  REGISTER_OP(Name)                                \
+      .setParseAttrs(::igc::parse_attrs<Op>)       \
+      .setInferType(::igc::infer_type<Op>)         \
+      .setInferShape(Op::infer_shape)              \
+      .setForward(Op::forward, "cpu")              \
+      .setBackward(Op::backward, "cpu") IGC_GPU_COMPUTE(Op)
 
 #endif  // IGC_MX_OP_UTILS_H_

@@ -1,0 +1,51 @@
+// The direct CPU kernels in each instruction-set variant (cpu_isa_*.cc), and the
+// one that runs on this CPU: the table through which group_conv_cpu.cc and
+// igc_conv_cpu.cc call them. Sizes, pointers and dtype are checked by the
+// callers; the entries only compute.
+#ifndef IGC_MX_CPU_ISA_H_
+#define IGC_MX_CPU_ISA_H_
+
+#include <stdint.h>
+
+#include "group_conv_kernels.h"
+
+namespace igc {
+namespace cpu {
+
+using GroupConvEntry = int (*)(const igc_group_conv_geometry& geometry, const void* a,
+                               const void* b, void* c, int dtype);
+using InterleavedEntry = int (*)(const void* a, const void* b, void* c, int64_t batch,
+                                 int64_t channels, int64_t inner, int64_t primary,
+                                 int64_t secondary, int dtype);
+
+// One variant's entries, each indexed by igc::Pass.
+struct Variant {
+  const char* name;
+  GroupConvEntry group_conv[3];
+  InterleavedEntry interleaved[3];
+};
+
+// The best variant this CPU runs; IGC_MX_CPU_ISA=generic|avx2 picks a lesser one
+// (for tests and comparisons), never one the CPU lacks.
+const Variant& variant();
+
+}  // namespace cpu
+}  // namespace igc
+
+// Defines `kVariant` in the including variant's namespace, after its kernels
+// (group_conv_cpu_impl.h and igc_conv_cpu_direct_impl.h).
+#define IGC_CPU_DEFINE_VARIANT(label)                                                     \
+  namespace igc {                                                                         \
+  namespace cpu {                                                                         \
+  namespace IGC_CPU_ISA {                                                                 \
+  extern const Variant kVariant;                                                          \
+  const Variant kVariant = {label,                                                        \
+                            {group_conv_forward, group_conv_backward_data,                \
+                             group_conv_backward_weight},                                 \
+                            {interleaved_conv_forward, interleaved_conv_backward_data,    \
+                             interleaved_conv_backward_weight}};                          \
+  }                                                                                       \
+  }                                                                                       \
+  }
+
+#endif  // IGC_MX_CPU_ISA_H_

@@ -1,0 +1,101 @@
+// What the CUDA kernel files share: the CUDA headers (or, with
+// IGC_CUDA_EMULATION, cuda_emulation.h, which runs the same kernels on the CPU
+// for the tests), the one launch helper, float16 loads and stores with float
+// accumulation, and the error channel of igc_common.h.
+#ifndef IGC_MX_CUDA_COMMON_CUH_
+#define IGC_MX_CUDA_COMMON_CUH_
+
+#ifdef IGC_CUDA_EMULATION
+#include "cuda_emulation.h"
+// A block's instance of a __shared__ variable (the emulation gives every
+// declaration site its own storage per block).
+#define IGC_SHARED(type, name) type& name = ::igc_emu::shared<type, __COUNTER__>()
+#else
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#define IGC_SHARED(type, name) __shared__ type name
+#endif
+
+#include <stdint.h>
+
+#include "igc_common.h"
+
+namespace igc {
+namespace cuda {
+
+// Sums run in float for float16 and float, in double for double.
+template <typename T>
+struct Acc {
+  using type = float;
+};
+template <>
+struct Acc<double> {
+  using type = double;
+};
+
+template <typename T>
+__device__ __forceinline__ typename Acc<T>::type load(const T* p) {
+  return *p;
+}
+template <>
+__device__ __forceinline__ float load(const __half* p) {
+  return __half2float(*p);
+}
+template <typename T>
+__device__ __forceinline__ void store(T* p, typename Acc<T>::type v) {
+  *p = v;
+}
+template <>
+__device__ __forceinline__ void store(__half* p, float v) {
+  *p = __float2half(v);
+}
+
+// Blocks of a 1-D grid of `threads`-thread blocks for `work` items, at most
+// `cap` (kernels that take it loop grid-stride over the rest).
+inline unsigned grid_blocks(int64_t work, unsigned threads, int64_t cap = 65535) {
+#ifdef IGC_CUDA_EMULATION
+  cap = ::igc_emu::grid_cap(cap);
+#endif
+  const int64_t blocks = (work + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks < cap ? blocks : cap));
+}
+
+// At most `cap` blocks along y or z (CUDA allows 65535; the emulation can cap
+// lower so that the kernels' loops over the rest run in the tests).
+inline unsigned grid_cap(int64_t wanted, int64_t cap = 65535) {
+#ifdef IGC_CUDA_EMULATION
+  cap = ::igc_emu::grid_cap(cap);
+#endif
+  return static_cast<unsigned>(wanted < 1 ? 1 : (wanted < cap ? wanted : cap));
+}
+
+// kernel<<<grid, block, 0, stream>>>(args...): the one way kernels are launched.
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
+            const char* name, Args&&... args) {
+#ifdef IGC_CUDA_EMULATION
+  (void)stream;
+  ::igc_emu::launch(kernel, grid, block, name, static_cast<Args&&>(args)...);
+#else
+  (void)name;
+  kernel<<<grid, block, 0, stream>>>(static_cast<Args&&>(args)...);
+#endif
+}
+
+// IGC_OK, or IGC_CUDA_ERROR with the text left in igc_last_cuda_error().
+inline int status(cudaError_t err) {
+  if (err == cudaSuccess) return IGC_OK;
+  igc_set_last_cuda_error(cudaGetErrorString(err));
+  return IGC_CUDA_ERROR;
+}
+
+// The status of the launches so far.
+inline int finish() { return status(cudaGetLastError()); }
+
+}  // namespace cuda
+}  // namespace igc
+
+#define IGC_LAUNCH(kernel, grid, block, stream, ...) \
+  ::igc::cuda::launch(kernel, grid, block, stream, #kernel, __VA_ARGS__)
+
+#endif  // IGC_MX_CUDA_COMMON_CUH_

@@ -1,0 +1,344 @@
+"""Every CUDA entry point, run on the CPU, against the CPU kernels.
+
+libigc_kernels_emulated.so compiles src/operator/*.cu with the host compiler
+against src/operator/cuda_emulation.h: each block's threads are fibers with a
+real __syncthreads() barrier, run in an order that exposes a missing barrier,
+with shared memory that starts as NaN. scripts/test.sh rebuilds it, so an edit
+to a .cu file is tested by `scripts/test.sh tests/test_cuda_emulated.py`.
+
+Besides the results in float32, float64 and float16, the tests show that they
+would catch the GPU bugs that matter: dropping any one __syncthreads() of any
+.cu file, or one thread skipping its share of the work, makes a case fail.
+"""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from igc_mx import kernels
+
+SOURCES = Path(__file__).resolve().parents[1] / 'src' / 'operator'
+DTYPES = ('float32', 'float64', 'float16')
+# Tolerance relative to the largest reference value. float16 results are rounded
+# to float16 (sums run in float32), float32 sums differ from the CPU's in order.
+RTOL = {'float32': 2e-5, 'float64': 1e-12, 'float16': 3e-3}
+
+
+@pytest.fixture(scope='module')
+def emu():
+    lib = kernels.load_emulated()
+    lib.igc_emu_reset()
+    yield lib
+    lib.igc_emu_reset()
+
+
+def close(result, reference, dtype):
+    result = np.asarray(result, dtype='float64')
+    reference = np.asarray(reference, dtype='float64')
+    scale = max(1.0, float(np.abs(reference).max(initial=0)))
+    np.testing.assert_allclose(result, reference, rtol=0, atol=RTOL[dtype] * scale)
+
+
+def inputs(rng, dtype, *shapes):
+    return [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+
+
+def cpu_inputs(arrays):
+    """The CPU kernels run float32/float64: float16 inputs go in as float64."""
+    return [a.astype('float64') if a.dtype == np.float16 else a for a in arrays]
+
+
+# ---- Reorder -----------------------------------------------------------------
+
+# (shape, branch_factor): row sizes of 2 to 16+ bytes for every copy width,
+# odd sizes, batch 1, 2-D and 5-D inputs
+REORDER_CASES = [((2, 12, 5, 7), 3), ((1, 64, 4, 4), 8), ((3, 6, 1), 2), ((40, 96), 4),
+                 ((2, 6, 2, 3, 2), 6), ((5, 9, 1, 1), 9), ((4, 10, 3), 1)]
+
+
+def reorder_reference(x, branch_factor):
+    n, c = x.shape[:2]
+    return x.reshape(n, branch_factor, c // branch_factor, *x.shape[2:]).swapaxes(1, 2) \
+        .reshape(x.shape)
+
+
+def run_reorder(emu, x, branch_factor):
+    y = np.full_like(x, np.nan)
+    kernels.reorder(x, y, branch_factor, device='cuda', lib=emu)
+    return y
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('shape,branch_factor', REORDER_CASES)
+def test_reorder(emu, shape, branch_factor, dtype):
+    x, = inputs(np.random.default_rng(1), dtype, shape)
+    np.testing.assert_array_equal(run_reorder(emu, x, branch_factor),
+                                  reorder_reference(x, branch_factor))
+
+
+def test_reorder_unaligned_pointers(emu):
+    # Views one float16 into a buffer: only the 2-byte copy is allowed.
+    base = np.random.default_rng(2).standard_normal(2 * 12 * 8 + 1).astype('float16')
+    x = base[1:].reshape(2, 12, 8)
+    np.testing.assert_array_equal(run_reorder(emu, x, 4), reorder_reference(x, 4))
+
+
+# ---- InterleavedGroupConv ----------------------------------------------------
+
+# (N, C, H, W, L, M): channels per group K = C/M, slabs S = K/L
+IGC_CASES = [
+    (2, 48, 8, 8, 24, 2),      # CIFAR L24M2 stage 3: K = 24
+    (1, 32, 5, 7, 4, 8),       # batch 1, odd map, K = 4
+    (3, 16, 3, 3, 2, 2),       # several slabs: K = 8, S = 4
+    (2, 12, 6, 5, 1, 6),       # K = 2
+    (2, 64, 7, 7, 16, 4),      # K = 16, S = 1 (IGC-L16M16-like)
+    (1, 200, 3, 3, 100, 2),    # K = 100
+    (1, 1600, 2, 1, 100, 2),   # K = 800
+    (4, 24, 1, 1, 3, 4),       # 1x1 maps, many images
+    (3, 32, 30, 31, 4, 4),     # weight gradient in 2 chunks, split inside an image
+]
+
+
+def igc_passes(lib, device, x, w, dy, L, M):
+    y, dx, dw = np.full_like(x, np.nan), np.full_like(x, np.nan), np.full_like(w, np.nan)
+    kernels.interleaved_conv('forward', x, w, y, L, M, device=device, lib=lib)
+    kernels.interleaved_conv('backward_data', dy, w, dx, L, M, device=device, lib=lib)
+    workspace = None
+    if device == 'cuda':
+        size = kernels.interleaved_conv_workspace(x.shape, L, M, x.dtype.name, lib=lib)
+        assert size >= 0
+        workspace = np.full(max(size, 1), 0xff, dtype=np.uint8)   # NaN-filled scratch
+    kernels.interleaved_conv('backward_weight', dy, x, dw, L, M, device=device, lib=lib,
+                             workspace=workspace)
+    return y, dx, dw
+
+
+def check_interleaved_conv(emu, case, dtype, seed=3):
+    n, c, h, w_, L, M = case
+    x, w, dy = inputs(np.random.default_rng(seed), dtype, (n, c, h, w_), (c, c // M),
+                      (n, c, h, w_))
+    got = igc_passes(emu, 'cuda', x, w, dy, L, M)
+    want = igc_passes(kernels.load(), 'cpu', *cpu_inputs((x, w, dy)), L, M)
+    for a, b in zip(got, want):
+        close(a, b, dtype)
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('case', IGC_CASES, ids=str)
+def test_interleaved_conv(emu, case, dtype):
+    check_interleaved_conv(emu, case, dtype)
+
+
+# ---- GroupConvolution --------------------------------------------------------
+
+# (N, C, H, W, F, groups, kernel, stride, pad)
+GROUP_CONV_CASES = [
+    (2, 48, 8, 8, 48, 24, 3, 1, 1),     # CIFAR stage 3: 2 per group
+    (1, 16, 9, 7, 32, 2, 3, 2, 1),      # widening, stride 2, odd map, batch 1
+    (3, 12, 13, 11, 12, 4, 3, 2, 0),    # odd sizes, no padding
+    (2, 32, 9, 9, 64, 8, 1, 2, 0),      # 1x1 stride 2
+    (2, 16, 11, 10, 16, 2, 5, 1, 2),    # 5x5, 8 per group
+    (1, 6, 15, 14, 6, 3, 7, 2, 3),      # 7x7 stride 2 pad 3
+    (2, 8, 10, 9, 8, 8, 3, 4, 1),       # stride larger than the kernel, depthwise
+    (1, 64, 6, 6, 64, 2, 3, 1, 1),      # 32 per group
+    (1, 64, 17, 34, 64, 2, 3, 1, 1),    # 32 per group on a wide map: several staged steps
+]
+
+
+def geometry_of(case):
+    n, c, h, w, f, groups, k, s, p = case
+    return kernels.ConvGeometry(n, c, h, w, f, groups, k, k, s, s, p, p)
+
+
+def out_shape(case):
+    n, c, h, w, f, groups, k, s, p = case
+    return n, f, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+
+
+def group_conv_passes(lib, device, case, x, w, dy):
+    g = geometry_of(case)
+    y, dx, dw = np.full_like(dy, np.nan), np.full_like(x, np.nan), np.full_like(w, np.nan)
+    kernels.group_conv('forward', g, x, w, y, device=device, lib=lib)
+    kernels.group_conv('backward_data', g, dy, w, dx, device=device, lib=lib)
+    workspace = None
+    if device == 'cuda':
+        size = kernels.group_conv_workspace(g, x.dtype.name, lib=lib)
+        assert size >= 0
+        workspace = np.full(max(size, 1), 0xff, dtype=np.uint8)
+    kernels.group_conv('backward_weight', g, dy, x, dw, device=device, lib=lib,
+                       workspace=workspace)
+    return y, dx, dw
+
+
+def check_group_conv(emu, case, dtype, seed=4):
+    n, c, h, w_, f, groups, k = case[:7]
+    x, w, dy = inputs(np.random.default_rng(seed), dtype, (n, c, h, w_),
+                      (f, c // groups, k, k), out_shape(case))
+    got = group_conv_passes(emu, 'cuda', case, x, w, dy)
+    want = group_conv_passes(kernels.load(), 'cpu', case, *cpu_inputs((x, w, dy)))
+    for a, b in zip(got, want):
+        close(a, b, dtype)
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('case', GROUP_CONV_CASES, ids=str)
+def test_group_conv(emu, case, dtype):
+    check_group_conv(emu, case, dtype)
+
+
+# ---- grid-stride loops, empty inputs, bad arguments ----------------------------
+
+def test_grid_stride_loops_wrap(emu):
+    # With at most 2 blocks per grid axis, every kernel loops over the rest.
+    emu.igc_emu_cap_grid(2)
+    try:
+        for shape, branch_factor in REORDER_CASES[:3]:
+            x, = inputs(np.random.default_rng(5), 'float32', shape)
+            np.testing.assert_array_equal(run_reorder(emu, x, branch_factor),
+                                          reorder_reference(x, branch_factor))
+        for case in IGC_CASES[:3]:
+            check_interleaved_conv(emu, case, 'float32')
+        for case in GROUP_CONV_CASES[:3]:
+            check_group_conv(emu, case, 'float32')
+    finally:
+        emu.igc_emu_cap_grid(0)
+
+
+def test_empty_batch_zeroes_the_weight_gradients(emu):
+    case = (0, 8, 5, 5, 8, 4, 3, 1, 1)
+    x = np.zeros((0, 8, 5, 5), 'float32')
+    dw = np.full((8, 2, 3, 3), np.nan, 'float32')
+    g = geometry_of(case)
+    size = kernels.group_conv_workspace(g, 'float32', lib=emu)
+    kernels.group_conv('backward_weight', g, x, x, dw, device='cuda', lib=emu,
+                       workspace=np.zeros(max(size, 1), np.uint8))
+    assert not dw.any()
+    dw = np.full((8, 4), np.nan, 'float32')
+    size = kernels.interleaved_conv_workspace(x.shape, 2, 2, 'float32', lib=emu)
+    kernels.interleaved_conv('backward_weight', x, x, dw, 2, 2, device='cuda', lib=emu,
+                             workspace=np.zeros(max(size, 1), np.uint8))
+    assert not dw.any()
+
+
+def test_bad_arguments_are_refused_before_any_launch(emu):
+    x = np.zeros((2, 12, 4, 4), 'float32')
+    with pytest.raises(ValueError, match='bad shape'):
+        kernels.interleaved_conv('forward', x, x, x, 5, 2, device='cuda', lib=emu)
+    with pytest.raises(ValueError, match='bad shape'):
+        kernels.reorder(x, np.empty_like(x), 5, device='cuda', lib=emu)
+    g = geometry_of((2, 12, 4, 4, 12, 5, 3, 1, 1))       # 5 groups do not divide 12
+    with pytest.raises(ValueError, match='bad shape'):
+        kernels.group_conv('forward', g, x, x, x, device='cuda', lib=emu)
+
+
+def test_a_workspace_smaller_than_asked_is_refused(emu):
+    case = GROUP_CONV_CASES[0]
+    g = geometry_of(case)
+    size = kernels.group_conv_workspace(g, 'float32', lib=emu)
+    if size == 0:
+        pytest.skip('this weight gradient needs no workspace')
+    x = np.zeros(case[:4], 'float32')
+    dw = np.zeros((case[4], case[1] // case[5], case[6], case[6]), 'float32')
+    with pytest.raises(ValueError, match='workspace'):
+        kernels.group_conv('backward_weight', g, np.zeros(out_shape(case), 'float32'), x, dw,
+                           device='cuda', lib=emu, workspace=np.zeros(size - 1, np.uint8))
+
+
+# ---- the emulation's own checks ----------------------------------------------
+
+@pytest.mark.parametrize('grid,block,big_shared,early,error', [
+    ((3, 1, 1), (64, 2, 1), 0, -1, ''),
+    ((1, 1, 1), (1025, 1, 1), 0, -1, 'at most 1024 threads per block'),
+    ((1, 1, 1), (32, 32, 2), 0, -1, 'at most 1024 threads per block'),
+    ((1, 65536, 1), (32, 1, 1), 0, -1, 'grid y and z <= 65535'),
+    ((1, 1, 65536), (32, 1, 1), 0, -1, 'grid y and z <= 65535'),
+    ((1, 1, 1), (32, 1, 1), 1, -1, "more than CUDA's 48 KiB of static shared memory"),
+    ((2, 1, 1), (64, 1, 1), 0, 5, r'thread \(5,0,0\) returned while thread .* waits'),
+])
+def test_emulated_launches_enforce_cuda_limits(emu, grid, block, big_shared, early, error):
+    text = emu.igc_emu_self_test(*grid, *block, big_shared, early).decode()
+    if error:
+        assert re.search(error, text), text
+    else:
+        assert text == ''
+
+
+# ---- the tests catch missing barriers and idle threads --------------------------
+
+def check_reorder(emu, case):
+    x, = inputs(np.random.default_rng(6), 'float32', case[0])
+    np.testing.assert_array_equal(run_reorder(emu, x, case[1]), reorder_reference(x, case[1]))
+
+
+#: every check that runs the kernels of one .cu file, in float32
+CHECKS = {'reorder_cuda.cu': (check_reorder, REORDER_CASES),
+          'igc_conv_cuda.cu': (lambda emu, c: check_interleaved_conv(emu, c, 'float32'),
+                               IGC_CASES),
+          'group_conv_cuda.cu': (lambda emu, c: check_group_conv(emu, c, 'float32'),
+                                 GROUP_CONV_CASES)}
+
+
+def failures(emu, source):
+    """How many of the source's checks fail (a wrong result or a launch error), run
+    as they are and with at most 2 blocks per grid axis (so that blocks loop)."""
+    check, cases = CHECKS[source]
+    failed = 0
+    for cap in (0, 2):
+        emu.igc_emu_cap_grid(cap)
+        for case in cases:
+            try:
+                check(emu, case)
+            except (AssertionError, ValueError):
+                failed += 1
+    emu.igc_emu_cap_grid(0)
+    return failed
+
+
+def code_lines(path):
+    """(line number, text) of each line, comments blanked."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        yield number, line.split('//')[0]
+
+
+BARRIERS = [(path.name, number) for path in sorted(SOURCES.glob('*.cu'))
+            for number, line in code_lines(path) if '__syncthreads()' in line]
+LAUNCHES = sorted({(path.name, match.group(1).strip())
+                   for path in SOURCES.glob('*.cu')
+                   for match in re.finditer(r'IGC_LAUNCH\(\s*(\(.*?\)|[\w:<>]+)\s*,',
+                                            path.read_text())})
+
+
+def test_every_kernel_and_barrier_is_reached(emu):
+    emu.igc_emu_reset()
+    for source in CHECKS:
+        assert failures(emu, source) == 0
+    launched = {line.split('\t')[0] for line in emu.igc_emu_launches().decode().splitlines()}
+    for source, kernel in LAUNCHES:
+        assert kernel in launched, f'no case launches {kernel} ({source})'
+    for source, line in BARRIERS:
+        assert emu.igc_emu_barrier_hits(source.encode(), line) > 0, f'{source}:{line}'
+
+
+@pytest.mark.parametrize('source,line', BARRIERS)
+def test_dropping_a_barrier_fails_a_case(emu, source, line):
+    emu.igc_emu_drop_barrier(source.encode(), line)
+    try:
+        assert failures(emu, source) > 0, f'no case fails without {source}:{line}'
+    finally:
+        emu.igc_emu_reset()
+
+
+@pytest.mark.parametrize('block,thread', [(0, 0), (-1, -1)])
+@pytest.mark.parametrize('source,kernel', LAUNCHES)
+def test_a_thread_skipping_its_work_fails_a_case(emu, source, kernel, block, thread):
+    emu.igc_emu_skip_thread(kernel.encode(), block, thread)
+    try:
+        assert failures(emu, source) > 0, f'no case fails with {kernel} thread skipped'
+    finally:
+        emu.igc_emu_reset()
+
+
+def test_the_fault_lists_are_not_empty():
+    assert {name for name, _ in LAUNCHES} == {p.name for p in SOURCES.glob('*.cu')}
+    assert BARRIERS

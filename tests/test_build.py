@@ -3,6 +3,7 @@ Each test configures and builds in a temporary directory."""
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,40 @@ def test_bad_mxnet_root_is_a_clear_configure_error(tmp_path):
     assert f'MXNET_ROOT={tmp_path}lacks{tmp_path}/include/mxnet/lib_api.h' in message
 
 
+def fatbin_targets(library):
+    """{('sm', N)} of the machine code and {('compute', N)} of the PTX that a CUDA
+    library embeds, read from its .nv_fatbin section (a list of containers, magic
+    0xBA55ED50, each a list of entries: kind 1 PTX / 2 ELF, header size, payload
+    size, and the architecture number at byte 28)."""
+    with open(library, 'rb') as f:
+        data = f.read()
+    section = subprocess.run(['objcopy', '-O', 'binary', '--only-section=.nv_fatbin',
+                              str(library), '/dev/stdout'], capture_output=True, check=True)
+    data = section.stdout
+    targets, offset = set(), 0
+    while offset + 16 <= len(data):
+        magic, _, header, size = struct.unpack_from('<IHHQ', data, offset)
+        if magic != 0xBA55ED50:
+            offset += 8
+            continue
+        entry, end = offset + header, offset + header + size
+        while entry < end:
+            kind, _, entry_header, payload = struct.unpack_from('<HHII', data, entry)
+            arch = struct.unpack_from('<I', data, entry + 28)[0]
+            targets.add(({1: 'compute', 2: 'sm'}[kind], arch))
+            entry += entry_header + payload
+        offset = end
+    return targets
+
+
+def supported_architectures(nvcc):
+    listing = subprocess.run([nvcc, '--list-gpu-code'], capture_output=True, text=True).stdout
+    return {int(n) for n in re.findall(r'sm_(\d+)', listing)}
+
+
+CANDIDATES = {50, 60, 70, 75, 80, 86, 89, 90}
+
+
 def test_cuda_sources_compile(tmp_path):
     nvcc = find_nvcc()
     if nvcc is None:
@@ -78,7 +113,7 @@ def test_cuda_sources_compile(tmp_path):
             pytest.fail('CI must compile the CUDA sources, but no nvcc was found '
                         '(set CUDACXX or put nvcc on PATH)')
         pytest.skip('no CUDA compiler (nvcc) found')
-    build = cmake_build(tmp_path / 'build', '-DIGC_USE_CUDA=ON',
+    build = cmake_build(tmp_path / 'build', '-DIGC_USE_CUDA=ON', '-DIGC_CUDA_EMULATION=OFF',
                         f'-DCMAKE_CUDA_COMPILER={nvcc}')
     for name in ('libigc_kernels.so', 'libigc_mx_ops.so'):
         symbols = subprocess.run(['nm', '-D', '--defined-only', str(build / name)],
@@ -86,6 +121,85 @@ def test_cuda_sources_compile(tmp_path):
         for kernel in ('igc_reorder_cuda', 'igc_interleaved_conv_forward_cuda',
                        'igc_interleaved_conv_backward_data_cuda',
                        'igc_interleaved_conv_backward_weight_cuda',
+                       'igc_interleaved_conv_backward_weight_cuda_workspace',
                        'igc_group_conv_forward_cuda', 'igc_group_conv_backward_data_cuda',
-                       'igc_group_conv_backward_weight_cuda'):
+                       'igc_group_conv_backward_weight_cuda',
+                       'igc_group_conv_backward_weight_cuda_workspace'):
             assert kernel in symbols
+    # Machine code for every candidate the toolkit supports, PTX of the highest.
+    expected = CANDIDATES & supported_architectures(nvcc)
+    targets = fatbin_targets(build / 'libigc_kernels.so')
+    assert {n for kind, n in targets if kind == 'sm'} == expected
+    assert {n for kind, n in targets if kind == 'compute'} == {max(expected)}
+    if 90 in supported_architectures(nvcc):
+        assert ('sm', 90) in targets   # Hopper
+
+
+def configure_cuda(tmp_path, *options, env=None):
+    cmake = tool('cmake')
+    if cmake is None:
+        pytest.skip('cmake is not installed')
+    return subprocess.run([cmake, '-S', str(REPO_ROOT), '-B', str(tmp_path / 'b'),
+                           '-DIGC_KERNELS_ONLY=ON', '-DIGC_USE_CUDA=ON', *options],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize('how', ['option', 'environment'])
+def test_a_users_cuda_architectures_are_kept(tmp_path, how):
+    nvcc = find_nvcc()
+    if nvcc is None:
+        pytest.skip('no CUDA compiler (nvcc) found')
+    options = [f'-DCMAKE_CUDA_COMPILER={nvcc}']
+    if how == 'option':
+        result = configure_cuda(tmp_path, *options, '-DCMAKE_CUDA_ARCHITECTURES=80')
+    else:
+        result = configure_cuda(tmp_path, *options, env={'CUDAARCHS': '80'})
+    assert result.returncode == 0, result.stderr
+    assert re.search(r'igc_mx: CUDA [\d.]+, architectures 80\n', result.stdout)
+
+
+FAKE_NVCC = """#!/bin/sh
+case "$1" in
+  --version) echo "Cuda compilation tools, release {release}, V{release}.0";;
+  --list-gpu-code) {listing};;
+esac
+"""
+
+
+@pytest.mark.parametrize('release,listing,expected', [
+    ('11.2', 'exit 1', '50-real;60-real;70-real;75-real;80-real;86'),
+    ('11.8', 'exit 1', '50-real;60-real;70-real;75-real;80-real;86-real;89-real;90'),
+    ('13.0', 'printf "sm_75\\nsm_80\\nsm_86\\nsm_89\\nsm_90\\nsm_100\\n"',
+     '75-real;80-real;86-real;89-real;90'),
+])
+def test_default_cuda_architectures_follow_the_toolkit(tmp_path, release, listing, expected):
+    cmake = tool('cmake')
+    if cmake is None:
+        pytest.skip('cmake is not installed')
+    nvcc = tmp_path / 'nvcc'
+    nvcc.write_text(FAKE_NVCC.format(release=release, listing=listing))
+    nvcc.chmod(0o755)
+    script = tmp_path / 'list.cmake'
+    script.write_text('cmake_minimum_required(VERSION 3.18)\n'
+                      f'include({REPO_ROOT}/cmake/CudaArchitectures.cmake)\n'
+                      f'igc_supported_cuda_architectures({nvcc} supported)\n'
+                      'igc_cuda_architecture_list("${supported}" chosen)\n'
+                      'message("${chosen}")\n')
+    result = subprocess.run([cmake, '-P', str(script)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == expected
+
+
+def test_cuda_without_nvcc_says_what_to_install(tmp_path):
+    cmake = tool('cmake')
+    if cmake is None:
+        pytest.skip('cmake is not installed')
+    bare = {'PATH': '/usr/bin:/bin', 'CUDACXX': '', 'CUDA_PATH': ''}
+    result = configure_cuda(tmp_path, env=bare)
+    if result.returncode == 0:
+        pytest.skip('CMake found a CUDA compiler outside PATH')
+    message = ' '.join(result.stderr.split())
+    assert 'IGC_USE_CUDA=ON needs a CUDA compiler, and no nvcc was found' in message
+    assert 'CUDACXX=/path/to/nvcc' in message

@@ -93,7 +93,7 @@ struct Tile {
 //   data grad:    rows m = input i of slab t (tile rows i0..), depth k = output a < K
 // a = weight (C, K) row-major, b = x (forward) or dy, c = y or dx.
 template <typename T, Pass kPass, int BM>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     gemm_rows_kernel(Shape d, const T* __restrict__ weight, const T* __restrict__ in,
                      T* __restrict__ out) {
   using A = typename Acc<T>::type;
@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kThreads)
 // slab), group). dW_g[a][t*L + i] over the chunk, to partial[chunk][g*K + a][c]
 // (or straight to the weight gradient when there is one chunk).
 template <typename T, int BM>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     weight_grad_kernel(Shape d, const T* __restrict__ out_grad, const T* __restrict__ data,
                        typename Acc<T>::type* __restrict__ partial, T* __restrict__ weight_grad) {
   using A = typename Acc<T>::type;
@@ -244,7 +244,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // weight_grad[e] = sum over chunks, in chunk order, of partial[chunk][e].
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     sum_chunks_kernel(int elements, int chunks, const typename Acc<T>::type* __restrict__ partial,
                       T* __restrict__ weight_grad) {
   using A = typename Acc<T>::type;

@@ -4,7 +4,7 @@ launch (read from the code itself: the emulated library records each launch
 without running it). With nvcc, also each kernel's registers, shared memory and
 spills for sm_90 (ptxas -v).
 
-    python bench/gpu_roofline.py [--out bench/results/gpu_roofline.md]
+    python bench/gpu/roofline.py [--out bench/results/gpu_roofline.md]
 
 The table goes into docs/gpu_kernels.md.
 """
@@ -12,28 +12,21 @@ import argparse
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from igc_mx import kernels
-from igc_mx.atomic import atomic_path
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / 'python'))
+from igc_mx import kernels  # noqa: E402
+from igc_mx.atomic import atomic_path  # noqa: E402
+from shapes import STAGES  # noqa: E402
 # The limits of an H100/H200 SXM: device-to-device copy, fp32 on CUDA cores.
 COPY_BYTES_PER_S = 4.3e12
 FP32_FLOPS_PER_S = 60e12
 SMS = 132
-# (label, batch, channels C, map side, L, M): one IGC stage each.
-SHAPES = [
-    ('CIFAR L24M2 stage 1', 128, 48, 32, 24, 2),
-    ('CIFAR L24M2 stage 2', 128, 96, 16, 24, 4),
-    ('CIFAR L24M2 stage 3', 128, 192, 8, 24, 8),
-    ('ImageNet L4M32 stage 1', 64, 128, 56, 4, 32),
-    ('ImageNet L16M16 stage 1', 64, 256, 56, 16, 16),
-    ('ImageNet L100M2 stage 1', 64, 200, 56, 100, 2),
-]
 PASSES = ('forward', 'backward_data', 'backward_weight')
 
 
@@ -187,7 +180,7 @@ def main(argv=None):
     parser.add_argument('--no-ptxas', action='store_true', help='skip the register report')
     args = parser.parse_args(argv)
     lib = kernels.load_emulated()
-    rows = [r for shape in SHAPES for r in rows_for(lib, *shape, args.dtype)]
+    rows = [r for stage in STAGES for r in rows_for(lib, *stage, args.dtype)]
     text = markdown(rows, args.dtype, {} if args.no_ptxas else ptxas_report())
     with atomic_path(args.out) as tmp:
         Path(tmp).write_text(text)

@@ -40,18 +40,27 @@ class Nesterov(mx.optimizer.NAG):
 
     def _update_impl(self, index, weight, grad, state, multi_precision=False):
         # MXNet 1.9.1's nag_mom_update, run in place (out=weight), reads the
-        # already-updated weight for the momentum's decay term. Writing to a
-        # separate array gives the textbook update the 2017 MXNet computed:
+        # already-updated weight for the momentum's decay term, and its
+        # mp_nag_mom_update differs likewise. Writing to a separate array gives the
+        # textbook update the 2017 MXNet computed:
         #   v = momentum * v + g';  w -= lr * (g' + momentum * v),  g' = rescale*g + wd*w
-        if multi_precision or state is None:
+        # With multi_precision (float16 weights) it runs on the float32 master copy,
+        # and the float16 weight is the master rounded.
+        momentum = state[0] if multi_precision else state
+        if momentum is None:
             return super()._update_impl(index, weight, grad, state, multi_precision)
         self._update_count(index)
         kwargs = {'rescale_grad': self.rescale_grad, 'momentum': self.momentum}
         if self.clip_gradient:
             kwargs['clip_gradient'] = self.clip_gradient
-        new = mx.nd.nag_mom_update(weight, grad, state, lr=self._get_lr(index),
+        target = state[1] if multi_precision else weight
+        if multi_precision:
+            grad = grad.astype('float32')
+        new = mx.nd.nag_mom_update(target, grad, momentum, lr=self._get_lr(index),
                                    wd=self._get_wd(index), **kwargs)
-        new.copyto(weight)
+        new.copyto(target)
+        if multi_precision:
+            mx.nd.cast(target, dtype=weight.dtype, out=weight)
         return None
 
     def __reduce__(self):

@@ -85,8 +85,9 @@ def test_matches_convolution(shape, dtype):
 def test_definition_by_loops():
     # The sum written out, independent of MXNet's Convolution.
     n, c, h, w, f, g, kh, kw, s, p = 1, 4, 5, 6, 6, 2, 3, 2, 2, 1
-    x = np.random.randn(n, c, h, w)
-    wt = np.random.randn(f, c // g, kh, kw)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((f, c // g, kh, kw))
     y = mx.nd.GroupConvolution(mx.nd.array(x, dtype='float64'), mx.nd.array(wt, dtype='float64'),
                                kernel=(kh, kw), stride=(s, s), pad=(p, p), num_filter=f,
                                num_group=g).asnumpy()
@@ -107,14 +108,15 @@ def test_numeric_gradient():
     data, weight = mx.sym.var('data'), mx.sym.var('weight')
     sym = mx.sym.GroupConvolution(data, weight, kernel=(3, 3), stride=(2, 2), pad=(1, 1),
                                   num_filter=4, num_group=2)
-    loc = {'data': np.random.randn(1, 4, 5, 4), 'weight': np.random.randn(4, 2, 3, 3)}
+    rng = np.random.default_rng(3)
+    loc = {'data': rng.standard_normal((1, 4, 5, 4)), 'weight': rng.standard_normal((4, 2, 3, 3))}
     mx.test_utils.check_numeric_gradient(sym, loc, dtype=np.float64, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize('shape', [SHAPES[0], SHAPES[3]], ids=[IDS[0], IDS[3]])
 def test_grad_req_add_accumulates(shape):
     x, w = arrays(shape, 'float64')
-    head = np.random.randn(*out_shape(shape))
+    head = np.random.default_rng(4).standard_normal(out_shape(shape))
     _, dx, dw = run(mx.nd.GroupConvolution, x, w, head, grad_req='add', repeats=3,
                     **conv_params(shape))
     _, dx1, dw1 = run(convolution, x, w, head, **conv_params(shape))
@@ -126,7 +128,7 @@ def test_symbol_grad_req_add():
     shape = SHAPES[1]
     params = conv_params(shape)
     x, w = arrays(shape, 'float32')
-    head = np.random.randn(*out_shape(shape)).astype('float32')
+    head = np.random.default_rng(5).standard_normal(out_shape(shape)).astype('float32')
     sym = mx.sym.GroupConvolution(mx.sym.var('data'), name='u', **params)
     exe = sym.simple_bind(mx.cpu(), data=x.shape, grad_req='add')
     exe.grad_dict['u_weight'][:] = 1
@@ -148,8 +150,9 @@ def test_symbol_names_shapes_and_checkpoints_match_convolution():
     theirs = mx.sym.Convolution(data, name='g1_conv1', no_bias=True, **params)
     assert ours.list_arguments() == theirs.list_arguments() == ['data', 'g1_conv1_weight']
     assert ours.infer_shape(data=(2, 8, 6, 6)) == theirs.infer_shape(data=(2, 8, 6, 6))
-    args = {'g1_conv1_weight': mx.nd.random.normal(shape=(16, 1, 3, 3))}
-    x = mx.nd.random.normal(shape=(2, 8, 6, 6))
+    rng = np.random.default_rng(6)
+    args = {'g1_conv1_weight': mx.nd.array(rng.standard_normal((16, 1, 3, 3)))}
+    x = mx.nd.array(rng.standard_normal((2, 8, 6, 6)))
     outputs = []
     for sym in (ours, theirs):
         mod = mx.mod.Module(sym, label_names=None)
@@ -231,7 +234,7 @@ def test_missing_weight_is_a_type_error_for_ndarrays():
 def test_kernels_alone_match_convolution():
     shape = SHAPES[3]
     x, w = arrays(shape, 'float64')
-    head = np.random.randn(*out_shape(shape))
+    head = np.random.default_rng(7).standard_normal(out_shape(shape))
     y_ref, dx_ref, dw_ref = run(convolution, x, w, head, **conv_params(shape))
     geometry = kernels.conv_geometry(x.shape, w.shape, shape[5], shape[7], shape[8])
     y, dx, dw = (np.full(a.shape, np.nan) for a in (y_ref, x, w))
@@ -352,7 +355,7 @@ def test_every_instruction_set_variant_matches_convolution(isa, tmp_path):
     import sys
     shape = (3, 16, 9, 11, 8, 4, (3, 3), (2, 1), (1, 0))
     x, w = arrays(shape, 'float32')
-    head = np.random.randn(*out_shape(shape)).astype('float32')
+    head = np.random.default_rng(8).standard_normal(out_shape(shape)).astype('float32')
     y_ref, dx_ref, dw_ref = run(convolution, x, w, head, **conv_params(shape))
     np.savez(tmp_path / 'in.npz', x=x, w=w, head=head)
     subprocess.run([sys.executable, '-c', VARIANT_SCRIPT, kernels.load()._name,

@@ -272,61 +272,6 @@ def test_kernels_reject_bad_arguments(fields, dtype, status):
         kernels.group_conv_cpu('forward', geometry, buf, buf[:100], buf[200:], dtype)
 
 
-# ---- the network builders ----------------------------------------------------
-
-def conv1_ops(symbol):
-    import json
-    nodes = json.loads(symbol.tojson())['nodes']
-    return {n['name']: n['op'] for n in nodes if n['name'].endswith('_conv1')}
-
-
-@pytest.mark.parametrize('network,args,data_shape', [
-    ('resnet_igc', (10, 8, 2, 2), (2, 3, 32, 32)),          # CIFAR, widening units included
-    ('resnet_igc_imgnet_d18', (7, 18, 2, 2), (1, 3, 224, 224)),
-])
-def test_builders_with_group_conv_keep_names_and_outputs(network, args, data_shape):
-    from igc_mx import networks
-    plain = networks.get_symbol(network, *args, group_conv=False)
-    ours = networks.get_symbol(network, *args, group_conv=True)
-    assert ours.list_arguments() == plain.list_arguments()
-    assert ours.list_auxiliary_states() == plain.list_auxiliary_states()
-    assert ours.infer_shape(data=data_shape) == plain.infer_shape(data=data_shape)
-    assert set(conv1_ops(ours).values()) == {'GroupConvolution'}
-    assert set(conv1_ops(plain).values()) == {'Convolution'}
-    # The same parameters give the same outputs and gradients.
-    arg_shapes, _, aux_shapes = plain.infer_shape(data=data_shape)
-    rng = np.random.default_rng(0)
-    args_ = {name: mx.nd.array(rng.standard_normal(shape) * 0.1)
-             for name, shape in zip(plain.list_arguments(), arg_shapes)}
-    args_['softmax_label'] = mx.nd.zeros(data_shape[0])
-    aux = {name: mx.nd.ones(shape) for name, shape in zip(plain.list_auxiliary_states(),
-                                                          aux_shapes)}
-    results = []
-    for sym in (plain, ours):
-        grads = {k: mx.nd.zeros_like(v) for k, v in args_.items()}
-        exe = sym.bind(mx.cpu(), {k: v.copy() for k, v in args_.items()}, args_grad=grads,
-                       aux_states={k: v.copy() for k, v in aux.items()})
-        exe.forward(is_train=True)
-        exe.backward()
-        results.append((exe.outputs[0].asnumpy(), {k: g.asnumpy() for k, g in grads.items()}))
-    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
-    for name in ('g1_b1_conv1_conv1_weight', 'g1_b1_p2_two1_conv1_weight'):
-        if name in results[0][1]:
-            np.testing.assert_allclose(results[1][1][name], results[0][1][name],
-                                       rtol=1e-3, atol=1e-5)
-
-
-def test_builders_auto_uses_group_conv_for_narrow_groups_only():
-    from igc_mx import blocks, networks
-    ops = conv1_ops(networks.get_symbol('resnet_igc', 10, 8, 24, 2, group_conv='auto'))
-    limit = blocks.AUTO_GROUP_CONV_MAX_PER_GROUP
-    assert ops['g1_b1_p2_two1_conv1'] == 'GroupConvolution'            # 48 / 24 = 2
-    assert ops['g3_b1_p2_two2_conv1'] == ('GroupConvolution' if 192 // 24 <= limit
-                                          else 'Convolution')            # 8 per group
-    with pytest.raises(ValueError, match="group_conv='yes'"):
-        networks.get_symbol('resnet_igc', 10, 8, 24, 2, group_conv='yes')
-
-
 # Runs the kernels in a fresh process (the variant is chosen once per process),
 # through ctypes alone so that it starts fast.
 VARIANT_SCRIPT = '''

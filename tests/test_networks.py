@@ -2,6 +2,7 @@
 partition checks, forward/backward, the fast ops in the builders, and tools/summary.py."""
 import importlib
 import importlib.util
+import itertools
 import json
 import subprocess
 import sys
@@ -253,6 +254,35 @@ def test_invalid_depth_raises(name, args):
 def test_invalid_partition_raises(name, args, match):
     with pytest.raises(ValueError, match=match):
         entry(name)(*args)
+
+
+def test_non_dividing_partition_pair_is_a_value_error():
+    # widen='primary' doubles L per stage: with an odd M, stage 2 gets 2*L*M/2 = 15 input
+    # channels for L=6 groups. The builder says so instead of MXNet's shape inference.
+    with pytest.raises(ValueError, match=r'stage 2 .*15 input channels.*L=6.*M must be even'):
+        networks.get_symbol('resnet_igc_imgnet_d18', 1000, 18, 3, 5, widen='primary')
+
+
+def test_every_partition_pair_builds_or_raises_value_error():
+    """Any (L, M) either builds a network whose shapes MXNet can infer, or is refused
+    by the builder with a ValueError: never a symbol that fails later."""
+    built = refused = 0
+    for L, M in itertools.product(range(1, 7), repeat=2):
+        for name, args, kwargs, shape in (
+                ('plain_igc', (10, 8, L, M), {}, (1, 3, 32, 32)),
+                ('resnet_igc', (10, 8, L, M), {}, (1, 3, 32, 32)),
+                ('resnet_igc_imgnet_d18', (10, 18, L, M), {}, (1, 3, 224, 224)),
+                ('resnet_igc_imgnet_d18', (10, 18, L, M), {'widen': 'primary'},
+                 (1, 3, 224, 224))):
+            try:
+                symbol = networks.get_symbol(name, *args, **kwargs)
+            except ValueError:
+                refused += 1
+                continue
+            _, out_shapes, _ = symbol.infer_shape(data=shape)
+            assert out_shapes == [(1, 10)], (name, L, M, kwargs)
+            built += 1
+    assert built > 100 and refused == 18      # the odd-M pairs of widen='primary'
 
 
 def test_igc_unit_rejects_non_dividing_partition():

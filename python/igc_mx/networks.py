@@ -219,7 +219,24 @@ def layout(network, depth, primary_partition, secondary_partition=None, widen=No
     for s, (n, stride) in enumerate(zip(blocks, IMAGENET_STRIDES)):
         L_s, M_s = stage_rule(L, M, s)
         stages.append(Stage(n, L_s * M_s, stride, L_s))
-    return fam, stem_rule(L, M), tuple(stages)
+    stem = stem_rule(L, M)
+    _check_stage_inputs(network, L, M, widen, stem, stages)
+    return fam, stem, tuple(stages)
+
+
+def _check_stage_inputs(network, L, M, widen, stem, stages):
+    """The first block of a stage splits the previous stage's channels into the stage's
+    L groups (its primary conv and its projection shortcut): they must divide."""
+    kin = stem
+    for s, stage in enumerate(stages, start=1):
+        if kin % stage.groups:
+            hint = (" (widen='primary' doubles L per stage, so M must be even)"
+                    if widen == 'primary' else '')
+            raise ValueError(
+                f'{network} with L={L}, M={M}, widen={widen!r}: stage {s} splits its {kin} '
+                f'input channels into L={stage.groups} groups, which does not divide '
+                f'them{hint}')
+        kin = stage.width
 
 
 # ----------------------------------------------------------------------------- builder

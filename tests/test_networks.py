@@ -1,7 +1,10 @@
-"""The network builders: published ImageNet symbols, CIFAR parameter counts, depth and
-partition checks, forward/backward, the fast ops in the builders, and tools/summary.py."""
+"""The network registry and builders: published ImageNet symbols, CIFAR parameter counts,
+depth and partition checks, forward/backward, the fast ops in the builders, the
+network/*.py entry points, and tools/summary.py."""
+import functools
 import importlib
 import importlib.util
+import inspect
 import itertools
 import json
 import subprocess
@@ -17,8 +20,6 @@ from igc_mx import blocks, networks
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference' / 'original_models'
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 needs_reference = pytest.mark.skipif(
     not REFERENCE.is_dir(),
@@ -29,7 +30,7 @@ IMAGENET = (1, 3, 224, 224)
 
 
 def entry(name):
-    return importlib.import_module('network.' + name).get_symbol
+    return functools.partial(networks.get_symbol, name)
 
 
 def build_row(row, **kwargs):
@@ -53,6 +54,118 @@ def load_summary():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# ------------------------------------------------------------ the registry
+
+ORIGINAL_SIGNATURES = {
+    'plain': ['num_classes', 'depth', 'primary_partition', 'secondary_partition'],
+    'plain_igc': ['num_classes', 'depth', 'primary_partition', 'secondary_partition',
+                  'fused', 'group_conv'],
+    'resnet': ['num_classes', 'depth', 'primary_partition', 'secondary_partition'],
+    'resnet_igc': ['num_classes', 'depth', 'primary_partition', 'secondary_partition',
+                   'fused', 'group_conv'],
+    'resnet_imgnet_d18': ['num_classes', 'depth', 'primary_partition', 'secondary_partition'],
+    'resnet_igc_imgnet_d18': ['num_classes', 'depth', 'primary_partition',
+                              'secondary_partition', 'widen', 'fused', 'group_conv'],
+}
+
+
+@pytest.fixture
+def isolated_registry(monkeypatch):
+    """Networks registered by the test are gone after it."""
+    monkeypatch.setattr(networks, '_REGISTRY', dict(networks._REGISTRY))
+
+
+def test_list_networks_names_the_six_original_networks():
+    builtin = [n for n in networks.list_networks() if networks.registered(n).source == 'igc_mx']
+    assert builtin == sorted(ORIGINAL_SIGNATURES)
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError) as error:
+        networks.get_symbol('resnet50', 10, 20, 4)
+    message = str(error.value)
+    assert "unknown network 'resnet50'" in message
+    assert all(name in message for name in networks.list_networks())
+
+
+def test_defaults_come_from_the_table():
+    # resnet_imgnet_d18: 1000 classes, depth 18, C=64 (torchvision's resnet18 has 11,689,512)
+    assert learnable(networks.get_symbol('resnet_imgnet_d18'), IMAGENET) == 11_689_512
+    # resnet_igc_imgnet_d18: L=100, M=None -> IGC-L100M2
+    assert shapes(networks.get_symbol('resnet_igc_imgnet_d18'), IMAGENET) == \
+        shapes(networks.get_symbol('resnet_igc_imgnet_d18', 1000, 18, 100, 2,
+                                   widen='primary'), IMAGENET)
+    # plain and resnet: M=1 when left out or None
+    assert shapes(networks.get_symbol('resnet', 10, 20, 16), (1, 3, 32, 32)) == \
+        shapes(networks.get_symbol('resnet', 10, 20, 16, 1), (1, 3, 32, 32))
+    assert networks.DEFAULTS['resnet_igc_imgnet_d18'] == {
+        'num_classes': 1000, 'depth': 18, 'primary_partition': 100}
+
+
+@pytest.mark.parametrize('name,args,match', [
+    ('plain', (), 'plain needs num_classes and depth and primary_partition'),
+    ('resnet_igc', (10, 20), 'resnet_igc needs primary_partition'),
+    ('resnet_igc', (10, 20, 24), 'needs secondary_partition'),
+])
+def test_missing_argument_without_default_raises(name, args, match):
+    with pytest.raises(ValueError, match=match):
+        networks.get_symbol(name, *args)
+
+
+def test_unknown_option_raises():
+    with pytest.raises(ValueError, match="resnet takes no option 'width'; its options are "
+                                         "widen, fused, group_conv"):
+        networks.get_symbol('resnet', 10, 20, 16, width=3)
+
+
+USER_NET = """
+import mxnet as mx
+def get_symbol(num_classes, depth, primary_partition=2, secondary_partition=None, width=4):
+    x = mx.sym.FullyConnected(mx.sym.flatten(mx.sym.Variable('data')),
+                              num_hidden=width * primary_partition, name='hidden')
+    x = mx.sym.FullyConnected(x, num_hidden=num_classes, name='fc')
+    return mx.sym.SoftmaxOutput(x, name='softmax')
+"""
+
+
+def test_register_directory_adds_user_networks(tmp_path, isolated_registry):
+    (tmp_path / 'mlp_user.py').write_text(USER_NET)
+    (tmp_path / 'helpers.py').write_text('VALUE = 1\n')          # no get_symbol: skipped
+    (tmp_path / '_private.py').write_text('raise RuntimeError\n')  # never imported
+    assert networks.register_directory(tmp_path) == ['mlp_user']
+    assert 'mlp_user' in networks.list_networks()
+    symbol = networks.get_symbol('mlp_user', 3, 1, width=5)   # its own default L=2
+    args, _ = shapes(symbol, (1, 3, 4, 4))
+    assert args['hidden_weight'] == (10, 48) and args['fc_weight'] == (3, 10)
+    with pytest.raises(ValueError, match="mlp_user needs num_classes and depth"):
+        networks.get_symbol('mlp_user')
+    # loading the directory again replaces the entry; a built-in name cannot be taken
+    assert networks.register_directory(tmp_path) == ['mlp_user']
+    (tmp_path / 'resnet.py').write_text(USER_NET)
+    with pytest.raises(ValueError, match="network 'resnet' is already registered from igc_mx"):
+        networks.register_directory(tmp_path)
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        networks.register_directory(tmp_path / 'missing')
+
+
+def test_network_modules_are_thin_entry_points(monkeypatch):
+    """network/<name>.py: the original signatures, each one call into the registry."""
+    monkeypatch.syspath_prepend(str(REPO))
+    package = importlib.import_module('network')
+    assert sorted(package.NAMES) == sorted(ORIGINAL_SIGNATURES)
+    calls = {'plain': (10, 8, 4), 'plain_igc': (10, 8, 2, 2), 'resnet': (10, 8, 4),
+             'resnet_igc': (10, 8, 2, 2), 'resnet_imgnet_d18': (),
+             'resnet_igc_imgnet_d18': (1000, 18, 4, 32)}
+    for name, args in calls.items():
+        get_symbol = importlib.import_module('network.' + name).get_symbol
+        assert list(inspect.signature(get_symbol).parameters) == ORIGINAL_SIGNATURES[name]
+        built = []
+        for build in (get_symbol, functools.partial(networks.get_symbol, name)):
+            with mx.name.NameManager():          # the same automatic names ('_plus0', ...)
+                built.append(build(*args).tojson())
+        assert built[0] == built[1], name
 
 
 # ------------------------------------------------------------ published ImageNet rows

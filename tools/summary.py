@@ -14,18 +14,15 @@ averages). MACs are multiply-adds per image of the Convolution and FullyConnecte
 layers (the paper's "FLOPs" column).
 """
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
+import mxnet as mx
+
+from igc_mx import networks
+from igc_mx.atomic import atomic_path
+
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))          # for network.<name>
-
-import mxnet as mx  # noqa: E402
-
-from igc_mx import networks  # noqa: E402
-from igc_mx.atomic import atomic_path  # noqa: E402
 
 DATASETS = {'cifar10': (10, 'cifar'), 'cifar100': (100, 'cifar'), 'svhn': (10, 'cifar'),
             'imagenet': (1000, 'imagenet')}
@@ -35,20 +32,17 @@ REFERENCE_DIR = REPO.parent / 'shared' / 'reference' / 'original_models'
 
 def build(network, depth=None, primary_partition=None, secondary_partition=None,
           dataset=None, widen=None, num_classes=None):
-    """(symbol, data shape) of ``network`` built through its ``network/<name>.py``."""
+    """(symbol, data shape) of ``network``, built through the registry."""
     family = networks.FAMILIES[network]
     dataset = dataset or ('imagenet' if family.dataset == 'imagenet' else 'cifar10')
     classes, kind = DATASETS[dataset]
     if kind != family.dataset:
         raise ValueError(f'{network} is a {family.dataset} network; --dataset {dataset} '
                          f'does not fit it')
-    if primary_partition is None:
-        raise ValueError('--primary-partition is required')
     depth = DEFAULT_DEPTH[kind] if depth is None else depth
     extra = {} if widen is None else {'widen': widen}
-    module = importlib.import_module('network.' + network)
-    symbol = module.get_symbol(num_classes or classes, depth, primary_partition,
-                               secondary_partition, **extra)
+    symbol = networks.get_symbol(network, num_classes or classes, depth, primary_partition,
+                                 secondary_partition, **extra)
     return symbol, networks.DATA_SHAPES[kind]
 
 
@@ -83,9 +77,11 @@ def report(title, layers, per_layer=False):
 
 def describe(network, depth, primary_partition, secondary_partition, widen, shape):
     """One line naming what ``build`` resolved (defaults made explicit)."""
-    fam, stem, stages = networks.layout(network, depth, primary_partition,
-                                        secondary_partition, widen)
-    text = f'{network}: depth {depth}, stem {stem}, widths {[s.width for s in stages]}'
+    values = networks.resolve_arguments(network, 1, depth, primary_partition,  # any class count
+                                        secondary_partition)
+    fam, stem, stages = networks.layout(network, values['depth'], values['primary_partition'],
+                                        values['secondary_partition'], widen)
+    text = f"{network}: depth {values['depth']}, stem {stem}, widths {[s.width for s in stages]}"
     if fam.igc:
         text += (f', L per stage {[s.groups for s in stages]}, '
                  f'M per stage {[s.width // s.groups for s in stages]}')
@@ -135,7 +131,7 @@ def paper_table(reference_dir):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument('--network', choices=sorted(networks.FAMILIES))
+    what.add_argument('--network', choices=networks.list_networks())
     what.add_argument('--symbol-file', help='summarize a saved symbol JSON file')
     what.add_argument('--paper-table', action='store_true',
                       help='the five ImageNet rows of the paper, ours vs published')

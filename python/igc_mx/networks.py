@@ -1,24 +1,36 @@
-"""Every network of the 2017 original, as data plus one generic builder.
+"""Every network of the 2017 original, as data plus one generic builder, behind one
+registry.
 
-The six ``network/<name>.py`` entry points are one call each into ``get_symbol``
-below. What differs between them lives in the tables of this module:
+``get_symbol(name, num_classes, depth, primary_partition, secondary_partition, **options)``
+builds any registered network and ``list_networks()`` names them; an unknown name is a
+ValueError that lists the valid ones. The six built-in networks are rows of the tables
+of this module, built by ``build``:
 
 * ``FAMILIES``: block kind (one unit, or two units + shortcut), BatchNorm momentum,
   layer naming and classifier head of each of the six original network files;
+* ``DEFAULTS``: what an argument left out becomes, per network;
 * ``IMAGENET_SPEC``: blocks per stage of the ImageNet networks, by depth;
 * ``WIDEN_RULES``: how an ImageNet IGC network doubles its width per stage
   (double M and keep L, or double L and keep M);
 * ``PAPER_ROWS``: the five ImageNet rows of the paper's table, with the flags that
   build them and the authors' published symbol files.
 
+``register_network`` adds a network of your own, ``register_directory`` every module
+of a directory (the train scripts' ``--network-dir``). ``network/<name>.py`` keep the
+original entry points, one call each into ``get_symbol``.
+
 CIFAR-style depths follow the original's integer arithmetic (see ``cifar_blocks``).
 ``profile`` counts parameters (the original's rule: every learnable argument, no
-auxiliary states) and multiply-adds per layer; ``tools/summary.py`` prints them.
+auxiliary states) and multiply-adds per layer; ``igc_mx.tools.summary`` prints them.
 """
 import dataclasses
+import functools
+import importlib.util
+import inspect
 import json
 import operator
 import re
+from pathlib import Path
 
 import mxnet as mx
 
@@ -94,6 +106,21 @@ FAMILIES = {
 }
 
 DATA_SHAPES = {'cifar': (3, 32, 32), 'imagenet': (3, 224, 224)}
+
+#: The arguments of every network, in this order after its name.
+ARGUMENTS = ('num_classes', 'depth', 'primary_partition', 'secondary_partition')
+
+#: What ``get_symbol`` uses for an argument left out (or None): the original files'
+#: defaults, except the ImageNet widths, which build rows of the paper's table
+#: (ResNet-18 C=64; IGC-L100M2: L=100 with M=None, so M=2 and L doubles per stage).
+DEFAULTS = {
+    'plain': {'secondary_partition': 1},
+    'plain_igc': {},
+    'resnet': {'secondary_partition': 1},
+    'resnet_igc': {},
+    'resnet_imgnet_d18': {'num_classes': 1000, 'depth': 18, 'primary_partition': 64},
+    'resnet_igc_imgnet_d18': {'num_classes': 1000, 'depth': 18, 'primary_partition': 100},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,9 +224,7 @@ def layout(network, depth, primary_partition, secondary_partition=None, widen=No
 
     if fam.dataset == 'cifar':
         if secondary_partition is None:
-            if fam.igc:
-                raise ValueError(f'{network} needs secondary_partition (M)')
-            secondary_partition = 1          # plain.py / resnet.py default
+            raise ValueError(f'{network} needs secondary_partition (M)')
         M = _as_int('secondary_partition', secondary_partition, positive=True)
         blocks = cifar_blocks(fam.residual, depth)
         C = L * M                            # the original: channel = M * L
@@ -242,9 +267,10 @@ def _check_stage_inputs(network, L, M, widen, stem, stages):
 # ----------------------------------------------------------------------------- builder
 
 
-def get_symbol(network, num_classes, depth, primary_partition, secondary_partition=None,
-               widen=None, fused=True, group_conv='auto'):
+def build(network, num_classes, depth, primary_partition, secondary_partition=None,
+          widen=None, fused=True, group_conv='auto'):
     """Symbol of ``network`` (a key of FAMILIES), ending in SoftmaxOutput 'softmax'.
+    Every argument is explicit here; ``get_symbol`` fills the defaults.
 
     ``fused`` picks the IGC units' form (see ``blocks.igc_unit``): one
     InterleavedGroupConv node, or the original's Reorder -> conv -> Reorder.
@@ -317,6 +343,121 @@ def _as_int(what, value, positive=False):
     if positive and value < 1:
         raise ValueError(f'{what}={value} must be a positive integer')
     return value
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Registered:
+    """A registered network: ``builder(num_classes=..., depth=..., primary_partition=...,
+    secondary_partition=..., **options)`` returns its symbol."""
+    builder: object
+    defaults: dict      # values for arguments left out
+    required: tuple     # arguments without a default
+    options: object     # names of the other keyword arguments, or None when any is taken
+    source: str         # 'igc_mx' for the built-in networks, else the module's file
+
+
+_REGISTRY = {}
+
+
+def register_network(name, builder, defaults=None, source=None):
+    """Register ``builder`` as network ``name``.
+
+    ``defaults`` maps arguments of ARGUMENTS to the values used when a caller leaves
+    them out; by default they are the builder's own parameter defaults. A name is
+    registered once; registering it again from the same source replaces it (a module
+    loaded again), from another source is a ValueError."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f'network name {name!r} must be a Python identifier')
+    source = source or getattr(builder, '__module__', None) or repr(builder)
+    if name in _REGISTRY and _REGISTRY[name].source != source:
+        raise ValueError(f'network {name!r} is already registered from '
+                         f'{_REGISTRY[name].source}; {source} cannot take its name')
+    params = inspect.signature(builder).parameters
+    if defaults is None:
+        defaults = {a: params[a].default for a in ARGUMENTS
+                    if a in params and params[a].default is not inspect.Parameter.empty
+                    and params[a].default is not None}
+    required = tuple(a for a in ARGUMENTS if a not in defaults and a in params
+                     and params[a].default is inspect.Parameter.empty)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    options = None if takes_any else tuple(p for p in params if p not in ARGUMENTS)
+    _REGISTRY[name] = Registered(builder, dict(defaults), required, options, source)
+    return builder
+
+
+def list_networks():
+    """The names ``get_symbol`` accepts, sorted."""
+    return sorted(_REGISTRY)
+
+
+def registered(name):
+    """The registry entry of ``name``; an unknown name is a ValueError listing the valid ones."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f'unknown network {name!r}: valid names are '
+                         f"{', '.join(list_networks())}") from None
+
+
+def resolve_arguments(name, num_classes=None, depth=None, primary_partition=None,
+                      secondary_partition=None):
+    """{argument: value} of network ``name``, the defaults filled in for the ones left
+    out (None); a required argument left out is a ValueError."""
+    entry = registered(name)
+    given = dict(zip(ARGUMENTS, (num_classes, depth, primary_partition, secondary_partition)))
+    values = {a: entry.defaults.get(a) if v is None else v for a, v in given.items()}
+    missing = [a for a in entry.required if values[a] is None]
+    if missing:
+        raise ValueError(f"{name} needs {' and '.join(missing)} (it has no default)")
+    return values
+
+
+def get_symbol(name, num_classes=None, depth=None, primary_partition=None,
+               secondary_partition=None, **options):
+    """Symbol of the registered network ``name`` (see ``list_networks``).
+
+    Arguments left out or None take the network's defaults (``DEFAULTS`` for the
+    built-in ones). ``options`` go to the builder; the built-in networks take
+    ``widen`` (resnet_igc_imgnet_d18), ``fused`` and ``group_conv`` (the IGC ones):
+    see ``build``."""
+    entry = registered(name)
+    values = resolve_arguments(name, num_classes, depth, primary_partition,
+                               secondary_partition)
+    if entry.options is not None:
+        unknown = sorted(set(options) - set(entry.options))
+        if unknown:
+            raise ValueError(f"{name} takes no option {', '.join(map(repr, unknown))}; "
+                             f"its options are {', '.join(entry.options) or 'none'}")
+    values = {a: v for a, v in values.items() if v is not None}
+    return entry.builder(**values, **options)
+
+
+for _name in FAMILIES:
+    register_network(_name, functools.partial(build, _name), DEFAULTS[_name], source='igc_mx')
+
+
+def register_directory(directory):
+    """Register every ``<name>.py`` of ``directory`` that defines ``get_symbol`` as
+    network ``<name>``; returns the names. Modules whose name starts with ``_`` are
+    left out. The train scripts' ``--network-dir``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f'network directory {directory} does not exist')
+    names = []
+    for path in sorted(directory.glob('*.py')):
+        if path.stem.startswith('_'):
+            continue
+        spec = importlib.util.spec_from_file_location(f'igc_mx_user_network_{path.stem}',
+                                                      path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if callable(getattr(module, 'get_symbol', None)):
+            register_network(path.stem, module.get_symbol, source=str(path.resolve()))
+            names.append(path.stem)
+    return names
 
 
 # ----------------------------------------------------------------------------- counting

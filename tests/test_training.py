@@ -126,8 +126,8 @@ def test_weight_decay_rule_after_module_init():
     assert default['conv1_bias'] == 0 and default['bn1_beta'] == 0
 
 
-def test_seed_attribute_error_cannot_happen():
-    class SeedStyle(mx.optimizer.NAG):  # the 2017 override's access pattern
+def test_original_optimizer_attribute_error_cannot_happen():
+    class OriginalStyle(mx.optimizer.NAG):  # the 2017 override's access pattern
         def set_wd_mult(self, args_wd_mult):
             if self.sym is not None:
                 pass
@@ -135,7 +135,7 @@ def test_seed_attribute_error_cannot_happen():
     sym = probe_symbol()
     idx2name = dict(enumerate(sym.list_arguments()))
     with pytest.raises(AttributeError, match="'sym'"):
-        SeedStyle(sym=sym, param_idx2name=idx2name)
+        OriginalStyle(sym=sym, param_idx2name=idx2name)
     opt = mx.optimizer.create('nesterov', sym=sym, param_idx2name=idx2name)
     assert isinstance(opt, optim.Nesterov) and not hasattr(opt, 'sym')
     # The dist kvstore pickles the optimizer for its servers: they get a plain NAG
@@ -401,9 +401,7 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ['run-0001.params', 'run-symbol.json']
 
 
-def test_seed_command_with_resnet_igc(dataset, tmp_path):
-    if not (REPO / 'network' / 'resnet_igc.py').is_file():
-        pytest.skip('network/resnet_igc.py not present')
+def test_readme_command_with_resnet_igc(dataset, tmp_path):
     proc = subprocess.run(
         [PY, str(REPO / 'train_model.py'), '--network=resnet_igc', '--primary-partition=24',
          '--secondary-partition=2', '--data-dir=%s' % dataset,
@@ -445,21 +443,39 @@ def test_plot_curves_png(tmp_path):
 
 @pytest.mark.parametrize('argv,millions', [
     (['--primary-partition', '4', '--secondary-partition', '32'], 12.251),       # IGC-L4M32
-    (['--primary-partition', '100'], 8.638),              # IGC-L100M2, the seed's command
+    (['--primary-partition', '100'], 8.638),              # IGC-L100M2, the original README's
     (['--primary-partition', '16', '--secondary-partition', '16'], 13.528),      # IGC-L16M16
     ([], 8.638),                                          # no flags: IGC-L100M2
     (['--network', 'resnet_imgnet_d18'], 11.690),         # ResNet-18 C=64 by default
     (['--network', 'resnet_imgnet_d18', '--primary-partition', '69'], 13.542),
 ])
 def test_imagenet_network_args_reach_get_symbol(argv, millions, tmp_path):
-    if not (REPO / 'network' / 'resnet_igc_imgnet_d18.py').is_file():
-        pytest.skip('network/resnet_igc_imgnet_d18.py not present')
     from igc_mx.training import fit, logs, netload
     args = fit.finish_args(train_imagenet.build_parser().parse_args(
         argv + ['--data-dir', str(tmp_path)]), 'imagenet')
-    sym = netload.load_symbol(args, str(REPO))
+    sym = netload.load_symbol(args)
     # parameter counts of the authors' published symbol files (FACTS.md)
     assert logs.count_params(sym, (1, 3, 224, 224)) / 1e6 == pytest.approx(millions, abs=5e-4)
+
+
+def test_unknown_network_is_a_one_line_error_listing_the_names(dataset, net_dir, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        train_model.main(['--network', 'resnet_ig', '--data-dir', dataset,
+                          '--log-dir', str(tmp_path)])
+    message = str(exit_.value.code)
+    assert message.startswith("error: unknown network 'resnet_ig': valid names are ")
+    assert 'resnet_igc' in message and '\n' not in message
+    # with --network-dir, the directory's modules are valid names too
+    with pytest.raises(SystemExit) as exit_:
+        train_model.main(['--network', 'tin', '--network-dir', net_dir, '--data-dir', dataset,
+                          '--log-dir', str(tmp_path)])
+    assert 'tiny' in str(exit_.value.code)
+    with pytest.raises(SystemExit) as exit_:
+        train_model.main(['--network-dir', str(tmp_path / 'none'), '--data-dir', dataset,
+                          '--log-dir', str(tmp_path)])
+    assert str(exit_.value.code) == 'error: network directory %s does not exist' % (
+        tmp_path / 'none')
+    assert not (tmp_path / 'cifar10').exists()     # nothing was started
 
 
 def test_imagenet_script_trains_with_top5(dataset, net_dir, tmp_path):

@@ -36,6 +36,12 @@ import mxnet as mx
 
 from .blocks import conv_bn, igc_unit
 
+
+class NetworkError(ValueError):
+    """A network name, argument or option that does not fit; the message says which
+    value and what would fit."""
+
+
 # ----------------------------------------------------------------------------- tables
 
 #: blocks per stage of the ImageNet networks, as GluonCV's ``resnet_spec``.
@@ -183,14 +189,14 @@ def cifar_blocks(residual, depth):
                 'the original did: 20 -> (3, 3, 3), 22 -> (3, 3, 4))')
         built = used
     if built != depth or min(blocks) < 1:
-        raise ValueError(f'invalid depth {depth}: valid depths are {rule}')
+        raise NetworkError(f'invalid depth {depth}: valid depths are {rule}')
     return blocks
 
 
 def imagenet_blocks(depth):
     depth = _as_int('depth', depth)
     if depth not in IMAGENET_SPEC:
-        raise ValueError(f'invalid depth {depth}: valid ImageNet depths are '
+        raise NetworkError(f'invalid depth {depth}: valid ImageNet depths are '
                          f'{sorted(IMAGENET_SPEC)}')
     return IMAGENET_SPEC[depth][1]
 
@@ -205,10 +211,10 @@ def resolve_widen(secondary_partition, widen):
     if widen is None:
         widen = 'primary' if secondary_partition is None else 'secondary'
     if widen not in WIDEN_RULES:
-        raise ValueError(f'widen={widen!r}: expected one of {sorted(WIDEN_RULES)}')
+        raise NetworkError(f'widen={widen!r}: expected one of {sorted(WIDEN_RULES)}')
     if secondary_partition is None:
         if widen == 'secondary':
-            raise ValueError("widen='secondary' doubles M, so it needs secondary_partition")
+            raise NetworkError("widen='secondary' doubles M, so it needs secondary_partition")
         secondary_partition = PRIMARY_WIDEN_DEFAULT_M
     return widen, _as_int('secondary_partition', secondary_partition, positive=True)
 
@@ -216,15 +222,15 @@ def resolve_widen(secondary_partition, widen):
 def layout(network, depth, primary_partition, secondary_partition=None, widen=None):
     """(family, stem width, stages) of a network; every check happens here."""
     if network not in FAMILIES:
-        raise ValueError(f'unknown network {network!r}: expected one of {sorted(FAMILIES)}')
+        raise NetworkError(f'unknown network {network!r}: expected one of {sorted(FAMILIES)}')
     fam = FAMILIES[network]
     L = _as_int('primary_partition', primary_partition, positive=True)
     if widen is not None and not (fam.dataset == 'imagenet' and fam.igc):
-        raise ValueError(f'{network}: widen only applies to resnet_igc_imgnet_d18')
+        raise NetworkError(f'{network}: widen only applies to resnet_igc_imgnet_d18')
 
     if fam.dataset == 'cifar':
         if secondary_partition is None:
-            raise ValueError(f'{network} needs secondary_partition (M)')
+            raise NetworkError(f'{network} needs secondary_partition (M)')
         M = _as_int('secondary_partition', secondary_partition, positive=True)
         blocks = cifar_blocks(fam.residual, depth)
         C = L * M                            # the original: channel = M * L
@@ -257,7 +263,7 @@ def _check_stage_inputs(network, L, M, widen, stem, stages):
         if kin % stage.groups:
             hint = (" (widen='primary' doubles L per stage, so M must be even)"
                     if widen == 'primary' else '')
-            raise ValueError(
+            raise NetworkError(
                 f'{network} with L={L}, M={M}, widen={widen!r}: stage {s} splits its {kin} '
                 f'input channels into L={stage.groups} groups, which does not divide '
                 f'them{hint}')
@@ -335,13 +341,13 @@ def _block(data, name, fam, kin, stage, stride, fused, group_conv):
 
 def _as_int(what, value, positive=False):
     if isinstance(value, bool):
-        raise ValueError(f'{what}={value!r} must be an integer')
+        raise NetworkError(f'{what}={value!r} must be an integer')
     try:
         value = operator.index(value)
     except TypeError:
-        raise ValueError(f'{what}={value!r} must be an integer') from None
+        raise NetworkError(f'{what}={value!r} must be an integer') from None
     if positive and value < 1:
-        raise ValueError(f'{what}={value} must be a positive integer')
+        raise NetworkError(f'{what}={value} must be a positive integer')
     return value
 
 
@@ -370,10 +376,10 @@ def register_network(name, builder, defaults=None, source=None):
     registered once; registering it again from the same source replaces it (a module
     loaded again), from another source is a ValueError."""
     if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f'network name {name!r} must be a Python identifier')
+        raise NetworkError(f'network name {name!r} must be a Python identifier')
     source = source or getattr(builder, '__module__', None) or repr(builder)
     if name in _REGISTRY and _REGISTRY[name].source != source:
-        raise ValueError(f'network {name!r} is already registered from '
+        raise NetworkError(f'network {name!r} is already registered from '
                          f'{_REGISTRY[name].source}; {source} cannot take its name')
     params = inspect.signature(builder).parameters
     if defaults is None:
@@ -398,7 +404,7 @@ def registered(name):
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(f'unknown network {name!r}: valid names are '
+        raise NetworkError(f'unknown network {name!r}: valid names are '
                          f"{', '.join(list_networks())}") from None
 
 
@@ -411,7 +417,7 @@ def resolve_arguments(name, num_classes=None, depth=None, primary_partition=None
     values = {a: entry.defaults.get(a) if v is None else v for a, v in given.items()}
     missing = [a for a in entry.required if values[a] is None]
     if missing:
-        raise ValueError(f"{name} needs {' and '.join(missing)} (it has no default)")
+        raise NetworkError(f"{name} needs {' and '.join(missing)} (it has no default)")
     return values
 
 
@@ -429,7 +435,7 @@ def get_symbol(name, num_classes=None, depth=None, primary_partition=None,
     if entry.options is not None:
         unknown = sorted(set(options) - set(entry.options))
         if unknown:
-            raise ValueError(f"{name} takes no option {', '.join(map(repr, unknown))}; "
+            raise NetworkError(f"{name} takes no option {', '.join(map(repr, unknown))}; "
                              f"its options are {', '.join(entry.options) or 'none'}")
     values = {a: v for a, v in values.items() if v is not None}
     return entry.builder(**values, **options)
@@ -509,7 +515,7 @@ def profile(symbol, data_shape):
     shape = (1,) + tuple(data_shape)
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=shape)
     if arg_shapes is None:
-        raise ValueError('cannot infer the shapes of the symbol')
+        raise NetworkError('cannot infer the shapes of the symbol')
     args = dict(zip(symbol.list_arguments(), arg_shapes))
     aux = dict(zip(symbol.list_auxiliary_states(), aux_shapes))
     internals = symbol.get_internals()

@@ -90,7 +90,7 @@ def main(argv=None):
     rows = [bench_shape(*case, repeat=args.repeat) for case in SHAPES]
     torch = common.run_torch(args.torch_python, {
         'kind': 'shuffle', 'repeat': args.repeat,
-        'cases': [{'shape': shape, 'groups': g} for _, shape, g in SHAPES]})
+        'cases': [{'shape': shape, 'branch_factor': g} for _, shape, g in SHAPES]})
     for i, row in enumerate(rows):
         row['torch_fwd_bwd_ms'] = torch['result'][i] if torch else None
         row['speedup_vs_torch'] = common.ratio(row['torch_fwd_bwd_ms'],

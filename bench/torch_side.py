@@ -2,7 +2,7 @@
 stdin, prints the answer as one JSON line. Run by bench/common.run_torch.
 
 Jobs:
-  {"kind": "shuffle", "cases": [{"shape", "groups"}], "repeat"}
+  {"kind": "shuffle", "cases": [{"shape", "branch_factor"}], "repeat"}
       channel_shuffle forward+backward, ms per case
   {"kind": "block", "cases": [{"shape", "L", "M"}], "repeat"}
       3x3 conv (L groups) -> channel_shuffle(L) -> 1x1 conv (M groups) ->
@@ -44,7 +44,7 @@ def shuffle_job(job):
         head = torch.randn(case['shape'])
 
         def step():
-            F.channel_shuffle(x, case['groups']).backward(head)
+            F.channel_shuffle(x, case['branch_factor']).backward(head)
         out.append(median_ms(step, job['repeat']))
     return out
 

@@ -263,9 +263,9 @@ def bn(c):
     return 2 * c
 
 
-def igc(cin, cout, L, G):
-    """3x3 conv with L groups, 1x1 conv with G groups, BN."""
-    return conv(3, cin, cout, L) + conv(1, cout, cout, G) + bn(cout)
+def igc(cin, cout, L, M):
+    """3x3 conv with L groups, 1x1 conv with M groups, BN."""
+    return conv(3, cin, cout, L) + conv(1, cout, cout, M) + bn(cout)
 
 
 def plain_count(C, n, K, unit):
@@ -398,10 +398,22 @@ def test_every_partition_pair_builds_or_raises_value_error():
     assert built > 100 and refused == 18      # the odd-M pairs of widen='primary'
 
 
+def test_igc_unit_deprecated_secondary_groups_still_works():
+    data = mx.sym.Variable('data')
+    with mx.name.NameManager():
+        new = igc_mx.igc_unit(data, 'u', 12, (3, 3), (1, 1), (1, 1), primary_partition=3,
+                              secondary_partition=4)
+    with pytest.warns(DeprecationWarning, match='use secondary_partition'), \
+            mx.name.NameManager():
+        old = igc_mx.igc_unit(data, 'u', 12, (3, 3), (1, 1), (1, 1), primary_partition=3,
+                              secondary_groups=4)
+    assert old.tojson() == new.tojson()
+
+
 def test_igc_unit_rejects_non_dividing_partition():
     with pytest.raises(ValueError, match='does not divide'):
         igc_mx.igc_unit(mx.sym.Variable('data'), 'u', 12, (3, 3), (1, 1), (1, 1),
-                        primary_partition=5, secondary_groups=2)
+                        primary_partition=5, secondary_partition=2)
 
 
 # ------------------------------------------------------------ forward and backward

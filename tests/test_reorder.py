@@ -21,13 +21,13 @@ def reorder_reference(x, g):
 
 
 @st.composite
-def shapes_and_groups(draw):
+def shapes_and_branch_factors(draw):
     ndim = draw(st.integers(2, 5))
-    groups = draw(st.integers(1, 6))
-    per_group = draw(st.integers(1, 6))
+    branch_factor = draw(st.integers(1, 6))
+    per_branch = draw(st.integers(1, 6))
     batch = draw(st.integers(1, 3))
     trailing = [draw(st.integers(1, 5)) for _ in range(ndim - 2)]
-    return (batch, groups * per_group, *trailing), groups
+    return (batch, branch_factor * per_branch, *trailing), branch_factor
 
 
 def test_definition_by_index():
@@ -41,9 +41,9 @@ def test_definition_by_index():
 
 
 @settings(max_examples=60, deadline=None)
-@given(shapes_and_groups(), st.sampled_from(DTYPES))
-def test_forward_matches_numpy(shape_groups, dtype):
-    shape, g = shape_groups
+@given(shapes_and_branch_factors(), st.sampled_from(DTYPES))
+def test_forward_matches_numpy(shape_and_g, dtype):
+    shape, g = shape_and_g
     x = (np.random.default_rng(1).standard_normal(shape) * 100).astype(dtype)
     y = mx.nd.Reorder(mx.nd.array(x, dtype=dtype), branch_factor=g)
     assert y.dtype == np.dtype(dtype) and y.shape == x.shape
@@ -51,9 +51,9 @@ def test_forward_matches_numpy(shape_groups, dtype):
 
 
 @settings(max_examples=30, deadline=None)
-@given(shapes_and_groups(), st.sampled_from(DTYPES))
-def test_gradient_is_inverse_permutation(shape_groups, dtype):
-    shape, g = shape_groups
+@given(shapes_and_branch_factors(), st.sampled_from(DTYPES))
+def test_gradient_is_inverse_permutation(shape_and_g, dtype):
+    shape, g = shape_and_g
     rng = np.random.default_rng(2)
     x = mx.nd.array(rng.standard_normal(shape), dtype=dtype)
     head = rng.standard_normal(shape).astype(dtype)
@@ -61,7 +61,7 @@ def test_gradient_is_inverse_permutation(shape_groups, dtype):
     with mx.autograd.record():
         y = mx.nd.Reorder(x, branch_factor=g)
     y.backward(mx.nd.array(head, dtype=dtype))
-    # The inverse of a shuffle with g groups is the shuffle with C/g groups.
+    # The inverse of Reorder with branch factor g is Reorder with C/g.
     np.testing.assert_array_equal(x.grad.asnumpy(), reorder_reference(head, shape[1] // g))
 
 

@@ -83,8 +83,8 @@ def describe(network, depth, primary_partition, secondary_partition, widen, shap
                                         values['secondary_partition'], widen)
     text = f"{network}: depth {values['depth']}, stem {stem}, widths {[s.width for s in stages]}"
     if fam.igc:
-        text += (f', L per stage {[s.groups for s in stages]}, '
-                 f'M per stage {[s.width // s.groups for s in stages]}')
+        text += (f', L per stage {[s.primary_partition for s in stages]}, '
+                 f'M per stage {[s.width // s.primary_partition for s in stages]}')
     return text + f', input {"x".join(map(str, shape))}'
 
 

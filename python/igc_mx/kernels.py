@@ -3,13 +3,14 @@ benchmarks. The library sits beside the operator library."""
 import ctypes
 import functools
 
+from ._compat import renamed_argument
 from ._library import find_library
 
 # Element type codes of reorder_kernels.h (MXNet's MXDType numbering).
 DTYPE_CODES = {'float32': 0, 'float64': 1, 'float16': 2}
 _ARGTYPES = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
              ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
-# igc_conv_kernels.h: (a, b, c, batch, channels, inner, primary, groups, dtype).
+# igc_conv_kernels.h: (a, b, c, batch, channels, inner, L, M, dtype).
 _CONV_ARGTYPES = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 5 + [ctypes.c_int]
 #: the three passes of the fused interleaved conv: (a, b) -> c
 CONV_PASSES = {'forward': 'igc_interleaved_conv_forward_cpu',             # data, weight -> out
@@ -34,8 +35,11 @@ def status_string(status):
     return load().igc_status_string(status).decode()
 
 
-def reorder_cpu(src, dst, groups):
-    """Run the CPU kernel on C-contiguous numpy arrays of shape (N, C, ...); raises on error."""
+def reorder_cpu(src, dst, branch_factor=None, *, groups=None):
+    """Reorder(branch_factor) by the CPU kernel, on C-contiguous numpy arrays of shape
+    (N, C, ...); raises on error. ``groups`` is the deprecated name of ``branch_factor``."""
+    branch_factor = renamed_argument('reorder_cpu', 'branch_factor', branch_factor, 'groups',
+                                     groups)
     if src.dtype.name not in DTYPE_CODES or dst.dtype != src.dtype or dst.shape != src.shape:
         raise ValueError(f'expected two arrays of one float dtype and shape, got '
                          f'{src.dtype}{src.shape} and {dst.dtype}{dst.shape}')
@@ -43,21 +47,28 @@ def reorder_cpu(src, dst, groups):
     for d in src.shape[2:]:
         inner *= d
     status = load().igc_reorder_cpu(src.ctypes.data, dst.ctypes.data, src.shape[0],
-                                    src.shape[1], groups, inner, DTYPE_CODES[src.dtype.name])
+                                    src.shape[1], branch_factor, inner,
+                                    DTYPE_CODES[src.dtype.name])
     if status:
-        raise ValueError(f'igc_reorder_cpu(groups={groups}, shape={src.shape}): '
+        raise ValueError(f'igc_reorder_cpu(branch_factor={branch_factor}, shape={src.shape}): '
                          f'{status_string(status)}')
 
 
-def interleaved_conv_cpu(pass_name, a, b, c, primary, groups):
-    """One pass of the fused conv (see CONV_PASSES) on C-contiguous numpy arrays. `a`
-    is (N, C, H, W) in every pass (data or output gradient). Raises on error."""
+def interleaved_conv_cpu(pass_name, a, b, c, primary_partition, secondary_partition=None, *,
+                         groups=None):
+    """One pass of the fused conv (see CONV_PASSES) with L = ``primary_partition`` and
+    M = ``secondary_partition``, on C-contiguous numpy arrays. `a` is (N, C, H, W) in
+    every pass (data or output gradient). Raises on error. ``groups`` is the
+    deprecated name of ``secondary_partition``."""
+    secondary_partition = renamed_argument('interleaved_conv_cpu', 'secondary_partition',
+                                   secondary_partition, 'groups', groups)
     n, channels, h, w = a.shape
     fn = getattr(load(), CONV_PASSES[pass_name])
-    status = fn(a.ctypes.data, b.ctypes.data, c.ctypes.data, n, channels, h * w, primary,
-                groups, DTYPE_CODES[a.dtype.name])
+    status = fn(a.ctypes.data, b.ctypes.data, c.ctypes.data, n, channels, h * w,
+                primary_partition, secondary_partition, DTYPE_CODES[a.dtype.name])
     if status:
-        raise ValueError(f'{CONV_PASSES[pass_name]}(L={primary}, M={groups}, '
+        raise ValueError(f'{CONV_PASSES[pass_name]}(L={primary_partition}, '
+                         f'M={secondary_partition}, '
                          f'shape={a.shape}): {status_string(status)}')
 
 

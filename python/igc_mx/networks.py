@@ -50,7 +50,7 @@ IMAGENET_STRIDES = (1, 2, 2, 2)
 CIFAR_STRIDES = (1, 2, 2)
 
 #: ImageNet IGC width doubling. Each rule gives the stem width from (L, M) and the
-#: (primary groups L_s, secondary partition M_s) of stage s = 0, 1, 2, 3; every stage
+#: (primary partition L_s, secondary partition M_s) of stage s = 0, 1, 2, 3; every stage
 #: is L_s * M_s = L * M * 2**s channels wide.
 WIDEN_RULES = {
     # IGC-L4M32, IGC-L16M16: keep L, double M; the stem is as wide as stage 1.
@@ -87,7 +87,7 @@ class Family:
     bn_momentum: float
     naming: Naming
     head: Head
-    # groups of the 1x1 conv of a block's first IGC unit: kout/L_s ('out') or, as
+    # M of a block's first IGC unit (its 1x1 conv's num_group): kout/L_s ('out') or, as
     # the original CIFAR resnet_igc does, kin/L_s ('in'); the other units use kout/L_s.
     first_secondary: str = 'out'
 
@@ -161,7 +161,7 @@ class Stage:
     blocks: int
     width: int
     stride: int
-    groups: object          # primary partition L_s of the stage; None for plain convs
+    primary_partition: object   # L_s of the stage; None for plain convs
 
 
 def cifar_blocks(residual, depth):
@@ -260,12 +260,12 @@ def _check_stage_inputs(network, L, M, widen, stem, stages):
     L groups (its primary conv and its projection shortcut): they must divide."""
     kin = stem
     for s, stage in enumerate(stages, start=1):
-        if kin % stage.groups:
+        if kin % stage.primary_partition:
             hint = (" (widen='primary' doubles L per stage, so M must be even)"
                     if widen == 'primary' else '')
             raise NetworkError(
                 f'{network} with L={L}, M={M}, widen={widen!r}: stage {s} splits its {kin} '
-                f'input channels into L={stage.groups} groups, which does not divide '
+                f'input channels into L={stage.primary_partition} groups, which does not divide '
                 f'them{hint}')
         kin = stage.width
 
@@ -316,15 +316,15 @@ def _block(data, name, fam, kin, stage, stride, fused, group_conv):
         relu = not (fam.residual and i == last)      # a residual branch ends in BN
         s = stride if i == 0 else 1
         unit = name + suffix
-        if stage.groups is None:
+        if stage.primary_partition is None:
             out = conv_bn(out, unit, stage.width, (3, 3), (s, s), (1, 1), relu=relu,
                           momentum=fam.bn_momentum,
                           conv_name=unit if fam.naming.bare_conv else None)
         else:
+            L_s = stage.primary_partition
             source = kin if (i == 0 and fam.first_secondary == 'in') else stage.width
             out = igc_unit(out, unit, stage.width, (3, 3), (s, s), (1, 1),
-                           primary_partition=stage.groups,
-                           secondary_groups=source // stage.groups,
+                           primary_partition=L_s, secondary_partition=source // L_s,
                            relu=relu, momentum=fam.bn_momentum, fused=fused,
                            group_conv=group_conv)
     if not fam.residual:
@@ -334,7 +334,7 @@ def _block(data, name, fam, kin, stage, stride, fused, group_conv):
     else:
         proj = name + fam.naming.shortcut
         shortcut = conv_bn(data, proj, stage.width, (1, 1), (stride, stride), (0, 0),
-                           num_group=stage.groups or 1, relu=False, momentum=fam.bn_momentum,
+                           num_group=stage.primary_partition or 1, relu=False, momentum=fam.bn_momentum,
                            conv_name=proj if fam.naming.bare_conv else None)
     return mx.sym.Activation(data=shortcut + out, name=name + '_relu', act_type='relu')
 

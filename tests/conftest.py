@@ -20,6 +20,20 @@ PUBLISHED_SYMBOLS = [
 ]
 
 
+# Prepended to the code of a subprocess: MXNet cannot be imported there, as on a machine
+# without it (e.g. a GPU machine running the kernels alone).
+BLOCK_MXNET = """
+import sys
+
+class _BlockMXNet:
+    def find_spec(self, name, path=None, target=None):
+        if name == 'mxnet' or name.startswith('mxnet.'):
+            raise ModuleNotFoundError("No module named 'mxnet'", name='mxnet')
+
+sys.meta_path.insert(0, _BlockMXNet())
+"""
+
+
 @pytest.fixture(scope='session')
 def published_models_dir():
     if not PUBLISHED_MODELS.is_dir():

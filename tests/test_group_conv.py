@@ -1,11 +1,16 @@
 """GroupConvolution against MXNet's own Convolution(num_group=..., no_bias=True):
 values, both gradients, grad_req='add', symbols and checkpoints, the C ABI of
 the kernels, and errors."""
+import os
+import subprocess
+import sys
+
 import mxnet as mx
 import numpy as np
 import pytest
 
 import igc_mx  # noqa: F401  (loads the op library)
+from conftest import BLOCK_MXNET
 from igc_mx import kernels
 
 # (batch, channels, height, width, filters, groups, kernel, stride, pad)
@@ -272,32 +277,25 @@ def test_kernels_reject_bad_arguments(fields, dtype, status):
         kernels.group_conv_cpu('forward', geometry, buf, buf[:100], buf[200:], dtype)
 
 
-# Runs the kernels in a fresh process (the variant is chosen once per process),
-# through ctypes alone so that it starts fast.
-VARIANT_SCRIPT = '''
-import ctypes, sys
+# Runs the kernels in a fresh process (the variant is chosen once per process), through
+# igc_mx.kernels without MXNet so that it starts fast.
+VARIANT_SCRIPT = BLOCK_MXNET + '''
 import numpy as np
-lib = ctypes.CDLL(sys.argv[1])
+from igc_mx import kernels
+kernels.load(sys.argv[1])
 x, w, head = (np.load(sys.argv[2])[k] for k in ('x', 'w', 'head'))
-geometry = (ctypes.c_int64 * 12)(*x.shape, w.shape[0], 4, *w.shape[2:], 2, 1, 1, 0)
+geometry = kernels.conv_geometry(x.shape, w.shape, 4, stride=(2, 1), pad=(1, 0))
 outputs = {'y': np.empty_like(head), 'dx': np.empty_like(x), 'dw': np.empty_like(w)}
 for name, a, b, out in (('forward', x, w, 'y'), ('backward_data', head, w, 'dx'),
                         ('backward_weight', head, x, 'dw')):
-    fn = getattr(lib, 'igc_group_conv_%s_cpu' % name)
-    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int]
-    assert fn(ctypes.addressof(geometry), a.ctypes.data, b.ctypes.data,
-              outputs[out].ctypes.data, 0) == 0
-lib.igc_group_conv_cpu_isa.restype = ctypes.c_char_p
-np.savez(sys.argv[3], isa=lib.igc_group_conv_cpu_isa().decode(), **outputs)
+    kernels.group_conv_cpu(name, geometry, a, b, outputs[out], 'float32')
+np.savez(sys.argv[3], isa=kernels.group_conv_cpu_isa(), **outputs)
 '''
 
 
 @pytest.mark.parametrize('isa', ['generic', 'avx2'])
 def test_every_instruction_set_variant_matches_convolution(isa, tmp_path):
     # This machine picks the widest variant; IGC_MX_CPU_ISA forces the others.
-    import os
-    import subprocess
-    import sys
     shape = (3, 16, 9, 11, 8, 4, (3, 3), (2, 1), (1, 0))
     x, w = arrays(shape, 'float32')
     head = np.random.default_rng(8).standard_normal(out_shape(shape)).astype('float32')

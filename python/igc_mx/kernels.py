@@ -1,10 +1,13 @@
 """ctypes access to libigc_kernels.so: the kernels without MXNet, for tests and
-benchmarks. The library sits beside the operator library."""
+benchmarks. Importing this module needs neither MXNet nor the library; ``load``
+finds the library (see ``_locate``: installed beside the op library, or
+$IGC_KERNELS_LIBRARY) or takes its path, e.g. a CMake build on a GPU machine."""
 import ctypes
 import functools
+from pathlib import Path
 
 from ._compat import renamed_argument
-from ._library import find_library
+from ._locate import KERNELS_HINT, find_kernels_library
 
 # Element type codes of reorder_kernels.h (MXNet's MXDType numbering).
 DTYPE_CODES = {'float32': 0, 'float64': 1, 'float16': 2}
@@ -16,16 +19,50 @@ _CONV_ARGTYPES = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 5 + [ctypes.c_int]
 CONV_PASSES = {'forward': 'igc_interleaved_conv_forward_cpu',             # data, weight -> out
                'backward_data': 'igc_interleaved_conv_backward_data_cpu',  # dy, weight -> dx
                'backward_weight': 'igc_interleaved_conv_backward_weight_cpu'}  # dy, data -> dw
+#: the three passes of GroupConvolution: igc_group_conv_<pass>_cpu
+GROUP_CONV_PASSES = ('forward', 'backward_data', 'backward_weight')
+
+
+class ConvGeometry(ctypes.Structure):
+    """igc_conv_geometry of group_conv_kernels.h."""
+    _fields_ = [(name, ctypes.c_int64) for name in (
+        'batch', 'channels', 'height', 'width', 'filters', 'groups',
+        'kernel_h', 'kernel_w', 'stride_h', 'stride_w', 'pad_h', 'pad_w')]
+
+
+_current = None   # the library the functions below call
+
+
+def load(path=None):
+    """The kernels library, its functions' signatures declared. With ``path`` (a
+    libigc_kernels.so), that library becomes the one this module's functions use;
+    without, the one in use, else the one ``_locate.find_kernels_library`` finds."""
+    global _current
+    if path is None:
+        if _current is None:
+            _current = _bind(find_kernels_library())
+        return _current
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'igc_mx.kernels.load: {path} is not a file. {KERNELS_HINT}')
+    _current = _bind(path.resolve())
+    return _current
 
 
 @functools.lru_cache(maxsize=None)
-def load():
-    lib = ctypes.CDLL(str(find_library().with_name('libigc_kernels.so')))
+def _bind(path):
+    lib = ctypes.CDLL(str(path))
     lib.igc_reorder_cpu.argtypes = _ARGTYPES
     lib.igc_reorder_cpu.restype = ctypes.c_int
     for name in CONV_PASSES.values():
         getattr(lib, name).argtypes = _CONV_ARGTYPES
         getattr(lib, name).restype = ctypes.c_int
+    for name in GROUP_CONV_PASSES:
+        fn = getattr(lib, f'igc_group_conv_{name}_cpu')
+        fn.argtypes = [ctypes.POINTER(ConvGeometry), ctypes.c_void_p, ctypes.c_void_p,
+                       ctypes.c_void_p, ctypes.c_int]
+        fn.restype = ctypes.c_int
+    lib.igc_group_conv_cpu_isa.restype = ctypes.c_char_p
     lib.igc_status_string.argtypes = [ctypes.c_int]
     lib.igc_status_string.restype = ctypes.c_char_p
     return lib
@@ -61,7 +98,7 @@ def interleaved_conv_cpu(pass_name, a, b, c, primary_partition, secondary_partit
     every pass (data or output gradient). Raises on error. ``groups`` is the
     deprecated name of ``secondary_partition``."""
     secondary_partition = renamed_argument('interleaved_conv_cpu', 'secondary_partition',
-                                   secondary_partition, 'groups', groups)
+                                           secondary_partition, 'groups', groups)
     n, channels, h, w = a.shape
     fn = getattr(load(), CONV_PASSES[pass_name])
     status = fn(a.ctypes.data, b.ctypes.data, c.ctypes.data, n, channels, h * w,
@@ -72,31 +109,9 @@ def interleaved_conv_cpu(pass_name, a, b, c, primary_partition, secondary_partit
                          f'shape={a.shape}): {status_string(status)}')
 
 
-class ConvGeometry(ctypes.Structure):
-    """igc_conv_geometry of group_conv_kernels.h."""
-    _fields_ = [(name, ctypes.c_int64) for name in (
-        'batch', 'channels', 'height', 'width', 'filters', 'groups',
-        'kernel_h', 'kernel_w', 'stride_h', 'stride_w', 'pad_h', 'pad_w')]
-
-
-GROUP_CONV_PASSES = ('forward', 'backward_data', 'backward_weight')
-
-
-@functools.lru_cache(maxsize=None)
-def _group_conv_functions():
-    lib = load()
-    for name in GROUP_CONV_PASSES:
-        fn = getattr(lib, f'igc_group_conv_{name}_cpu')
-        fn.argtypes = [ctypes.POINTER(ConvGeometry), ctypes.c_void_p, ctypes.c_void_p,
-                       ctypes.c_void_p, ctypes.c_int]
-        fn.restype = ctypes.c_int
-    lib.igc_group_conv_cpu_isa.restype = ctypes.c_char_p
-    return lib
-
-
 def group_conv_cpu_isa():
     """The instruction-set variant the CPU kernels run here."""
-    return _group_conv_functions().igc_group_conv_cpu_isa().decode()
+    return load().igc_group_conv_cpu_isa().decode()
 
 
 def conv_geometry(data_shape, weight_shape, groups, stride=(1, 1), pad=(0, 0)):
@@ -111,7 +126,7 @@ def group_conv_cpu(pass_name, geometry, a, b, out, dtype):
     forward: (data, weight) -> out; backward_data: (out_grad, weight) -> data_grad;
     backward_weight: (out_grad, data) -> weight_grad.
     """
-    fn = getattr(_group_conv_functions(), f'igc_group_conv_{pass_name}_cpu')
+    fn = getattr(load(), f'igc_group_conv_{pass_name}_cpu')
     pointers = [x.ctypes.data if x is not None else None for x in (a, b, out)]
     status = fn(ctypes.byref(geometry), *pointers, DTYPE_CODES[dtype])
     if status:

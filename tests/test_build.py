@@ -41,6 +41,7 @@ def find_nvcc():
     return None
 
 
+@pytest.mark.slow
 def test_build_against_mxnet_tree_records_its_version(tmp_path):
     # A tree that claims to be MXNet 1.9.0: the library must refuse to load into 1.9.1.
     tree = tmp_path / 'mxnet-1.9.0'
@@ -71,6 +72,7 @@ def test_bad_mxnet_root_is_a_clear_configure_error(tmp_path):
     assert f'MXNET_ROOT={tmp_path}lacks{tmp_path}/include/mxnet/lib_api.h' in message
 
 
+@pytest.mark.slow
 def test_cuda_sources_compile(tmp_path):
     nvcc = find_nvcc()
     if nvcc is None:

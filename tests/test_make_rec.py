@@ -1,4 +1,5 @@
-"""Tests for tools/make_rec.py on small inputs written in the real published formats.
+"""Tests for igc-make-rec (igc_mx.tools.make_rec) on small inputs written in the real
+published formats.
 
 References are independent of the tool: source pixels/labels generated here,
 MXNet's own RecordIO reader/writer and ImageRecordIter, cv2/mx decoders, numpy.
@@ -10,7 +11,6 @@ import json
 import os
 import pickle
 import shutil
-import sys
 import tarfile
 
 import cv2
@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-import make_rec  # noqa: E402
-import rec_format  # noqa: E402
+from igc_mx import recordio
+from igc_mx.tools import make_rec
 
 FINAL_NAMES = [f"{s}.{e}" for s in ("train", "test") for e in ("rec", "idx", "lst")] + ["manifest.json"]
 
@@ -143,15 +142,15 @@ def test_rec_bytes_equal_mxnet_writer_output(cifar10_built, tmp_path):
 
 
 def test_framing_splits_payloads_containing_the_magic(tmp_path):
-    magic = rec_format.MAGIC_BYTES
+    magic = recordio.MAGIC_BYTES
     payloads = [magic + b"abcd" + magic + b"xy", b"12" + magic + b"3456", magic, b"", b"q" * 8 + magic]
     writer = mx.recordio.MXRecordIO(str(tmp_path / "m.rec"), "w")
     for p in payloads:
         writer.write(p)
     writer.close()
-    ours = b"".join(rec_format.frame_record(p) for p in payloads)
+    ours = b"".join(recordio.frame_record(p) for p in payloads)
     assert ours == (tmp_path / "m.rec").read_bytes()
-    assert [p for _, p in rec_format.iter_records(io.BytesIO(ours))] == payloads
+    assert [p for _, p in recordio.iter_records(io.BytesIO(ours))] == payloads
 
 
 def test_cifar100_uses_fine_labels(tmp_path):

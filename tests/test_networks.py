@@ -3,7 +3,6 @@ depth and partition checks, forward/backward, the fast ops in the builders, the
 network/*.py entry points, and tools/summary.py."""
 import functools
 import importlib
-import importlib.util
 import inspect
 import itertools
 import json
@@ -17,6 +16,7 @@ import pytest
 
 import igc_mx  # noqa: F401  (registers Reorder)
 from igc_mx import blocks, networks
+from igc_mx.tools import summary
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference' / 'original_models'
@@ -47,13 +47,6 @@ def shapes(symbol, data_shape):
 def learnable(symbol, data_shape=(1, 3, 32, 32)):
     args, _ = shapes(symbol, data_shape)
     return sum(int(np.prod(s)) for n, s in args.items() if not networks.is_input(n))
-
-
-def load_summary():
-    spec = importlib.util.spec_from_file_location('igc_summary', REPO / 'tools' / 'summary.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ------------------------------------------------------------ the registry
@@ -532,7 +525,6 @@ def test_summary_cli(tmp_path):
 
 
 def test_summary_in_process(tmp_path, capsys):
-    summary = load_summary()
     path = tmp_path / 'r.json'
     entry('resnet_igc_imgnet_d18')(1000, 18, 100).save(str(path))
     assert summary.main(['--symbol-file', str(path)]) == 0
@@ -553,6 +545,6 @@ def test_summary_in_process(tmp_path, capsys):
 
 @needs_reference
 def test_summary_paper_table():
-    table = load_summary().paper_table(REFERENCE)
+    table = summary.paper_table(REFERENCE)
     rows = table.splitlines()[2:]
     assert len(rows) == 5 and all(r.endswith('| yes |') for r in rows)

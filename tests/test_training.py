@@ -14,6 +14,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from igc_mx.tools import plot_curves
+from igc_mx.tools import synthetic_cifar as synthetic
 from igc_mx.training import checkpoint, data, optim, schedule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,15 +41,13 @@ def load_path(name, path):
     return module
 
 
-synthetic = load_path('make_synthetic_cifar', REPO / 'tools' / 'make_synthetic_cifar.py')
-plot_curves = load_path('plot_curves', REPO / 'tools' / 'plot_curves.py')
 train_model = load_path('train_model', REPO / 'train_model.py')
 train_imagenet = load_path('train_imagenet', REPO / 'train_imagenet.py')
 
 
 def write_rec(archive, out_dir):
     """train.rec/test.rec (with .idx) from a CIFAR-format archive, packed here
-    with mx.recordio so the test does not depend on tools/make_rec.py."""
+    with mx.recordio so the test does not depend on igc-make-rec."""
     os.makedirs(out_dir, exist_ok=True)
     with tarfile.open(archive) as tar:
         def batch(name):
@@ -271,7 +271,7 @@ def test_record_file_errors_name_path_and_command(tmp_path):
     with pytest.raises(data.RecordFileError) as err:
         data.check_rec(str(missing), 'cifar10')
     assert str(missing) in str(err.value) and 'does not exist' in str(err.value)
-    assert 'python tools/make_rec.py cifar10 <cifar-10-python.tar.gz> %s' % tmp_path \
+    assert 'igc-make-rec cifar10 <cifar-10-python.tar.gz> %s' % tmp_path \
         in str(err.value)
     missing.write_bytes(b'')
     with pytest.raises(data.RecordFileError, match='is empty'):
@@ -287,7 +287,7 @@ def test_missing_rec_cli_message(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert 'error: record file %s does not exist' % (tmp_path / 'train.rec') in proc.stderr
-    assert 'tools/make_rec.py cifar10' in proc.stderr and 'Traceback' not in proc.stderr
+    assert 'igc-make-rec cifar10' in proc.stderr and 'Traceback' not in proc.stderr
     assert not (tmp_path / 'logs').exists()
 
 

@@ -1,6 +1,7 @@
 """What works without MXNet: importing igc_mx, the kernels through ctypes (from the
-installed library, $IGC_KERNELS_LIBRARY or an explicit path) and the atomic writes.
-Each test runs a fresh interpreter in which MXNet cannot be imported."""
+installed library, $IGC_KERNELS_LIBRARY or an explicit path), the atomic writes, and the
+dataset, curve and launch tools. Each test runs a fresh interpreter in which MXNet
+cannot be imported."""
 import os
 import shutil
 import subprocess
@@ -46,6 +47,16 @@ except ImportError as error:
                        '(pip install mxnet==1.9.1)'
 
 
+def test_no_mxnet_variable_leaves_mxnet_unimported():
+    result = subprocess.run(
+        [sys.executable, '-c', 'import sys, igc_mx\nprint("mxnet" in sys.modules)\n'
+         'igc_mx.conv_bn'], capture_output=True, text=True, timeout=120,
+        env={**os.environ, 'IGC_MX_NO_MXNET': '1'})
+    assert result.returncode == 1 and result.stdout == 'False\n'
+    assert 'igc_mx.conv_bn needs MXNet, which IGC_MX_NO_MXNET=1 leaves unimported' \
+        in result.stderr
+
+
 def test_kernels_library_from_environment_or_path(tmp_path):
     copy = tmp_path / 'build' / 'libigc_kernels.so'
     copy.parent.mkdir()
@@ -76,3 +87,21 @@ def test_missing_kernels_library_names_the_variable():
                                   IGC_KERNELS_LIBRARY='/nonexistent.so')
     assert result.returncode == 1
     assert "ImportError: IGC_KERNELS_LIBRARY='/nonexistent.so' is not a file" in result.stderr
+
+
+def test_dataset_curve_and_launch_tools_without_mxnet(tmp_path):
+    out = run_without_mxnet(f"""
+from igc_mx.tools import launch, make_rec, plot_curves, synthetic_cifar
+archive = synthetic_cifar.write_archive({str(tmp_path / 'c.tar.gz')!r}, 20, 10, seed=2)
+rec = {str(tmp_path / 'rec')!r}
+status = [make_rec.main(['cifar10', archive, rec, '--workers', '2', '--quiet']),
+          make_rec.main(['verify', rec, '--workers', '1'])]
+log = {str(tmp_path / 'log.txt')!r}
+with open(log, 'w') as f:
+    f.write('Epoch[0] Train-accuracy=0.5\\n')
+status.append(plot_curves.main([log, '-o', {str(tmp_path / 'c.png')!r}]))
+status.append(launch.main(['-n', '1', '-s', '1', sys.executable, '-c', 'pass']))
+print('status', status, 'mxnet' in sys.modules)
+""")
+    assert out.splitlines()[-1] == 'status [0, 0, 0, 0] False'
+    assert (tmp_path / 'rec' / 'manifest.json').is_file() and (tmp_path / 'c.png').is_file()

@@ -9,13 +9,20 @@ name and parameters, so its symbol files load unchanged), and
 
 Without MXNet installed the package still imports, without the ops: the modules
 that need no MXNet (``kernels``, ``recordio``, ``atomic`` and the dataset, curve and
-launch tools) work, and the names that need MXNet raise ImportError.
+launch tools) work, and the names that need MXNet raise ImportError. Setting
+IGC_MX_NO_MXNET=1 does the same where MXNet is installed: processes that never use it
+(e.g. igc-make-rec's workers) start without its import time.
 """
+import os
+
 __version__ = '0.1.0'
 __all__ = ['build_info', 'conv_bn', 'igc_unit']
+NO_MXNET_ENV = 'IGC_MX_NO_MXNET'
 
 
 def _mxnet_installed():
+    if os.environ.get(NO_MXNET_ENV) == '1':
+        return False
     try:
         import mxnet  # noqa: F401
     except ModuleNotFoundError as exc:
@@ -36,6 +43,7 @@ if HAS_MXNET:
 else:
     def __getattr__(name):
         if name in __all__ or name == 'ensure_loaded':
-            raise ImportError(f'igc_mx.{name} needs MXNet, which is not installed '
-                              '(pip install mxnet==1.9.1)')
+            why = (f'{NO_MXNET_ENV}=1 leaves unimported' if os.environ.get(NO_MXNET_ENV) == '1'
+                   else 'is not installed (pip install mxnet==1.9.1)')
+            raise ImportError(f'igc_mx.{name} needs MXNet, which {why}')
         raise AttributeError(f"module 'igc_mx' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The published dataset downloads make_rec.py reads: CIFAR-10/100 (python
+"""The published dataset downloads that ``igc-make-rec`` reads: CIFAR-10/100 (python
 tarballs), SVHN (.mat files) and ImageNet (class folders or .lst files).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from rec_format import UserError
+from ..recordio import UserError
 
 SPLITS = ("train", "test")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -169,8 +169,11 @@ def load_cifar(name: str, source: str) -> Dataset:
 
 def load_svhn_mat(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Return (X as (32,32,3,N) uint8, labels with 10 mapped to 0)."""
-    import scipy.io  # only SVHN needs scipy
-
+    try:
+        import scipy.io  # only SVHN needs scipy
+    except ModuleNotFoundError:
+        raise UserError("reading SVHN's .mat files needs scipy: pip install 'igc-mx[svhn]' "
+                        "(or scipy)") from None
     try:
         mat = scipy.io.loadmat(path)
     except Exception as e:  # noqa: BLE001 - scipy raises many types for bad files

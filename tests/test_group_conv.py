@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import igc_mx  # noqa: F401  (loads the op library)
-from conftest import BLOCK_MXNET
 from igc_mx import kernels
+
+from conftest import BLOCK_MXNET
 
 # (batch, channels, height, width, filters, groups, kernel, stride, pad)
 SHAPES = [
@@ -30,7 +31,7 @@ SHAPES = [
     (2, 8, 4, 4, 8, 1, (3, 3), (3, 3), (1, 1)),        # one group, stride 3
     (2, 20, 9, 9, 44, 4, (3, 3), (1, 1), (1, 1)),      # 5 in, 11 filters per group: partial blocks
     (3, 40, 7, 7, 40, 4, (3, 3), (1, 1), (1, 1)),      # 10 per group on 7x7 (ImageNet stage 4)
-    (3, 40, 6, 6, 40, 40, (3, 3), (1, 1), (1, 1)),     # 40 groups: weight gradient in one image block
+    (3, 40, 6, 6, 40, 40, (3, 3), (1, 1), (1, 1)),     # 40 groups: weight grad in one image block
     # Stride-2 rows split into column phases by vector shuffles (2 x 16 floats at a
     # time with AVX-512), then element by element: odd width, padding 1 and 2.
     (1, 8, 5, 37, 8, 4, (3, 3), (2, 2), (1, 1)),

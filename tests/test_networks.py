@@ -193,7 +193,8 @@ def layer_attrs(symbol):
 @pytest.mark.parametrize('row', networks.PAPER_ROWS, ids=lambda r: r.label)
 def test_imagenet_row_matches_published_symbol(row):
     igc = row.network == 'resnet_igc_imgnet_d18'
-    ours = build_row(row, **({'fused': False, 'group_conv': False} if igc else {}))  # original nodes
+    original_nodes = {'fused': False, 'group_conv': False} if igc else {}
+    ours = build_row(row, **original_nodes)
     published = mx.sym.load(str(REFERENCE / row.published))
     assert shapes(ours, IMAGENET) == shapes(published, IMAGENET)
     assert layer_attrs(ours) == layer_attrs(published)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import igc_mx  # noqa: F401  (loads the op library)
+
 from conftest import PUBLISHED_SYMBOLS
 
 DTYPES = ['float32', 'float64', 'float16']

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import igc_mx  # noqa: F401  (loads the op library)
-from conftest import PUBLISHED_SYMBOLS
 from igc_mx import blocks, networks
 from igc_mx.rewrite import count_fused, fuse_igc
+
+from conftest import PUBLISHED_SYMBOLS
 
 REPO = Path(__file__).resolve().parents[1]
 

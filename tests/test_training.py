@@ -346,7 +346,7 @@ def test_cpu_training_learns_and_logs(dataset, net_dir, tmp_path):
     log = (run / 'tiny_d62L1M1_exp1.txt').read_text()
     lines = log.splitlines()
     assert re.search(r'network parameters: \d+\.\d{4}M$', lines[0])
-    assert sum(bool(LOG_BATCH.search(l)) for l in lines) == 4 * 4   # 20 batches, every 5
+    assert sum(bool(LOG_BATCH.search(line)) for line in lines) == 4 * 4   # 20 batches, every 5
     loss = epoch_values(log, 'Train-cross-entropy')
     acc = epoch_values(log, 'Validation-accuracy')
     assert sorted(loss) == [0, 1, 2, 3] and loss[3] < loss[0] - 0.2

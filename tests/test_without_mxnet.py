@@ -9,8 +9,9 @@ import sys
 
 import numpy as np
 
-from conftest import BLOCK_MXNET
 from igc_mx import _locate
+
+from conftest import BLOCK_MXNET
 
 
 def python_without_mxnet(code, **env):

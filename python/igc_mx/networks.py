@@ -334,7 +334,8 @@ def _block(data, name, fam, kin, stage, stride, fused, group_conv):
     else:
         proj = name + fam.naming.shortcut
         shortcut = conv_bn(data, proj, stage.width, (1, 1), (stride, stride), (0, 0),
-                           num_group=stage.primary_partition or 1, relu=False, momentum=fam.bn_momentum,
+                           num_group=stage.primary_partition or 1, relu=False,
+                           momentum=fam.bn_momentum,
                            conv_name=proj if fam.naming.bare_conv else None)
     return mx.sym.Activation(data=shortcut + out, name=name + '_relu', act_type='relu')
 
@@ -509,8 +510,8 @@ def profile(symbol, data_shape):
     inputs, auxiliary states excluded (the original also counted the one-element
     ``softmax_label`` of its batch-1 shape; we do not). MACs: a convolution costs
     prod(weight shape) * H_out * W_out (Convolution, GroupConvolution), a fully
-    connected layer prod(weight shape); InterleavedGroupConv as its 1x1 group conv; BatchNorm, ReLU, pooling, additions,
-    Reorder and copies cost nothing.
+    connected layer prod(weight shape); InterleavedGroupConv as its 1x1 group conv;
+    BatchNorm, ReLU, pooling, additions, Reorder and copies cost nothing.
     """
     shape = (1,) + tuple(data_shape)
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=shape)

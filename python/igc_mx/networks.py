@@ -220,7 +220,8 @@ def resolve_widen(secondary_partition, widen):
 
 
 def layout(network, depth, primary_partition, secondary_partition=None, widen=None):
-    """(family, stem width, stages) of a network; every check happens here."""
+    """(family, stem width, stages) of a network; every check happens here. An M left
+    as None takes the network's default (DEFAULTS)."""
     if network not in FAMILIES:
         raise NetworkError(f'unknown network {network!r}: expected one of {sorted(FAMILIES)}')
     fam = FAMILIES[network]
@@ -228,6 +229,8 @@ def layout(network, depth, primary_partition, secondary_partition=None, widen=No
     if widen is not None and not (fam.dataset == 'imagenet' and fam.igc):
         raise NetworkError(f'{network}: widen only applies to resnet_igc_imgnet_d18')
 
+    if secondary_partition is None:
+        secondary_partition = DEFAULTS[network].get('secondary_partition')
     if fam.dataset == 'cifar':
         if secondary_partition is None:
             raise NetworkError(f'{network} needs secondary_partition (M)')

@@ -12,6 +12,8 @@ import numpy as np
 
 from ..recordio import RECORD_MAGIC
 
+RECORDIO_MAGIC = RECORD_MAGIC   # the name this module used for it
+
 MAKE_REC_HINT = {
     'cifar10': 'igc-make-rec cifar10 <cifar-10-python.tar.gz> {dir}',
     'cifar100': 'igc-make-rec cifar100 <cifar-100-python.tar.gz> {dir}',

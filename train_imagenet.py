@@ -9,12 +9,9 @@ See docs/training.md.
         --secondary-partition=32 --gpus=0,1,2,3 --data-dir=DIR
 """
 import argparse
-import os
 
 from igc_mx.training import args as targs
 from igc_mx.training import data, fit
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def build_parser():
@@ -35,8 +32,7 @@ def build_parser():
 
 
 def main(argv=None):
-    return fit.main(build_parser(), lambda a: 'imagenet', data.imagenet_iters, HERE, argv,
-                    top_k=5)
+    return fit.main(build_parser(), lambda a: 'imagenet', data.imagenet_iters, argv, top_k=5)
 
 
 if __name__ == '__main__':

@@ -8,12 +8,9 @@ and 7/8 of training. See docs/training.md.
         --secondary-partition=2 --data-dir=DIR
 """
 import argparse
-import os
 
 from igc_mx.training import args as targs
 from igc_mx.training import data, fit
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def build_parser():
@@ -28,7 +25,7 @@ def build_parser():
 
 
 def main(argv=None):
-    return fit.main(build_parser(), lambda a: a.dataset, data.small_image_iters, HERE, argv)
+    return fit.main(build_parser(), lambda a: a.dataset, data.small_image_iters, argv)
 
 
 if __name__ == '__main__':

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
 from bench_network import CASES, STEPS, training_step  # noqa: E402
 
 from igc_mx import blocks, networks  # noqa: E402
+
+import common  # noqa: E402
 
 
 def main(argv=None):

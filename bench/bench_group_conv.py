@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,25 +29,6 @@ SHAPES = [
     ('ImageNet L16M16 stage 1', 8, 256, 56, 16),
 ]
 TORCH_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '68719476736'}
-
-
-def median_seconds(fn, repeats, min_time, best=False):
-    """Median (or best) over `repeats` of the mean time of a batch of calls lasting
-    `min_time`."""
-    for _ in range(2):
-        fn()
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < min_time or calls < 2:
-        fn()
-        calls += 1
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        times.append((time.perf_counter() - start) / calls)
-    times.sort()
-    return times[0] if best else times[len(times) // 2]
 
 
 def shape_geometry(batch, channels, size, groups):
@@ -80,8 +60,8 @@ def torch_worker(threads, repeats, min_time):
             F.conv2d(x, w, padding=1, groups=groups).backward(head)
 
         rows.append({'shape': name,
-                     'forward_ms': 1e3 * median_seconds(forward, repeats, min_time),
-                     'fwd_bwd_ms': 1e3 * median_seconds(forward_backward, repeats, min_time)})
+                     'forward_ms': 1e3 * common.call_seconds(forward, repeats, min_time),
+                     'fwd_bwd_ms': 1e3 * common.call_seconds(forward_backward, repeats, min_time)})
     print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads(),
                       'rows': rows}))
 
@@ -100,7 +80,6 @@ def run_worker(python, worker, threads, repeats, min_time, extra_env=None):
 
 def mxnet_rows(repeats, min_time):
     import mxnet as mx
-    import numpy as np
 
     import igc_mx
     from igc_mx import kernels
@@ -130,8 +109,8 @@ def mxnet_rows(repeats, min_time):
                 y.backward(head)
                 mx.nd.waitall()
 
-            row[f'{label}_forward_ms'] = 1e3 * median_seconds(forward, repeats, min_time)
-            row[f'{label}_fwd_bwd_ms'] = 1e3 * median_seconds(forward_backward, repeats,
+            row[f'{label}_forward_ms'] = 1e3 * common.call_seconds(forward, repeats, min_time)
+            row[f'{label}_fwd_bwd_ms'] = 1e3 * common.call_seconds(forward_backward, repeats,
                                                               min_time)
         rows.append(row)
     return rows, {'mxnet': mx.__version__, 'isa': kernels.cpu_isa(),
@@ -150,10 +129,10 @@ def machine_limits(repeats, min_time):
         src.copyto(dst)
         dst.wait_to_read()
 
-    copy_s = median_seconds(copy, repeats, min_time, best=True)
+    copy_s = common.call_seconds(copy, repeats, min_time, best=True)
     a = mx.nd.random.normal(shape=(2048, 2048))
     b = mx.nd.random.normal(shape=(2048, 2048))
-    gemm_s = median_seconds(lambda: mx.nd.dot(a, b).wait_to_read(), repeats, min_time,
+    gemm_s = common.call_seconds(lambda: mx.nd.dot(a, b).wait_to_read(), repeats, min_time,
                             best=True)
     return {'copy_gb_per_s': 2 * src.size * 4 / copy_s / 1e9,
             'gemm_gmac_per_s': 2048 ** 3 / gemm_s / 1e9}

@@ -34,10 +34,10 @@ from pathlib import Path
 import mxnet as mx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-
 import igc_mx  # noqa: E402, F401
 from igc_mx import blocks  # noqa: E402
+
+import common  # noqa: E402
 
 # (name, (N, C, H, W), L, M): IGC units of the paper's networks at small batches.
 CASES = [

@@ -64,14 +64,14 @@ def group_conv_calls(lib, case, rng):
 
 
 def interleaved_calls(lib, case, rng):
-    _, n, c, size, primary, groups = case
+    _, n, c, size, L, M = case
     x = rng.standard_normal((n, c, size, size), dtype=np.float32)
     dy = rng.standard_normal((n, c, size, size), dtype=np.float32)
-    w = rng.standard_normal((c, c // groups, 1, 1), dtype=np.float32)
+    w = rng.standard_normal((c, c // M, 1, 1), dtype=np.float32)
     operands = {'forward': (x, w, x.shape), 'backward_data': (dy, w, x.shape),
                 'backward_weight': (dy, x, w.shape)}
     return pass_calls(lib, 'igc_interleaved_conv_%s_cpu', operands, lambda fn, a, b, r: fn(
-        a.ctypes.data, b.ctypes.data, r.ctypes.data, n, c, size * size, primary, groups, 0))
+        a.ctypes.data, b.ctypes.data, r.ctypes.data, n, c, size * size, L, M, 0))
 
 
 def compare(kind, cases, libs, calls_of, repeat):

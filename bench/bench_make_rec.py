@@ -6,7 +6,8 @@ writes im2rec-format train.lst/val.lst once, and packs them with both tools at
 the same worker count, resize and JPEG quality:
 
     im2rec.py   PREFIX ROOT --resize R --quality Q --num-thread W
-    make_rec.py imagenet LST_DIR OUT --image-root ROOT --resize R --quality Q --workers W --no-shuffle
+    make_rec.py imagenet LST_DIR OUT --image-root ROOT --resize R --quality Q --workers W \\
+        --no-shuffle
 
 Both runs are whole processes (interpreter start included), repeated, and the
 best time of each is compared.  It also reports whether the two tools wrote
@@ -32,8 +33,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAKE_REC = os.path.join(os.path.dirname(HERE), "tools", "make_rec.py")
-IM2REC_HELP = ("MXNet's im2rec.py is not part of the pip wheel. Extract the 1.9.1 version from an MXNet "
-               "git checkout and pass it with --im2rec:\n"
+# make_rec needs no MXNet: without this, `import igc_mx` would import it at start-up.
+OURS_ENV = {**os.environ, "IGC_MX_NO_MXNET": "1"}
+IM2REC_HELP = ("MXNet's im2rec.py is not part of the pip wheel. Extract the 1.9.1 version "
+               "from an MXNet git checkout and pass it with --im2rec:\n"
                "    git -C /path/to/mxnet show 1.9.1:tools/im2rec.py > /tmp/im2rec.py\n"
                "(or download https://raw.githubusercontent.com/apache/mxnet/1.9.1/tools/im2rec.py)")
 
@@ -52,7 +55,8 @@ def synthetic_image(index: int, width: int, height: int) -> np.ndarray:
 
 
 def make_tree(root: str, images: int, classes: int, width: int, height: int) -> dict:
-    """root/{train,val}/cNN/xxxxx.jpg; every 10th image goes to val. Returns {split: [(label, relpath)]}."""
+    """root/{train,val}/cNN/xxxxx.jpg; every 10th image goes to val. Returns
+    {split: [(label, relpath)]}."""
     lists = {"train": [], "val": []}
     for i in range(images):
         split = "val" if i % 10 == 9 else "train"
@@ -78,9 +82,10 @@ def warm_cache(root: str) -> None:
                 f.read()
 
 
-def timed(cmd: list) -> float:
+def timed(cmd: list, env: dict = None) -> float:
     start = time.perf_counter()
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"command failed ({done.returncode}): {' '.join(cmd)}\n{done.stdout[-2000:]}")
@@ -102,8 +107,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--resize", type=int, default=480)
     p.add_argument("--quality", type=int, default=95)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--workdir", help="where to generate data (default: a temporary folder, removed after)")
-    p.add_argument("--json", default=None, help="result file (default: WORKDIR/bench_make_rec.json)")
+    p.add_argument("--workdir",
+                   help="where to generate data (default: a temporary folder, removed after)")
+    p.add_argument("--json", default=None,
+                   help="result file (default: WORKDIR/bench_make_rec.json)")
     return p.parse_args()
 
 
@@ -116,7 +123,8 @@ def main() -> int:
     workdir = args.workdir or tempfile.mkdtemp(prefix="bench_make_rec_")
     os.makedirs(workdir, exist_ok=True)
     root, lst_dir = os.path.join(workdir, "images"), os.path.join(workdir, "lists")
-    im2rec_dir, ours_dir = os.path.join(workdir, "im2rec_out"), os.path.join(workdir, "make_rec_out")
+    im2rec_dir = os.path.join(workdir, "im2rec_out")
+    ours_dir = os.path.join(workdir, "make_rec_out")
     for d in (root, lst_dir, im2rec_dir, ours_dir):
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
@@ -129,19 +137,21 @@ def main() -> int:
     py = sys.executable
     im2rec_cmd = [py, args.im2rec, im2rec_dir, root, "--resize", str(args.resize),
                   "--quality", str(args.quality), "--num-thread", str(args.workers)]
-    ours_cmd = [py, MAKE_REC, "imagenet", lst_dir, ours_dir, "--image-root", root, "--resize", str(args.resize),
-                "--quality", str(args.quality), "--workers", str(args.workers), "--no-shuffle", "--quiet"]
+    ours_cmd = [py, MAKE_REC, "imagenet", lst_dir, ours_dir, "--image-root", root,
+                "--resize", str(args.resize), "--quality", str(args.quality),
+                "--workers", str(args.workers), "--no-shuffle", "--quiet"]
     times = {"im2rec": [], "make_rec": []}
     for _ in range(args.repeat):  # alternate so both see the same machine load
         times["im2rec"].append(timed(im2rec_cmd))
-        times["make_rec"].append(timed(ours_cmd))
+        times["make_rec"].append(timed(ours_cmd, OURS_ENV))
 
     import_mxnet = min(timed([py, "-c", "import mxnet"]) for _ in range(args.repeat))
     identical = {}
     for ours_name, theirs_name in (("train", "train"), ("test", "val")):
         for ext in ("rec", "idx"):
-            identical[f"{ours_name}.{ext}"] = (sha256(os.path.join(ours_dir, f"{ours_name}.{ext}"))
-                                               == sha256(os.path.join(im2rec_dir, f"{theirs_name}.{ext}")))
+            ours = sha256(os.path.join(ours_dir, f"{ours_name}.{ext}"))
+            identical[f"{ours_name}.{ext}"] = ours == sha256(
+                os.path.join(im2rec_dir, f"{theirs_name}.{ext}"))
     best = {k: min(v) for k, v in times.items()}
     result = {
         "images": args.images, "size": f"{width}x{height}", "workers": args.workers,
@@ -151,8 +161,10 @@ def main() -> int:
         "ratio_im2rec_over_make_rec": best["im2rec"] / best["make_rec"],
         "byte_identical_to_im2rec": identical,
         "python_import_mxnet_seconds": import_mxnet,
-        "commands": {"im2rec": " ".join(im2rec_cmd), "make_rec": " ".join(ours_cmd)},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "opencv": cv2.__version__},
+        "commands": {"im2rec": " ".join(im2rec_cmd),
+                     "make_rec": "IGC_MX_NO_MXNET=1 " + " ".join(ours_cmd)},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "opencv": cv2.__version__},
     }
     json_path = args.json or os.path.join(workdir, "bench_make_rec.json")
     with open(json_path, "w") as f:
@@ -162,7 +174,8 @@ def main() -> int:
     print(f"im2rec.py : {best['im2rec']:.2f} s")
     print(f"make_rec  : {best['make_rec']:.2f} s")
     print(f"(of which `import mxnet`, paid by im2rec only: {import_mxnet:.2f} s)")
-    print(f"ratio im2rec/make_rec = {result['ratio_im2rec_over_make_rec']:.2f} (>1: make_rec faster)")
+    print(f"ratio im2rec/make_rec = {result['ratio_im2rec_over_make_rec']:.2f} "
+          "(>1: make_rec faster)")
     print(f"byte-identical to im2rec output: {identical}")
     print(f"results: {json_path}")
     if not args.workdir:

@@ -24,9 +24,9 @@ import mxnet as mx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-
 from igc_mx import networks  # noqa: E402
+
+import common  # noqa: E402
 
 # (label, network, get_symbol args, batch, image shape, classes). The ImageNet net ends
 # in a 7x7 average pooling, so it needs 224x224 inputs; a small batch keeps it short.

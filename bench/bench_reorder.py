@@ -7,7 +7,6 @@ torch.nn.functional.channel_shuffle, side by side in one run.
 Writes bench/results/reorder_cpu.{json,md}. GB/s count bytes read plus written.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import mxnet as mx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-
 import igc_mx  # noqa: E402
 from igc_mx import kernels  # noqa: E402
+
+import common  # noqa: E402
 
 # (name, shape, branch_factor): IGC feature maps at batch 64 (CIFAR) / 32 (ImageNet).
 SHAPES = [
@@ -90,7 +89,7 @@ def main(argv=None):
     rows = [bench_shape(*case, repeat=args.repeat) for case in SHAPES]
     torch = common.run_torch(args.torch_python, {
         'kind': 'shuffle', 'repeat': args.repeat,
-        'cases': [{'shape': shape, 'groups': g} for _, shape, g in SHAPES]})
+        'cases': [{'shape': shape, 'branch_factor': g} for _, shape, g in SHAPES]})
     for i, row in enumerate(rows):
         row['torch_fwd_bwd_ms'] = torch['result'][i] if torch else None
         row['speedup_vs_torch'] = common.ratio(row['torch_fwd_bwd_ms'],

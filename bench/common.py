@@ -44,6 +44,24 @@ def side_by_side(fns, repeat, min_time=0.05):
     return {name: statistics.median(r) * 1e3 for name, r in runs.items()}
 
 
+def call_seconds(fn, repeat, min_time=0.05, best=False):
+    """Median (or with ``best``, the least) over ``repeat`` runs of the mean time of one
+    call, each run making enough calls to last ``min_time`` seconds (calibrated after a
+    warm-up call). For one function alone; ``side_by_side`` compares several."""
+    fn()
+    start, calls = time.perf_counter(), 0
+    while calls < 1 or time.perf_counter() - start < min_time:
+        fn()
+        calls += 1
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        runs.append((time.perf_counter() - start) / calls)
+    return min(runs) if best else statistics.median(runs)
+
+
 def threads():
     return int(os.environ.get('OMP_NUM_THREADS', os.cpu_count()))
 

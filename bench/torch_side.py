@@ -2,7 +2,7 @@
 stdin, prints the answer as one JSON line. Run by bench/common.run_torch.
 
 Jobs:
-  {"kind": "shuffle", "cases": [{"shape", "groups"}], "repeat"}
+  {"kind": "shuffle", "cases": [{"shape", "branch_factor"}], "repeat"}
       channel_shuffle forward+backward, ms per case
   {"kind": "block", "cases": [{"shape", "L", "M"}], "repeat"}
       3x3 conv (L groups) -> channel_shuffle(L) -> 1x1 conv (M groups) ->
@@ -13,28 +13,19 @@ Jobs:
       rebuilt op by op in PyTorch with the same layers and shapes
 """
 import json
-import statistics
 import sys
-import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (no MXNet: plain timing and file helpers)
+
 
 def median_ms(fn, repeat, min_time=0.05):
-    fn()
-    start, calls = time.perf_counter(), 0
-    while calls < 1 or time.perf_counter() - start < min_time:
-        fn()
-        calls += 1
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        runs.append((time.perf_counter() - start) / calls)
-    return statistics.median(runs) * 1e3
+    return common.call_seconds(fn, repeat, min_time) * 1e3
 
 
 def shuffle_job(job):
@@ -44,7 +35,7 @@ def shuffle_job(job):
         head = torch.randn(case['shape'])
 
         def step():
-            F.channel_shuffle(x, case['groups']).backward(head)
+            F.channel_shuffle(x, case['branch_factor']).backward(head)
         out.append(median_ms(step, job['repeat']))
     return out
 
@@ -68,7 +59,9 @@ def block_job(job):
 
 def tuple_attr(attrs, key, default):
     text = attrs.get(key)
-    return default if text is None else tuple(int(v) for v in text.strip('()[] ').split(',') if v.strip())
+    if text is None:
+        return default
+    return tuple(int(v) for v in text.strip('()[] ').split(',') if v.strip())
 
 
 class GraphNet(nn.Module):

@@ -1,8 +1,16 @@
-"""Entry points with the 2017 original's module names and ``get_symbol`` signatures.
+"""The 2017 original's network modules, as compatibility entry points.
 
-Each module is one call into :func:`igc_mx.networks.get_symbol`; the architectures
-themselves are the tables in ``igc_mx.networks``. Scripts at the repository root load
-them as ``importlib.import_module('network.' + name)``.
+Each ``network/<name>.py`` keeps the original module name and ``get_symbol`` signature and
+is one call into the registry, :func:`igc_mx.networks.get_symbol`, which holds the
+architectures and the defaults (an argument left as None takes the network's default).
+From the repository root::
+
+    from network import resnet_igc
+    symbol = resnet_igc.get_symbol(10, 20, 24, 2)
+    # the same as igc_mx.networks.get_symbol('resnet_igc', 10, 20, 24, 2)
+
+New code, the train scripts and the tools use ``igc_mx.networks.get_symbol(name, ...)``
+and ``igc_mx.networks.list_networks()`` directly.
 """
 NAMES = ('plain', 'plain_igc', 'resnet', 'resnet_igc',
          'resnet_imgnet_d18', 'resnet_igc_imgnet_d18')

@@ -2,6 +2,6 @@
 from igc_mx import networks
 
 
-def get_symbol(num_classes, depth, primary_partition, secondary_partition=1):
+def get_symbol(num_classes, depth, primary_partition, secondary_partition=None):
     return networks.get_symbol('plain', num_classes, depth, primary_partition,
                                secondary_partition)

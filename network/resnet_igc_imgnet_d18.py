@@ -9,7 +9,7 @@ parameters as the default fused units).
 from igc_mx import networks
 
 
-def get_symbol(num_classes=1000, depth=18, primary_partition=100, secondary_partition=None,
+def get_symbol(num_classes=None, depth=None, primary_partition=None, secondary_partition=None,
                widen=None, fused=True, group_conv='auto'):
     return networks.get_symbol('resnet_igc_imgnet_d18', num_classes, depth,
                                primary_partition, secondary_partition, widen=widen,

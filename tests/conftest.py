@@ -1,7 +1,10 @@
 """Shared fixtures. `../shared` exists beside the developers' checkout only: tests
 that read it skip, with the reason, in a user's clone."""
+import random
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -17,9 +20,34 @@ PUBLISHED_SYMBOLS = [
 ]
 
 
+# Prepended to the code of a subprocess: MXNet cannot be imported there, as on a machine
+# without it (e.g. a GPU machine running the kernels alone).
+BLOCK_MXNET = """
+import sys
+
+class _BlockMXNet:
+    def find_spec(self, name, path=None, target=None):
+        if name == 'mxnet' or name.startswith('mxnet.'):
+            raise ModuleNotFoundError("No module named 'mxnet'", name='mxnet')
+
+sys.meta_path.insert(0, _BlockMXNet())
+"""
+
+
 @pytest.fixture(scope='session')
 def published_models_dir():
     if not PUBLISHED_MODELS.is_dir():
         pytest.skip(f'published symbol files not available: {PUBLISHED_MODELS} is absent '
                     '(it ships beside the developers\' checkout only)')
     return PUBLISHED_MODELS
+
+
+@pytest.fixture(autouse=True)
+def seeded_global_generators():
+    """Seed the global generators that library helpers draw from (MXNet's
+    check_numeric_gradient and initializers), so that every test is repeatable.
+    Tests draw their own data from explicitly seeded generators."""
+    random.seed(0)
+    np.random.seed(0)
+    if 'mxnet' in sys.modules:
+        sys.modules['mxnet'].random.seed(0)

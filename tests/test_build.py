@@ -42,6 +42,7 @@ def find_nvcc():
     return None
 
 
+@pytest.mark.slow
 def test_build_against_mxnet_tree_records_its_version(tmp_path):
     # A tree that claims to be MXNet 1.9.0: the library must refuse to load into 1.9.1.
     tree = tmp_path / 'mxnet-1.9.0'
@@ -106,6 +107,7 @@ def supported_architectures(nvcc):
 CANDIDATES = {50, 60, 70, 75, 80, 86, 89, 90}
 
 
+@pytest.mark.slow
 def test_cuda_sources_compile(tmp_path):
     nvcc = find_nvcc()
     if nvcc is None:

@@ -2,7 +2,7 @@
 2 workers + 1 server + the scheduler, started by tools/launch.py, bounded by timeouts."""
 import os
 import subprocess
-import time
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -39,10 +39,10 @@ def test_two_workers_end_with_identical_weights(setup, tmp_path, kv_store):
     rank1 = mx.nd.load(str(tmp_path / 'm-1-0002.params'))
     assert sorted(rank0) == sorted(rank1)
     start = mx.nd.load(str(tmp_path / 'm-0001.params'))
-    for key in rank0:
-        if key.startswith('arg:'):
-            np.testing.assert_array_equal(rank0[key].asnumpy(), rank1[key].asnumpy(),
-                                          err_msg=key)
+    weights = [key for key in rank0 if key.startswith('arg:')]
+    assert 'arg:fc_weight' in weights and 'arg:conv1_weight' in weights
+    for key in weights:
+        np.testing.assert_array_equal(rank0[key].asnumpy(), rank1[key].asnumpy(), err_msg=key)
     # training happened: epoch 2 differs from epoch 1, and the workers saw different data
     assert not np.array_equal(rank0['arg:fc_weight'].asnumpy(), start['arg:fc_weight'].asnumpy())
     assert not np.array_equal(rank0['aux:bn1_moving_mean'].asnumpy(),
@@ -54,27 +54,63 @@ def test_two_workers_end_with_identical_weights(setup, tmp_path, kv_store):
     assert log0.count('Node[0] Epoch[0] Batch [') == 3
 
 
+# Each process of a job records its pid, so that a test can check that the launcher
+# stopped all of them, not only that it returned.
+ROLE_SCRIPT = """import os, sys, time
+pids = sys.argv[1]
+role, task = os.environ["DMLC_ROLE"], os.environ["DMLC_TASK_ID"]
+with open(os.path.join(pids, role + task + ".tmp"), "w") as f:
+    f.write(str(os.getpid()))
+os.rename(os.path.join(pids, role + task + ".tmp"), os.path.join(pids, role + task))
+if role == "worker" and task == "1" and sys.argv[2] == "fail":
+    deadline = time.time() + 60     # fail once the other three are running
+    while len([n for n in os.listdir(pids) if not n.endswith(".tmp")]) < 4:
+        if time.time() > deadline:
+            sys.exit(99)
+        time.sleep(0.05)
+    sys.exit(3)
+time.sleep(120)
+"""
+
+
+def run_role_job(tmp_path, mode, timeout):
+    """Launch 2 workers + 1 server + the scheduler running ROLE_SCRIPT; returns
+    (the launcher's CompletedProcess, {role: pid})."""
+    script, pids = tmp_path / 'role.py', tmp_path / 'pids'
+    script.write_text(ROLE_SCRIPT)
+    pids.mkdir()
+    proc = subprocess.run([PY, LAUNCH, '-n', '2', '-s', '1', '--timeout', str(timeout),
+                           PY, str(script), str(pids), mode],
+                          capture_output=True, text=True, timeout=180)
+    started = {p.name: int(p.read_text()) for p in pids.iterdir()
+               if not p.name.endswith('.tmp')}
+    return proc, started
+
+
+def is_running(pid):
+    """True for a live process; False once it is gone or a zombie (killed, not reaped)."""
+    try:
+        state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != 'Z'
+
+
 def test_failed_worker_stops_the_job(tmp_path):
-    script = tmp_path / 'role.py'
-    script.write_text('import os, sys, time\n'
-                      'role, task = os.environ["DMLC_ROLE"], os.environ["DMLC_TASK_ID"]\n'
-                      'if role == "worker" and task == "1":\n'
-                      '    sys.exit(3)\n'
-                      'time.sleep(60)\n')
-    tic = time.time()
-    proc = subprocess.run([PY, LAUNCH, '-n', '2', '-s', '1', '--timeout', '50', PY, str(script)],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 3 and time.time() - tic < 30
+    proc, started = run_role_job(tmp_path, 'fail', timeout=150)
+    assert proc.returncode == 3, proc.stderr
     assert 'exited with 3' in proc.stderr
+    # every process had started; the launcher killed the three that would sleep on
+    assert sorted(started) == ['scheduler0', 'server0', 'worker0', 'worker1']
+    assert [role for role, pid in started.items() if is_running(pid)] == []
 
 
 def test_hung_job_times_out(tmp_path):
-    tic = time.time()
-    proc = subprocess.run([PY, LAUNCH, '-n', '2', '-s', '1', '--timeout', '2',
-                           PY, '-c', 'import time; time.sleep(60)'],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 124 and time.time() - tic < 20
-    assert 'timed out' in proc.stderr
+    proc, started = run_role_job(tmp_path, 'hang', timeout=8)
+    assert proc.returncode == 124, proc.stderr
+    assert 'timed out after 8' in proc.stderr
+    assert started   # the processes ran, and none outlived the launcher
+    assert [role for role, pid in started.items() if is_running(pid)] == []
 
 
 FAKE_SRUN = '''#!/bin/bash
@@ -108,6 +144,7 @@ def test_slurm_launcher_through_dmlc_tracker(setup, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     rank0 = mx.nd.load(str(tmp_path / 'm-0001.params'))
     rank1 = mx.nd.load(str(tmp_path / 'm-1-0001.params'))
-    for key in rank0:
-        if key.startswith('arg:'):
-            np.testing.assert_array_equal(rank0[key].asnumpy(), rank1[key].asnumpy())
+    weights = [key for key in rank0 if key.startswith('arg:')]
+    assert sorted(rank0) == sorted(rank1) and 'arg:fc_weight' in weights
+    for key in weights:
+        np.testing.assert_array_equal(rank0[key].asnumpy(), rank1[key].asnumpy(), err_msg=key)

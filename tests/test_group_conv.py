@@ -1,12 +1,18 @@
 """GroupConvolution against MXNet's own Convolution(num_group=..., no_bias=True):
 values, both gradients, grad_req='add', symbols and checkpoints, the C ABI of
 the kernels, and errors."""
+import os
+import subprocess
+import sys
+
 import mxnet as mx
 import numpy as np
 import pytest
 
 import igc_mx  # noqa: F401  (loads the op library)
 from igc_mx import kernels
+
+from conftest import BLOCK_MXNET
 
 # (batch, channels, height, width, filters, groups, kernel, stride, pad)
 SHAPES = [
@@ -25,7 +31,7 @@ SHAPES = [
     (2, 8, 4, 4, 8, 1, (3, 3), (3, 3), (1, 1)),        # one group, stride 3
     (2, 20, 9, 9, 44, 4, (3, 3), (1, 1), (1, 1)),      # 5 in, 11 filters per group: partial blocks
     (3, 40, 7, 7, 40, 4, (3, 3), (1, 1), (1, 1)),      # 10 per group on 7x7 (ImageNet stage 4)
-    (3, 40, 6, 6, 40, 40, (3, 3), (1, 1), (1, 1)),     # 40 groups: weight gradient in one image block
+    (3, 40, 6, 6, 40, 40, (3, 3), (1, 1), (1, 1)),     # 40 groups: weight grad in one image block
     # Stride-2 rows split into column phases by vector shuffles (2 x 16 floats at a
     # time with AVX-512), then element by element: odd width, padding 1 and 2.
     (1, 8, 5, 37, 8, 4, (3, 3), (2, 2), (1, 1)),
@@ -85,8 +91,9 @@ def test_matches_convolution(shape, dtype):
 def test_definition_by_loops():
     # The sum written out, independent of MXNet's Convolution.
     n, c, h, w, f, g, kh, kw, s, p = 1, 4, 5, 6, 6, 2, 3, 2, 2, 1
-    x = np.random.randn(n, c, h, w)
-    wt = np.random.randn(f, c // g, kh, kw)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((f, c // g, kh, kw))
     y = mx.nd.GroupConvolution(mx.nd.array(x, dtype='float64'), mx.nd.array(wt, dtype='float64'),
                                kernel=(kh, kw), stride=(s, s), pad=(p, p), num_filter=f,
                                num_group=g).asnumpy()
@@ -107,14 +114,15 @@ def test_numeric_gradient():
     data, weight = mx.sym.var('data'), mx.sym.var('weight')
     sym = mx.sym.GroupConvolution(data, weight, kernel=(3, 3), stride=(2, 2), pad=(1, 1),
                                   num_filter=4, num_group=2)
-    loc = {'data': np.random.randn(1, 4, 5, 4), 'weight': np.random.randn(4, 2, 3, 3)}
+    rng = np.random.default_rng(3)
+    loc = {'data': rng.standard_normal((1, 4, 5, 4)), 'weight': rng.standard_normal((4, 2, 3, 3))}
     mx.test_utils.check_numeric_gradient(sym, loc, dtype=np.float64, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize('shape', [SHAPES[0], SHAPES[3]], ids=[IDS[0], IDS[3]])
 def test_grad_req_add_accumulates(shape):
     x, w = arrays(shape, 'float64')
-    head = np.random.randn(*out_shape(shape))
+    head = np.random.default_rng(4).standard_normal(out_shape(shape))
     _, dx, dw = run(mx.nd.GroupConvolution, x, w, head, grad_req='add', repeats=3,
                     **conv_params(shape))
     _, dx1, dw1 = run(convolution, x, w, head, **conv_params(shape))
@@ -126,7 +134,7 @@ def test_symbol_grad_req_add():
     shape = SHAPES[1]
     params = conv_params(shape)
     x, w = arrays(shape, 'float32')
-    head = np.random.randn(*out_shape(shape)).astype('float32')
+    head = np.random.default_rng(5).standard_normal(out_shape(shape)).astype('float32')
     sym = mx.sym.GroupConvolution(mx.sym.var('data'), name='u', **params)
     exe = sym.simple_bind(mx.cpu(), data=x.shape, grad_req='add')
     exe.grad_dict['u_weight'][:] = 1
@@ -148,8 +156,9 @@ def test_symbol_names_shapes_and_checkpoints_match_convolution():
     theirs = mx.sym.Convolution(data, name='g1_conv1', no_bias=True, **params)
     assert ours.list_arguments() == theirs.list_arguments() == ['data', 'g1_conv1_weight']
     assert ours.infer_shape(data=(2, 8, 6, 6)) == theirs.infer_shape(data=(2, 8, 6, 6))
-    args = {'g1_conv1_weight': mx.nd.random.normal(shape=(16, 1, 3, 3))}
-    x = mx.nd.random.normal(shape=(2, 8, 6, 6))
+    rng = np.random.default_rng(6)
+    args = {'g1_conv1_weight': mx.nd.array(rng.standard_normal((16, 1, 3, 3)))}
+    x = mx.nd.array(rng.standard_normal((2, 8, 6, 6)))
     outputs = []
     for sym in (ours, theirs):
         mod = mx.mod.Module(sym, label_names=None)
@@ -231,7 +240,7 @@ def test_missing_weight_is_a_type_error_for_ndarrays():
 def test_kernels_alone_match_convolution():
     shape = SHAPES[3]
     x, w = arrays(shape, 'float64')
-    head = np.random.randn(*out_shape(shape))
+    head = np.random.default_rng(7).standard_normal(out_shape(shape))
     y_ref, dx_ref, dw_ref = run(convolution, x, w, head, **conv_params(shape))
     geometry = kernels.conv_geometry(x.shape, w.shape, shape[5], shape[7], shape[8])
     y, dx, dw = (np.full(a.shape, np.nan) for a in (y_ref, x, w))
@@ -269,90 +278,28 @@ def test_kernels_reject_bad_arguments(fields, dtype, status):
         kernels.group_conv_cpu('forward', geometry, buf, buf[:100], buf[200:], dtype)
 
 
-# ---- the network builders ----------------------------------------------------
-
-def conv1_ops(symbol):
-    import json
-    nodes = json.loads(symbol.tojson())['nodes']
-    return {n['name']: n['op'] for n in nodes if n['name'].endswith('_conv1')}
-
-
-@pytest.mark.parametrize('network,args,data_shape', [
-    ('resnet_igc', (10, 8, 2, 2), (2, 3, 32, 32)),          # CIFAR, widening units included
-    ('resnet_igc_imgnet_d18', (7, 18, 2, 2), (1, 3, 224, 224)),
-])
-def test_builders_with_group_conv_keep_names_and_outputs(network, args, data_shape):
-    from igc_mx import networks
-    plain = networks.get_symbol(network, *args, group_conv=False)
-    ours = networks.get_symbol(network, *args, group_conv=True)
-    assert ours.list_arguments() == plain.list_arguments()
-    assert ours.list_auxiliary_states() == plain.list_auxiliary_states()
-    assert ours.infer_shape(data=data_shape) == plain.infer_shape(data=data_shape)
-    assert set(conv1_ops(ours).values()) == {'GroupConvolution'}
-    assert set(conv1_ops(plain).values()) == {'Convolution'}
-    # The same parameters give the same outputs and gradients.
-    arg_shapes, _, aux_shapes = plain.infer_shape(data=data_shape)
-    rng = np.random.default_rng(0)
-    args_ = {name: mx.nd.array(rng.standard_normal(shape) * 0.1)
-             for name, shape in zip(plain.list_arguments(), arg_shapes)}
-    args_['softmax_label'] = mx.nd.zeros(data_shape[0])
-    aux = {name: mx.nd.ones(shape) for name, shape in zip(plain.list_auxiliary_states(),
-                                                          aux_shapes)}
-    results = []
-    for sym in (plain, ours):
-        grads = {k: mx.nd.zeros_like(v) for k, v in args_.items()}
-        exe = sym.bind(mx.cpu(), {k: v.copy() for k, v in args_.items()}, args_grad=grads,
-                       aux_states={k: v.copy() for k, v in aux.items()})
-        exe.forward(is_train=True)
-        exe.backward()
-        results.append((exe.outputs[0].asnumpy(), {k: g.asnumpy() for k, g in grads.items()}))
-    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
-    for name in ('g1_b1_conv1_conv1_weight', 'g1_b1_p2_two1_conv1_weight'):
-        if name in results[0][1]:
-            np.testing.assert_allclose(results[1][1][name], results[0][1][name],
-                                       rtol=1e-3, atol=1e-5)
-
-
-def test_builders_auto_uses_group_conv_for_narrow_groups_only():
-    from igc_mx import blocks, networks
-    ops = conv1_ops(networks.get_symbol('resnet_igc', 10, 8, 24, 2, group_conv='auto'))
-    limit = blocks.AUTO_GROUP_CONV_MAX_PER_GROUP
-    assert ops['g1_b1_p2_two1_conv1'] == 'GroupConvolution'            # 48 / 24 = 2
-    assert ops['g3_b1_p2_two2_conv1'] == ('GroupConvolution' if 192 // 24 <= limit
-                                          else 'Convolution')            # 8 per group
-    with pytest.raises(ValueError, match="group_conv='yes'"):
-        networks.get_symbol('resnet_igc', 10, 8, 24, 2, group_conv='yes')
-
-
-# Runs the kernels in a fresh process (the variant is chosen once per process),
-# through ctypes alone so that it starts fast.
-VARIANT_SCRIPT = '''
-import ctypes, sys
+# Runs the kernels in a fresh process (the variant is chosen once per process), through
+# igc_mx.kernels without MXNet so that it starts fast.
+VARIANT_SCRIPT = BLOCK_MXNET + '''
 import numpy as np
-lib = ctypes.CDLL(sys.argv[1])
+from igc_mx import kernels
+kernels.load(sys.argv[1])
 x, w, head = (np.load(sys.argv[2])[k] for k in ('x', 'w', 'head'))
-geometry = (ctypes.c_int64 * 12)(*x.shape, w.shape[0], 4, *w.shape[2:], 2, 1, 1, 0)
+geometry = kernels.conv_geometry(x.shape, w.shape, 4, stride=(2, 1), pad=(1, 0))
 outputs = {'y': np.empty_like(head), 'dx': np.empty_like(x), 'dw': np.empty_like(w)}
 for name, a, b, out in (('forward', x, w, 'y'), ('backward_data', head, w, 'dx'),
                         ('backward_weight', head, x, 'dw')):
-    fn = getattr(lib, 'igc_group_conv_%s_cpu' % name)
-    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int]
-    assert fn(ctypes.addressof(geometry), a.ctypes.data, b.ctypes.data,
-              outputs[out].ctypes.data, 0) == 0
-lib.igc_cpu_isa.restype = ctypes.c_char_p
-np.savez(sys.argv[3], isa=lib.igc_cpu_isa().decode(), **outputs)
+    kernels.group_conv_cpu(name, geometry, a, b, outputs[out], 'float32')
+np.savez(sys.argv[3], isa=kernels.cpu_isa(), **outputs)
 '''
 
 
 @pytest.mark.parametrize('isa', ['generic', 'avx2'])
 def test_every_instruction_set_variant_matches_convolution(isa, tmp_path):
     # This machine picks the widest variant; IGC_MX_CPU_ISA forces the others.
-    import os
-    import subprocess
-    import sys
     shape = (3, 16, 9, 11, 8, 4, (3, 3), (2, 1), (1, 0))
     x, w = arrays(shape, 'float32')
-    head = np.random.randn(*out_shape(shape)).astype('float32')
+    head = np.random.default_rng(8).standard_normal(out_shape(shape)).astype('float32')
     y_ref, dx_ref, dw_ref = run(convolution, x, w, head, **conv_params(shape))
     np.savez(tmp_path / 'in.npz', x=x, w=w, head=head)
     subprocess.run([sys.executable, '-c', VARIANT_SCRIPT, kernels.load()._name,

@@ -7,37 +7,38 @@ import pytest
 
 from igc_mx import kernels
 
+
 def reorder_reference(x, g):
     n, c = x.shape[:2]
     return x.reshape(n, g, c // g, *x.shape[2:]).swapaxes(1, 2).reshape(x.shape)
 
 
-def run(src, dst, groups, dtype_code=None, batch=None, channels=None, inner=None):
+def run(src, dst, branch_factor, dtype_code=None, batch=None, channels=None, inner=None):
     lib = kernels.load()
     return lib.igc_reorder_cpu(
         src.ctypes.data_as(ctypes.c_void_p) if src is not None else None,
         dst.ctypes.data_as(ctypes.c_void_p) if dst is not None else None,
         src.shape[0] if batch is None else batch,
         src.shape[1] if channels is None else channels,
-        groups,
+        branch_factor,
         int(np.prod(src.shape[2:])) if inner is None else inner,
         kernels.DTYPE_CODES[src.dtype.name] if dtype_code is None else dtype_code)
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'float64', 'float16'])
-@pytest.mark.parametrize('shape,groups', [
+@pytest.mark.parametrize('shape,branch_factor', [
     ((2, 12, 5, 7), 3), ((1, 64, 32, 32), 8), ((300, 96), 4), ((4, 6, 2, 3, 2), 6),
     ((8, 256, 14, 14), 16),  # large enough for the OpenMP path
 ])
-def test_kernel_matches_numpy(dtype, shape, groups):
-    src = np.random.randn(*shape).astype(dtype)
+def test_kernel_matches_numpy(dtype, shape, branch_factor):
+    src = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     dst = np.full_like(src, np.nan)
-    kernels.reorder_cpu(src, dst, groups)
-    np.testing.assert_array_equal(dst, reorder_reference(src, groups))
+    kernels.reorder_cpu(src, dst, branch_factor)
+    np.testing.assert_array_equal(dst, reorder_reference(src, branch_factor))
 
 
-def test_inverse_groups_undo_the_permutation():
-    src = np.random.randn(3, 20, 9).astype('float32')
+def test_inverse_branch_factor_undoes_the_permutation():
+    src = np.random.default_rng(1).standard_normal((3, 20, 9)).astype('float32')
     mid, back = np.empty_like(src), np.empty_like(src)
     kernels.reorder_cpu(src, mid, 4)
     kernels.reorder_cpu(mid, back, 5)
@@ -45,10 +46,10 @@ def test_inverse_groups_undo_the_permutation():
 
 
 @pytest.mark.parametrize('kwargs,status', [
-    ({'groups': 5}, 1),                      # 12 channels not divisible by 5
-    ({'groups': 0}, 1),
-    ({'groups': 2, 'batch': -1}, 1),
-    ({'groups': 2, 'dtype_code': 4}, 2),     # int32 is not a supported dtype
+    ({'branch_factor': 5}, 1),               # 12 channels not divisible by 5
+    ({'branch_factor': 0}, 1),
+    ({'branch_factor': 2, 'batch': -1}, 1),
+    ({'branch_factor': 2, 'dtype_code': 4}, 2),   # int32 is not a supported dtype
 ])
 def test_bad_arguments_return_status(kwargs, status):
     src = np.zeros((2, 12, 3), dtype='float32')
@@ -101,6 +102,23 @@ def test_conv_kernels_match_numpy(dtype):
     # The op is linear in x: <dy, f(x)> = <dx, x> and = <dw, w> (f linear in w too).
     np.testing.assert_allclose((dx * x).sum(), (dy * conv_reference(x, w, L, M)).sum(), **tol)
     np.testing.assert_allclose((dw * w).sum(), (dy * conv_reference(x, w, L, M)).sum(), **tol)
+
+
+def test_deprecated_keywords_still_work():
+    src = np.arange(24, dtype='float32').reshape(2, 12)
+    dst = np.empty_like(src)
+    with pytest.warns(DeprecationWarning, match='use branch_factor'):
+        kernels.reorder_cpu(src, dst, groups=3)
+    np.testing.assert_array_equal(dst, reorder_reference(src, 3))
+    x = np.random.default_rng(2).standard_normal((1, 8, 2, 2)).astype('float32')
+    w = np.random.default_rng(3).standard_normal((8, 2, 1, 1)).astype('float32')
+    y, y_old = np.empty_like(x), np.empty_like(x)
+    kernels.interleaved_conv_cpu('forward', x, w, y, primary_partition=2, secondary_partition=4)
+    with pytest.warns(DeprecationWarning, match='use secondary_partition'):
+        kernels.interleaved_conv_cpu('forward', x, w, y_old, 2, groups=4)
+    np.testing.assert_array_equal(y_old, y)
+    with pytest.raises(TypeError, match='give branch_factor only'):
+        kernels.reorder_cpu(src, dst, 3, groups=3)
 
 
 def test_conv_kernel_statuses():

@@ -1,4 +1,5 @@
-"""Tests for tools/make_rec.py on small inputs written in the real published formats.
+"""Tests for igc-make-rec (igc_mx.tools.make_rec) on small inputs written in the real
+published formats.
 
 References are independent of the tool: source pixels/labels generated here,
 MXNet's own RecordIO reader/writer and ImageRecordIter, cv2/mx decoders, numpy.
@@ -10,7 +11,6 @@ import json
 import os
 import pickle
 import shutil
-import sys
 import tarfile
 
 import cv2
@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import scipy.io
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-import make_rec  # noqa: E402
-import rec_format  # noqa: E402
+from igc_mx import recordio
+from igc_mx.tools import make_rec
 
-FINAL_NAMES = [f"{s}.{e}" for s in ("train", "test") for e in ("rec", "idx", "lst")] + ["manifest.json"]
+FINAL_NAMES = ([f"{s}.{e}" for s in ("train", "test") for e in ("rec", "idx", "lst")]
+               + ["manifest.json"])
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -82,7 +82,8 @@ def jpeg_tree(tmp_path):
             folder = root / split / cls
             folder.mkdir(parents=True)
             for i in range(per_class):
-                image = cv2.GaussianBlur(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), (5, 5), 0)
+                noise = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+                image = cv2.GaussianBlur(noise, (5, 5), 0)
                 cv2.imwrite(str(folder / f"img{i}.JPEG"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     corrupt = root / "train" / "n03" / "broken.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 3)
@@ -91,7 +92,8 @@ def jpeg_tree(tmp_path):
 
 def read_with_mxnet(out_dir, split):
     """{key: (label, header id, RGB via mx.image.imdecode, BGR via cv2)} and file order of keys."""
-    reader = mx.recordio.MXIndexedRecordIO(str(out_dir / f"{split}.idx"), str(out_dir / f"{split}.rec"), "r")
+    reader = mx.recordio.MXIndexedRecordIO(str(out_dir / f"{split}.idx"),
+                                           str(out_dir / f"{split}.rec"), "r")
     records, order = {}, []
     for key in reader.keys:
         header, image_bytes = mx.recordio.unpack(reader.read_idx(key))
@@ -124,7 +126,8 @@ def test_cifar10_png_exact_rgb_roundtrip_labels_and_seeded_order(cifar10, cifar1
         assert order == expected.tolist()
     manifest = json.loads((cifar10_built / "manifest.json").read_text())
     assert manifest["splits"]["train"]["count"] == 120
-    assert manifest["splits"]["train"]["class_counts"] == np.bincount(source["train"][1], minlength=10).tolist()
+    assert manifest["splits"]["train"]["class_counts"] == \
+        np.bincount(source["train"][1], minlength=10).tolist()
     assert manifest["recipe"]["encoding"] == "png" and manifest["recipe"]["png_compression"] == 9
     assert manifest["versions"]["opencv"] == cv2.__version__
     assert manifest["classes"][3] == "class3"
@@ -132,7 +135,8 @@ def test_cifar10_png_exact_rgb_roundtrip_labels_and_seeded_order(cifar10, cifar1
 
 def test_rec_bytes_equal_mxnet_writer_output(cifar10_built, tmp_path):
     """Re-write the same payloads with MXNet's C++ RecordIO writer: files must be identical."""
-    reader = mx.recordio.MXIndexedRecordIO(str(cifar10_built / "train.idx"), str(cifar10_built / "train.rec"), "r")
+    reader = mx.recordio.MXIndexedRecordIO(str(cifar10_built / "train.idx"),
+                                           str(cifar10_built / "train.rec"), "r")
     writer = mx.recordio.MXIndexedRecordIO(str(tmp_path / "m.idx"), str(tmp_path / "m.rec"), "w")
     for key in reader.keys:
         writer.write_idx(key, reader.read_idx(key))
@@ -143,15 +147,16 @@ def test_rec_bytes_equal_mxnet_writer_output(cifar10_built, tmp_path):
 
 
 def test_framing_splits_payloads_containing_the_magic(tmp_path):
-    magic = rec_format.MAGIC_BYTES
-    payloads = [magic + b"abcd" + magic + b"xy", b"12" + magic + b"3456", magic, b"", b"q" * 8 + magic]
+    magic = recordio.MAGIC_BYTES
+    payloads = [magic + b"abcd" + magic + b"xy", b"12" + magic + b"3456", magic, b"",
+                b"q" * 8 + magic]
     writer = mx.recordio.MXRecordIO(str(tmp_path / "m.rec"), "w")
     for p in payloads:
         writer.write(p)
     writer.close()
-    ours = b"".join(rec_format.frame_record(p) for p in payloads)
+    ours = b"".join(recordio.frame_record(p) for p in payloads)
     assert ours == (tmp_path / "m.rec").read_bytes()
-    assert [p for _, p in rec_format.iter_records(io.BytesIO(ours))] == payloads
+    assert [p for _, p in recordio.iter_records(io.BytesIO(ours))] == payloads
 
 
 def test_cifar100_uses_fine_labels(tmp_path):
@@ -244,7 +249,8 @@ def test_verify_passes_then_catches_flipped_byte_and_missing_file(cifar10_built,
     assert "test.idx: missing" in capsys.readouterr().err
 
 
-def test_verify_catches_out_of_range_label_even_with_matching_checksums(cifar10_built, tmp_path, capsys):
+def test_verify_catches_out_of_range_label_even_with_matching_checksums(cifar10_built, tmp_path,
+                                                                       capsys):
     out = tmp_path / "copy"
     shutil.copytree(cifar10_built, out)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -267,12 +273,14 @@ def test_image_record_iter_reads_train_rec(cifar10, cifar10_built):
     rgb_src, labels_src = cifar10[1]["train"]
     it = mx.io.ImageRecordIter(path_imgrec=str(cifar10_built / "train.rec"),
                                path_imgidx=str(cifar10_built / "train.idx"),
-                               data_shape=(3, 32, 32), batch_size=16, shuffle=False, preprocess_threads=1)
+                               data_shape=(3, 32, 32), batch_size=16, shuffle=False,
+                               preprocess_threads=1)
     batch = next(iter(it))
     data, label = batch.data[0].asnumpy(), batch.label[0].asnumpy()
     assert data.shape == (16, 3, 32, 32) and label.shape == (16,)
     first_keys = np.random.Generator(np.random.PCG64(0)).permutation(len(labels_src))[:16]
-    np.testing.assert_array_equal(data, rgb_src[first_keys].transpose(0, 3, 1, 2).astype(np.float32))
+    np.testing.assert_array_equal(data, rgb_src[first_keys].transpose(0, 3, 1, 2)
+                                  .astype(np.float32))
     np.testing.assert_array_equal(label, labels_src[first_keys])
 
 
@@ -285,14 +293,19 @@ def test_corrupt_image_fails_by_default_and_is_skipped_with_flag(jpeg_tree, tmp_
     err = capsys.readouterr().err
     assert str(corrupt) in err and "--skip-bad" in err and "Traceback" not in err
     assert sorted(os.listdir(out)) == [".make_rec.lock"]  # nothing final, no temp left behind
-    assert make_rec.main(["imagenet", str(root), str(out), "--workers", "2", "--quiet", "--skip-bad"]) == 0
+    assert make_rec.main(["imagenet", str(root), str(out), "--workers", "2", "--quiet",
+                          "--skip-bad"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [s["path"] for s in manifest["splits"]["train"]["skipped"]] == [os.path.join("train", "n03", "broken.jpg")]
+    assert [s["path"] for s in manifest["splits"]["train"]["skipped"]] == \
+        [os.path.join("train", "n03", "broken.jpg")]
     assert manifest["splits"]["train"]["count"] == 12 and manifest["splits"]["test"]["count"] == 6
-    assert manifest["recipe"]["jpeg_quality"] == 95 and manifest["recipe"]["resize_shorter_side"] == 480
+    assert manifest["recipe"]["jpeg_quality"] == 95
+    assert manifest["recipe"]["resize_shorter_side"] == 480
     lines = "".join(f"{p}\t{hashlib.sha256((root / p).read_bytes()).hexdigest()}\n"
-                    for p in (os.path.join("train", c, f"img{i}.JPEG") for c in ("n01", "n02", "n03") for i in range(4)))
-    assert manifest["splits"]["train"]["source_sha256"] == hashlib.sha256(lines.encode()).hexdigest()
+                    for p in (os.path.join("train", c, f"img{i}.JPEG")
+                              for c in ("n01", "n02", "n03") for i in range(4)))
+    assert manifest["splits"]["train"]["source_sha256"] == \
+        hashlib.sha256(lines.encode()).hexdigest()
     assert make_rec.main(["verify", str(out), "--workers", "1"]) == 0
 
 
@@ -303,8 +316,8 @@ def test_imagenet_from_lst_files(jpeg_tree, tmp_path):
     for name, rows in lines.items():
         (root / name).write_text("".join(f"{i}\t{label:f}\t{p}\n" for i, label, p in rows))
     out = tmp_path / "out"
-    assert make_rec.main(["imagenet", str(root), str(out), "--workers", "1", "--quiet", "--no-shuffle",
-                          "--resize", "0"]) == 0
+    assert make_rec.main(["imagenet", str(root), str(out), "--workers", "1", "--quiet",
+                          "--no-shuffle", "--resize", "0"]) == 0
     records, order = read_with_mxnet(out, "train")
     assert order == [0, 1] and [records[k][0] for k in order] == [2, 0]
     source = cv2.imread(str(root / "train/n02/img1.JPEG"))
@@ -312,7 +325,8 @@ def test_imagenet_from_lst_files(jpeg_tree, tmp_path):
 
 
 @pytest.mark.parametrize("dataset, expected", [
-    ("cifar10", "expected cifar-10-python.tar.gz or a folder cifar-10-batches-py/ containing data_batch_1..5 and test_batch"),
+    ("cifar10", "expected cifar-10-python.tar.gz or a folder cifar-10-batches-py/ containing "
+                "data_batch_1..5 and test_batch"),
     ("cifar100", "expected cifar-100-python.tar.gz or a folder cifar-100-python/"),
     ("svhn", "train_32x32.mat, extra_32x32.mat, test_32x32.mat"),
     ("imagenet", "train/<class>/"),
@@ -335,7 +349,9 @@ def test_disk_full_gives_message_and_leaves_no_output(cifar10, tmp_path, capsys,
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def open_on_full_disk(path, mode="r", *args, **kwargs):
-        return FullDisk(path, "w") if str(path).endswith(".rec.partial") else open(path, mode, *args, **kwargs)
+        if str(path).endswith(".rec.partial"):
+            return FullDisk(path, "w")
+        return open(path, mode, *args, **kwargs)
     monkeypatch.setattr(make_rec, "open", open_on_full_disk, raising=False)
     out = tmp_path / "out"
     assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", "1", "--quiet"]) == 1
@@ -354,7 +370,8 @@ def test_permission_error_gives_message(cifar10, tmp_path, capsys, monkeypatch):
     assert "permission denied" in err and "train.rec" in err and "Traceback" not in err
 
 
-def test_interrupted_run_leaves_nothing_final_and_rerun_cleans_stale_temps(cifar10, tmp_path, monkeypatch):
+def test_interrupted_run_leaves_nothing_final_and_rerun_cleans_stale_temps(cifar10, tmp_path,
+                                                                           monkeypatch):
     out = tmp_path / "out"
     real_write_item = make_rec.write_item
     calls = []
@@ -374,7 +391,8 @@ def test_interrupted_run_leaves_nothing_final_and_rerun_cleans_stale_temps(cifar
 
 
 def test_encoded_bytes_equal_plain_cv2_imencode_of_bgr(cifar10, cifar10_built, tmp_path):
-    """Recipe pinning reproduces OpenCV's plain encodes (PNG level 9; JPEG quality 90 with defaults)."""
+    """Recipe pinning reproduces OpenCV's plain encodes (PNG level 9; JPEG quality 90 with
+    defaults)."""
     rgb_src = cifar10[1]["test"][0]
     out = tmp_path / "jpg"
     assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", "1", "--quiet",
@@ -382,9 +400,11 @@ def test_encoded_bytes_equal_plain_cv2_imencode_of_bgr(cifar10, cifar10_built, t
     assert json.loads((out / "manifest.json").read_text())["recipe"]["jpeg_quality"] == 90
     for folder, ext, params in ((cifar10_built, ".png", [cv2.IMWRITE_PNG_COMPRESSION, 9]),
                                 (out, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 90])):
-        reader = mx.recordio.MXIndexedRecordIO(str(folder / "test.idx"), str(folder / "test.rec"), "r")
+        reader = mx.recordio.MXIndexedRecordIO(str(folder / "test.idx"),
+                                               str(folder / "test.rec"), "r")
         for key in (0, 17, 29):
             _, image_bytes = mx.recordio.unpack(reader.read_idx(key))
-            expected = cv2.imencode(ext, np.ascontiguousarray(rgb_src[key][:, :, ::-1]), params)[1].tobytes()
+            bgr = np.ascontiguousarray(rgb_src[key][:, :, ::-1])
+            expected = cv2.imencode(ext, bgr, params)[1].tobytes()
             assert image_bytes == expected
         reader.close()

@@ -1,7 +1,10 @@
-"""The network builders: published ImageNet symbols, CIFAR parameter counts, depth and
-partition checks, forward/backward, and tools/summary.py."""
+"""The network registry and builders: published ImageNet symbols, CIFAR parameter counts,
+depth and partition checks, forward/backward, the fast ops in the builders, the
+network/*.py entry points, and tools/summary.py."""
+import functools
 import importlib
-import importlib.util
+import inspect
+import itertools
 import json
 import subprocess
 import sys
@@ -12,12 +15,11 @@ import numpy as np
 import pytest
 
 import igc_mx  # noqa: F401  (registers Reorder)
-from igc_mx import networks
+from igc_mx import blocks, networks
+from igc_mx.tools import summary
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference' / 'original_models'
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 needs_reference = pytest.mark.skipif(
     not REFERENCE.is_dir(),
@@ -28,7 +30,7 @@ IMAGENET = (1, 3, 224, 224)
 
 
 def entry(name):
-    return importlib.import_module('network.' + name).get_symbol
+    return functools.partial(networks.get_symbol, name)
 
 
 def build_row(row, **kwargs):
@@ -47,11 +49,116 @@ def learnable(symbol, data_shape=(1, 3, 32, 32)):
     return sum(int(np.prod(s)) for n, s in args.items() if not networks.is_input(n))
 
 
-def load_summary():
-    spec = importlib.util.spec_from_file_location('igc_summary', REPO / 'tools' / 'summary.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# ------------------------------------------------------------ the registry
+
+ORIGINAL_SIGNATURES = {
+    'plain': ['num_classes', 'depth', 'primary_partition', 'secondary_partition'],
+    'plain_igc': ['num_classes', 'depth', 'primary_partition', 'secondary_partition',
+                  'fused', 'group_conv'],
+    'resnet': ['num_classes', 'depth', 'primary_partition', 'secondary_partition'],
+    'resnet_igc': ['num_classes', 'depth', 'primary_partition', 'secondary_partition',
+                   'fused', 'group_conv'],
+    'resnet_imgnet_d18': ['num_classes', 'depth', 'primary_partition', 'secondary_partition'],
+    'resnet_igc_imgnet_d18': ['num_classes', 'depth', 'primary_partition',
+                              'secondary_partition', 'widen', 'fused', 'group_conv'],
+}
+
+
+@pytest.fixture
+def isolated_registry(monkeypatch):
+    """Networks registered by the test are gone after it."""
+    monkeypatch.setattr(networks, '_REGISTRY', dict(networks._REGISTRY))
+
+
+def test_list_networks_names_the_six_original_networks():
+    builtin = [n for n in networks.list_networks() if networks.registered(n).source == 'igc_mx']
+    assert builtin == sorted(ORIGINAL_SIGNATURES)
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError) as error:
+        networks.get_symbol('resnet50', 10, 20, 4)
+    message = str(error.value)
+    assert "unknown network 'resnet50'" in message
+    assert all(name in message for name in networks.list_networks())
+
+
+def test_defaults_come_from_the_table():
+    # resnet_imgnet_d18: 1000 classes, depth 18, C=64 (torchvision's resnet18 has 11,689,512)
+    assert learnable(networks.get_symbol('resnet_imgnet_d18'), IMAGENET) == 11_689_512
+    # resnet_igc_imgnet_d18: L=100, M=None -> IGC-L100M2
+    assert shapes(networks.get_symbol('resnet_igc_imgnet_d18'), IMAGENET) == \
+        shapes(networks.get_symbol('resnet_igc_imgnet_d18', 1000, 18, 100, 2,
+                                   widen='primary'), IMAGENET)
+    # plain and resnet: M=1 when left out or None
+    assert shapes(networks.get_symbol('resnet', 10, 20, 16), (1, 3, 32, 32)) == \
+        shapes(networks.get_symbol('resnet', 10, 20, 16, 1), (1, 3, 32, 32))
+    assert networks.DEFAULTS['resnet_igc_imgnet_d18'] == {
+        'num_classes': 1000, 'depth': 18, 'primary_partition': 100}
+
+
+@pytest.mark.parametrize('name,args,match', [
+    ('plain', (), 'plain needs num_classes and depth and primary_partition'),
+    ('resnet_igc', (10, 20), 'resnet_igc needs primary_partition'),
+    ('resnet_igc', (10, 20, 24), 'needs secondary_partition'),
+])
+def test_missing_argument_without_default_raises(name, args, match):
+    with pytest.raises(ValueError, match=match):
+        networks.get_symbol(name, *args)
+
+
+def test_unknown_option_raises():
+    with pytest.raises(ValueError, match="resnet takes no option 'width'; its options are "
+                                         "widen, fused, group_conv"):
+        networks.get_symbol('resnet', 10, 20, 16, width=3)
+
+
+USER_NET = """
+import mxnet as mx
+def get_symbol(num_classes, depth, primary_partition=2, secondary_partition=None, width=4):
+    x = mx.sym.FullyConnected(mx.sym.flatten(mx.sym.Variable('data')),
+                              num_hidden=width * primary_partition, name='hidden')
+    x = mx.sym.FullyConnected(x, num_hidden=num_classes, name='fc')
+    return mx.sym.SoftmaxOutput(x, name='softmax')
+"""
+
+
+def test_register_directory_adds_user_networks(tmp_path, isolated_registry):
+    (tmp_path / 'mlp_user.py').write_text(USER_NET)
+    (tmp_path / 'helpers.py').write_text('VALUE = 1\n')          # no get_symbol: skipped
+    (tmp_path / '_private.py').write_text('raise RuntimeError\n')  # never imported
+    assert networks.register_directory(tmp_path) == ['mlp_user']
+    assert 'mlp_user' in networks.list_networks()
+    symbol = networks.get_symbol('mlp_user', 3, 1, width=5)   # its own default L=2
+    args, _ = shapes(symbol, (1, 3, 4, 4))
+    assert args['hidden_weight'] == (10, 48) and args['fc_weight'] == (3, 10)
+    with pytest.raises(ValueError, match="mlp_user needs num_classes and depth"):
+        networks.get_symbol('mlp_user')
+    # loading the directory again replaces the entry; a built-in name cannot be taken
+    assert networks.register_directory(tmp_path) == ['mlp_user']
+    (tmp_path / 'resnet.py').write_text(USER_NET)
+    with pytest.raises(ValueError, match="network 'resnet' is already registered from igc_mx"):
+        networks.register_directory(tmp_path)
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        networks.register_directory(tmp_path / 'missing')
+
+
+def test_network_modules_are_thin_entry_points(monkeypatch):
+    """network/<name>.py: the original signatures, each one call into the registry."""
+    monkeypatch.syspath_prepend(str(REPO))
+    package = importlib.import_module('network')
+    assert sorted(package.NAMES) == sorted(ORIGINAL_SIGNATURES)
+    calls = {'plain': (10, 8, 4), 'plain_igc': (10, 8, 2, 2), 'resnet': (10, 8, 4),
+             'resnet_igc': (10, 8, 2, 2), 'resnet_imgnet_d18': (),
+             'resnet_igc_imgnet_d18': (1000, 18, 4, 32)}
+    for name, args in calls.items():
+        get_symbol = importlib.import_module('network.' + name).get_symbol
+        assert list(inspect.signature(get_symbol).parameters) == ORIGINAL_SIGNATURES[name]
+        built = []
+        for build in (get_symbol, functools.partial(networks.get_symbol, name)):
+            with mx.name.NameManager():          # the same automatic names ('_plus0', ...)
+                built.append(build(*args).tojson())
+        assert built[0] == built[1], name
 
 
 # ------------------------------------------------------------ published ImageNet rows
@@ -86,7 +193,8 @@ def layer_attrs(symbol):
 @pytest.mark.parametrize('row', networks.PAPER_ROWS, ids=lambda r: r.label)
 def test_imagenet_row_matches_published_symbol(row):
     igc = row.network == 'resnet_igc_imgnet_d18'
-    ours = build_row(row, **({'fused': False, 'group_conv': False} if igc else {}))  # original nodes
+    original_nodes = {'fused': False, 'group_conv': False} if igc else {}
+    ours = build_row(row, **original_nodes)
     published = mx.sym.load(str(REFERENCE / row.published))
     assert shapes(ours, IMAGENET) == shapes(published, IMAGENET)
     assert layer_attrs(ours) == layer_attrs(published)
@@ -149,9 +257,9 @@ def bn(c):
     return 2 * c
 
 
-def igc(cin, cout, L, G):
-    """3x3 conv with L groups, 1x1 conv with G groups, BN."""
-    return conv(3, cin, cout, L) + conv(1, cout, cout, G) + bn(cout)
+def igc(cin, cout, L, M):
+    """3x3 conv with L groups, 1x1 conv with M groups, BN."""
+    return conv(3, cin, cout, L) + conv(1, cout, cout, M) + bn(cout)
 
 
 def plain_count(C, n, K, unit):
@@ -255,10 +363,51 @@ def test_invalid_partition_raises(name, args, match):
         entry(name)(*args)
 
 
+def test_non_dividing_partition_pair_is_a_value_error():
+    # widen='primary' doubles L per stage: with an odd M, stage 2 gets 2*L*M/2 = 15 input
+    # channels for L=6 groups. The builder says so instead of MXNet's shape inference.
+    with pytest.raises(ValueError, match=r'stage 2 .*15 input channels.*L=6.*M must be even'):
+        networks.get_symbol('resnet_igc_imgnet_d18', 1000, 18, 3, 5, widen='primary')
+
+
+def test_every_partition_pair_builds_or_raises_value_error():
+    """Any (L, M) either builds a network whose shapes MXNet can infer, or is refused
+    by the builder with a ValueError: never a symbol that fails later."""
+    built = refused = 0
+    for L, M in itertools.product(range(1, 7), repeat=2):
+        for name, args, kwargs, shape in (
+                ('plain_igc', (10, 8, L, M), {}, (1, 3, 32, 32)),
+                ('resnet_igc', (10, 8, L, M), {}, (1, 3, 32, 32)),
+                ('resnet_igc_imgnet_d18', (10, 18, L, M), {}, (1, 3, 224, 224)),
+                ('resnet_igc_imgnet_d18', (10, 18, L, M), {'widen': 'primary'},
+                 (1, 3, 224, 224))):
+            try:
+                symbol = networks.get_symbol(name, *args, **kwargs)
+            except ValueError:
+                refused += 1
+                continue
+            _, out_shapes, _ = symbol.infer_shape(data=shape)
+            assert out_shapes == [(1, 10)], (name, L, M, kwargs)
+            built += 1
+    assert built > 100 and refused == 18      # the odd-M pairs of widen='primary'
+
+
+def test_igc_unit_deprecated_secondary_groups_still_works():
+    data = mx.sym.Variable('data')
+    with mx.name.NameManager():
+        new = igc_mx.igc_unit(data, 'u', 12, (3, 3), (1, 1), (1, 1), primary_partition=3,
+                              secondary_partition=4)
+    with pytest.warns(DeprecationWarning, match='use secondary_partition'), \
+            mx.name.NameManager():
+        old = igc_mx.igc_unit(data, 'u', 12, (3, 3), (1, 1), (1, 1), primary_partition=3,
+                              secondary_groups=4)
+    assert old.tojson() == new.tojson()
+
+
 def test_igc_unit_rejects_non_dividing_partition():
     with pytest.raises(ValueError, match='does not divide'):
         igc_mx.igc_unit(mx.sym.Variable('data'), 'u', 12, (3, 3), (1, 1), (1, 1),
-                        primary_partition=5, secondary_groups=2)
+                        primary_partition=5, secondary_partition=2)
 
 
 # ------------------------------------------------------------ forward and backward
@@ -303,6 +452,60 @@ def test_forward_backward(name, args, shape):
         assert np.isfinite(grad).all() and np.abs(grad).sum() > 0, key
 
 
+# ------------------------------------------------------------ GroupConvolution in the builders
+
+def conv1_ops(symbol):
+    nodes = json.loads(symbol.tojson())['nodes']
+    return {n['name']: n['op'] for n in nodes if n['name'].endswith('_conv1')}
+
+
+@pytest.mark.parametrize('network,args,data_shape', [
+    ('resnet_igc', (10, 8, 2, 2), (2, 3, 32, 32)),          # CIFAR, widening units included
+    ('resnet_igc_imgnet_d18', (7, 18, 2, 2), (1, 3, 224, 224)),
+])
+def test_builders_with_group_conv_keep_names_and_outputs(network, args, data_shape):
+    plain = networks.get_symbol(network, *args, group_conv=False)
+    ours = networks.get_symbol(network, *args, group_conv=True)
+    assert ours.list_arguments() == plain.list_arguments()
+    assert ours.list_auxiliary_states() == plain.list_auxiliary_states()
+    assert ours.infer_shape(data=data_shape) == plain.infer_shape(data=data_shape)
+    assert set(conv1_ops(ours).values()) == {'GroupConvolution'}
+    assert set(conv1_ops(plain).values()) == {'Convolution'}
+    # The same parameters give the same outputs and gradients.
+    arg_shapes, _, aux_shapes = plain.infer_shape(data=data_shape)
+    rng = np.random.default_rng(0)
+    args_ = {name: mx.nd.array(rng.standard_normal(shape) * 0.1)
+             for name, shape in zip(plain.list_arguments(), arg_shapes)}
+    args_['softmax_label'] = mx.nd.zeros(data_shape[0])
+    aux = {name: mx.nd.ones(shape) for name, shape in zip(plain.list_auxiliary_states(),
+                                                          aux_shapes)}
+    results = []
+    for sym in (plain, ours):
+        grads = {k: mx.nd.zeros_like(v) for k, v in args_.items()}
+        exe = sym.bind(mx.cpu(), {k: v.copy() for k, v in args_.items()}, args_grad=grads,
+                       aux_states={k: v.copy() for k, v in aux.items()})
+        exe.forward(is_train=True)
+        exe.backward()
+        results.append((exe.outputs[0].asnumpy(), {k: g.asnumpy() for k, g in grads.items()}))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
+    # every parameter's gradient, the primary convs' (now GroupConvolution) among them
+    params = [name for name in plain.list_arguments() if not networks.is_input(name)]
+    assert sum(name.endswith('_conv1_weight') for name in params) >= 4
+    for name in params:
+        np.testing.assert_allclose(results[1][1][name], results[0][1][name],
+                                   rtol=1e-3, atol=1e-5, err_msg=name)
+
+
+def test_builders_auto_uses_group_conv_for_narrow_groups_only():
+    ops = conv1_ops(networks.get_symbol('resnet_igc', 10, 8, 24, 2, group_conv='auto'))
+    limit = blocks.AUTO_GROUP_CONV_MAX_PER_GROUP
+    assert ops['g1_b1_p2_two1_conv1'] == 'GroupConvolution'            # 48 / 24 = 2
+    assert ops['g3_b1_p2_two2_conv1'] == ('GroupConvolution' if 192 // 24 <= limit
+                                          else 'Convolution')            # 8 per group
+    with pytest.raises(ValueError, match="group_conv='yes'"):
+        networks.get_symbol('resnet_igc', 10, 8, 24, 2, group_conv='yes')
+
+
 # ------------------------------------------------------------ tools/summary.py
 
 def test_summary_cli(tmp_path):
@@ -323,7 +526,6 @@ def test_summary_cli(tmp_path):
 
 
 def test_summary_in_process(tmp_path, capsys):
-    summary = load_summary()
     path = tmp_path / 'r.json'
     entry('resnet_igc_imgnet_d18')(1000, 18, 100).save(str(path))
     assert summary.main(['--symbol-file', str(path)]) == 0
@@ -344,6 +546,6 @@ def test_summary_in_process(tmp_path, capsys):
 
 @needs_reference
 def test_summary_paper_table():
-    table = load_summary().paper_table(REFERENCE)
+    table = summary.paper_table(REFERENCE)
     rows = table.splitlines()[2:]
     assert len(rows) == 5 and all(r.endswith('| yes |') for r in rows)

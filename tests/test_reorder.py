@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import igc_mx  # noqa: F401  (loads the op library)
+
 from conftest import PUBLISHED_SYMBOLS
 
 DTYPES = ['float32', 'float64', 'float16']
@@ -21,19 +22,19 @@ def reorder_reference(x, g):
 
 
 @st.composite
-def shapes_and_groups(draw):
+def shapes_and_branch_factors(draw):
     ndim = draw(st.integers(2, 5))
-    groups = draw(st.integers(1, 6))
-    per_group = draw(st.integers(1, 6))
+    branch_factor = draw(st.integers(1, 6))
+    per_branch = draw(st.integers(1, 6))
     batch = draw(st.integers(1, 3))
     trailing = [draw(st.integers(1, 5)) for _ in range(ndim - 2)]
-    return (batch, groups * per_group, *trailing), groups
+    return (batch, branch_factor * per_branch, *trailing), branch_factor
 
 
 def test_definition_by_index():
-    # The issue's wording, element by element, independent of the reshape reference.
+    # The definition, element by element, independent of the reshape reference.
     c, g = 12, 3
-    x = np.random.rand(2, c, 5).astype('float32')
+    x = np.random.default_rng(0).random((2, c, 5)).astype('float32')
     y = mx.nd.Reorder(mx.nd.array(x), branch_factor=g).asnumpy()
     for i in range(g):
         for j in range(c // g):
@@ -41,32 +42,33 @@ def test_definition_by_index():
 
 
 @settings(max_examples=60, deadline=None)
-@given(shapes_and_groups(), st.sampled_from(DTYPES))
-def test_forward_matches_numpy(shape_groups, dtype):
-    shape, g = shape_groups
-    x = (np.random.randn(*shape) * 100).astype(dtype)
+@given(shapes_and_branch_factors(), st.sampled_from(DTYPES))
+def test_forward_matches_numpy(shape_and_g, dtype):
+    shape, g = shape_and_g
+    x = (np.random.default_rng(1).standard_normal(shape) * 100).astype(dtype)
     y = mx.nd.Reorder(mx.nd.array(x, dtype=dtype), branch_factor=g)
     assert y.dtype == np.dtype(dtype) and y.shape == x.shape
     np.testing.assert_array_equal(y.asnumpy(), reorder_reference(x, g))
 
 
 @settings(max_examples=30, deadline=None)
-@given(shapes_and_groups(), st.sampled_from(DTYPES))
-def test_gradient_is_inverse_permutation(shape_groups, dtype):
-    shape, g = shape_groups
-    x = mx.nd.array(np.random.randn(*shape), dtype=dtype)
-    head = np.random.randn(*shape).astype(dtype)
+@given(shapes_and_branch_factors(), st.sampled_from(DTYPES))
+def test_gradient_is_inverse_permutation(shape_and_g, dtype):
+    shape, g = shape_and_g
+    rng = np.random.default_rng(2)
+    x = mx.nd.array(rng.standard_normal(shape), dtype=dtype)
+    head = rng.standard_normal(shape).astype(dtype)
     x.attach_grad()
     with mx.autograd.record():
         y = mx.nd.Reorder(x, branch_factor=g)
     y.backward(mx.nd.array(head, dtype=dtype))
-    # The inverse of a shuffle with g groups is the shuffle with C/g groups.
+    # The inverse of Reorder with branch factor g is Reorder with C/g.
     np.testing.assert_array_equal(x.grad.asnumpy(), reorder_reference(head, shape[1] // g))
 
 
 @pytest.mark.parametrize('shape,g', [((2, 6, 3, 3), 2), ((3, 12, 4), 4), ((2, 8), 8)])
 def test_round_trip_is_identity(shape, g):
-    x = mx.nd.array(np.random.randn(*shape))
+    x = mx.nd.array(np.random.default_rng(3).standard_normal(shape))
     back = mx.nd.Reorder(mx.nd.Reorder(x, branch_factor=g), branch_factor=shape[1] // g)
     np.testing.assert_array_equal(back.asnumpy(), x.asnumpy())
 
@@ -75,13 +77,14 @@ def test_numeric_gradient():
     data = mx.sym.var('data')
     sym = mx.sym.Reorder(data=data, branch_factor=3) * mx.sym.var('w')
     shape = (2, 6, 3, 2)
-    loc = {'data': np.random.randn(*shape), 'w': np.random.randn(*shape)}
+    rng = np.random.default_rng(4)
+    loc = {'data': rng.standard_normal(shape), 'w': rng.standard_normal(shape)}
     mx.test_utils.check_numeric_gradient(sym, loc, grad_nodes=['data'], dtype=np.float64,
                                          rtol=1e-5, atol=1e-7)
 
 
 def test_workspace_is_accepted_and_ignored():
-    x = mx.nd.array(np.random.randn(2, 4, 3))
+    x = mx.nd.array(np.random.default_rng(5).standard_normal((2, 4, 3)))
     a = mx.nd.Reorder(x, branch_factor=2, workspace=1)
     b = mx.nd.Reorder(x, branch_factor=2)
     np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
@@ -90,8 +93,9 @@ def test_workspace_is_accepted_and_ignored():
 # ---------------------------------------------------------------- grad_req
 
 def test_imperative_grad_req_add_accumulates():
-    x = mx.nd.array(np.random.randn(2, 6, 4))
-    heads = [np.random.randn(2, 6, 4) for _ in range(3)]
+    rng = np.random.default_rng(6)
+    x = mx.nd.array(rng.standard_normal((2, 6, 4)))
+    heads = [rng.standard_normal((2, 6, 4)) for _ in range(3)]
     x.attach_grad(grad_req='add')
     for head in heads:
         with mx.autograd.record():
@@ -108,8 +112,9 @@ def _bind_reorder_of_variable(grad_req):
 
 
 def test_executor_grad_req_write_add_null():
-    x = np.random.randn(2, 4, 3)
-    w = np.random.randn(2, 4, 3)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 4, 3))
+    w = rng.standard_normal((2, 4, 3))
     head = np.ones((2, 4, 3))
     one_step = reorder_reference(w * head, 2)  # d/d data of sum(w * Reorder(data))
 
@@ -170,7 +175,7 @@ def test_symbol_json_round_trip():
 
 
 def test_module_training_step_matches_builtin_equivalent():
-    batch = mx.io.DataBatch([mx.nd.array(np.random.randn(4, 4, 6, 6))],
+    batch = mx.io.DataBatch([mx.nd.array(np.random.default_rng(8).standard_normal((4, 4, 6, 6)))],
                             [mx.nd.array([0, 1, 2, 1])])
     grads = {}
     for name, reorder in [('op', _reorder_op), ('transpose', _reorder_by_transpose)]:
@@ -203,7 +208,7 @@ class _ReorderBlock(mx.gluon.HybridBlock):
 
 @pytest.mark.parametrize('grad_req', ['write', 'add'])
 def test_hybridized_gluon_block(grad_req):
-    x = mx.nd.array(np.random.randn(2, 3, 5, 5))
+    x = mx.nd.array(np.random.default_rng(9).standard_normal((2, 3, 5, 5)))
     results = []
     for hybridize in (False, True):
         net = _ReorderBlock()
@@ -288,7 +293,7 @@ def test_error_messages_do_not_accumulate():
 
 
 def test_array_inputs_by_keyword_and_wrong_count():
-    x = mx.nd.array(np.random.randn(1, 4))
+    x = mx.nd.array(np.random.default_rng(10).standard_normal((1, 4)))
     np.testing.assert_array_equal(mx.nd.Reorder(data=x, branch_factor=2).asnumpy(),
                                   reorder_reference(x.asnumpy(), 2))
     with pytest.raises(TypeError, match="missing input 'data'"):
@@ -304,8 +309,9 @@ def test_gradient_of_tensor_with_many_consumers():
     hidden = data * 2
     branches = [mx.sym.Reorder(data=hidden, branch_factor=2, name=f'r{k}') for k in range(10)]
     exe = mx.sym.ElementWiseSum(*branches).simple_bind(mx.cpu(), data=(2, 4, 3))
-    exe.arg_dict['data'][:] = np.random.randn(2, 4, 3)
-    head = np.random.randn(2, 4, 3)
+    rng = np.random.default_rng(11)
+    exe.arg_dict['data'][:] = rng.standard_normal((2, 4, 3))
+    head = rng.standard_normal((2, 4, 3))
     exe.forward(is_train=True)
     exe.backward(mx.nd.array(head))
     np.testing.assert_allclose(exe.grad_dict['data'].asnumpy(),

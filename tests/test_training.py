@@ -14,6 +14,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from igc_mx.tools import plot_curves
+from igc_mx.tools import synthetic_cifar as synthetic
 from igc_mx.training import checkpoint, data, optim, schedule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,15 +41,13 @@ def load_path(name, path):
     return module
 
 
-synthetic = load_path('make_synthetic_cifar', REPO / 'tools' / 'make_synthetic_cifar.py')
-plot_curves = load_path('plot_curves', REPO / 'tools' / 'plot_curves.py')
 train_model = load_path('train_model', REPO / 'train_model.py')
 train_imagenet = load_path('train_imagenet', REPO / 'train_imagenet.py')
 
 
 def write_rec(archive, out_dir):
     """train.rec/test.rec (with .idx) from a CIFAR-format archive, packed here
-    with mx.recordio so the test does not depend on tools/make_rec.py."""
+    with mx.recordio so the test does not depend on igc-make-rec."""
     os.makedirs(out_dir, exist_ok=True)
     with tarfile.open(archive) as tar:
         def batch(name):
@@ -126,8 +126,8 @@ def test_weight_decay_rule_after_module_init():
     assert default['conv1_bias'] == 0 and default['bn1_beta'] == 0
 
 
-def test_seed_attribute_error_cannot_happen():
-    class SeedStyle(mx.optimizer.NAG):  # the 2017 override's access pattern
+def test_original_optimizer_attribute_error_cannot_happen():
+    class OriginalStyle(mx.optimizer.NAG):  # the 2017 override's access pattern
         def set_wd_mult(self, args_wd_mult):
             if self.sym is not None:
                 pass
@@ -135,7 +135,7 @@ def test_seed_attribute_error_cannot_happen():
     sym = probe_symbol()
     idx2name = dict(enumerate(sym.list_arguments()))
     with pytest.raises(AttributeError, match="'sym'"):
-        SeedStyle(sym=sym, param_idx2name=idx2name)
+        OriginalStyle(sym=sym, param_idx2name=idx2name)
     opt = mx.optimizer.create('nesterov', sym=sym, param_idx2name=idx2name)
     assert isinstance(opt, optim.Nesterov) and not hasattr(opt, 'sym')
     # The dist kvstore pickles the optimizer for its servers: they get a plain NAG
@@ -271,7 +271,7 @@ def test_record_file_errors_name_path_and_command(tmp_path):
     with pytest.raises(data.RecordFileError) as err:
         data.check_rec(str(missing), 'cifar10')
     assert str(missing) in str(err.value) and 'does not exist' in str(err.value)
-    assert 'python tools/make_rec.py cifar10 <cifar-10-python.tar.gz> %s' % tmp_path \
+    assert 'igc-make-rec cifar10 <cifar-10-python.tar.gz> %s' % tmp_path \
         in str(err.value)
     missing.write_bytes(b'')
     with pytest.raises(data.RecordFileError, match='is empty'):
@@ -287,7 +287,7 @@ def test_missing_rec_cli_message(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert 'error: record file %s does not exist' % (tmp_path / 'train.rec') in proc.stderr
-    assert 'tools/make_rec.py cifar10' in proc.stderr and 'Traceback' not in proc.stderr
+    assert 'igc-make-rec cifar10' in proc.stderr and 'Traceback' not in proc.stderr
     assert not (tmp_path / 'logs').exists()
 
 
@@ -346,7 +346,7 @@ def test_cpu_training_learns_and_logs(dataset, net_dir, tmp_path):
     log = (run / 'tiny_d62L1M1_exp1.txt').read_text()
     lines = log.splitlines()
     assert re.search(r'network parameters: \d+\.\d{4}M$', lines[0])
-    assert sum(bool(LOG_BATCH.search(l)) for l in lines) == 4 * 4   # 20 batches, every 5
+    assert sum(bool(LOG_BATCH.search(line)) for line in lines) == 4 * 4   # 20 batches, every 5
     loss = epoch_values(log, 'Train-cross-entropy')
     acc = epoch_values(log, 'Validation-accuracy')
     assert sorted(loss) == [0, 1, 2, 3] and loss[3] < loss[0] - 0.2
@@ -401,9 +401,7 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ['run-0001.params', 'run-symbol.json']
 
 
-def test_seed_command_with_resnet_igc(dataset, tmp_path):
-    if not (REPO / 'network' / 'resnet_igc.py').is_file():
-        pytest.skip('network/resnet_igc.py not present')
+def test_readme_command_with_resnet_igc(dataset, tmp_path):
     proc = subprocess.run(
         [PY, str(REPO / 'train_model.py'), '--network=resnet_igc', '--primary-partition=24',
          '--secondary-partition=2', '--data-dir=%s' % dataset,
@@ -445,21 +443,39 @@ def test_plot_curves_png(tmp_path):
 
 @pytest.mark.parametrize('argv,millions', [
     (['--primary-partition', '4', '--secondary-partition', '32'], 12.251),       # IGC-L4M32
-    (['--primary-partition', '100'], 8.638),              # IGC-L100M2, the seed's command
+    (['--primary-partition', '100'], 8.638),              # IGC-L100M2, the original README's
     (['--primary-partition', '16', '--secondary-partition', '16'], 13.528),      # IGC-L16M16
     ([], 8.638),                                          # no flags: IGC-L100M2
     (['--network', 'resnet_imgnet_d18'], 11.690),         # ResNet-18 C=64 by default
     (['--network', 'resnet_imgnet_d18', '--primary-partition', '69'], 13.542),
 ])
 def test_imagenet_network_args_reach_get_symbol(argv, millions, tmp_path):
-    if not (REPO / 'network' / 'resnet_igc_imgnet_d18.py').is_file():
-        pytest.skip('network/resnet_igc_imgnet_d18.py not present')
     from igc_mx.training import fit, logs, netload
     args = fit.finish_args(train_imagenet.build_parser().parse_args(
         argv + ['--data-dir', str(tmp_path)]), 'imagenet')
-    sym = netload.load_symbol(args, str(REPO))
+    sym = netload.load_symbol(args)
     # parameter counts of the authors' published symbol files (FACTS.md)
     assert logs.count_params(sym, (1, 3, 224, 224)) / 1e6 == pytest.approx(millions, abs=5e-4)
+
+
+def test_unknown_network_is_a_one_line_error_listing_the_names(dataset, net_dir, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        train_model.main(['--network', 'resnet_ig', '--data-dir', dataset,
+                          '--log-dir', str(tmp_path)])
+    message = str(exit_.value.code)
+    assert message.startswith("error: unknown network 'resnet_ig': valid names are ")
+    assert 'resnet_igc' in message and '\n' not in message
+    # with --network-dir, the directory's modules are valid names too
+    with pytest.raises(SystemExit) as exit_:
+        train_model.main(['--network', 'tin', '--network-dir', net_dir, '--data-dir', dataset,
+                          '--log-dir', str(tmp_path)])
+    assert 'tiny' in str(exit_.value.code)
+    with pytest.raises(SystemExit) as exit_:
+        train_model.main(['--network-dir', str(tmp_path / 'none'), '--data-dir', dataset,
+                          '--log-dir', str(tmp_path)])
+    assert str(exit_.value.code) == 'error: network directory %s does not exist' % (
+        tmp_path / 'none')
+    assert not (tmp_path / 'cifar10').exists()     # nothing was started
 
 
 def test_imagenet_script_trains_with_top5(dataset, net_dir, tmp_path):

@@ -1,91 +1,11 @@
 #!/usr/bin/env python
-"""Plot train and test error per epoch from training logs.
+"""Train/test error curves of training logs.
 
-    python tools/plot_curves.py LOG [LOG ...] -o curves.png [--labels a,b] [--title T]
-
-Reads MXNet's per-epoch lines ``Epoch[N] Train-accuracy=…`` and
-``Epoch[N] Validation-accuracy=…`` (as written by train_model.py and
-train_imagenet.py, and by Module.fit in general). A resumed run repeats some
-epochs; the last value of each epoch wins. Two panels side by side, training
-error and test error, one line per log, as in the paper's figures. The PNG is
-written atomically.
+The entry point of igc_mx.tools.plot_curves, installed as ``igc-plot-curves``.
 """
-import argparse
-import os
-import re
 import sys
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-
-try:
-    from igc_mx.atomic import atomic_path
-except ImportError:  # run from a checkout without igc_mx installed
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
-    from igc_mx.atomic import atomic_path
-
-LINE = re.compile(r'Epoch\[(\d+)\] (Train|Validation)-accuracy=([0-9.eE+-]+|nan)')
-
-
-def parse_log(path):
-    """{'train': {epoch: error %}, 'test': {...}} with epochs counted from 1."""
-    curves = {'train': {}, 'test': {}}
-    with open(path, errors='replace') as f:
-        for line in f:
-            m = LINE.search(line)
-            if m:
-                kind = 'train' if m.group(2) == 'Train' else 'test'
-                value = float(m.group(3))
-                if value == value:  # skip nan (an epoch without validation batches)
-                    curves[kind][int(m.group(1)) + 1] = 100.0 * (1.0 - value)
-    return curves
-
-
-def plot(logs, out, labels=None, title=None):
-    runs = [parse_log(p) for p in logs]
-    if not any(r['train'] or r['test'] for r in runs):
-        raise ValueError('no "Epoch[N] Train-accuracy=" or "Validation-accuracy=" lines in %s'
-                         % ', '.join(logs))
-    labels = labels or [os.path.splitext(os.path.basename(p))[0] for p in logs]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
-    for run, label in zip(runs, labels):
-        for ax, kind in zip(axes, ('train', 'test')):
-            points = sorted(run[kind].items())
-            if points:
-                ax.plot([e for e, _ in points], [v for _, v in points], label=label, lw=1.2,
-                        marker='o' if len(points) < 30 else None, ms=3)
-    for ax, name in zip(axes, ('training error (%)', 'test error (%)')):
-        ax.set_xlabel('epoch')
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format='png', dpi=120)
-    plt.close(fig)
-    return out
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('logs', nargs='+', help='log files')
-    parser.add_argument('-o', '--out', required=True, help='output PNG')
-    parser.add_argument('--labels', help='comma-separated legend labels, one per log')
-    parser.add_argument('--title')
-    args = parser.parse_args(argv)
-    labels = args.labels.split(',') if args.labels else None
-    if labels and len(labels) != len(args.logs):
-        parser.error('%d labels for %d logs' % (len(labels), len(args.logs)))
-    try:
-        plot(args.logs, args.out, labels, args.title)
-    except (OSError, ValueError) as err:
-        sys.exit('error: %s' % err)
-    print('wrote %s' % args.out)
-
+from igc_mx.tools.plot_curves import main
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -4,13 +4,46 @@ Importing the package loads the compiled operator library once, which makes
 ``mx.nd.Reorder`` and ``mx.sym.Reorder`` available (the original's operator, same
 name and parameters, so its symbol files load unchanged), and
 ``InterleavedGroupConv``, the fused Reorder -> 1x1 group conv -> Reorder
-(docs/fused.md; ``igc_mx.rewrite`` puts it into saved symbols).
+(docs/fused.md; ``igc_mx.rewrite`` puts it into saved symbols), and
+``GroupConvolution`` (docs/group_conv.md).
+
+Without MXNet installed the package still imports, without the ops: the modules
+that need no MXNet (``kernels``, ``recordio``, ``atomic`` and the dataset, curve and
+launch tools) work, and the names that need MXNet raise ImportError. Setting
+IGC_MX_NO_MXNET=1 does the same where MXNet is installed: processes that never use it
+(e.g. igc-make-rec's workers) start without its import time.
 """
-from ._library import build_info, ensure_loaded
+import os
 
-ensure_loaded()
-
-from .blocks import conv_bn, igc_unit  # noqa: E402  (needs the ops loaded)
-
-__all__ = ['build_info', 'conv_bn', 'igc_unit']
 __version__ = '0.1.0'
+__all__ = ['build_info', 'conv_bn', 'igc_unit']
+NO_MXNET_ENV = 'IGC_MX_NO_MXNET'
+
+
+def _mxnet_installed():
+    if os.environ.get(NO_MXNET_ENV) == '1':
+        return False
+    try:
+        import mxnet  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != 'mxnet':
+            raise
+        return False
+    return True
+
+
+HAS_MXNET = _mxnet_installed()
+
+if HAS_MXNET:
+    from ._library import build_info, ensure_loaded
+
+    ensure_loaded()
+
+    from .blocks import conv_bn, igc_unit
+else:
+    def __getattr__(name):
+        if name in __all__ or name == 'ensure_loaded':
+            why = (f'{NO_MXNET_ENV}=1 leaves unimported' if os.environ.get(NO_MXNET_ENV) == '1'
+                   else 'is not installed (pip install mxnet==1.9.1)')
+            raise ImportError(f'igc_mx.{name} needs MXNet, which {why}')
+        raise AttributeError(f"module 'igc_mx' has no attribute {name!r}")

@@ -1,52 +1,28 @@
-"""Find, check and load the compiled operator library, exactly once per process.
+"""Check and load the compiled operator library into MXNet, exactly once per process.
 
 MXNet aborts the whole process if two copies of one op library are loaded from
 different paths, and a library built against another MXNet can crash it, so the
-checks here run before ``mx.library.load`` sees the file.
+checks here run before ``mx.library.load`` sees the file. Finding the library
+(``_locate``) needs no MXNet.
 """
 import ctypes
-import os
-import sys
-import sysconfig
 from pathlib import Path
 
 import mxnet as mx
 
-LIBRARY_NAME = 'libigc_mx_ops.so'
-ENV_OVERRIDE = 'IGC_MX_LIBRARY'
+from ._locate import BUILD_HINT, ENV_OVERRIDE, LIBRARY_NAME, find_library
+
+__all__ = ['BUILD_HINT', 'ENV_OVERRIDE', 'LIBRARY_NAME', 'build_info', 'check_compatible',
+           'ensure_loaded', 'find_library', 'read_build_info']
+
 # Process-wide record of what was loaded, kept on the mxnet module so that every
 # copy of igc_mx in the process (e.g. a source tree and an installed one) sees it.
 _MARKER = '_igc_mx_loaded_library'
-
-BUILD_HINT = ("Build it with the README's set-up (scripts/setup.sh), or "
-              "`pip install .` in the igc-mx checkout, or point "
-              f"{ENV_OVERRIDE} at a libigc_mx_ops.so built by CMake.")
 
 
 def _mxnet_version_code():
     major, minor, patch = (int(p) for p in mx.__version__.split('.')[:3])
     return major * 10000 + minor * 100 + patch
-
-
-def find_library():
-    """Path of the library to load: $IGC_MX_LIBRARY, else the one installed in the package."""
-    override = os.environ.get(ENV_OVERRIDE)
-    if override:
-        path = Path(override)
-        if not path.is_file():
-            raise ImportError(f"{ENV_OVERRIDE}={override!r} is not a file. {BUILD_HINT}")
-        return path.resolve()
-    here = Path(__file__).resolve().parent
-    # An editable install keeps the Python files in the source tree and the
-    # compiled library in site-packages/igc_mx/lib.
-    package_dirs = [here, *map(Path, sys.modules[__package__].__path__),
-                    *(Path(sysconfig.get_path(k)) / 'igc_mx' for k in ('platlib', 'purelib'))]
-    for directory in package_dirs:
-        candidate = directory / 'lib' / LIBRARY_NAME
-        if candidate.is_file():
-            return candidate.resolve()
-    raise ImportError(f"igc_mx: the operator library {LIBRARY_NAME} was not found in "
-                      f"{here / 'lib'}. {BUILD_HINT}")
 
 
 def read_build_info(path):

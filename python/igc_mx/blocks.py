@@ -6,6 +6,8 @@ a unit called ``name`` owns ``name_conv1``, ``name_reorder1``, ``name_conv2``,
 """
 import mxnet as mx
 
+from ._compat import renamed_argument
+
 # BatchNorm settings of the original: resnets use momentum 0.9, plain nets 0.99.
 BN_EPS = 2e-5
 
@@ -28,17 +30,18 @@ def conv_bn(data, name, num_filter, kernel, stride, pad, num_group=1,
 
 
 def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
-             secondary_groups, relu=True, momentum=0.9, eps=BN_EPS, fused=True,
-             group_conv='auto'):
+             secondary_partition=None, relu=True, momentum=0.9, eps=BN_EPS, fused=True,
+             group_conv='auto', *, secondary_groups=None):
     """One interleaved group convolution unit.
 
-    primary group conv (``primary_partition`` groups, spatial ``kernel``)
-    -> Reorder(primary_partition) -> 1x1 group conv (``secondary_groups`` groups)
-    -> Reorder(secondary_groups) -> BatchNorm -> optional ReLU.
+    primary group conv (``primary_partition`` = L groups, spatial ``kernel``)
+    -> Reorder(L) -> 1x1 group conv (``secondary_partition`` = M groups)
+    -> Reorder(M) -> BatchNorm -> optional ReLU.
 
-    ``secondary_groups`` is the number of groups of the 1x1 convolution. In the
-    paper's notation C = L*M it is M, but the original CIFAR resnet_igc passes
-    other values (kin/L), so it is a free parameter here.
+    In the paper's notation C = L*M, but the original CIFAR resnet_igc passes other
+    values of M (kin/L), so both are free parameters here that must divide
+    ``num_filter``. ``secondary_groups`` is the deprecated name of
+    ``secondary_partition``.
 
     ``group_conv`` picks the primary convolution's op (see ``primary_conv_op``);
     the layer and its ``name_conv1_weight`` are the same either way.
@@ -48,8 +51,11 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     ``name_conv2_weight``: parameters and checkpoints are those of the unfused
     graph (``fused=False``, the original's node list).
     """
+    secondary_partition = renamed_argument('igc_unit', 'secondary_partition',
+                                           secondary_partition, 'secondary_groups',
+                                           secondary_groups)
     _check_partition(name, 'primary_partition', primary_partition, num_filter)
-    _check_partition(name, 'secondary_groups', secondary_groups, num_filter)
+    _check_partition(name, 'secondary_partition', secondary_partition, num_filter)
     conv = primary_conv_op(group_conv, num_filter // primary_partition)
     data = conv(data=data, name=name + '_conv1', num_filter=num_filter, kernel=kernel,
                 stride=stride, pad=pad, num_group=primary_partition, no_bias=True)
@@ -57,15 +63,15 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
         data = mx.sym.InterleavedGroupConv(data, mx.sym.Variable(name + '_conv2_weight'),
                                            name=name + '_conv2',
                                            primary_partition=primary_partition,
-                                           secondary_partition=secondary_groups)
+                                           secondary_partition=secondary_partition)
     else:
         data = mx.sym.Reorder(data=data, name=name + '_reorder1',
                               branch_factor=primary_partition)
         data = mx.sym.Convolution(data=data, name=name + '_conv2', num_filter=num_filter,
                                   kernel=(1, 1), stride=(1, 1), pad=(0, 0),
-                                  num_group=secondary_groups, no_bias=True)
+                                  num_group=secondary_partition, no_bias=True)
         data = mx.sym.Reorder(data=data, name=name + '_reorder2',
-                              branch_factor=secondary_groups)
+                              branch_factor=secondary_partition)
     data = mx.sym.BatchNorm(data=data, name=name + '_bn', fix_gamma=False,
                             momentum=momentum, eps=eps)
     if relu:
@@ -73,18 +79,11 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     return data
 
 
-# Filters per group up to which GroupConvolution is used by group_conv='auto',
-# chosen on whole networks (bench/bench_auto_limit.py: training steps side by
-# side in one process, 2 threads). Alone, oneDNN's Convolution is faster at 8 per
-# group on 8x8 maps, yet resnet_igc L24M2 (batch 32) trains faster with
-# GroupConvolution there too: +7, +16, +18 % against the limit at 4 (three runs).
-# A likely reason, not verified: MXNet converts between oneDNN's blocked layout
-# and NCHW around each such Convolution, since the ops next to it run in NCHW.
-# At 16 per group (IGC-L16M16's stage 1, batch 8) GroupConvolution is 1.0-1.4x
-# oneDNN alone, and the network trains +3, +3, +8, -1 % faster than with the
-# limit at 8 (four runs). At 32 per group oneDNN is faster alone (ours 0.83x) and
-# the network cannot tell (+3, +8, -8, -1, +8 % in five runs against 16), so 32
-# and up stay with oneDNN.
+# Filters per group up to which group_conv='auto' uses GroupConvolution. The rule:
+# the largest group width at which whole networks train faster with it than with
+# oneDNN's Convolution, measured on networks (bench/bench_auto_limit.py), not on
+# the op alone, since in a network oneDNN also pays for layout conversions. The
+# measurements: docs/group_conv.md, section "group_conv='auto'".
 AUTO_GROUP_CONV_MAX_PER_GROUP = 16
 
 
@@ -101,9 +100,9 @@ def primary_conv_op(group_conv, per_group):
     return mx.sym.GroupConvolution if group_conv else mx.sym.Convolution
 
 
-def _check_partition(unit, what, groups, channels):
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"IGC unit '{unit}': {what}={groups!r} must be a positive integer")
-    if channels % groups:
-        raise ValueError(f"IGC unit '{unit}': {what}={groups} does not divide "
+def _check_partition(unit, what, value, channels):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"IGC unit '{unit}': {what}={value!r} must be a positive integer")
+    if channels % value:
+        raise ValueError(f"IGC unit '{unit}': {what}={value} does not divide "
                          f"num_filter={channels}")

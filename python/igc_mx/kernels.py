@@ -1,20 +1,26 @@
-"""ctypes binding of the kernel libraries, without MXNet: every entry point of
-src/operator/*_kernels.h, typed once, for tests and benchmarks.
+"""ctypes binding of the kernel libraries: every entry point of
+src/operator/*_kernels.h, typed once, for tests and benchmarks. Importing this
+module needs neither MXNet nor a library.
 
-- ``load()``: libigc_kernels.so beside the operator library (CPU kernels, and the
-  CUDA ones in a CUDA build), or the library at ``path``.
-- ``load_emulated()``: libigc_kernels_emulated.so, whose CUDA entry points run the
-  CUDA kernels on the CPU (src/operator/cuda_emulation.h), with the emulation's
-  fault controls.
+- ``load(path=None)``: libigc_kernels.so (CPU kernels, and the CUDA ones in a CUDA
+  build). With ``path``, that library becomes the one the functions below use by
+  default; without, the one in use, else the one ``_locate`` finds (installed
+  beside the op library, or $IGC_KERNELS_LIBRARY), e.g. a CMake build on a GPU
+  machine without MXNet.
+- ``load_emulated(path=None)``: libigc_kernels_emulated.so, whose CUDA entry points
+  run the CUDA kernels on the CPU (src/operator/cuda_emulation.h), with the
+  emulation's fault controls.
 
-The helpers take arrays that expose a pointer: numpy arrays (CPU, and the
+The functions take arrays that expose a pointer: numpy arrays (CPU, and the
 emulated "device"), or PyTorch tensors (a real GPU). ``device`` is 'cpu' or
 'cuda'; a failing call raises ValueError with the kernel's status text.
 """
 import ctypes
 import functools
+from pathlib import Path
 
-from ._library import find_library
+from ._compat import renamed_argument
+from ._locate import KERNELS_HINT, find_kernels_library
 
 #: element type codes of igc_common.h (MXNet's MXDType numbering)
 DTYPE_CODES = {'float32': 0, 'float64': 1, 'float16': 2}
@@ -79,18 +85,43 @@ def _typed(lib, signatures):
     return lib
 
 
-@functools.lru_cache(maxsize=None)
+_current = None   # the library the functions below call when given none
+
+
 def load(path=None):
-    """libigc_kernels.so (beside the installed operator library), or ``path``."""
-    path = path or find_library().with_name('libigc_kernels.so')
+    """The kernels library, its functions typed (see the top of this module)."""
+    global _current
+    if path is None:
+        if _current is None:
+            _current = _bind(find_kernels_library())
+        return _current
+    _current = _bind(_existing(path))
+    return _current
+
+
+def load_emulated(path=None):
+    """libigc_kernels_emulated.so (beside libigc_kernels.so unless ``path``): the CUDA
+    entry points run on the CPU."""
+    path = _existing(path) if path else \
+        find_kernels_library().with_name('libigc_kernels_emulated.so')
+    return _bind_emulated(path)
+
+
+def _existing(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'igc_mx.kernels: {path} is not a file. {KERNELS_HINT}')
+    return path.resolve()
+
+
+@functools.lru_cache(maxsize=None)
+def _bind(path):
     return _typed(ctypes.CDLL(str(path)), _SIGNATURES)
 
 
 @functools.lru_cache(maxsize=None)
-def load_emulated(path=None):
-    """libigc_kernels_emulated.so: the CUDA entry points run on the CPU."""
-    path = path or find_library().with_name('libigc_kernels_emulated.so')
-    return _typed(_typed(ctypes.CDLL(str(path)), _SIGNATURES), _EMULATION_SIGNATURES)
+def _bind_emulated(path):
+    return _typed(_bind(path), _EMULATION_SIGNATURES)
 
 
 def status_string(status, lib=None):
@@ -199,16 +230,24 @@ def cpu_isa():
     return load().igc_cpu_isa().decode()
 
 
-# The CPU entry points by their earlier names.
-def reorder_cpu(src, dst, groups):
-    reorder(src, dst, groups)
+# The CPU entry points under their earlier names (and deprecated keywords).
+def reorder_cpu(src, dst, branch_factor=None, *, groups=None):
+    """reorder() on the CPU; ``groups`` is the deprecated name of ``branch_factor``."""
+    reorder(src, dst, renamed_argument('reorder_cpu', 'branch_factor', branch_factor, 'groups',
+                                       groups))
 
 
-def interleaved_conv_cpu(pass_name, a, b, c, primary, secondary):
-    interleaved_conv(pass_name, a, b, c, primary, secondary)
+def interleaved_conv_cpu(pass_name, a, b, c, primary_partition, secondary_partition=None, *,
+                         groups=None):
+    """interleaved_conv() on the CPU; ``groups`` is the deprecated name of
+    ``secondary_partition``."""
+    interleaved_conv(pass_name, a, b, c, primary_partition,
+                     renamed_argument('interleaved_conv_cpu', 'secondary_partition',
+                                      secondary_partition, 'groups', groups))
 
 
 def group_conv_cpu(pass_name, geometry, a, b, out, dtype):
+    """group_conv() on the CPU."""
     group_conv(pass_name, geometry, a, b, out, dtype)
 
 

@@ -1,28 +1,46 @@
-"""Every network of the 2017 original, as data plus one generic builder.
+"""Every network of the 2017 original, as data plus one generic builder, behind one
+registry.
 
-The six ``network/<name>.py`` entry points are one call each into ``get_symbol``
-below. What differs between them lives in the tables of this module:
+``get_symbol(name, num_classes, depth, primary_partition, secondary_partition, **options)``
+builds any registered network and ``list_networks()`` names them; an unknown name is a
+ValueError that lists the valid ones. The six built-in networks are rows of the tables
+of this module, built by ``build``:
 
 * ``FAMILIES``: block kind (one unit, or two units + shortcut), BatchNorm momentum,
   layer naming and classifier head of each of the six original network files;
+* ``DEFAULTS``: what an argument left out becomes, per network;
 * ``IMAGENET_SPEC``: blocks per stage of the ImageNet networks, by depth;
 * ``WIDEN_RULES``: how an ImageNet IGC network doubles its width per stage
   (double M and keep L, or double L and keep M);
 * ``PAPER_ROWS``: the five ImageNet rows of the paper's table, with the flags that
   build them and the authors' published symbol files.
 
+``register_network`` adds a network of your own, ``register_directory`` every module
+of a directory (the train scripts' ``--network-dir``). ``network/<name>.py`` keep the
+original entry points, one call each into ``get_symbol``.
+
 CIFAR-style depths follow the original's integer arithmetic (see ``cifar_blocks``).
 ``profile`` counts parameters (the original's rule: every learnable argument, no
-auxiliary states) and multiply-adds per layer; ``tools/summary.py`` prints them.
+auxiliary states) and multiply-adds per layer; ``igc_mx.tools.summary`` prints them.
 """
 import dataclasses
+import functools
+import importlib.util
+import inspect
 import json
 import operator
 import re
+from pathlib import Path
 
 import mxnet as mx
 
 from .blocks import conv_bn, igc_unit
+
+
+class NetworkError(ValueError):
+    """A network name, argument or option that does not fit; the message says which
+    value and what would fit."""
+
 
 # ----------------------------------------------------------------------------- tables
 
@@ -32,7 +50,7 @@ IMAGENET_STRIDES = (1, 2, 2, 2)
 CIFAR_STRIDES = (1, 2, 2)
 
 #: ImageNet IGC width doubling. Each rule gives the stem width from (L, M) and the
-#: (primary groups L_s, secondary partition M_s) of stage s = 0, 1, 2, 3; every stage
+#: (primary partition L_s, secondary partition M_s) of stage s = 0, 1, 2, 3; every stage
 #: is L_s * M_s = L * M * 2**s channels wide.
 WIDEN_RULES = {
     # IGC-L4M32, IGC-L16M16: keep L, double M; the stem is as wide as stage 1.
@@ -69,7 +87,7 @@ class Family:
     bn_momentum: float
     naming: Naming
     head: Head
-    # groups of the 1x1 conv of a block's first IGC unit: kout/L_s ('out') or, as
+    # M of a block's first IGC unit (its 1x1 conv's num_group): kout/L_s ('out') or, as
     # the original CIFAR resnet_igc does, kin/L_s ('in'); the other units use kout/L_s.
     first_secondary: str = 'out'
 
@@ -94,6 +112,21 @@ FAMILIES = {
 }
 
 DATA_SHAPES = {'cifar': (3, 32, 32), 'imagenet': (3, 224, 224)}
+
+#: The arguments of every network, in this order after its name.
+ARGUMENTS = ('num_classes', 'depth', 'primary_partition', 'secondary_partition')
+
+#: What ``get_symbol`` uses for an argument left out (or None): the original files'
+#: defaults, except the ImageNet widths, which build rows of the paper's table
+#: (ResNet-18 C=64; IGC-L100M2: L=100 with M=None, so M=2 and L doubles per stage).
+DEFAULTS = {
+    'plain': {'secondary_partition': 1},
+    'plain_igc': {},
+    'resnet': {'secondary_partition': 1},
+    'resnet_igc': {},
+    'resnet_imgnet_d18': {'num_classes': 1000, 'depth': 18, 'primary_partition': 64},
+    'resnet_igc_imgnet_d18': {'num_classes': 1000, 'depth': 18, 'primary_partition': 100},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +161,7 @@ class Stage:
     blocks: int
     width: int
     stride: int
-    groups: object          # primary partition L_s of the stage; None for plain convs
+    primary_partition: object   # L_s of the stage; None for plain convs
 
 
 def cifar_blocks(residual, depth):
@@ -156,14 +189,14 @@ def cifar_blocks(residual, depth):
                 'the original did: 20 -> (3, 3, 3), 22 -> (3, 3, 4))')
         built = used
     if built != depth or min(blocks) < 1:
-        raise ValueError(f'invalid depth {depth}: valid depths are {rule}')
+        raise NetworkError(f'invalid depth {depth}: valid depths are {rule}')
     return blocks
 
 
 def imagenet_blocks(depth):
     depth = _as_int('depth', depth)
     if depth not in IMAGENET_SPEC:
-        raise ValueError(f'invalid depth {depth}: valid ImageNet depths are '
+        raise NetworkError(f'invalid depth {depth}: valid ImageNet depths are '
                          f'{sorted(IMAGENET_SPEC)}')
     return IMAGENET_SPEC[depth][1]
 
@@ -178,28 +211,29 @@ def resolve_widen(secondary_partition, widen):
     if widen is None:
         widen = 'primary' if secondary_partition is None else 'secondary'
     if widen not in WIDEN_RULES:
-        raise ValueError(f'widen={widen!r}: expected one of {sorted(WIDEN_RULES)}')
+        raise NetworkError(f'widen={widen!r}: expected one of {sorted(WIDEN_RULES)}')
     if secondary_partition is None:
         if widen == 'secondary':
-            raise ValueError("widen='secondary' doubles M, so it needs secondary_partition")
+            raise NetworkError("widen='secondary' doubles M, so it needs secondary_partition")
         secondary_partition = PRIMARY_WIDEN_DEFAULT_M
     return widen, _as_int('secondary_partition', secondary_partition, positive=True)
 
 
 def layout(network, depth, primary_partition, secondary_partition=None, widen=None):
-    """(family, stem width, stages) of a network; every check happens here."""
+    """(family, stem width, stages) of a network; every check happens here. An M left
+    as None takes the network's default (DEFAULTS)."""
     if network not in FAMILIES:
-        raise ValueError(f'unknown network {network!r}: expected one of {sorted(FAMILIES)}')
+        raise NetworkError(f'unknown network {network!r}: expected one of {sorted(FAMILIES)}')
     fam = FAMILIES[network]
     L = _as_int('primary_partition', primary_partition, positive=True)
     if widen is not None and not (fam.dataset == 'imagenet' and fam.igc):
-        raise ValueError(f'{network}: widen only applies to resnet_igc_imgnet_d18')
+        raise NetworkError(f'{network}: widen only applies to resnet_igc_imgnet_d18')
 
+    if secondary_partition is None:
+        secondary_partition = DEFAULTS[network].get('secondary_partition')
     if fam.dataset == 'cifar':
         if secondary_partition is None:
-            if fam.igc:
-                raise ValueError(f'{network} needs secondary_partition (M)')
-            secondary_partition = 1          # plain.py / resnet.py default
+            raise NetworkError(f'{network} needs secondary_partition (M)')
         M = _as_int('secondary_partition', secondary_partition, positive=True)
         blocks = cifar_blocks(fam.residual, depth)
         C = L * M                            # the original: channel = M * L
@@ -219,15 +253,33 @@ def layout(network, depth, primary_partition, secondary_partition=None, widen=No
     for s, (n, stride) in enumerate(zip(blocks, IMAGENET_STRIDES)):
         L_s, M_s = stage_rule(L, M, s)
         stages.append(Stage(n, L_s * M_s, stride, L_s))
-    return fam, stem_rule(L, M), tuple(stages)
+    stem = stem_rule(L, M)
+    _check_stage_inputs(network, L, M, widen, stem, stages)
+    return fam, stem, tuple(stages)
+
+
+def _check_stage_inputs(network, L, M, widen, stem, stages):
+    """The first block of a stage splits the previous stage's channels into the stage's
+    L groups (its primary conv and its projection shortcut): they must divide."""
+    kin = stem
+    for s, stage in enumerate(stages, start=1):
+        if kin % stage.primary_partition:
+            hint = (" (widen='primary' doubles L per stage, so M must be even)"
+                    if widen == 'primary' else '')
+            raise NetworkError(
+                f'{network} with L={L}, M={M}, widen={widen!r}: stage {s} splits its {kin} '
+                f'input channels into L={stage.primary_partition} groups, which does not divide '
+                f'them{hint}')
+        kin = stage.width
 
 
 # ----------------------------------------------------------------------------- builder
 
 
-def get_symbol(network, num_classes, depth, primary_partition, secondary_partition=None,
-               widen=None, fused=True, group_conv='auto'):
+def build(network, num_classes, depth, primary_partition, secondary_partition=None,
+          widen=None, fused=True, group_conv='auto'):
     """Symbol of ``network`` (a key of FAMILIES), ending in SoftmaxOutput 'softmax'.
+    Every argument is explicit here; ``get_symbol`` fills the defaults.
 
     ``fused`` picks the IGC units' form (see ``blocks.igc_unit``): one
     InterleavedGroupConv node, or the original's Reorder -> conv -> Reorder.
@@ -267,15 +319,15 @@ def _block(data, name, fam, kin, stage, stride, fused, group_conv):
         relu = not (fam.residual and i == last)      # a residual branch ends in BN
         s = stride if i == 0 else 1
         unit = name + suffix
-        if stage.groups is None:
+        if stage.primary_partition is None:
             out = conv_bn(out, unit, stage.width, (3, 3), (s, s), (1, 1), relu=relu,
                           momentum=fam.bn_momentum,
                           conv_name=unit if fam.naming.bare_conv else None)
         else:
+            L_s = stage.primary_partition
             source = kin if (i == 0 and fam.first_secondary == 'in') else stage.width
             out = igc_unit(out, unit, stage.width, (3, 3), (s, s), (1, 1),
-                           primary_partition=stage.groups,
-                           secondary_groups=source // stage.groups,
+                           primary_partition=L_s, secondary_partition=source // L_s,
                            relu=relu, momentum=fam.bn_momentum, fused=fused,
                            group_conv=group_conv)
     if not fam.residual:
@@ -285,21 +337,137 @@ def _block(data, name, fam, kin, stage, stride, fused, group_conv):
     else:
         proj = name + fam.naming.shortcut
         shortcut = conv_bn(data, proj, stage.width, (1, 1), (stride, stride), (0, 0),
-                           num_group=stage.groups or 1, relu=False, momentum=fam.bn_momentum,
+                           num_group=stage.primary_partition or 1, relu=False,
+                           momentum=fam.bn_momentum,
                            conv_name=proj if fam.naming.bare_conv else None)
     return mx.sym.Activation(data=shortcut + out, name=name + '_relu', act_type='relu')
 
 
 def _as_int(what, value, positive=False):
     if isinstance(value, bool):
-        raise ValueError(f'{what}={value!r} must be an integer')
+        raise NetworkError(f'{what}={value!r} must be an integer')
     try:
         value = operator.index(value)
     except TypeError:
-        raise ValueError(f'{what}={value!r} must be an integer') from None
+        raise NetworkError(f'{what}={value!r} must be an integer') from None
     if positive and value < 1:
-        raise ValueError(f'{what}={value} must be a positive integer')
+        raise NetworkError(f'{what}={value} must be a positive integer')
     return value
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Registered:
+    """A registered network: ``builder(num_classes=..., depth=..., primary_partition=...,
+    secondary_partition=..., **options)`` returns its symbol."""
+    builder: object
+    defaults: dict      # values for arguments left out
+    required: tuple     # arguments without a default
+    options: object     # names of the other keyword arguments, or None when any is taken
+    source: str         # 'igc_mx' for the built-in networks, else the module's file
+
+
+_REGISTRY = {}
+
+
+def register_network(name, builder, defaults=None, source=None):
+    """Register ``builder`` as network ``name``.
+
+    ``defaults`` maps arguments of ARGUMENTS to the values used when a caller leaves
+    them out; by default they are the builder's own parameter defaults. A name is
+    registered once; registering it again from the same source replaces it (a module
+    loaded again), from another source is a ValueError."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise NetworkError(f'network name {name!r} must be a Python identifier')
+    source = source or getattr(builder, '__module__', None) or repr(builder)
+    if name in _REGISTRY and _REGISTRY[name].source != source:
+        raise NetworkError(f'network {name!r} is already registered from '
+                         f'{_REGISTRY[name].source}; {source} cannot take its name')
+    params = inspect.signature(builder).parameters
+    if defaults is None:
+        defaults = {a: params[a].default for a in ARGUMENTS
+                    if a in params and params[a].default is not inspect.Parameter.empty
+                    and params[a].default is not None}
+    required = tuple(a for a in ARGUMENTS if a not in defaults and a in params
+                     and params[a].default is inspect.Parameter.empty)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    options = None if takes_any else tuple(p for p in params if p not in ARGUMENTS)
+    _REGISTRY[name] = Registered(builder, dict(defaults), required, options, source)
+    return builder
+
+
+def list_networks():
+    """The names ``get_symbol`` accepts, sorted."""
+    return sorted(_REGISTRY)
+
+
+def registered(name):
+    """The registry entry of ``name``; an unknown name is a ValueError listing the valid ones."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise NetworkError(f'unknown network {name!r}: valid names are '
+                         f"{', '.join(list_networks())}") from None
+
+
+def resolve_arguments(name, num_classes=None, depth=None, primary_partition=None,
+                      secondary_partition=None):
+    """{argument: value} of network ``name``, the defaults filled in for the ones left
+    out (None); a required argument left out is a ValueError."""
+    entry = registered(name)
+    given = dict(zip(ARGUMENTS, (num_classes, depth, primary_partition, secondary_partition)))
+    values = {a: entry.defaults.get(a) if v is None else v for a, v in given.items()}
+    missing = [a for a in entry.required if values[a] is None]
+    if missing:
+        raise NetworkError(f"{name} needs {' and '.join(missing)} (it has no default)")
+    return values
+
+
+def get_symbol(name, num_classes=None, depth=None, primary_partition=None,
+               secondary_partition=None, **options):
+    """Symbol of the registered network ``name`` (see ``list_networks``).
+
+    Arguments left out or None take the network's defaults (``DEFAULTS`` for the
+    built-in ones). ``options`` go to the builder; the built-in networks take
+    ``widen`` (resnet_igc_imgnet_d18), ``fused`` and ``group_conv`` (the IGC ones):
+    see ``build``."""
+    entry = registered(name)
+    values = resolve_arguments(name, num_classes, depth, primary_partition,
+                               secondary_partition)
+    if entry.options is not None:
+        unknown = sorted(set(options) - set(entry.options))
+        if unknown:
+            raise NetworkError(f"{name} takes no option {', '.join(map(repr, unknown))}; "
+                             f"its options are {', '.join(entry.options) or 'none'}")
+    values = {a: v for a, v in values.items() if v is not None}
+    return entry.builder(**values, **options)
+
+
+for _name in FAMILIES:
+    register_network(_name, functools.partial(build, _name), DEFAULTS[_name], source='igc_mx')
+
+
+def register_directory(directory):
+    """Register every ``<name>.py`` of ``directory`` that defines ``get_symbol`` as
+    network ``<name>``; returns the names. Modules whose name starts with ``_`` are
+    left out. The train scripts' ``--network-dir``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f'network directory {directory} does not exist')
+    names = []
+    for path in sorted(directory.glob('*.py')):
+        if path.stem.startswith('_'):
+            continue
+        spec = importlib.util.spec_from_file_location(f'igc_mx_user_network_{path.stem}',
+                                                      path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if callable(getattr(module, 'get_symbol', None)):
+            register_network(path.stem, module.get_symbol, source=str(path.resolve()))
+            names.append(path.stem)
+    return names
 
 
 # ----------------------------------------------------------------------------- counting
@@ -345,13 +513,13 @@ def profile(symbol, data_shape):
     inputs, auxiliary states excluded (the original also counted the one-element
     ``softmax_label`` of its batch-1 shape; we do not). MACs: a convolution costs
     prod(weight shape) * H_out * W_out (Convolution, GroupConvolution), a fully
-    connected layer prod(weight shape); InterleavedGroupConv as its 1x1 group conv; BatchNorm, ReLU, pooling, additions,
-    Reorder and copies cost nothing.
+    connected layer prod(weight shape); InterleavedGroupConv as its 1x1 group conv;
+    BatchNorm, ReLU, pooling, additions, Reorder and copies cost nothing.
     """
     shape = (1,) + tuple(data_shape)
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=shape)
     if arg_shapes is None:
-        raise ValueError('cannot infer the shapes of the symbol')
+        raise NetworkError('cannot infer the shapes of the symbol')
     args = dict(zip(symbol.list_arguments(), arg_shapes))
     aux = dict(zip(symbol.list_auxiliary_states(), aux_shapes))
     internals = symbol.get_internals()

@@ -25,12 +25,15 @@ def _key_value(text):
 
 
 def add_network_args(parser, network, depth, primary, secondary):
-    g = parser.add_argument_group('Network', 'network/<name>.py and its get_symbol arguments')
+    g = parser.add_argument_group('Network', 'igc_mx.networks.get_symbol(name, ...) and its '
+                                  'arguments')
     g.add_argument('--network', type=str, default=network,
-                   help='module in --network-dir whose get_symbol(num_classes, depth, '
-                        'primary_partition, secondary_partition, **network_args) builds the net')
+                   help='network name: one of igc_mx.networks.list_networks(), or a module '
+                        'of --network-dir')
     g.add_argument('--network-dir', type=str, default=None,
-                   help='directory of network modules (default: network/ next to the script)')
+                   help='directory of your own network modules: each <name>.py defining '
+                        'get_symbol(num_classes, depth, primary_partition, '
+                        'secondary_partition, ...) becomes network <name>')
     g.add_argument('--depth', type=int, default=depth, help='network depth')
     g.add_argument('--primary-partition', type=int, default=primary,
                    help='primary partition number L')

@@ -10,14 +10,16 @@ import struct
 import mxnet as mx
 import numpy as np
 
-RECORDIO_MAGIC = 0xced7230a
+from ..recordio import RECORD_MAGIC
+
+RECORDIO_MAGIC = RECORD_MAGIC   # the name this module used for it
 
 MAKE_REC_HINT = {
-    'cifar10': 'python tools/make_rec.py cifar10 <cifar-10-python.tar.gz> {dir}',
-    'cifar100': 'python tools/make_rec.py cifar100 <cifar-100-python.tar.gz> {dir}',
-    'svhn': 'python tools/make_rec.py svhn <dir with train_32x32.mat, extra_32x32.mat, '
+    'cifar10': 'igc-make-rec cifar10 <cifar-10-python.tar.gz> {dir}',
+    'cifar100': 'igc-make-rec cifar100 <cifar-100-python.tar.gz> {dir}',
+    'svhn': 'igc-make-rec svhn <dir with train_32x32.mat, extra_32x32.mat, '
             'test_32x32.mat> {dir}',
-    'imagenet': 'python tools/make_rec.py imagenet <ILSVRC2012 image dir> {dir}',
+    'imagenet': 'igc-make-rec imagenet <ILSVRC2012 image dir> {dir}',
 }
 
 
@@ -41,7 +43,7 @@ def check_rec(path, dataset='cifar10'):
         except OSError as err:
             problem = 'cannot be read (%s)' % err
         else:
-            if len(head) < 4 or struct.unpack('<I', head)[0] != RECORDIO_MAGIC:
+            if len(head) < 4 or struct.unpack('<I', head)[0] != RECORD_MAGIC:
                 problem = 'is not an MXNet RecordIO file'
             else:
                 return path

@@ -1,5 +1,4 @@
 """``fit()``: kvstore, devices, seeds, logging, schedule, checkpoints, resume."""
-import contextlib
 import logging
 import os
 import random
@@ -9,22 +8,10 @@ import time
 import mxnet as mx
 import numpy as np
 
+from .. import networks
+from .._environ import environ
 from . import checkpoint, logs, netload, optim, presets, schedule
 from .data import RecordFileError, count_records
-
-
-@contextlib.contextmanager
-def _environ(**values):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def seed_everything(seed):
@@ -89,8 +76,9 @@ def finish_args(args, dataset):
     return args
 
 
-def fit(args, data_loader, script_dir, network=None, top_k=0):
-    """Train ``args.network`` (or ``network``) with the original recipe; returns the Module."""
+def fit(args, data_loader, network=None, top_k=0):
+    """Train ``network`` (default: the one ``args`` names, see ``netload``) with the
+    original recipe; returns the Module."""
     kv = mx.kvstore.create(args.kv_store)
     rank, num_workers = kv.rank, kv.num_workers
     dist = 'dist' in kv.type
@@ -103,7 +91,7 @@ def fit(args, data_loader, script_dir, network=None, top_k=0):
     if getattr(args, 'val_records', None):
         args.test_batch_size = max(1, min(args.test_batch_size, args.val_records // num_workers))
     if network is None:
-        network = netload.load_symbol(args, script_dir)
+        network = netload.load_symbol(args)
     train, val = data_loader(args, kv)  # checks the record files first
 
     log_file, prefix = run_paths(args, rank, num_workers)
@@ -156,7 +144,7 @@ def fit(args, data_loader, script_dir, network=None, top_k=0):
         metrics.append(mx.metric.create('top_k_accuracy', top_k=top_k))
     save = checkpoint.callback(checkpoint.rank_prefix(prefix, rank), args.checkpoint_epochs,
                                args.num_epochs, module=mod if local_updates else None)
-    with _environ(MXNET_UPDATE_ON_KVSTORE=update_on_kvstore):  # read by Module.init_optimizer
+    with environ(MXNET_UPDATE_ON_KVSTORE=update_on_kvstore):  # read by Module.init_optimizer
         mod.fit(train,
                 eval_data=val,
                 eval_metric=mx.metric.CompositeEvalMetric(metrics),
@@ -174,11 +162,13 @@ def fit(args, data_loader, script_dir, network=None, top_k=0):
     return mod
 
 
-def main(parser, dataset_of, data_loader, script_dir, argv=None, top_k=0):
-    """Parse, apply the preset, train; a record-file problem exits with its message."""
+def main(parser, dataset_of, data_loader, argv=None, top_k=0):
+    """Parse, apply the preset, build the network, train. A bad network choice or a
+    record-file problem exits with its one-line message."""
     args = parser.parse_args(argv)
     finish_args(args, dataset_of(args))
     try:
-        return fit(args, data_loader, script_dir, top_k=top_k)
-    except (RecordFileError, FileNotFoundError) as err:
+        network = netload.load_symbol(args)
+        return fit(args, data_loader, network, top_k=top_k)
+    except (RecordFileError, FileNotFoundError, networks.NetworkError) as err:
         sys.exit('error: %s' % err)

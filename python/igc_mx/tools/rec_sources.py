@@ -1,4 +1,4 @@
-"""The published dataset downloads make_rec.py reads: CIFAR-10/100 (python
+"""The published dataset downloads that ``igc-make-rec`` reads: CIFAR-10/100 (python
 tarballs), SVHN (.mat files) and ImageNet (class folders or .lst files).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from rec_format import UserError
+from ..recordio import UserError
 
 SPLITS = ("train", "test")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -72,7 +72,8 @@ def sha256_file(path: str) -> str:
 
 
 def describe_file(path: str) -> dict:
-    return {"name": os.path.basename(path), "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
+    return {"name": os.path.basename(path), "bytes": os.path.getsize(path),
+            "sha256": sha256_file(path)}
 
 
 def cifar_expected(name: str) -> str:
@@ -88,7 +89,8 @@ def locate_cifar(name: str, source: str) -> tuple[str, str]:
     members = layout["train"] + layout["test"]
     candidates = [source]
     if os.path.isdir(source):
-        candidates += [os.path.join(source, layout["archive"]), os.path.join(source, layout["folder"])]
+        candidates += [os.path.join(source, layout["archive"]),
+                       os.path.join(source, layout["folder"])]
     for path in candidates:
         if os.path.isfile(path) and tarfile.is_tarfile(path):
             return "archive", path
@@ -119,8 +121,10 @@ def read_cifar_members(kind: str, path: str, layout: dict) -> dict[str, dict]:
         with tarfile.open(path, "r:*") as tar:
             for info in tar.getmembers():
                 base = os.path.basename(info.name)
-                if info.isfile() and base in wanted and os.path.dirname(info.name).endswith(layout["folder"]):
-                    found[base] = unpickle_batch(tar.extractfile(info).read(), f"{path}:{info.name}")
+                in_folder = os.path.dirname(info.name).endswith(layout["folder"])
+                if info.isfile() and base in wanted and in_folder:
+                    found[base] = unpickle_batch(tar.extractfile(info).read(),
+                                                 f"{path}:{info.name}")
     except (tarfile.TarError, EOFError, OSError) as e:
         raise UserError(f"{path}: cannot read archive ({e})") from None
     missing = [m for m in layout["train"] + layout["test"] if m not in found]
@@ -130,7 +134,8 @@ def read_cifar_members(kind: str, path: str, layout: dict) -> dict[str, dict]:
     return found
 
 
-def cifar_split(batches: list[tuple[str, dict]], layout: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def cifar_split(batches: list[tuple[str, dict]],
+                layout: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Concatenate batches into (RGB images N,32,32,3; labels; refs)."""
     images, labels, refs = [], [], []
     for member, batch in batches:
@@ -169,17 +174,22 @@ def load_cifar(name: str, source: str) -> Dataset:
 
 def load_svhn_mat(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Return (X as (32,32,3,N) uint8, labels with 10 mapped to 0)."""
-    import scipy.io  # only SVHN needs scipy
-
+    try:
+        import scipy.io  # only SVHN needs scipy
+    except ModuleNotFoundError:
+        raise UserError("reading SVHN's .mat files needs scipy: pip install 'igc-mx[svhn]' "
+                        "(or scipy)") from None
     try:
         mat = scipy.io.loadmat(path)
     except Exception as e:  # noqa: BLE001 - scipy raises many types for bad files
         raise UserError(f"{path}: cannot read as a MATLAB .mat file ({e})") from None
     if "X" not in mat or "y" not in mat:
-        raise UserError(f"{path}: expected variables X (32,32,3,N) and y (N,1); found {sorted(k for k in mat if not k.startswith('__'))}")
+        found = sorted(k for k in mat if not k.startswith('__'))
+        raise UserError(f"{path}: expected variables X (32,32,3,N) and y (N,1); found {found}")
     x, y = mat["X"], np.asarray(mat["y"]).reshape(-1).astype(np.int64)
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
-        raise UserError(f"{path}: X has shape {x.shape} {x.dtype}, expected (32,32,3,{len(y)}) uint8")
+        raise UserError(f"{path}: X has shape {x.shape} {x.dtype}, expected "
+                        f"(32,32,3,{len(y)}) uint8")
     if len(y) and (y.min() < 1 or y.max() > 10):
         raise UserError(f"{path}: labels range {y.min()}..{y.max()}, expected 1..10 (10 = digit 0)")
     return x, np.where(y == 10, 0, y)
@@ -207,9 +217,11 @@ def load_svhn(source: str, include_extra: bool) -> Dataset:
     needed = [SVHN_FILES[n] for n in names] + [SVHN_FILES["test"]]
     missing = [f for f in needed if not os.path.isfile(os.path.join(source, f))]
     if not os.path.isdir(source) or missing:
+        hint = ("; pass --no-extra to build train from train_32x32.mat alone"
+                if include_extra else "")
         raise UserError(f"svhn SOURCE {source!r} not usable: expected a folder containing "
-                        f"{', '.join(needed)} (SVHN format 2; missing: {', '.join(missing) or 'the folder'})"
-                        + ("; pass --no-extra to build train from train_32x32.mat alone" if include_extra else ""))
+                        f"{', '.join(needed)} (SVHN format 2; missing: "
+                        f"{', '.join(missing) or 'the folder'}){hint}")
     splits = {}
     for split, parts in (("train", names), ("test", ["test"])):
         arrays, labels, refs = [], [], []
@@ -259,7 +271,8 @@ def read_lst(path: str) -> tuple[list[str], list[int]]:
             except ValueError:
                 raise UserError(f"{path}:{line_no}: label {fields[1]!r} is not a number") from None
             if label != int(label) or label < 0:
-                raise UserError(f"{path}:{line_no}: label {fields[1]!r} must be a non-negative integer")
+                raise UserError(f"{path}:{line_no}: label {fields[1]!r} must be a "
+                                "non-negative integer")
             paths.append(fields[2].strip())
             labels.append(int(label))
     return paths, labels
@@ -268,14 +281,15 @@ def read_lst(path: str) -> tuple[list[str], list[int]]:
 def folder_split(root: str, rel_paths: list[str], labels: list[int]) -> Split:
     for p in rel_paths:
         if "\t" in p or "\n" in p:
-            raise UserError(f"image path {p!r} contains a tab or newline, which .lst files cannot hold")
+            raise UserError(f"image path {p!r} contains a tab or newline, which .lst files "
+                            "cannot hold")
     abs_paths = [p if os.path.isabs(p) else os.path.join(root, p) for p in rel_paths]
     return Split(np.asarray(labels, np.int64), list(rel_paths), paths=abs_paths)
 
 
-IMAGENET_EXPECTED = ("expected a folder with train/<class>/*.jpg and val/<class>/*.jpg (class folders "
-                     "sorted by name give labels 0..K-1), or with train.lst and val.lst (im2rec format, "
-                     "paths relative to SOURCE or --image-root)")
+IMAGENET_EXPECTED = ("expected a folder with train/<class>/*.jpg and val/<class>/*.jpg "
+                     "(class folders sorted by name give labels 0..K-1), or with train.lst and "
+                     "val.lst (im2rec format, paths relative to SOURCE or --image-root)")
 
 
 def load_imagenet(source: str, image_root: str | None) -> Dataset:
@@ -290,18 +304,22 @@ def load_imagenet(source: str, image_root: str | None) -> Dataset:
                   for split, name in (("train", "train"), ("test", "val"))}
         num_classes = int(max(max(s.labels, default=-1) for s in splits.values())) + 1
         files = [describe_file(lst["train"]), describe_file(lst["val"])]
-        return Dataset("imagenet", num_classes, None, splits, {"kind": "lst", "path": source, "files": files})
+        return Dataset("imagenet", num_classes, None, splits,
+                       {"kind": "lst", "path": source, "files": files})
     dirs = {s: os.path.join(source, s) for s in ("train", "val")}
     if not all(os.path.isdir(d) for d in dirs.values()):
-        raise UserError(f"imagenet SOURCE {source!r} has neither train.lst nor train/ and val/: {IMAGENET_EXPECTED}")
-    classes = sorted(d for d in os.listdir(dirs["train"]) if os.path.isdir(os.path.join(dirs["train"], d)))
+        raise UserError(f"imagenet SOURCE {source!r} has neither train.lst nor train/ and "
+                        f"val/: {IMAGENET_EXPECTED}")
+    classes = sorted(d for d in os.listdir(dirs["train"])
+                     if os.path.isdir(os.path.join(dirs["train"], d)))
     if not classes:
         raise UserError(f"{dirs['train']}: no class folders found: {IMAGENET_EXPECTED}")
     splits = {}
     for split, name in (("train", "train"), ("test", "val")):
         paths, labels = list_class_folder(dirs[name], classes)
         splits[split] = folder_split(source, [os.path.relpath(p, source) for p in paths], labels)
-    return Dataset("imagenet", len(classes), classes, splits, {"kind": "folders", "path": source, "files": []})
+    return Dataset("imagenet", len(classes), classes, splits,
+                   {"kind": "folders", "path": source, "files": []})
 
 
 def load_dataset(args: argparse.Namespace) -> Dataset:

@@ -3,7 +3,8 @@
 dmlc-core's framing: every record starts with a magic word and a 32-bit word
 holding a 3-bit continuation flag and a 29-bit length, padded to 4 bytes. An
 image record's payload is mxnet.recordio.IRHeader (struct 'IfQQ') followed by
-the encoded image. Used by make_rec.py.
+the encoded image. Used by ``igc_mx.tools.make_rec`` and the train scripts' record
+checks (``igc_mx.training.data``).
 """
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def frame_record(payload: bytes) -> bytes:
     multiple of 4 bytes, hence every record starts 4-aligned.
     """
     if len(payload) > MAX_RECORD_CHUNK:
-        raise UserError(f"record of {len(payload)} bytes exceeds the RecordIO limit of {MAX_RECORD_CHUNK} bytes")
+        raise UserError(f"record of {len(payload)} bytes exceeds the RecordIO limit of "
+                        f"{MAX_RECORD_CHUNK} bytes")
     parts, begin = [], 0
     for pos in _aligned_magic_positions(payload):
         parts.append(_chunk_header(1 if begin == 0 else 2, pos - begin) + payload[begin:pos])
@@ -95,6 +97,7 @@ def pack_image_record(key: int, label: int, image_bytes: bytes) -> bytes:
 def unpack_image_record(payload: bytes) -> tuple[int, float, int, bytes]:
     """Return (flag, label, key, image_bytes) of a single-label image record."""
     if len(payload) < IR_HEADER.size:
-        raise ValueError(f"record of {len(payload)} bytes is shorter than the {IR_HEADER.size}-byte IRHeader")
+        raise ValueError(f"record of {len(payload)} bytes is shorter than the "
+                         f"{IR_HEADER.size}-byte IRHeader")
     flag, label, key, _ = IR_HEADER.unpack_from(payload)
     return flag, label, key, payload[IR_HEADER.size + 4 * flag:]

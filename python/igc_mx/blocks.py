@@ -6,6 +6,7 @@ a unit called ``name`` owns ``name_conv1``, ``name_reorder1``, ``name_conv2``,
 """
 import mxnet as mx
 
+from . import devices
 from ._compat import renamed_argument
 
 # BatchNorm settings of the original: resnets use momentum 0.9, plain nets 0.99.
@@ -30,8 +31,8 @@ def conv_bn(data, name, num_filter, kernel, stride, pad, num_group=1,
 
 
 def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
-             secondary_partition=None, relu=True, momentum=0.9, eps=BN_EPS, fused=True,
-             group_conv='auto', *, secondary_groups=None):
+             secondary_partition=None, relu=True, momentum=0.9, eps=BN_EPS, fused=None,
+             group_conv=None, device='cpu', *, secondary_groups=None):
     """One interleaved group convolution unit.
 
     primary group conv (``primary_partition`` = L groups, spatial ``kernel``)
@@ -50,12 +51,20 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     ``InterleavedGroupConv`` node called ``name_conv2``, with the same weight
     ``name_conv2_weight``: parameters and checkpoints are those of the unfused
     graph (``fused=False``, the original's node list).
+
+    ``fused`` and ``group_conv`` left as None take the choice for ``device`` ('cpu'
+    or 'gpu'; see ``igc_mx.devices``): the fast ops on the CPU, the original ops on
+    the GPU except where a GPU measurement says otherwise.
     """
     secondary_partition = renamed_argument('igc_unit', 'secondary_partition',
                                            secondary_partition, 'secondary_groups',
                                            secondary_groups)
     _check_partition(name, 'primary_partition', primary_partition, num_filter)
     _check_partition(name, 'secondary_partition', secondary_partition, num_filter)
+    if fused is None:
+        fused = devices.fused(device, num_filter, primary_partition, secondary_partition)
+    if group_conv is None:
+        group_conv = devices.group_conv(device, num_filter, primary_partition)
     conv = primary_conv_op(group_conv, num_filter // primary_partition)
     data = conv(data=data, name=name + '_conv1', num_filter=num_filter, kernel=kernel,
                 stride=stride, pad=pad, num_group=primary_partition, no_bias=True)

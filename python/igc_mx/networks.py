@@ -34,6 +34,7 @@ from pathlib import Path
 
 import mxnet as mx
 
+from . import devices
 from .blocks import conv_bn, igc_unit
 
 
@@ -277,19 +278,28 @@ def _check_stage_inputs(network, L, M, widen, stem, stages):
 
 
 def build(network, num_classes, depth, primary_partition, secondary_partition=None,
-          widen=None, fused=True, group_conv='auto'):
+          widen=None, fused=None, group_conv=None, device='cpu', dtype='float32'):
     """Symbol of ``network`` (a key of FAMILIES), ending in SoftmaxOutput 'softmax'.
     Every argument is explicit here; ``get_symbol`` fills the defaults.
 
     ``fused`` picks the IGC units' form (see ``blocks.igc_unit``): one
     InterleavedGroupConv node, or the original's Reorder -> conv -> Reorder.
     ``group_conv`` selects the op of the IGC primary convolutions (False, True or
-    'auto'; see ``blocks.primary_conv_op``). Names and parameters never change."""
+    'auto'; see ``blocks.primary_conv_op``). Left as None, both follow ``device``
+    ('cpu' or 'gpu', see ``igc_mx.devices``). ``dtype='float16'`` casts the data to
+    float16 after the input and the scores back to float32 before the softmax
+    (BatchNorm keeps float32 parameters and statistics, as MXNet does). Names and
+    parameters never change."""
     num_classes = _as_int('num_classes', num_classes, positive=True)
+    devices.check_device(device)
+    if dtype not in ('float32', 'float16'):
+        raise NetworkError(f"dtype={dtype!r}: expected 'float32' or 'float16'")
     fam, stem_width, stages = layout(network, depth, primary_partition,
                                      secondary_partition, widen)
     bn = fam.bn_momentum
     data = mx.sym.Variable('data')
+    if dtype == 'float16':
+        data = mx.sym.Cast(data, dtype='float16', name='data_float16')
     if fam.dataset == 'cifar':
         data = conv_bn(data, 'g0', stem_width, (3, 3), (1, 1), (1, 1), momentum=bn)
     else:
@@ -301,17 +311,19 @@ def build(network, num_classes, depth, primary_partition, secondary_partition=No
     for s, stage in enumerate(stages, start=1):
         for b in range(stage.blocks):
             data = _block(data, f'g{s}_b{b + 1}', fam, kin, stage,
-                          stage.stride if b == 0 else 1, fused, group_conv)
+                          stage.stride if b == 0 else 1, fused, group_conv, device)
             kin = stage.width
     head = fam.head
     data = mx.sym.Pooling(data=data, name=head.pool, kernel=(head.kernel, head.kernel),
                           stride=(1, 1), pool_type='avg', global_pool=head.global_pool)
     data = mx.sym.Flatten(data=data, name='flatten')
     data = mx.sym.FullyConnected(data=data, name=head.fc, num_hidden=num_classes)
+    if dtype == 'float16':
+        data = mx.sym.Cast(data, dtype='float32', name=head.fc + '_float32')
     return mx.sym.SoftmaxOutput(data=data, name='softmax')
 
 
-def _block(data, name, fam, kin, stage, stride, fused, group_conv):
+def _block(data, name, fam, kin, stage, stride, fused, group_conv, device):
     """One block: its units in sequence, plus (residual) shortcut and ReLU."""
     out = data
     last = len(fam.naming.units) - 1
@@ -329,7 +341,7 @@ def _block(data, name, fam, kin, stage, stride, fused, group_conv):
             out = igc_unit(out, unit, stage.width, (3, 3), (s, s), (1, 1),
                            primary_partition=L_s, secondary_partition=source // L_s,
                            relu=relu, momentum=fam.bn_momentum, fused=fused,
-                           group_conv=group_conv)
+                           group_conv=group_conv, device=device)
     if not fam.residual:
         return out
     if kin == stage.width:
@@ -431,8 +443,8 @@ def get_symbol(name, num_classes=None, depth=None, primary_partition=None,
 
     Arguments left out or None take the network's defaults (``DEFAULTS`` for the
     built-in ones). ``options`` go to the builder; the built-in networks take
-    ``widen`` (resnet_igc_imgnet_d18), ``fused`` and ``group_conv`` (the IGC ones):
-    see ``build``."""
+    ``widen`` (resnet_igc_imgnet_d18), ``fused`` and ``group_conv`` (the IGC ones),
+    ``device`` and ``dtype``: see ``build``."""
     entry = registered(name)
     values = resolve_arguments(name, num_classes, depth, primary_partition,
                                secondary_partition)

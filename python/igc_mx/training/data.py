@@ -112,33 +112,80 @@ class PadCropMirrorIter(mx.io.DataIter):
                                provide_label=self.provide_label)
 
 
+def epoch_seed(seed, epoch, rank=0):
+    """The seed of one epoch of one worker, from (seed, epoch, rank) alone, as a
+    distributed sampler's ``set_epoch`` does: an epoch reads the same order and draws
+    the same augmentation whether the run started at epoch 0 or resumed before it."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0]) >> 2
+
+
+class EpochIter(mx.io.DataIter):
+    """The training stream, one fresh iterator per epoch: ``make(epoch)`` builds it, and
+    ``start(epoch)``, when given, runs before the epoch's first batch.
+
+    ``Module.fit`` calls ``reset()`` once at the end of every epoch, which moves to the
+    next epoch. ``ImageRecordIter`` takes its seeds only when it is created, and a reset
+    one would start its next pass after the records that padded its last batch, so
+    every epoch gets a new one with that epoch's seeds (``epoch_seed``).
+    """
+
+    def __init__(self, make, begin_epoch=0, start=None):
+        self._make, self._start = make, start
+        self.epoch = begin_epoch
+        self._iter = make(begin_epoch)
+        self._started = False
+        super().__init__(self._iter.batch_size)
+        self.provide_data = self._iter.provide_data
+        self.provide_label = self._iter.provide_label
+
+    def reset(self):
+        self.epoch += 1
+        self._iter = None   # frees the old iterator and its threads
+        self._started = False
+
+    def next(self):
+        if not self._started:
+            self._started = True
+            if self._start is not None:
+                self._start(self.epoch)
+        if self._iter is None:
+            self._iter = self._make(self.epoch)
+        return self._iter.next()
+
+
 def small_image_iters(args, kv):
-    """CIFAR-10/100 and SVHN (train_model.py). Augmentation types:
-    0 none; 1 pad 4 + random crop + random mirror; 2 random crop + random mirror
-    without padding (a crop of the record's own size, so a mirror on 32x32 records)."""
+    """CIFAR-10/100 and SVHN (train_model.py): (``make_train(epoch)``, validation
+    iterator). Augmentation types: 0 none; 1 pad 4 + random crop + random mirror;
+    2 random crop + random mirror without padding (a crop of the record's own size,
+    so a mirror on 32x32 records)."""
     train_path = check_rec(os.path.join(args.data_dir, args.train_dataset), args.dataset)
     val_path = check_rec(os.path.join(args.data_dir, args.val_dataset), args.dataset)
     common = dict(data_shape=(3, args.data_shape, args.data_shape),
                   num_parts=kv.num_workers, part_index=kv.rank,
                   preprocess_threads=args.data_nthreads, **_normalize_args(args))
-    train = mx.io.ImageRecordIter(
-        path_imgrec=train_path, batch_size=args.batch_size, shuffle=True,
-        seed=args.rand_seed, rand_crop=args.aug_type == 2, rand_mirror=args.aug_type == 2,
-        **common)
-    if args.aug_type == 1:
-        train = PadCropMirrorIter(train, 4, args.mean_rgb, args.std_rgb,
-                                  seed=args.rand_seed + 7919 * kv.rank)
+
+    def make_train(epoch):
+        seed = epoch_seed(args.rand_seed, epoch, kv.rank)
+        train = mx.io.ImageRecordIter(
+            path_imgrec=train_path, batch_size=args.batch_size, shuffle=True,
+            seed=seed, seed_aug=seed, rand_crop=args.aug_type == 2,
+            rand_mirror=args.aug_type == 2, **common)
+        if args.aug_type == 1:
+            train = PadCropMirrorIter(train, 4, args.mean_rgb, args.std_rgb, seed=seed)
+        return train
+
     val = mx.io.ImageRecordIter(
         path_imgrec=val_path, batch_size=args.test_batch_size, shuffle=False,
         rand_crop=False, rand_mirror=False, **common)
-    return train, val
+    return make_train, val
 
 
 def imagenet_iters(args, kv):
-    """ImageNet (train_imagenet.py), on records with short side 480: random
-    scale 0.533-1 (short side 256-480), aspect 0.75-1.25, HSL jitter, random
-    224 crop and mirror; validation scales by 0.533 (480 -> 256) and takes the
-    centre 224 crop. ``--aug-type 0`` turns scale, aspect and colour jitter off."""
+    """ImageNet (train_imagenet.py), on records with short side 480: (``make_train(epoch)``,
+    validation iterator). Training: random scale 0.533-1 (short side 256-480), aspect
+    0.75-1.25, HSL jitter, random 224 crop and mirror; validation scales by 0.533
+    (480 -> 256) and takes the centre 224 crop. ``--aug-type 0`` turns scale, aspect and
+    colour jitter off."""
     train_path = check_rec(os.path.join(args.data_dir, args.train_dataset), 'imagenet')
     val_path = check_rec(os.path.join(args.data_dir, args.val_dataset), 'imagenet')
     aug = args.aug_type > 0
@@ -146,15 +193,19 @@ def imagenet_iters(args, kv):
                   num_parts=kv.num_workers, part_index=kv.rank,
                   preprocess_threads=args.data_nthreads, min_img_size=256,
                   inter_method=9, **_normalize_args(args))
-    train = mx.io.ImageRecordIter(
-        path_imgrec=train_path, batch_size=args.batch_size, shuffle=True,
-        seed=args.rand_seed, rand_crop=True, rand_mirror=True,
-        min_random_scale=0.533, max_random_scale=1.0 if aug else 0.533,
-        max_aspect_ratio=0.25 if aug else 0.0,
-        random_h=36 if aug else 0, random_s=50 if aug else 0, random_l=50 if aug else 0,
-        **common)
+
+    def make_train(epoch):
+        seed = epoch_seed(args.rand_seed, epoch, kv.rank)
+        return mx.io.ImageRecordIter(
+            path_imgrec=train_path, batch_size=args.batch_size, shuffle=True,
+            seed=seed, seed_aug=seed, rand_crop=True, rand_mirror=True,
+            min_random_scale=0.533, max_random_scale=1.0 if aug else 0.533,
+            max_aspect_ratio=0.25 if aug else 0.0,
+            random_h=36 if aug else 0, random_s=50 if aug else 0, random_l=50 if aug else 0,
+            **common)
+
     val = mx.io.ImageRecordIter(
         path_imgrec=val_path, batch_size=args.test_batch_size, shuffle=False,
         rand_crop=False, rand_mirror=False,
         min_random_scale=0.533, max_random_scale=0.533, **common)
-    return train, val
+    return make_train, val

@@ -11,7 +11,7 @@ import numpy as np
 from .. import networks
 from .._environ import environ
 from . import checkpoint, logs, netload, optim, presets, schedule
-from .data import RecordFileError, count_records
+from .data import EpochIter, RecordFileError, count_records, epoch_seed
 
 
 def seed_everything(seed):
@@ -73,6 +73,10 @@ def finish_args(args, dataset):
         args.lr_steps = schedule.parse_steps(args.lr_steps)
     if args.rand_seed is None:
         args.rand_seed = int(time.time())  # a different start for every run, as the original
+        if args.load_epoch is not None:
+            logging.warning('resuming without --rand-seed: the data order and augmentation '
+                            'from epoch %d on differ from the interrupted run; pass the '
+                            'rand_seed its log shows to resume it exactly', args.load_epoch)
     return args
 
 
@@ -92,7 +96,7 @@ def fit(args, data_loader, network=None, top_k=0):
         args.test_batch_size = max(1, min(args.test_batch_size, args.val_records // num_workers))
     if network is None:
         network = netload.load_symbol(args)
-    train, val = data_loader(args, kv)  # checks the record files first
+    make_train, val = data_loader(args, kv)  # checks the record files first
 
     log_file, prefix = run_paths(args, rank, num_workers)
     logs.setup(log_file, rank, num_workers)
@@ -104,13 +108,19 @@ def fit(args, data_loader, network=None, top_k=0):
 
     updates_per_epoch = schedule.epoch_size(args.num_examples, args.batch_size, num_workers,
                                             args.max_batches)
-    # Every worker runs exactly this many batches per epoch: the lr steps land on
-    # epoch boundaries, and dist_sync workers cannot wait on each other at the end.
-    train = mx.io.ResizeIter(train, updates_per_epoch)
+    begin_epoch = args.load_epoch or 0
+
+    # Everything random in an epoch (data order, augmentation, and the global generators,
+    # e.g. for dropout, from its first batch on) follows from (seed, epoch, rank), so a
+    # resumed run computes what the uninterrupted one did. Every worker runs exactly
+    # updates_per_epoch batches: the lr steps land on epoch boundaries, and dist_sync
+    # workers cannot wait on each other at the end.
+    train = EpochIter(lambda epoch: mx.io.ResizeIter(make_train(epoch), updates_per_epoch),
+                      begin_epoch,
+                      start=lambda epoch: seed_everything(epoch_seed(args.rand_seed, epoch, rank)))
     if args.max_val_batches:
         val = mx.io.ResizeIter(val, args.max_val_batches)
 
-    begin_epoch = args.load_epoch or 0
     schedule.describe(args.lr, args.lr_factor, args.lr_steps, updates_per_epoch, begin_epoch)
     lr_scheduler = schedule.make_scheduler(args.lr, args.lr_factor, args.lr_steps,
                                            updates_per_epoch)

@@ -1,12 +1,18 @@
 """Checkpoints and resume: a resumed run equals the uninterrupted one bit for bit, a
 checkpoint is complete or absent, and a resume without optimizer states is refused
 unless asked for."""
+import os
 import pickle
+import shutil
+import stat
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
 import pytest
 
+from igc_mx.atomic import atomic_path
 from igc_mx.training import checkpoint
 
 from test_training import TINY_NET, synthetic, train_model, write_rec
@@ -69,3 +75,147 @@ def test_resumed_run_equals_the_uninterrupted_run_bit_for_bit(small, tmp_path, a
     # the epochs between really differ (otherwise the test could not fail)
     params_2, _ = saved(straight, 2)
     assert not np.array_equal(params_2['arg:conv1_weight'], params_a['arg:conv1_weight'])
+
+
+# --- checkpoints: complete or absent ----------------------------------------------
+
+def tiny_symbol():
+    x = mx.sym.FullyConnected(mx.sym.Variable('data'), num_hidden=3, name='fc')
+    return mx.sym.SoftmaxOutput(x, name='softmax')
+
+
+class KilledWhileSavingStates:
+    """A module whose optimizer states are half written when the process dies."""
+
+    def save_optimizer_states(self, path):
+        with open(path, 'wb') as f:
+            f.write(b'half of the momentum')
+        raise KeyboardInterrupt
+
+
+def test_a_checkpoint_interrupted_before_its_states_are_written_is_absent(tmp_path):
+    prefix = str(tmp_path / 'm')
+    arg = {'fc_weight': mx.nd.ones((3, 4)), 'fc_bias': mx.nd.zeros(3)}
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(prefix, 3, tiny_symbol(), arg, {}, module=KilledWhileSavingStates())
+    # the .params file makes a checkpoint: it is written last
+    assert sorted(os.listdir(tmp_path)) == ['m-symbol.json']
+
+
+def dead_pid():
+    proc = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                          capture_output=True, text=True, check=True)
+    return int(proc.stdout)
+
+
+def test_stale_temporary_files_of_killed_writes_are_removed(tmp_path):
+    dead = dead_pid()
+    names = {
+        '.m-0002.params.%d-0123abcd.tmp' % dead: False,        # a killed save: removed
+        '.m-0002.states.%d-89abcdef.tmp' % dead: False,
+        '.m-symbol.json.%d-00000000.tmp' % dead: False,
+        '.m-0002.params.%d-11111111.tmp' % os.getpid(): True,  # a live writer's: kept
+        '.m-1-0002.params.%d-22222222.tmp' % dead: True,       # rank 1's files: its own
+        '.other-0002.params.%d-33333333.tmp' % dead: True,     # another run's
+        'notes.txt': True,
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b'x')
+    checkpoint.remove_stale_temps(str(tmp_path / 'm'))
+    assert sorted(os.listdir(tmp_path)) == sorted(n for n, kept in names.items() if kept)
+    # any atomic write cleans up after killed writes of the same file
+    with atomic_path(tmp_path / 'notes.txt') as tmp:
+        (tmp_path / ('.notes.txt.%d-44444444.tmp' % dead)).write_bytes(b'x')
+        with open(tmp, 'w') as f:
+            f.write('new')
+    with atomic_path(tmp_path / 'notes.txt') as tmp:
+        with open(tmp, 'w') as f:
+            f.write('newer')
+    assert not (tmp_path / ('.notes.txt.%d-44444444.tmp' % dead)).exists()
+    assert (tmp_path / 'notes.txt').read_text() == 'newer'
+
+
+@pytest.mark.parametrize('umask,mode', [(0o022, 0o644), (0o077, 0o600)])
+def test_checkpoint_files_get_the_usual_mode(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        prefix = str(tmp_path / 'm')
+        checkpoint.save(prefix, 1, tiny_symbol(), {'fc_weight': mx.nd.ones((3, 4))}, {})
+    finally:
+        os.umask(old)
+    for name in ('m-symbol.json', 'm-0001.params'):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == mode, name
+
+
+def test_float16_parameters_are_saved_as_float32(tmp_path):
+    prefix = str(tmp_path / 'm')
+    w = np.random.RandomState(0).randn(3, 4).astype(np.float16)
+    checkpoint.save(prefix, 1, tiny_symbol(), {'fc_weight': mx.nd.array(w, dtype='float16')},
+                    {'bn_moving_var': mx.nd.ones(3, dtype='float32')})
+    saved = mx.nd.load(checkpoint.params_file(prefix, 1))
+    assert saved['arg:fc_weight'].dtype == np.float32
+    np.testing.assert_array_equal(saved['arg:fc_weight'].asnumpy(), w.astype(np.float32))
+
+
+# --- resume refusals ---------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def two_epochs(small, tmp_path_factory):
+    """The prefix of a 2-epoch run with checkpoints after each epoch."""
+    prefix = tmp_path_factory.mktemp('two') / 'm'
+    train_model.main(run_args(small, prefix, '--num-epochs', '2', '--aug-type', '0'))
+    return prefix
+
+
+def resume_error(small, prefix, *extra):
+    with pytest.raises(SystemExit) as exit_:
+        train_model.main(run_args(small, prefix, '--num-epochs', '3', '--aug-type', '0',
+                                  '--load-epoch', '2', *extra))
+    return str(exit_.value.code)
+
+
+def copy_run(prefix, to):
+    to.mkdir()
+    for p in prefix.parent.iterdir():
+        if p.name.startswith('m-'):
+            shutil.copy(p, to / p.name)
+    return to / 'm'
+
+
+def test_resume_without_optimizer_states_is_refused_unless_asked(small, two_epochs, tmp_path):
+    prefix = copy_run(two_epochs, tmp_path / 'run')
+    os.remove(checkpoint.states_file(str(prefix), 2))
+    message = resume_error(small, prefix)
+    assert message == (
+        'error: %s has no optimizer states (%s): resuming would restart the momentum at 0, '
+        'which the uninterrupted run did not do; pass --resume-without-states to resume so '
+        'anyway' % (checkpoint.params_file(str(prefix), 2),
+                    checkpoint.states_file(str(prefix), 2)))
+    assert not os.path.exists(checkpoint.params_file(str(prefix), 3))
+    mod = train_model.main(run_args(small, prefix, '--num-epochs', '3', '--aug-type', '0',
+                                    '--load-epoch', '2', '--resume-without-states'))
+    assert mod._optimizer.num_update == 12
+    log = (tmp_path / 'run' / 'm.txt').read_text()
+    assert 'has no optimizer states beside it: the momentum restarts at 0' in log
+    assert os.path.exists(checkpoint.params_file(str(prefix), 3))
+
+
+def test_damaged_or_foreign_checkpoints_are_one_line_errors(small, two_epochs, tmp_path):
+    prefix = copy_run(two_epochs, tmp_path / 'run')
+    params = checkpoint.params_file(str(prefix), 2)
+    message = resume_error(small, prefix, '--network-arg', 'width=16')
+    assert message.startswith('error: checkpoint %s does not fit this network: ' % params)
+    assert 'bn1_beta is (8,), the network needs (16,)' in message
+    states = checkpoint.states_file(str(prefix), 2)
+    with open(states, 'r+b') as f:
+        f.truncate(20)
+    assert resume_error(small, prefix).startswith(
+        'error: optimizer states %s are not readable (' % states)
+    with open(params, 'r+b') as f:
+        f.truncate(100)
+    message = resume_error(small, prefix)
+    assert message.startswith('error: checkpoint %s is not readable (' % params)
+    assert '\n' not in message
+    assert resume_error(small, prefix, '--load-epoch', '7') == (
+        'error: no checkpoint %s to resume from (--model-prefix %s --load-epoch 7)'
+        % (checkpoint.params_file(str(prefix), 7), prefix))

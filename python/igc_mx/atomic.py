@@ -1,19 +1,73 @@
-"""Write files so that nothing half-written is ever left under a final name."""
+"""Write files so that nothing half-written is ever left under a final name.
+
+A file is written under a temporary name in its directory, ``.<name>.<pid>-<random>.tmp``,
+and renamed into place when complete. The writer's process id in the name tells a
+temporary file that a killed writer left behind from one still being written:
+``remove_stale_temps`` removes the first kind only.
+"""
 import contextlib
 import os
-import tempfile
+import re
+import secrets
+
+_TEMP = re.compile(r'^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$')
+
+
+def _temp_path(final_path):
+    directory, name = os.path.split(os.path.abspath(final_path))
+    while True:
+        path = os.path.join(directory, '.%s.%d-%s.tmp' % (name, os.getpid(),
+                                                          secrets.token_hex(4)))
+        try:
+            # Created like any new file: mode 0666 less the umask (0644 usually).
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return path
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's process
+        return True
+    return True
+
+
+def remove_stale_temps(directory, select=None):
+    """Remove the temporary files in ``directory`` that writers no longer running left
+    behind, for the final names ``select(name)`` accepts (all when None). Returns the
+    removed paths."""
+    removed = []
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        match = _TEMP.match(entry)
+        if (match is None or (select is not None and not select(match['name']))
+                or _running(int(match['pid']))):
+            continue
+        path = os.path.join(directory, entry)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager
 def atomic_path(final_path):
     """Yield a temporary path in the same directory; rename it to ``final_path``
-    only if the body finishes without raising. The temporary file is removed otherwise."""
+    only if the body finishes without raising. The temporary file is removed otherwise.
+    Temporary files of ``final_path`` that killed writers left are removed first."""
     final_path = os.fspath(final_path)
     directory = os.path.dirname(os.path.abspath(final_path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(final_path) + '.',
-                               suffix='.tmp', dir=directory)
-    os.close(fd)
+    name = os.path.basename(final_path)
+    remove_stale_temps(directory, lambda n: n == name)
+    tmp = _temp_path(final_path)
     try:
         yield tmp
         os.replace(tmp, final_path)

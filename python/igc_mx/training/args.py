@@ -97,4 +97,7 @@ def add_fit_args(parser, batch_size, log_iters):
                         'always saved')
     g.add_argument('--load-epoch', type=int,
                    help='resume from <model-prefix>-<epoch>.params with the lr schedule restored')
+    g.add_argument('--resume-without-states', action='store_true',
+                   help='resume from a checkpoint that has no .states file, the momentum '
+                        'restarting at 0 (refused otherwise)')
     return g

@@ -4,16 +4,27 @@
 ``mx.model.save_checkpoint``) and, where the optimizer lives in this process,
 ``<prefix>-%04d.states`` (the momentum). Each file is written to a temporary
 name in the same directory and renamed, so a crash never leaves a truncated
-file under a final name. In distributed runs rank 0 saves to ``<prefix>`` and
-rank r > 0 to ``<prefix>-r`` (MXNet's convention: BatchNorm statistics differ
-per worker; the weights do not).
+file under a final name. The ``.states`` file is written before the ``.params``
+file, so an epoch's ``.params`` exists only once its checkpoint is complete.
+Float16 parameters are saved as float32. In distributed runs rank 0 saves to
+``<prefix>`` and rank r > 0 to ``<prefix>-r`` (MXNet's convention: BatchNorm
+statistics differ per worker; the weights do not).
 """
 import logging
 import os
+import pickle
+import re
 
 import mxnet as mx
+import numpy as np
 
+from .. import atomic
 from ..atomic import atomic_path
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint to resume from is missing, incomplete, unreadable or does not fit
+    the network."""
 
 
 def rank_prefix(prefix, rank):
@@ -28,17 +39,29 @@ def states_file(prefix, epoch):
     return '%s-%04d.states' % (prefix, epoch)
 
 
+def remove_stale_temps(prefix):
+    """Remove the temporary files of this prefix's checkpoints that killed writes left."""
+    directory, base = os.path.split(os.path.abspath(prefix))
+    own = re.compile(re.escape(base) + r'-(\d{4,}\.(params|states)|symbol\.json)$')
+    return atomic.remove_stale_temps(directory, own.match)
+
+
+def _float32(array):
+    array = array.as_in_context(mx.cpu())
+    return array.astype(np.float32) if array.dtype == np.float16 else array
+
+
 def save(prefix, epoch, symbol, arg_params, aux_params, module=None):
     """Save one checkpoint atomically; optimizer states too when ``module`` is given."""
     with atomic_path('%s-symbol.json' % prefix) as tmp:
         symbol.save(tmp)
-    data = {'arg:%s' % k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
-    data.update({'aux:%s' % k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
-    with atomic_path(params_file(prefix, epoch)) as tmp:
-        mx.nd.save(tmp, data)
     if module is not None:
         with atomic_path(states_file(prefix, epoch)) as tmp:
             module.save_optimizer_states(tmp)
+    data = {'arg:%s' % k: _float32(v) for k, v in arg_params.items()}
+    data.update({'aux:%s' % k: _float32(v) for k, v in aux_params.items()})
+    with atomic_path(params_file(prefix, epoch)) as tmp:   # last: the checkpoint exists
+        mx.nd.save(tmp, data)
     logging.info('Saved checkpoint to "%s"', params_file(prefix, epoch))
 
 
@@ -51,15 +74,67 @@ def callback(prefix, period, num_epochs, module=None):
     return _callback
 
 
+def _first_line(err):
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def load(prefix, epoch):
-    """(arg_params, aux_params, states path or None) of a saved epoch."""
+    """(arg_params, aux_params, states path or None) of a saved epoch. CheckpointError
+    when the ``.params`` file is missing or unreadable, or the ``.states`` file beside it
+    is unreadable."""
     path = params_file(prefix, epoch)
     if not os.path.isfile(path):
-        raise FileNotFoundError('no checkpoint %s to resume from (--model-prefix %s '
-                                '--load-epoch %d)' % (path, prefix, epoch))
+        raise CheckpointError('no checkpoint %s to resume from (--model-prefix %s '
+                              '--load-epoch %d)' % (path, prefix, epoch))
+    try:
+        saved = mx.nd.load(path)
+    except mx.base.MXNetError as err:
+        raise CheckpointError('checkpoint %s is not readable (%s)'
+                              % (path, _first_line(err))) from None
+    if not isinstance(saved, dict) or not all(
+            k.split(':', 1)[0] in ('arg', 'aux') and ':' in k for k in saved):
+        raise CheckpointError('checkpoint %s does not hold arg:/aux: arrays' % path)
     arg_params, aux_params = {}, {}
-    for key, value in mx.nd.load(path).items():
+    for key, value in saved.items():
         kind, name = key.split(':', 1)
         (arg_params if kind == 'arg' else aux_params)[name] = value
     states = states_file(prefix, epoch)
-    return arg_params, aux_params, states if os.path.isfile(states) else None
+    if not os.path.isfile(states):
+        return arg_params, aux_params, None
+    try:
+        with open(states, 'rb') as f:
+            content = pickle.load(f)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is a damaged file
+        raise CheckpointError('optimizer states %s are not readable (%s)'
+                              % (states, _first_line(err))) from None
+    if not isinstance(content, (dict, tuple)):
+        raise CheckpointError('optimizer states %s do not hold an optimizer state' % states)
+    return arg_params, aux_params, states
+
+
+def check_fits(path, symbol, data_shape, arg_params, aux_params):
+    """CheckpointError unless the saved arrays are exactly the network's parameters,
+    with its shapes."""
+    arg_shapes, _, aux_shapes = symbol.infer_shape(data=data_shape)
+    wanted = {n: s for n, s in zip(symbol.list_arguments(), arg_shapes)
+              if n != 'data' and not n.endswith('label')}
+    wanted.update(zip(symbol.list_auxiliary_states(), aux_shapes))
+    have = dict((n, tuple(v.shape)) for n, v in arg_params.items())
+    have.update((n, tuple(v.shape)) for n, v in aux_params.items())
+    missing = sorted(set(wanted) - set(have))
+    extra = sorted(set(have) - set(wanted))
+    # the batch dimension of data_shape does not reach any parameter
+    shapes = [n for n in sorted(set(wanted) & set(have)) if tuple(wanted[n]) != have[n]]
+    if missing or extra or shapes:
+        parts = []
+        if missing:
+            parts.append('lacks %s' % ', '.join(missing[:3]) + (' ...' if len(missing) > 3
+                                                              else ''))
+        if extra:
+            parts.append('has %s, which the network has not' % ', '.join(extra[:3])
+                         + (' ...' if len(extra) > 3 else ''))
+        for n in shapes[:3]:
+            parts.append('%s is %s, the network needs %s' % (n, have[n], tuple(wanted[n])))
+        raise CheckpointError('checkpoint %s does not fit this network: %s (same --network, '
+                              '--depth and partitions as the run that saved it?)'
+                              % (path, '; '.join(parts)))

@@ -99,6 +99,9 @@ def fit(args, data_loader, network=None, top_k=0):
     make_train, val = data_loader(args, kv)  # checks the record files first
 
     log_file, prefix = run_paths(args, rank, num_workers)
+    resume = None
+    if args.load_epoch is not None:
+        resume = load_checkpoint(args, prefix, rank, network, local_updates)
     logs.setup(log_file, rank, num_workers)
     n_params = logs.count_params(network, (1, 3, args.data_shape, args.data_shape))
     logging.info('network parameters: %.4fM', n_params / 1e6)
@@ -128,17 +131,21 @@ def fit(args, data_loader, network=None, top_k=0):
     ctx = devices(args.gpus)
     mod = mx.mod.Module(symbol=network, context=ctx)
     arg_params = aux_params = None
-    if args.load_epoch is not None:
-        load_prefix = checkpoint.rank_prefix(prefix, rank)
-        if not os.path.isfile(checkpoint.params_file(load_prefix, args.load_epoch)):
-            load_prefix = prefix
-        arg_params, aux_params, states = checkpoint.load(load_prefix, args.load_epoch)
-        logging.info('resumed from %s at epoch %d, update %d', checkpoint.params_file(
-            load_prefix, args.load_epoch), args.load_epoch, begin_epoch * updates_per_epoch)
-        if states and local_updates:
+    if resume is not None:
+        path, arg_params, aux_params, states = resume
+        logging.info('resumed from %s at epoch %d, update %d', path, args.load_epoch,
+                     begin_epoch * updates_per_epoch)
+        if states:
             # What Module.load(..., load_optimizer_states=True) does: the momentum
             # is restored when fit() installs the optimizer.
             mod._preload_opt_states = states
+        elif local_updates:
+            logging.warning('%s has no optimizer states beside it: the momentum restarts '
+                            'at 0 (--resume-without-states)', path)
+        else:
+            logging.warning('the momentum restarts at 0: with MXNET_UPDATE_ON_KVSTORE=1 the '
+                            'optimizer lives on the servers, whose states are not saved')
+    checkpoint.remove_stale_temps(checkpoint.rank_prefix(prefix, rank))
 
     # A kvstore only pays off with several devices or workers.
     kvstore = kv if (dist or len(ctx) > 1) else None
@@ -172,6 +179,26 @@ def fit(args, data_loader, network=None, top_k=0):
     return mod
 
 
+def load_checkpoint(args, prefix, rank, network, local_updates):
+    """(params path, arg_params, aux_params, states path or None) of ``--load-epoch``:
+    this rank's checkpoint, else rank 0's. CheckpointError when it is unreadable, does
+    not fit ``network``, or lacks its optimizer states and ``--resume-without-states``
+    was not given."""
+    load_prefix = checkpoint.rank_prefix(prefix, rank)
+    if not os.path.isfile(checkpoint.params_file(load_prefix, args.load_epoch)):
+        load_prefix = prefix
+    path = checkpoint.params_file(load_prefix, args.load_epoch)
+    arg_params, aux_params, states = checkpoint.load(load_prefix, args.load_epoch)
+    checkpoint.check_fits(path, network, (1, 3, args.data_shape, args.data_shape),
+                          arg_params, aux_params)
+    if states is None and local_updates and not args.resume_without_states:
+        raise checkpoint.CheckpointError(
+            '%s has no optimizer states (%s): resuming would restart the momentum at 0, '
+            'which the uninterrupted run did not do; pass --resume-without-states to resume '
+            'so anyway' % (path, checkpoint.states_file(load_prefix, args.load_epoch)))
+    return path, arg_params, aux_params, (states if local_updates else None)
+
+
 def main(parser, dataset_of, data_loader, argv=None, top_k=0):
     """Parse, apply the preset, build the network, train. A bad network choice or a
     record-file problem exits with its one-line message."""
@@ -180,5 +207,6 @@ def main(parser, dataset_of, data_loader, argv=None, top_k=0):
     try:
         network = netload.load_symbol(args)
         return fit(args, data_loader, network, top_k=top_k)
-    except (RecordFileError, FileNotFoundError, networks.NetworkError) as err:
+    except (RecordFileError, checkpoint.CheckpointError, networks.NetworkError,
+            FileNotFoundError) as err:
         sys.exit('error: %s' % err)

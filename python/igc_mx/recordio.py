@@ -8,7 +8,9 @@ checks (``igc_mx.training.data``).
 """
 from __future__ import annotations
 
+import os
 import struct
+from array import array
 from typing import BinaryIO, Iterator
 
 
@@ -101,3 +103,121 @@ def unpack_image_record(payload: bytes) -> tuple[int, float, int, bytes]:
                          f"{IR_HEADER.size}-byte IRHeader")
     flag, label, key, _ = IR_HEADER.unpack_from(payload)
     return flag, label, key, payload[IR_HEADER.size + 4 * flag:]
+
+
+class RecordIOError(ValueError):
+    """A RecordIO file whose framing or image headers are broken at ``offset``
+    (byte) in record number ``record`` (counted from 0)."""
+
+    def __init__(self, problem: str, offset: int, record: int):
+        super().__init__(f"{problem} at byte {offset} (record {record})")
+        self.problem, self.offset, self.record = problem, offset, record
+
+
+def _check_image_header(head: bytes, total: int, offset: int, record: int,
+                        num_classes: int | None) -> None:
+    """The IRHeader of an image record as ImageRecordIter reads it: one label (in the
+    header, flag 0, or as the one float after it, flag 1), an image after it, the label
+    a class in 0..num_classes-1."""
+    flag, label, _, _ = IR_HEADER.unpack_from(head)
+    if flag > 1:
+        raise RecordIOError(f"image record with {flag} labels (expected 1)", offset, record)
+    image_start = IR_HEADER.size + 4 * flag
+    if total <= image_start:
+        raise RecordIOError(f"image record of {total} bytes holds no image after its "
+                            f"{image_start}-byte header", offset, record)
+    if flag == 1:
+        (label,) = struct.unpack_from("<f", head, IR_HEADER.size)
+    if num_classes is not None and not (label == int(label) and 0 <= label < num_classes):
+        raise RecordIOError(f"label {label} is not a class in 0..{num_classes - 1}", offset,
+                            record)
+
+
+def scan_records(path: str, num_classes: int | None = None) -> array:
+    """The byte offset of every record of the RecordIO file ``path``, found by walking its
+    framing with one small read per record (payloads are skipped, so this stays cheap
+    on large files). With ``num_classes``, every record must also be a single-label image
+    record (``pack_image_record``) with a label in 0..num_classes-1. RecordIOError names
+    the first problem: a missing magic word, a bad continuation flag, a record running
+    past the end of the file, or a broken image header."""
+    offsets = array("q")
+    head_size = 8 + IR_HEADER.size + 4
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if hasattr(os, "posix_fadvise"):  # headers only: no read-ahead of the payloads
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        pos = 0
+        while pos < size:
+            start, record = pos, len(offsets)
+            offsets.append(start)
+            total, head = 0, b""
+            while True:
+                chunk = os.pread(fd, head_size, pos)
+                if len(chunk) < 8:
+                    raise RecordIOError(f"file ends inside a record header ({size} bytes)",
+                                        pos, record)
+                magic, word = struct.unpack_from("<II", chunk)
+                if magic != RECORD_MAGIC:
+                    raise RecordIOError(f"no RecordIO magic word (found 0x{magic:08x})", pos,
+                                        record)
+                cflag, length = word >> 29, word & MAX_RECORD_CHUNK
+                if cflag not in ((0, 1) if pos == start else (2, 3)):
+                    raise RecordIOError(f"continuation flag {cflag} out of sequence", pos,
+                                        record)
+                end = pos + 8 + length + (-length % 4)
+                if end > size:
+                    raise RecordIOError(f"record of {length} bytes runs past the end of the "
+                                        f"file ({size} bytes)", pos, record)
+                if pos == start:
+                    head = chunk[8:8 + length]
+                total += length
+                pos = end
+                if cflag in (0, 3):
+                    break
+                total += 4   # the magic word the writer split the payload at
+            if num_classes is not None:
+                if total < IR_HEADER.size:
+                    raise RecordIOError(f"record of {total} bytes is shorter than the "
+                                        f"{IR_HEADER.size}-byte image header", start, record)
+                if len(head) >= head_size - 8:   # else the header is split: not checked
+                    _check_image_header(head, total, start, record, num_classes)
+    finally:
+        os.close(fd)
+    return offsets
+
+
+def read_record(path: str, offset: int) -> bytes:
+    """The payload of the record starting at byte ``offset`` of ``path``."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return next(iter_records(f))[1]
+
+
+def check_index(idx_path: str, offsets: array) -> int:
+    """Check an ``.idx`` file (``key<TAB>offset`` lines, as MXIndexedRecordIO writes)
+    against the record offsets of its ``.rec``: one line per record, unique keys, every
+    offset the start of a record. Returns the number of lines; ValueError names the
+    first bad line."""
+    starts = set(offsets)
+    keys: set[int] = set()
+    count = 0
+    with open(idx_path, "rb") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            fields = line.split(b"\t")
+            try:
+                key, offset = (int(v) for v in fields)
+            except ValueError:
+                raise ValueError(f"line {line_no} is not 'key<TAB>offset'") from None
+            if offset not in starts:
+                raise ValueError(f"line {line_no} gives offset {offset}, where no record "
+                                 "starts")
+            if key in keys:
+                raise ValueError(f"line {line_no} repeats key {key}")
+            keys.add(key)
+            count += 1
+    if count != len(offsets):
+        raise ValueError(f"it lists {count} records, the .rec file holds {len(offsets)}")
+    return count

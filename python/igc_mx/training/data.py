@@ -2,15 +2,29 @@
 
 Every iterator is split across workers with ``num_parts=kv.num_workers`` and
 ``part_index=kv.rank``. Record files are checked before MXNet opens them, since
-MXNet's own error for a missing or broken file is a C++ abort message.
+MXNet's own error for a missing or broken file is a C++ abort message: the RecordIO
+framing and image headers of every record (a walk over the headers, one small read
+per record), the ``.idx`` beside it, and that a few images spread over the file
+decode. An image that still fails to decode during training stops the run with a
+RecordFileError naming the first record whose image header is broken.
 """
+import json
 import os
-import struct
 
+import cv2
 import mxnet as mx
 import numpy as np
 
-from ..recordio import RECORD_MAGIC
+from ..image_headers import ImageHeaderError, TruncatedHeader, image_info
+from ..recordio import (
+    IR_HEADER,
+    RECORD_MAGIC,
+    RecordIOError,
+    check_index,
+    read_record,
+    scan_records,
+    unpack_image_record,
+)
 
 RECORDIO_MAGIC = RECORD_MAGIC   # the name this module used for it
 
@@ -21,33 +35,141 @@ MAKE_REC_HINT = {
             'test_32x32.mat> {dir}',
     'imagenet': 'igc-make-rec imagenet <ILSVRC2012 image dir> {dir}',
 }
+DECODE_SAMPLE = 8   # images decoded by check_rec, spread evenly over the file
+# A file whose images all have sound headers while one does not decode is searched by
+# decoding every image when it has at most this many records (CIFAR, SVHN's test set).
+LOCATE_BY_DECODING = 100_000
 
 
 class RecordFileError(RuntimeError):
-    """A training or validation record file is missing, empty or unreadable."""
+    """A training or validation record file is missing, empty, damaged or unreadable."""
 
 
-def check_rec(path, dataset='cifar10'):
-    """Raise RecordFileError naming ``path`` and the command that creates it,
-    unless ``path`` is a readable, non-empty MXNet RecordIO file."""
-    hint = MAKE_REC_HINT.get(dataset, MAKE_REC_HINT['cifar10']).format(
-        dir=os.path.dirname(os.path.abspath(path)))
+def rebuild_command(path, dataset='cifar10'):
+    """The command that (re)builds the record files of ``path``'s folder: the one its
+    igc-make-rec manifest recorded, else the dataset's generic one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        with open(os.path.join(directory, 'manifest.json'), encoding='utf-8') as f:
+            command = json.load(f).get('command')
+    except (OSError, ValueError, AttributeError):
+        command = None
+    if isinstance(command, str) and command.startswith('igc-make-rec '):
+        return command
+    return MAKE_REC_HINT.get(dataset, MAKE_REC_HINT['cifar10']).format(dir=directory)
+
+
+def _error(path, problem, dataset, verb='rebuild'):
+    return RecordFileError('record file %s %s; %s it with: %s'
+                           % (path, problem, verb, rebuild_command(path, dataset)))
+
+
+def check_rec(path, dataset='cifar10', num_classes=None):
+    """Raise RecordFileError naming ``path``, what is wrong (with the byte offset and
+    record number of a damaged record) and the command that rebuilds it, unless ``path``
+    is a complete MXNet RecordIO file of single-label image records (labels in
+    0..num_classes-1 when given), its ``.idx`` (if any) lists exactly its records, and
+    a sample of its images decodes."""
     if not os.path.isfile(path):
-        problem = 'does not exist'
-    elif os.path.getsize(path) == 0:
-        problem = 'is empty'
-    else:
+        raise _error(path, 'does not exist', dataset, 'create')
+    if os.path.getsize(path) == 0:
+        raise _error(path, 'is empty', dataset, 'create')
+    try:
+        offsets = scan_records(path, num_classes)
+    except OSError as err:
+        raise _error(path, 'cannot be read (%s)' % err, dataset) from None
+    except RecordIOError as err:
+        if err.offset == 0 and 'magic' in err.problem:
+            raise _error(path, 'is not an MXNet RecordIO file', dataset, 'create') from None
+        raise _error(path, 'is damaged: %s' % err, dataset) from None
+    idx = os.path.splitext(path)[0] + '.idx'
+    if os.path.exists(idx):
         try:
-            with open(path, 'rb') as f:
-                head = f.read(4)
-        except OSError as err:
-            problem = 'cannot be read (%s)' % err
-        else:
-            if len(head) < 4 or struct.unpack('<I', head)[0] != RECORD_MAGIC:
-                problem = 'is not an MXNet RecordIO file'
+            check_index(idx, offsets)
+        except (OSError, ValueError) as err:
+            raise _error(path, 'has an index %s that does not match it: %s' % (idx, err),
+                         dataset) from None
+    picks = np.unique(np.linspace(0, len(offsets) - 1, min(DECODE_SAMPLE, len(offsets)))
+                      .round().astype(int))
+    for record in picks:
+        image = unpack_image_record(read_record(path, offsets[record]))[3]
+        if cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR) is None:
+            raise _error(path, 'holds an image that does not decode at byte %d (record %d)'
+                         % (offsets[record], record), dataset)
+    return path
+
+
+def _image_head(f, offset, size):
+    """The first ``size`` bytes of the image of the record at ``offset``."""
+    f.seek(offset)
+    head = f.read(8 + IR_HEADER.size + 4 + size)
+    if len(head) < 8 + IR_HEADER.size or (int.from_bytes(head[4:8], 'little') >> 29) != 0:
+        return unpack_image_record(read_record(f.name, offset))[3][:size]
+    flag = IR_HEADER.unpack_from(head, 8)[0]
+    return head[8 + IR_HEADER.size + 4 * flag:]
+
+
+def find_broken_image(path):
+    """(record, offset, problem) of the first record of ``path`` whose image does not
+    decode, or None: first by its header (a few KB read per record), then, in files of
+    up to LOCATE_BY_DECODING records, by decoding every image."""
+    offsets = scan_records(path)
+    with open(path, 'rb') as f:
+        for record, offset in enumerate(offsets):
+            size = 4096
+            while True:
+                try:
+                    image_info(_image_head(f, offset, size))
+                    break
+                except TruncatedHeader:
+                    if size >= 1 << 22:
+                        return record, offset, 'image header longer than 4 MB'
+                    size *= 16
+                except ImageHeaderError as err:
+                    return record, offset, str(err)
+    if len(offsets) > LOCATE_BY_DECODING:
+        return None
+    for record, offset in enumerate(offsets):
+        image = unpack_image_record(read_record(path, offset))[3]
+        if cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR) is None:
+            return record, offset, 'its image data is damaged'
+    return None
+
+
+class CheckedIter(mx.io.DataIter):
+    """The ``ImageRecordIter`` of ``path`` that ``make()`` creates, whose decoding errors
+    (an MXNetError out of OpenCV, also while it is created: it reads its first batch
+    then) become a RecordFileError naming the record."""
+
+    def __init__(self, make, path, dataset):
+        self.path, self.dataset = path, dataset
+        self.data_iter = self._checked(make)
+        super().__init__(self.data_iter.batch_size)
+        self.provide_data = self.data_iter.provide_data
+        self.provide_label = self.data_iter.provide_label
+
+    def _checked(self, call):
+        try:
+            return call()
+        except mx.base.MXNetError as err:
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            mxnet_says = lines[-1].strip() if lines else type(err).__name__
+            found = find_broken_image(self.path)
+            if found is None:
+                problem = ('holds an image that does not decode (MXNet: %s); '
+                           '`igc-make-rec verify %s` finds it'
+                           % (mxnet_says, os.path.dirname(os.path.abspath(self.path))))
             else:
-                return path
-    raise RecordFileError('record file %s %s; create it with: %s' % (path, problem, hint))
+                record, offset, why = found
+                problem = ('holds an image that does not decode at byte %d (record %d): %s'
+                           % (offset, record, why))
+            raise _error(self.path, problem, self.dataset) from None
+
+    def reset(self):
+        self._checked(self.data_iter.reset)
+
+    def next(self):
+        return self._checked(self.data_iter.next)
 
 
 def count_records(rec_path):
@@ -56,7 +178,7 @@ def count_records(rec_path):
     try:
         with open(idx) as f:
             return sum(1 for line in f if line.strip())
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
 
 
@@ -158,25 +280,27 @@ def small_image_iters(args, kv):
     iterator). Augmentation types: 0 none; 1 pad 4 + random crop + random mirror;
     2 random crop + random mirror without padding (a crop of the record's own size,
     so a mirror on 32x32 records)."""
-    train_path = check_rec(os.path.join(args.data_dir, args.train_dataset), args.dataset)
-    val_path = check_rec(os.path.join(args.data_dir, args.val_dataset), args.dataset)
+    train_path = check_rec(os.path.join(args.data_dir, args.train_dataset), args.dataset,
+                           args.num_classes)
+    val_path = check_rec(os.path.join(args.data_dir, args.val_dataset), args.dataset,
+                         args.num_classes)
     common = dict(data_shape=(3, args.data_shape, args.data_shape),
                   num_parts=kv.num_workers, part_index=kv.rank,
                   preprocess_threads=args.data_nthreads, **_normalize_args(args))
 
     def make_train(epoch):
         seed = epoch_seed(args.rand_seed, epoch, kv.rank)
-        train = mx.io.ImageRecordIter(
+        train = CheckedIter(lambda: mx.io.ImageRecordIter(
             path_imgrec=train_path, batch_size=args.batch_size, shuffle=True,
             seed=seed, seed_aug=seed, rand_crop=args.aug_type == 2,
-            rand_mirror=args.aug_type == 2, **common)
+            rand_mirror=args.aug_type == 2, **common), train_path, args.dataset)
         if args.aug_type == 1:
             train = PadCropMirrorIter(train, 4, args.mean_rgb, args.std_rgb, seed=seed)
         return train
 
-    val = mx.io.ImageRecordIter(
+    val = CheckedIter(lambda: mx.io.ImageRecordIter(
         path_imgrec=val_path, batch_size=args.test_batch_size, shuffle=False,
-        rand_crop=False, rand_mirror=False, **common)
+        rand_crop=False, rand_mirror=False, **common), val_path, args.dataset)
     return make_train, val
 
 
@@ -186,8 +310,10 @@ def imagenet_iters(args, kv):
     0.75-1.25, HSL jitter, random 224 crop and mirror; validation scales by 0.533
     (480 -> 256) and takes the centre 224 crop. ``--aug-type 0`` turns scale, aspect and
     colour jitter off."""
-    train_path = check_rec(os.path.join(args.data_dir, args.train_dataset), 'imagenet')
-    val_path = check_rec(os.path.join(args.data_dir, args.val_dataset), 'imagenet')
+    train_path = check_rec(os.path.join(args.data_dir, args.train_dataset), 'imagenet',
+                           args.num_classes)
+    val_path = check_rec(os.path.join(args.data_dir, args.val_dataset), 'imagenet',
+                         args.num_classes)
     aug = args.aug_type > 0
     common = dict(data_shape=(3, args.data_shape, args.data_shape),
                   num_parts=kv.num_workers, part_index=kv.rank,
@@ -196,16 +322,16 @@ def imagenet_iters(args, kv):
 
     def make_train(epoch):
         seed = epoch_seed(args.rand_seed, epoch, kv.rank)
-        return mx.io.ImageRecordIter(
+        return CheckedIter(lambda: mx.io.ImageRecordIter(
             path_imgrec=train_path, batch_size=args.batch_size, shuffle=True,
             seed=seed, seed_aug=seed, rand_crop=True, rand_mirror=True,
             min_random_scale=0.533, max_random_scale=1.0 if aug else 0.533,
             max_aspect_ratio=0.25 if aug else 0.0,
             random_h=36 if aug else 0, random_s=50 if aug else 0, random_l=50 if aug else 0,
-            **common)
+            **common), train_path, 'imagenet')
 
-    val = mx.io.ImageRecordIter(
+    val = CheckedIter(lambda: mx.io.ImageRecordIter(
         path_imgrec=val_path, batch_size=args.test_batch_size, shuffle=False,
         rand_crop=False, rand_mirror=False,
-        min_random_scale=0.533, max_random_scale=0.533, **common)
+        min_random_scale=0.533, max_random_scale=0.533, **common), val_path, 'imagenet')
     return make_train, val

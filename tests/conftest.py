@@ -51,3 +51,22 @@ def seeded_global_generators():
     np.random.seed(0)
     if 'mxnet' in sys.modules:
         sys.modules['mxnet'].random.seed(0)
+
+
+@pytest.fixture(scope='session')
+def dataset(tmp_path_factory):
+    """train.rec (640 images) and test.rec (200) of the synthetic CIFAR-10 archive."""
+    from test_training import synthetic, write_rec
+    root = tmp_path_factory.mktemp('synthetic')
+    archive = synthetic.write_archive(str(root / 'syn.tar.gz'), num_train=640, num_test=200,
+                                      seed=3)
+    return write_rec(archive, str(root / 'rec'))
+
+
+@pytest.fixture(scope='session')
+def net_dir(tmp_path_factory):
+    """A --network-dir holding the network 'tiny' (test_training.TINY_NET)."""
+    from test_training import TINY_NET
+    d = tmp_path_factory.mktemp('net')
+    (d / 'tiny.py').write_text(TINY_NET)
+    return str(d)

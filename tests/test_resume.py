@@ -216,6 +216,6 @@ def test_damaged_or_foreign_checkpoints_are_one_line_errors(small, two_epochs, t
     message = resume_error(small, prefix)
     assert message.startswith('error: checkpoint %s is not readable (' % params)
     assert '\n' not in message
-    assert resume_error(small, prefix, '--load-epoch', '7') == (
+    assert resume_error(small, prefix, '--load-epoch', '7', '--num-epochs', '8') == (
         'error: no checkpoint %s to resume from (--model-prefix %s --load-epoch 7)'
         % (checkpoint.params_file(str(prefix), 7), prefix))

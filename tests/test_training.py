@@ -68,21 +68,6 @@ def write_rec(archive, out_dir):
     return out_dir
 
 
-@pytest.fixture(scope='session')
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp('synthetic')
-    archive = synthetic.write_archive(str(root / 'syn.tar.gz'), num_train=640, num_test=200,
-                                      seed=3)
-    return write_rec(archive, str(root / 'rec'))
-
-
-@pytest.fixture(scope='session')
-def net_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp('net')
-    (d / 'tiny.py').write_text(TINY_NET)
-    return str(d)
-
-
 def tiny_args(dataset, net_dir, out, *extra):
     return ['--network', 'tiny', '--network-dir', net_dir, '--data-dir', dataset,
             '--batch-size', '32', '--log-iters', '5', '--rand-seed', '1',
@@ -458,23 +443,34 @@ def test_imagenet_network_args_reach_get_symbol(argv, millions, tmp_path):
     assert logs.count_params(sym, (1, 3, 224, 224)) / 1e6 == pytest.approx(millions, abs=5e-4)
 
 
-def test_unknown_network_is_a_one_line_error_listing_the_names(dataset, net_dir, tmp_path):
+def usage_error(main, argv, capsys):
+    """The one-line message of an argparse-style error (exit status 2) of ``main``."""
     with pytest.raises(SystemExit) as exit_:
-        train_model.main(['--network', 'resnet_ig', '--data-dir', dataset,
-                          '--log-dir', str(tmp_path)])
-    message = str(exit_.value.code)
-    assert message.startswith("error: unknown network 'resnet_ig': valid names are ")
-    assert 'resnet_igc' in message and '\n' not in message
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('usage: ') and 'Traceback' not in err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith(('train_model.py: error: ', 'train_imagenet.py: error: ',
+                                 '__main__.py: error: ')), lines
+    return lines[-1].split(' error: ', 1)[1]
+
+
+def test_unknown_network_is_a_one_line_error_listing_the_names(dataset, net_dir, tmp_path,
+                                                               capsys):
+    message = usage_error(train_model.main, ['--network', 'resnet_ig', '--data-dir', dataset,
+                                             '--log-dir', str(tmp_path)], capsys)
+    assert message.startswith("unknown network 'resnet_ig': valid names are ")
+    assert 'resnet_igc' in message
     # with --network-dir, the directory's modules are valid names too
-    with pytest.raises(SystemExit) as exit_:
-        train_model.main(['--network', 'tin', '--network-dir', net_dir, '--data-dir', dataset,
-                          '--log-dir', str(tmp_path)])
-    assert 'tiny' in str(exit_.value.code)
-    with pytest.raises(SystemExit) as exit_:
-        train_model.main(['--network-dir', str(tmp_path / 'none'), '--data-dir', dataset,
-                          '--log-dir', str(tmp_path)])
-    assert str(exit_.value.code) == 'error: network directory %s does not exist' % (
-        tmp_path / 'none')
+    message = usage_error(train_model.main, ['--network', 'tin', '--network-dir', net_dir,
+                                             '--data-dir', dataset, '--log-dir', str(tmp_path)],
+                          capsys)
+    assert 'tiny' in message
+    message = usage_error(train_model.main, ['--network-dir', str(tmp_path / 'none'),
+                                             '--data-dir', dataset, '--log-dir', str(tmp_path)],
+                          capsys)
+    assert message == 'network directory %s does not exist' % (tmp_path / 'none')
     assert not (tmp_path / 'cifar10').exists()     # nothing was started
 
 

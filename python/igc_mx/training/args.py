@@ -4,10 +4,68 @@ Options whose default is ``None`` are filled from the dataset preset
 (:mod:`.presets`) after parsing, so a value given on the command line always wins.
 """
 import argparse
+import math
+
+KV_STORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync', 'dist_async')
 
 
-def _floats(text):
-    return [float(v) for v in text.split(',')]
+def _number(cast, what, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: ``cast`` of the text, finite and within the bounds, else an
+    error that says what was expected."""
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if (value is None or not math.isfinite(value)
+                or (low is not None and (value <= low if low_open else value < low))
+                or (high is not None and (value >= high if high_open else value > high))):
+            raise argparse.ArgumentTypeError('expected %s, got %r' % (what, text))
+        return value
+    parse.__name__ = what
+    return parse
+
+
+positive_int = _number(int, 'a positive integer', 1)
+non_negative_int = _number(int, 'a non-negative integer', 0)
+positive_float = _number(float, 'a positive finite number', 0, low_open=True)
+non_negative_float = _number(float, 'a finite number >= 0', 0)
+lr_factor = _number(float, 'a number in (0, 1]', 0, 1, low_open=True)
+momentum = _number(float, 'a number in [0, 1)', 0, 1, high_open=True)
+
+
+def _floats(text, count=None, item=_number(float, 'a finite number')):
+    """Comma-separated numbers, ``count`` of them when given."""
+    values = [item(v.strip()) for v in text.split(',') if v.strip()]
+    if count is not None and len(values) != count:
+        raise argparse.ArgumentTypeError('expected %d comma-separated numbers, got %r'
+                                         % (count, text))
+    return values
+
+
+def rgb(text):
+    """Three comma-separated finite numbers (r,g,b)."""
+    return _floats(text, 3)
+
+
+def positive_rgb(text):
+    """Three comma-separated positive finite numbers (r,g,b)."""
+    return _floats(text, 3, positive_float)
+
+
+def epochs(text):
+    """Comma-separated epochs >= 0 (fractions allowed), e.g. 200,300,350."""
+    return _floats(text, None, non_negative_float)
+
+
+def gpu_ids(text):
+    """Comma-separated GPU ids, e.g. 0,1; empty for the CPU."""
+    ids = [v.strip() for v in text.split(',') if v.strip()]
+    for v in ids:
+        non_negative_int(v)
+    if len(set(map(int, ids))) != len(ids):
+        raise argparse.ArgumentTypeError('expected distinct GPU ids, got %r' % text)
+    return ','.join(ids)
 
 
 def _key_value(text):
@@ -34,10 +92,10 @@ def add_network_args(parser, network, depth, primary, secondary):
                    help='directory of your own network modules: each <name>.py defining '
                         'get_symbol(num_classes, depth, primary_partition, '
                         'secondary_partition, ...) becomes network <name>')
-    g.add_argument('--depth', type=int, default=depth, help='network depth')
-    g.add_argument('--primary-partition', type=int, default=primary,
+    g.add_argument('--depth', type=positive_int, default=depth, help='network depth')
+    g.add_argument('--primary-partition', type=positive_int, default=primary,
                    help='primary partition number L')
-    g.add_argument('--secondary-partition', type=int, default=secondary,
+    g.add_argument('--secondary-partition', type=positive_int, default=secondary,
                    help='secondary partition number M')
     g.add_argument('--network-arg', type=_key_value, action='append', default=[],
                    metavar='KEY=VALUE', help='extra keyword argument for get_symbol (repeatable)')
@@ -52,52 +110,73 @@ def add_data_args(parser, dataset_choices, train_rec, val_rec, data_nthreads):
                    help='directory holding the record files (default: data/<dataset>)')
     g.add_argument('--train-dataset', type=str, default=train_rec, help='training record file')
     g.add_argument('--val-dataset', type=str, default=val_rec, help='validation record file')
-    g.add_argument('--num-examples', type=int, help='training examples per epoch (preset)')
-    g.add_argument('--num-classes', type=int, help='number of classes (preset)')
-    g.add_argument('--data-shape', type=int, help='image side (preset)')
-    g.add_argument('--mean-rgb', type=_floats, help='r,g,b mean (preset)')
-    g.add_argument('--std-rgb', type=_floats, help='r,g,b std (preset)')
+    g.add_argument('--num-examples', type=positive_int,
+                   help='training examples per epoch (preset)')
+    g.add_argument('--num-classes', type=positive_int, help='number of classes (preset)')
+    g.add_argument('--data-shape', type=positive_int, help='image side (preset)')
+    g.add_argument('--mean-rgb', type=rgb, help='r,g,b mean (preset)')
+    g.add_argument('--std-rgb', type=positive_rgb, help='r,g,b std (preset)')
     g.add_argument('--aug-type', type=int, choices=[0, 1, 2], help='augmentation type (preset)')
-    g.add_argument('--data-nthreads', type=int, default=data_nthreads,
+    g.add_argument('--data-nthreads', type=positive_int, default=data_nthreads,
                    help='decoding threads per iterator')
     return g
 
 
 def add_fit_args(parser, batch_size, log_iters):
     g = parser.add_argument_group('Training', 'optimizer, schedule, devices, checkpoints')
-    g.add_argument('--gpus', type=str, default='',
+    g.add_argument('--gpus', type=gpu_ids, default='',
                    help='GPU ids, e.g. 0,1; empty (the default) trains on the CPU')
-    g.add_argument('--kv-store', type=str, default='device',
-                   help='kvstore type: local, device, dist_sync, dist_device_sync, dist_async')
-    g.add_argument('--batch-size', type=int, default=batch_size, help='training batch per worker')
-    g.add_argument('--test-batch-size', type=int, help='validation batch (preset)')
-    g.add_argument('--num-epochs', type=int, help='number of epochs (preset)')
-    g.add_argument('--max-batches', type=int,
+    g.add_argument('--kv-store', type=str, default='device', choices=KV_STORES,
+                   help='kvstore type')
+    g.add_argument('--batch-size', type=positive_int, default=batch_size,
+                   help='training batch per worker')
+    g.add_argument('--test-batch-size', type=positive_int, help='validation batch (preset)')
+    g.add_argument('--num-epochs', type=positive_int, help='number of epochs (preset)')
+    g.add_argument('--max-batches', type=positive_int,
                    help='cap the batches per epoch (short runs; the lr steps follow)')
-    g.add_argument('--max-val-batches', type=int, help='cap the validation batches')
-    g.add_argument('--lr', type=float, default=0.1, help='initial learning rate')
-    g.add_argument('--lr-factor', type=float, default=0.1, help='lr multiplier at each step')
-    g.add_argument('--lr-steps', type=str,
+    g.add_argument('--max-val-batches', type=positive_int, help='cap the validation batches')
+    g.add_argument('--lr', type=positive_float, default=0.1, help='initial learning rate')
+    g.add_argument('--lr-factor', type=lr_factor, default=0.1,
+                   help='lr multiplier at each step')
+    g.add_argument('--lr-steps', type=epochs,
                    help='epochs at which the lr is multiplied by --lr-factor, e.g. 200,300,350 '
                         '(preset)')
-    g.add_argument('--mom', type=float, default=0.9, help='Nesterov momentum')
-    g.add_argument('--wd', type=float, default=1e-4,
+    g.add_argument('--mom', type=momentum, default=0.9, help='Nesterov momentum')
+    g.add_argument('--wd', type=non_negative_float, default=1e-4,
                    help='weight decay on *_weight, *_bias, *_gamma, *_beta')
-    g.add_argument('--rand-seed', type=int,
+    g.add_argument('--rand-seed', type=non_negative_int,
                    help='seed for mxnet, numpy and random (default: from the clock)')
     g.add_argument('--log-dir', type=str, default='./snapshot/', help='root of logs and weights')
     g.add_argument('--log-file', type=str, help='log file (default: derived from the run name)')
     g.add_argument('--exp-name', type=str, help='experiment name inside the run name')
-    g.add_argument('--log-iters', type=int, default=log_iters,
+    g.add_argument('--log-iters', type=positive_int, default=log_iters,
                    help='log speed, loss and accuracy every N batches')
     g.add_argument('--model-prefix', type=str,
                    help='checkpoint prefix (default: derived from the run name)')
-    g.add_argument('--checkpoint-epochs', type=int,
+    g.add_argument('--checkpoint-epochs', type=positive_int,
                    help='save every N epochs (default num_epochs/8); the last epoch is '
                         'always saved')
-    g.add_argument('--load-epoch', type=int,
+    g.add_argument('--load-epoch', type=positive_int,
                    help='resume from <model-prefix>-<epoch>.params with the lr schedule restored')
     g.add_argument('--resume-without-states', action='store_true',
                    help='resume from a checkpoint that has no .states file, the momentum '
                         'restarting at 0 (refused otherwise)')
     return g
+
+
+def check(parser, args):
+    """Errors that depend on several options, after the preset filled the unset ones:
+    ``parser.error`` (one line, exit status 2) naming the options."""
+    if args.load_epoch is not None and args.load_epoch >= args.num_epochs:
+        parser.error('--load-epoch %d leaves nothing to train: --num-epochs is %d'
+                     % (args.load_epoch, args.num_epochs))
+    if args.kv_store == 'nccl' and not args.gpus:
+        parser.error('--kv-store nccl needs --gpus')
+    if args.gpus:
+        import mxnet as mx
+        available = mx.context.num_gpus()
+        wanted = max(int(i) for i in args.gpus.split(','))
+        if wanted >= available:
+            parser.error('--gpus %s: this machine has %d GPU(s) visible to MXNet%s'
+                         % (args.gpus, available, '' if available else
+                            ' (a CUDA build of MXNet is needed: see the README)'))

@@ -69,7 +69,7 @@ def check_rec(path, dataset='cifar10', num_classes=None):
     record number of a damaged record) and the command that rebuilds it, unless ``path``
     is a complete MXNet RecordIO file of single-label image records (labels in
     0..num_classes-1 when given), its ``.idx`` (if any) lists exactly its records, and
-    a sample of its images decodes."""
+    a sample of its images decodes. Returns the number of records."""
     if not os.path.isfile(path):
         raise _error(path, 'does not exist', dataset, 'create')
     if os.path.getsize(path) == 0:
@@ -96,7 +96,16 @@ def check_rec(path, dataset='cifar10', num_classes=None):
         if cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR) is None:
             raise _error(path, 'holds an image that does not decode at byte %d (record %d)'
                          % (offsets[record], record), dataset)
-    return path
+    return len(offsets)
+
+
+def check_batch(path, records, batch_size, option, num_workers):
+    """RecordFileError unless every worker's part of ``path`` fills a batch:
+    ``ImageRecordIter`` stops with a C++ check otherwise."""
+    if batch_size > records // num_workers:
+        raise RecordFileError('%s %d is larger than the %d records of %s%s' % (
+            option, batch_size, records // num_workers, path,
+            ' that each of the %d workers reads' % num_workers if num_workers > 1 else ''))
 
 
 def _image_head(f, offset, size):
@@ -154,6 +163,9 @@ class CheckedIter(mx.io.DataIter):
         except mx.base.MXNetError as err:
             lines = [line for line in str(err).splitlines() if line.strip()]
             mxnet_says = lines[-1].strip() if lines else type(err).__name__
+            if 'OpenCV' not in mxnet_says and 'decod' not in mxnet_says.lower():
+                raise RecordFileError('record file %s could not be read: MXNet: %s'
+                                      % (self.path, mxnet_says)) from None
             found = find_broken_image(self.path)
             if found is None:
                 problem = ('holds an image that does not decode (MXNet: %s); '
@@ -275,15 +287,27 @@ class EpochIter(mx.io.DataIter):
         return self._iter.next()
 
 
+def checked_paths(args, kv, dataset):
+    """The training and validation record files of ``args``, checked (``check_rec``), and
+    each worker's share of them at least one batch. A test batch the preset chose
+    (``args.cap_test_batch``) is first capped at each worker's share."""
+    train = os.path.join(args.data_dir, args.train_dataset)
+    check_batch(train, check_rec(train, dataset, args.num_classes), args.batch_size,
+                '--batch-size', kv.num_workers)
+    val = os.path.join(args.data_dir, args.val_dataset)
+    records = check_rec(val, dataset, args.num_classes)
+    if getattr(args, 'cap_test_batch', False):
+        args.test_batch_size = max(1, min(args.test_batch_size, records // kv.num_workers))
+    check_batch(val, records, args.test_batch_size, '--test-batch-size', kv.num_workers)
+    return train, val
+
+
 def small_image_iters(args, kv):
     """CIFAR-10/100 and SVHN (train_model.py): (``make_train(epoch)``, validation
     iterator). Augmentation types: 0 none; 1 pad 4 + random crop + random mirror;
     2 random crop + random mirror without padding (a crop of the record's own size,
     so a mirror on 32x32 records)."""
-    train_path = check_rec(os.path.join(args.data_dir, args.train_dataset), args.dataset,
-                           args.num_classes)
-    val_path = check_rec(os.path.join(args.data_dir, args.val_dataset), args.dataset,
-                         args.num_classes)
+    train_path, val_path = checked_paths(args, kv, args.dataset)
     common = dict(data_shape=(3, args.data_shape, args.data_shape),
                   num_parts=kv.num_workers, part_index=kv.rank,
                   preprocess_threads=args.data_nthreads, **_normalize_args(args))
@@ -310,10 +334,7 @@ def imagenet_iters(args, kv):
     0.75-1.25, HSL jitter, random 224 crop and mirror; validation scales by 0.533
     (480 -> 256) and takes the centre 224 crop. ``--aug-type 0`` turns scale, aspect and
     colour jitter off."""
-    train_path = check_rec(os.path.join(args.data_dir, args.train_dataset), 'imagenet',
-                           args.num_classes)
-    val_path = check_rec(os.path.join(args.data_dir, args.val_dataset), 'imagenet',
-                         args.num_classes)
+    train_path, val_path = checked_paths(args, kv, 'imagenet')
     aug = args.aug_type > 0
     common = dict(data_shape=(3, args.data_shape, args.data_shape),
                   num_parts=kv.num_workers, part_index=kv.rank,

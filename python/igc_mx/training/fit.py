@@ -8,9 +8,9 @@ import time
 import mxnet as mx
 import numpy as np
 
-from .. import networks
 from .._environ import environ
-from . import checkpoint, logs, netload, optim, presets, schedule
+from . import args as targs
+from . import checkpoint, divergence, logs, netload, optim, presets, schedule
 from .data import EpochIter, RecordFileError, count_records, epoch_seed
 
 
@@ -60,24 +60,30 @@ def finish_args(args, dataset):
     """Apply the preset and normalize derived options. When the record files have
     an ``.idx``, the number of training examples (if not given) is counted from it,
     and the test batch (if not given) is later capped at each worker's share of the
-    test records (``ImageRecordIter`` yields nothing for a batch larger than its part)."""
+    test records (``ImageRecordIter`` cannot fill a batch larger than its part)."""
     if args.data_dir is None:
         args.data_dir = os.path.join('data', dataset)
     if args.num_examples is None:
         args.num_examples = count_records(os.path.join(args.data_dir, args.train_dataset))
-    args.val_records = None
-    if args.test_batch_size is None:
-        args.val_records = count_records(os.path.join(args.data_dir, args.val_dataset))
+    args.cap_test_batch = args.test_batch_size is None
     presets.apply(args, dataset)
     if isinstance(args.lr_steps, str):
         args.lr_steps = schedule.parse_steps(args.lr_steps)
-    if args.rand_seed is None:
+    args.seed_from_clock = args.rand_seed is None
+    if args.seed_from_clock:
         args.rand_seed = int(time.time())  # a different start for every run, as the original
-        if args.load_epoch is not None:
-            logging.warning('resuming without --rand-seed: the data order and augmentation '
-                            'from epoch %d on differ from the interrupted run; pass the '
-                            'rand_seed its log shows to resume it exactly', args.load_epoch)
     return args
+
+
+def optimizer_params(args, lr_scheduler, begin_num_update):
+    """The keyword arguments of the optimizer (``Nesterov``)."""
+    return {
+        'learning_rate': args.lr,
+        'momentum': args.mom,
+        'wd': args.wd,
+        'lr_scheduler': lr_scheduler,
+        'begin_num_update': begin_num_update,
+    }
 
 
 def fit(args, data_loader, network=None, top_k=0):
@@ -92,8 +98,6 @@ def fit(args, data_loader, network=None, top_k=0):
     update_on_kvstore = os.environ.get('MXNET_UPDATE_ON_KVSTORE', '0')
     local_updates = not dist or update_on_kvstore == '0'
     seed_everything(args.rand_seed)
-    if getattr(args, 'val_records', None):
-        args.test_batch_size = max(1, min(args.test_batch_size, args.val_records // num_workers))
     if network is None:
         network = netload.load_symbol(args)
     make_train, val = data_loader(args, kv)  # checks the record files first
@@ -108,6 +112,10 @@ def fit(args, data_loader, network=None, top_k=0):
     logging.info('start with arguments %s', args)
     logging.info('log file %s, checkpoints %s-*.params, kvstore %s (rank %d of %d)',
                  log_file, prefix, kv.type, rank, num_workers)
+    if args.load_epoch is not None and getattr(args, 'seed_from_clock', False):
+        logging.warning('resuming without --rand-seed: the data order and augmentation from '
+                        'epoch %d on differ from the interrupted run; pass the rand_seed of '
+                        'its "start with arguments" line to resume it exactly', args.load_epoch)
 
     updates_per_epoch = schedule.epoch_size(args.num_examples, args.batch_size, num_workers,
                                             args.max_batches)
@@ -149,13 +157,6 @@ def fit(args, data_loader, network=None, top_k=0):
 
     # A kvstore only pays off with several devices or workers.
     kvstore = kv if (dist or len(ctx) > 1) else None
-    optimizer_params = {
-        'learning_rate': args.lr,
-        'momentum': args.mom,
-        'wd': args.wd,
-        'lr_scheduler': lr_scheduler,
-        'begin_num_update': begin_epoch * updates_per_epoch,
-    }
     metrics = [mx.metric.create('ce'), mx.metric.create('acc')]
     if top_k:
         metrics.append(mx.metric.create('top_k_accuracy', top_k=top_k))
@@ -167,14 +168,17 @@ def fit(args, data_loader, network=None, top_k=0):
                 eval_metric=mx.metric.CompositeEvalMetric(metrics),
                 kvstore=kvstore,
                 optimizer='nesterov',
-                optimizer_params=optimizer_params,
+                optimizer_params=optimizer_params(args, lr_scheduler,
+                                                  begin_epoch * updates_per_epoch),
                 initializer=optim.initializer(),
                 arg_params=arg_params,
                 aux_params=aux_params,
                 allow_missing=False,
                 begin_epoch=begin_epoch,
                 num_epoch=args.num_epochs,
-                batch_end_callback=logs.BatchLogger(args.batch_size, args.log_iters),
+                batch_end_callback=[
+                    divergence.StopOnNonFiniteLoss(args.lr, updates_per_epoch),
+                    logs.BatchLogger(args.batch_size, args.log_iters)],
                 epoch_end_callback=save)
     return mod
 
@@ -200,13 +204,17 @@ def load_checkpoint(args, prefix, rank, network, local_updates):
 
 
 def main(parser, dataset_of, data_loader, argv=None, top_k=0):
-    """Parse, apply the preset, build the network, train. A bad network choice or a
-    record-file problem exits with its one-line message."""
+    """Parse, apply the preset, build the network, train. Bad options, including a network
+    that cannot be built from them, are ``parser.error``s (exit status 2); a record-file or
+    checkpoint problem, and a loss that turns NaN, exit with a one-line error (status 1)."""
     args = parser.parse_args(argv)
     finish_args(args, dataset_of(args))
+    targs.check(parser, args)
     try:
         network = netload.load_symbol(args)
+    except (ValueError, FileNotFoundError) as err:   # NetworkError is a ValueError
+        parser.error(str(err))
+    try:
         return fit(args, data_loader, network, top_k=top_k)
-    except (RecordFileError, checkpoint.CheckpointError, networks.NetworkError,
-            FileNotFoundError) as err:
+    except (RecordFileError, checkpoint.CheckpointError, divergence.TrainingDiverged) as err:
         sys.exit('error: %s' % err)

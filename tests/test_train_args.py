@@ -1,11 +1,14 @@
 """Command lines of the train scripts: every bad option is an argparse-style one-line error
-(exit status 2) before anything starts; a loss that turns NaN stops the run."""
+(exit status 2) before anything starts; a loss that turns NaN stops the run; float16 is
+wired to the network, the optimizer and the checkpoints."""
 import math
 
 import mxnet as mx
+import numpy as np
 import pytest
 
 from igc_mx.training import args as targs
+from igc_mx.training import checkpoint, fit, netload
 
 from test_training import train_imagenet, train_model, usage_error
 
@@ -65,6 +68,10 @@ BAD = [
     (['--rand-seed', '-1'], "argument --rand-seed: expected a non-negative integer, got '-1'"),
     (['--gpus', 'x'], "argument --gpus: expected a non-negative integer, got 'x'"),
     (['--gpus', '0,0'], "argument --gpus: expected distinct GPU ids, got '0,0'"),
+    (['--dtype', 'float16'],
+     '--dtype float16 needs --gpus: the CPU kernels compute in float32 and float64'),
+    (['--dtype', 'float64'], "argument --dtype: invalid choice: 'float64' (choose from "
+                             "'float32', 'float16')"),
     (['--kv-store', 'nccl'], '--kv-store nccl needs --gpus'),
     (['--aug-type', '3'], "argument --aug-type: invalid choice: 3 (choose from 0, 1, 2)"),
 ]
@@ -128,6 +135,66 @@ def test_a_loss_that_turns_nan_stops_the_run(dataset, net_dir, tmp_path):
     assert message.endswith('resume from the last checkpoint with a lower --lr (the initial '
                             'lr is 1e+30)')
     assert not (tmp_path / 'm-0001.params').exists()   # nothing of the diverged epoch
+
+
+# --- float16 ---------------------------------------------------------------------
+
+def float16_args(dataset, tmp_path, *extra):
+    """The arguments of a float16 run on GPU 0, as main() prepares them (the GPU check is
+    left out: this machine may have none)."""
+    parser = train_model.build_parser()
+    args = fit.finish_args(parser.parse_args(
+        ['--data-dir', dataset, '--gpus', '0', '--dtype', 'float16', '--network', 'resnet_igc',
+         '--depth', '8', '--primary-partition', '4', '--secondary-partition', '2',
+         '--log-dir', str(tmp_path), *extra]), 'cifar10')
+    args.network_arg = fit.network_options(args)
+    return args
+
+
+def test_float16_run_builds_a_float16_network_and_a_multi_precision_optimizer(dataset,
+                                                                              tmp_path):
+    args = float16_args(dataset, tmp_path)
+    sym = netload.load_symbol(args)
+    arg_types, _, aux_types = sym.infer_type(data=np.float32)
+    types = dict(zip(sym.list_arguments(), arg_types))
+    assert types['data'] == np.float32                    # the iterators' batches
+    assert types['g0_conv_weight'] == np.float16          # computed in float16
+    assert types['g0_bn_gamma'] == np.float32              # BatchNorm keeps float32
+    assert set(aux_types) == {np.float32}
+    assert sym.infer_type(data=np.float32)[1] == [np.float32]   # scores cast back
+    params = fit.optimizer_params(args, None, 0)
+    assert params['multi_precision'] is True
+    opt = mx.optimizer.create('nesterov', **params)
+    weight = mx.nd.ones((2, 2), dtype='float16')
+    state = opt.create_state_multi_precision(0, weight)
+    assert state[1].dtype == np.float32                   # the float32 master weight
+    assert fit.optimizer_params(fit.finish_args(train_model.build_parser().parse_args(
+        ['--data-dir', dataset]), 'cifar10'), None, 0)['multi_precision'] is False
+
+
+def test_float32_checkpoint_loads_into_a_float16_module_and_saves_as_float32(dataset, tmp_path):
+    args = float16_args(dataset, tmp_path)
+    sym = netload.load_symbol(args)
+    mod = mx.mod.Module(sym, context=mx.cpu())
+    mod.bind(data_shapes=[('data', (2, 3, 32, 32))], label_shapes=[('softmax_label', (2,))])
+    rng = np.random.RandomState(0)
+    arg_shapes, _, aux_shapes = sym.infer_shape(data=(2, 3, 32, 32))
+    arg32 = {n: mx.nd.array(rng.randn(*s)) for n, s in zip(sym.list_arguments(), arg_shapes)
+             if n not in ('data', 'softmax_label')}
+    aux32 = {n: mx.nd.array(rng.rand(*s)) for n, s in zip(sym.list_auxiliary_states(),
+                                                          aux_shapes)}
+    mod.init_params(arg_params=arg32, aux_params=aux32)
+    args16, aux = mod.get_params()
+    assert args16['g0_conv_weight'].dtype == np.float16
+    np.testing.assert_array_equal(args16['g0_conv_weight'].asnumpy(),
+                                  arg32['g0_conv_weight'].asnumpy().astype(np.float16))
+    prefix = str(tmp_path / 'm')
+    checkpoint.save(prefix, 1, sym, args16, aux)
+    arg_back, aux_back, _ = checkpoint.load(prefix, 1)
+    assert {v.dtype for v in arg_back.values()} == {np.float32}
+    np.testing.assert_array_equal(arg_back['g0_conv_weight'].asnumpy(),
+                                  arg32['g0_conv_weight'].asnumpy().astype(np.float16)
+                                  .astype(np.float32))
 
 
 def test_option_types_accept_the_good_values():

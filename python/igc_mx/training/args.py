@@ -7,6 +7,7 @@ import argparse
 import math
 
 KV_STORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync', 'dist_async')
+DTYPES = ('float32', 'float16')
 
 
 def _number(cast, what, low=None, high=None, low_open=False, high_open=False):
@@ -128,6 +129,9 @@ def add_fit_args(parser, batch_size, log_iters):
                    help='GPU ids, e.g. 0,1; empty (the default) trains on the CPU')
     g.add_argument('--kv-store', type=str, default='device', choices=KV_STORES,
                    help='kvstore type')
+    g.add_argument('--dtype', default='float32', choices=DTYPES,
+                   help='float16: the network computes in float16 (GPU only) with float32 '
+                        'master weights in the optimizer; checkpoints are float32')
     g.add_argument('--batch-size', type=positive_int, default=batch_size,
                    help='training batch per worker')
     g.add_argument('--test-batch-size', type=positive_int, help='validation batch (preset)')
@@ -170,6 +174,9 @@ def check(parser, args):
     if args.load_epoch is not None and args.load_epoch >= args.num_epochs:
         parser.error('--load-epoch %d leaves nothing to train: --num-epochs is %d'
                      % (args.load_epoch, args.num_epochs))
+    if args.dtype == 'float16' and not args.gpus:
+        parser.error('--dtype float16 needs --gpus: the CPU kernels compute in float32 and '
+                     'float64')
     if args.kv_store == 'nccl' and not args.gpus:
         parser.error('--kv-store nccl needs --gpus')
     if args.gpus:

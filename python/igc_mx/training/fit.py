@@ -76,14 +76,26 @@ def finish_args(args, dataset):
 
 
 def optimizer_params(args, lr_scheduler, begin_num_update):
-    """The keyword arguments of the optimizer (``Nesterov``)."""
+    """The keyword arguments of the optimizer (``Nesterov``). With ``--dtype float16``
+    it keeps float32 master weights and momentum (``multi_precision``), as MXNet's
+    float16 recipes do."""
     return {
         'learning_rate': args.lr,
         'momentum': args.mom,
         'wd': args.wd,
         'lr_scheduler': lr_scheduler,
         'begin_num_update': begin_num_update,
+        'multi_precision': args.dtype == 'float16',
     }
+
+
+def network_options(args):
+    """``--network-arg`` options, plus ``dtype`` for a float16 run (the builders then cast
+    the data to float16 after the input and the scores back to float32 before the loss)."""
+    options = list(args.network_arg or [])
+    if args.dtype != 'float32':
+        options.append(('dtype', args.dtype))
+    return options
 
 
 def fit(args, data_loader, network=None, top_k=0):
@@ -210,6 +222,7 @@ def main(parser, dataset_of, data_loader, argv=None, top_k=0):
     args = parser.parse_args(argv)
     finish_args(args, dataset_of(args))
     targs.check(parser, args)
+    args.network_arg = network_options(args)
     try:
         network = netload.load_symbol(args)
     except (ValueError, FileNotFoundError) as err:   # NetworkError is a ValueError

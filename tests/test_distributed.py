@@ -1,12 +1,18 @@
 """Distributed training through the parameter-server kvstore on loopback:
 2 workers + 1 server + the scheduler, started by tools/launch.py, bounded by timeouts."""
 import os
+import re
+import shlex
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import mxnet as mx
 import numpy as np
 import pytest
+
+from igc_mx.tools import launch
 
 from test_training import PY, REPO, TINY_NET, synthetic, write_rec
 
@@ -148,3 +154,83 @@ def test_slurm_launcher_through_dmlc_tracker(setup, tmp_path):
     assert sorted(rank0) == sorted(rank1) and 'arg:fc_weight' in weights
     for key in weights:
         np.testing.assert_array_equal(rank0[key].asnumpy(), rank1[key].asnumpy(), err_msg=key)
+
+
+def start_role_job(tmp_path, *launch_args, compound=False):
+    """Start the launcher (2 workers + 1 server + the scheduler running ROLE_SCRIPT, which
+    sleeps) without waiting for it; returns (Popen, {role: pid}) once all four run.
+    ``compound``: each role runs a shell line whose command is a child of bash."""
+    script, pids = tmp_path / 'role.py', tmp_path / 'pids'
+    script.write_text(ROLE_SCRIPT)
+    pids.mkdir()
+    command = [PY, str(script), str(pids), 'hang']
+    if compound:
+        command = [shlex.join(command) + ' && true']
+    proc = subprocess.Popen([PY, LAUNCH, '-n', '2', '-s', '1', *launch_args, *command],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = {}
+    deadline = time.monotonic() + 120
+    while len(started) < 4 and time.monotonic() < deadline and proc.poll() is None:
+        started = {p.name: int(p.read_text()) for p in pids.iterdir()
+                   if not p.name.endswith('.tmp')}
+        time.sleep(0.1)
+    assert len(started) == 4, proc.communicate(timeout=60)
+    return proc, started
+
+
+def running_after(started, patience=60):
+    """The roles still running once they all stopped or ``patience`` seconds passed."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline and any(is_running(p) for p in started.values()):
+        time.sleep(0.1)
+    return [role for role, pid in started.items() if is_running(pid)]
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_signalled_launcher_stops_every_process(tmp_path, sig):
+    proc, started = start_role_job(tmp_path)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert 'received %s; stopping the job' % sig.name in err
+    assert running_after(started) == []
+
+
+def test_killed_launcher_leaves_no_orphans(tmp_path):
+    # SIGKILL cannot be handled: the watchdog beside the job stops it, also the processes
+    # that are children of each role's shell
+    proc, started = start_role_job(tmp_path, compound=True)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert running_after(started) == []
+
+
+def test_stopped_worker_stops_the_job(tmp_path):
+    proc, started = start_role_job(tmp_path, '--stopped-timeout', '2')
+    os.kill(started['worker1'], signal.SIGSTOP)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert re.search(r'worker 1 \(pid \d+\) has been stopped for \d+ s \(SIGSTOP\?\); stopping '
+                     r'the job \(--stopped-timeout\)', err), err
+    assert running_after(started) == []
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['-n', '0'], "argument -n/--num-workers: expected a positive integer, got '0'"),
+    (['-n', '2', '-s', '-1'], "argument -s/--num-servers: expected a positive integer, "
+                              "got '-1'"),
+    (['-n', '2', '--timeout', '0'], "argument --timeout: expected a positive number of "
+                                    "seconds, got '0'"),
+    (['-n', '2', '--timeout', 'nan'], "argument --timeout: expected a positive number of "
+                                      "seconds, got 'nan'"),
+    (['-n', '2', '--stopped-timeout', '-5'], "argument --stopped-timeout: expected a "
+                                             "non-negative number of seconds, got '-5'"),
+    (['-n', '2', '--env', 'NOVALUE'], "argument --env: expected KEY:VALUE, got 'NOVALUE'"),
+    (['-n', '2'], 'no command given'),
+    (['-n', '2', '--launcher', 'ssh', 'true'], '--launcher ssh needs --hostfile'),
+])
+def test_bad_launch_options_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        launch.main(argv)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(' error: ' + message)

@@ -11,8 +11,9 @@ workers finish.
 
 Launchers:
   local  all processes on this machine over 127.0.0.1 (run here, not through
-         dmlc_tracker, so that a failing worker stops the job and --timeout
-         bounds it);
+         dmlc_tracker, so that a failing worker stops the job, --timeout bounds it,
+         a process stopped for --stopped-timeout seconds ends it, and SIGTERM,
+         SIGHUP or SIGINT to the launcher, or its death, stops every process);
   ssh    one process per line of --hostfile (``host[:port]``), by ssh;
   mpi    mpirun (Open MPI or MPICH) over --hostfile;
   slurm  srun inside an allocation.
@@ -21,6 +22,7 @@ mxnet wheel, made to work on Python >= 3.9 (it calls ``Thread.isAlive``).
 """
 import argparse
 import logging
+import math
 import os
 import shlex
 import signal
@@ -37,19 +39,117 @@ def free_port(host='127.0.0.1'):
         return s.getsockname()[1]
 
 
-def _kill_group(proc):
-    if proc.poll() is None:
+# Run in its own session beside the job: it reads the job's process groups from stdin,
+# one per line, and when stdin closes without "done" (the launcher died, even by SIGKILL)
+# it stops every group: SIGTERM, then SIGKILL after the grace period.
+WATCHDOG = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+grace, groups = float(sys.argv[1]), []
+for line in sys.stdin:
+    if line.strip() == "done":
+        sys.exit(0)
+    groups.append(int(line))
+def signal_all(sig):
+    alive = False
+    for group in groups:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
+            os.killpg(group, sig)
+            alive = True
+        except (ProcessLookupError, PermissionError):
             pass
-    proc.wait()
+    return alive
+signal_all(signal.SIGTERM)
+signal_all(signal.SIGCONT)
+end = time.monotonic() + grace
+while signal_all(0) and time.monotonic() < end:
+    time.sleep(0.1)
+signal_all(signal.SIGKILL)
+"""
+
+
+class Stopped(Exception):
+    """The launcher received SIGTERM, SIGHUP or SIGINT."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def stop_groups(procs, grace):
+    """Stop every process of the process groups led by ``procs``: SIGTERM (and SIGCONT,
+    so that stopped processes receive it), SIGKILL for what is left after ``grace``
+    seconds; then reap the leaders."""
+    def signal_all(sig):
+        alive = False
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, sig)
+                alive = True
+            except (ProcessLookupError, PermissionError):
+                pass
+        return alive
+    if signal_all(signal.SIGTERM):
+        signal_all(signal.SIGCONT)
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            for proc in procs:
+                proc.poll()   # reap exited leaders, so that their empty groups vanish
+            if not signal_all(0):
+                break
+            time.sleep(0.1)
+        signal_all(signal.SIGKILL)
+    for proc in procs:
+        proc.wait()
+
+
+def group_members(groups):
+    """{pid: (process group, state letter)} of the live processes in ``groups``, from /proc."""
+    members = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry, 'rb') as f:
+                fields = f.read().rsplit(b')', 1)[1].split()
+        except OSError:
+            continue
+        state, group = fields[0].decode(), int(fields[2])
+        if group in groups:
+            members[int(entry)] = (group, state)
+    return members
+
+
+class StoppedWatch:
+    """Processes of the job stopped (SIGSTOP or a debugger: state T or t) since when."""
+
+    def __init__(self, roles, timeout):
+        self.roles, self.timeout = roles, timeout    # roles: {process group: role name}
+        self.since = {}
+
+    def check(self, now):
+        """(role, pid, seconds) of a process stopped for ``timeout`` seconds, or None."""
+        stopped = {pid: group for pid, (group, state) in group_members(self.roles).items()
+                   if state in ('T', 't')}
+        self.since = {pid: self.since.get(pid, now) for pid in stopped}
+        for pid, start in self.since.items():
+            if now - start >= self.timeout:
+                return self.roles[stopped[pid]], pid, now - start
+        return None
 
 
 def launch_local(command, num_workers, num_servers, timeout=None, extra_env=None,
-                 grace=60):
-    """Run the job on this machine; returns the exit status (0 when every worker
-    succeeded, 124 on timeout)."""
+                 grace=60, stopped_timeout=60, stop_grace=5):
+    """Run the job on this machine; returns the exit status: 0 when every worker
+    succeeded, a failed worker's status, 124 on timeout, 1 when a process stayed stopped
+    for ``stopped_timeout`` seconds (0: never), 128 + n on signal n (SIGTERM, SIGHUP,
+    SIGINT), which stops the job. Should the launcher die without stopping it (SIGKILL),
+    a watchdog process stops it."""
     port = free_port()
     base = dict(os.environ)
     base.update(extra_env or {})
@@ -58,44 +158,77 @@ def launch_local(command, num_workers, num_servers, timeout=None, extra_env=None
                  'DMLC_NODE_HOST': '127.0.0.1', 'DMLC_JOB_CLUSTER': 'local'})
     # One argument is a shell command line; several are quoted one by one.
     cmd = command[0] if len(command) == 1 else shlex.join(command)
+    handlers = {sig: signal.signal(sig, _raise_stopped)
+                for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    watchdog = subprocess.Popen([sys.executable, '-c', WATCHDOG, str(stop_grace)],
+                                stdin=subprocess.PIPE, text=True, start_new_session=True)
+    procs, roles = [], {}
 
     def start(role, task_id):
         env = dict(base, DMLC_ROLE=role, DMLC_TASK_ID=str(task_id))
-        return subprocess.Popen(cmd, shell=True, executable='/bin/bash', env=env,
+        # Its own session and process group: the job's processes, with their children,
+        # are stopped group by group, and a terminal's signals reach only the launcher.
+        proc = subprocess.Popen(cmd, shell=True, executable='/bin/bash', env=env,
                                 start_new_session=True)
+        procs.append(proc)
+        roles[proc.pid] = '%s %d' % (role, task_id)
+        watchdog.stdin.write('%d\n' % proc.pid)
+        watchdog.stdin.flush()
+        return proc
 
-    helpers = [start('scheduler', 0)] + [start('server', i) for i in range(num_servers)]
-    workers = [start('worker', i) for i in range(num_workers)]
-    deadline = None if timeout is None else time.time() + timeout
-    status = 0
     try:
-        pending = list(workers)
-        while pending:
-            for p in list(pending):
-                rc = p.poll()
-                if rc is not None:
-                    pending.remove(p)
-                    if rc != 0:
-                        logging.error('worker (pid %d) exited with %d; stopping the job',
-                                      p.pid, rc)
-                        return rc
-            if any(h.poll() not in (None, 0) for h in helpers):
-                logging.error('a server or the scheduler failed; stopping the job')
-                return 1
-            if deadline is not None and time.time() > deadline:
-                logging.error('timed out after %ss; stopping the job', timeout)
-                return 124
-            time.sleep(0.2)
-        # Servers and the scheduler leave once every worker has finalized.
-        end = time.time() + grace
-        while any(h.poll() is None for h in helpers) and time.time() < end:
-            time.sleep(0.2)
-        if any(h.poll() is None for h in helpers):
-            logging.warning('servers still running %ds after the workers ended; killed', grace)
-        return status
+        helpers = [start('scheduler', 0)] + [start('server', i) for i in range(num_servers)]
+        workers = [start('worker', i) for i in range(num_workers)]
+        return _supervise(workers, helpers, timeout, grace,
+                          StoppedWatch(roles, stopped_timeout) if stopped_timeout else None)
+    except Stopped as stop:
+        logging.error('received %s; stopping the job', stop)
+        return 128 + stop.signum
     finally:
-        for p in workers + helpers:
-            _kill_group(p)
+        try:
+            stop_groups(procs, stop_grace)
+        finally:
+            watchdog.stdin.write('done\n')
+            watchdog.stdin.close()
+            watchdog.wait()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+
+def _supervise(workers, helpers, timeout, grace, watch):
+    deadline = None if timeout is None else time.monotonic() + timeout
+    next_watch = time.monotonic()
+    pending = list(workers)
+    while pending:
+        for p in list(pending):
+            rc = p.poll()
+            if rc is not None:
+                pending.remove(p)
+                if rc != 0:
+                    logging.error('worker (pid %d) exited with %d; stopping the job', p.pid, rc)
+                    return rc
+        if any(h.poll() not in (None, 0) for h in helpers):
+            logging.error('a server or the scheduler failed; stopping the job')
+            return 1
+        now = time.monotonic()
+        if deadline is not None and now > deadline:
+            logging.error('timed out after %ss; stopping the job', timeout)
+            return 124
+        if watch is not None and now >= next_watch:
+            next_watch = now + 1
+            found = watch.check(now)
+            if found:
+                logging.error('%s (pid %d) has been stopped for %.0f s (SIGSTOP?); stopping '
+                              'the job (--stopped-timeout)', *found)
+                return 1
+        time.sleep(0.2)
+    # Servers and the scheduler leave once every worker has finalized.
+    end = time.monotonic() + grace
+    while any(h.poll() is None for h in helpers) and time.monotonic() < end:
+        time.sleep(0.2)
+    if any(h.poll() is None for h in helpers):
+        logging.warning('servers still running %ds after the workers ended; killed', grace)
+    return 0
 
 
 def launch_tracker(opts):
@@ -128,21 +261,53 @@ def launch_tracker(opts):
     return 0
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % text)
+    return value
+
+
+def _seconds(text, zero_ok=False):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise argparse.ArgumentTypeError('expected a %s number of seconds, got %r'
+                                         % ('non-negative' if zero_ok else 'positive', text))
+    return value
+
+
+def _env_pair(text):
+    key, sep, _ = text.partition(':')
+    if not sep or not key:
+        raise argparse.ArgumentTypeError('expected KEY:VALUE, got %r' % text)
+    return text
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description='launch a distributed MXNet job (parameter-server kvstore)',
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument('-n', '--num-workers', type=int, required=True)
-    parser.add_argument('-s', '--num-servers', type=int,
+    parser.add_argument('-n', '--num-workers', type=_positive_int, required=True)
+    parser.add_argument('-s', '--num-servers', type=_positive_int,
                         help='number of servers (default: the number of workers)')
     parser.add_argument('--launcher', choices=['local', 'ssh', 'mpi', 'slurm'], default='local')
     parser.add_argument('-H', '--hostfile', help='hosts for ssh and mpi, one per line')
     parser.add_argument('--sync-dst-dir', help='ssh: rsync the current directory there first')
     parser.add_argument('--host-ip', help='address of this machine as seen by the nodes')
-    parser.add_argument('--env', action='append', default=[],
+    parser.add_argument('--env', action='append', default=[], type=_env_pair,
                         help='KEY:VALUE set on every process (repeatable)')
-    parser.add_argument('--timeout', type=float,
+    parser.add_argument('--timeout', type=_seconds,
                         help='local: stop the whole job after this many seconds (exit 124)')
+    parser.add_argument('--stopped-timeout', type=lambda t: _seconds(t, zero_ok=True),
+                        default=60, metavar='SECONDS',
+                        help='local: stop the whole job when one of its processes has been '
+                             'stopped (SIGSTOP) this many seconds (exit 1); 0: never')
     parser.add_argument('command', nargs=argparse.REMAINDER,
                         help='the command every process runs')
     opts = parser.parse_args(argv)
@@ -159,7 +324,7 @@ def main(argv=None):
     if opts.launcher == 'local':
         extra = dict(kv.split(':', 1) for kv in opts.env)
         return launch_local(opts.command, opts.num_workers, opts.num_servers,
-                            opts.timeout, extra)
+                            opts.timeout, extra, stopped_timeout=opts.stopped_timeout)
     return launch_tracker(opts)
 
 

@@ -11,7 +11,11 @@ import json
 import os
 import pickle
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 
 import cv2
 import mxnet as mx
@@ -254,10 +258,10 @@ def test_verify_catches_out_of_range_label_even_with_matching_checksums(cifar10_
     out = tmp_path / "copy"
     shutil.copytree(cifar10_built, out)
     manifest = json.loads((out / "manifest.json").read_text())
-    manifest["num_classes"] = 5  # labels 5..9 are now out of range
+    manifest["num_classes"] = 5  # labels 5..9 would be out of range
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert make_rec.main(["verify", str(out), "--workers", "1"]) == 1
-    assert "is not a class in 0..4" in capsys.readouterr().err
+    assert "num_classes 5 is not cifar10's" in capsys.readouterr().err
 
 
 def test_stats_equal_numpy_on_source_pixels(cifar10, cifar10_built, capsys):
@@ -301,9 +305,12 @@ def test_corrupt_image_fails_by_default_and_is_skipped_with_flag(jpeg_tree, tmp_
     assert manifest["splits"]["train"]["count"] == 12 and manifest["splits"]["test"]["count"] == 6
     assert manifest["recipe"]["jpeg_quality"] == 95
     assert manifest["recipe"]["resize_shorter_side"] == 480
+    # every file that was read, also the one that does not decode, in source order
+    paths = [os.path.join("train", c, f"img{i}.JPEG") for c in ("n01", "n02") for i in range(4)]
+    paths += [os.path.join("train", "n03", n) for n in ["broken.jpg"] +
+              [f"img{i}.JPEG" for i in range(4)]]
     lines = "".join(f"{p}\t{hashlib.sha256((root / p).read_bytes()).hexdigest()}\n"
-                    for p in (os.path.join("train", c, f"img{i}.JPEG")
-                              for c in ("n01", "n02", "n03") for i in range(4)))
+                    for p in paths)
     assert manifest["splits"]["train"]["source_sha256"] == \
         hashlib.sha256(lines.encode()).hexdigest()
     assert make_rec.main(["verify", str(out), "--workers", "1"]) == 0
@@ -408,3 +415,233 @@ def test_encoded_bytes_equal_plain_cv2_imencode_of_bgr(cifar10, cifar10_built, t
             expected = cv2.imencode(ext, bgr, params)[1].tobytes()
             assert image_bytes == expected
         reader.close()
+
+
+# ----------------------------------------------------------------------------- damaged inputs
+
+def test_symlink_loops_and_second_links_are_walked_once(jpeg_tree, tmp_path, capsys):
+    root, corrupt = jpeg_tree
+    corrupt.unlink()
+    os.symlink(".", root / "train" / "n01" / "loop")                      # a loop
+    os.symlink(root / "train" / "n02", root / "train" / "n02" / "again")  # a loop via a path
+    os.symlink(root / "val" / "n03", root / "val" / "n01" / "elsewhere")  # another class's
+    out = tmp_path / "out"
+    assert make_rec.main(["imagenet", str(root), str(out), "--workers", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "n01/loop is a folder already read (through a symbolic link)" in err
+    assert "n02/again is a folder already read" in err
+    lst = (out / "train.lst").read_text().splitlines()
+    assert len(lst) == 12 and not any("loop" in line or "again" in line for line in lst)
+    # a link to another folder is followed: its images belong to the class that links them
+    assert len((out / "test.lst").read_text().splitlines()) == 8
+    assert make_rec.main(["verify", str(out), "--workers", "1"]) == 0
+
+
+def test_image_beyond_the_encoders_limit_is_a_bad_image(jpeg_tree, tmp_path, capsys):
+    root, corrupt = jpeg_tree
+    corrupt.unlink()
+    wide = root / "train" / "n02" / "wide.png"
+    cv2.imwrite(str(wide), np.zeros((8, 70000, 3), np.uint8))
+    out = tmp_path / "out"
+    assert make_rec.main(["imagenet", str(root), str(out), "--workers", "2", "--quiet",
+                          "--resize", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"make_rec: error: {wide}: cannot encode a 70000x8 image as jpg "
+                          "(Raw image encoder error: Maximum supported image dimension is "
+                          "65500 pixels) (pass --skip-bad")
+    assert sorted(os.listdir(out)) == [".make_rec.lock"]
+    assert make_rec.main(["imagenet", str(root), str(out), "--workers", "2", "--quiet",
+                          "--resize", "0", "--skip-bad"]) == 0
+    skipped = json.loads((out / "manifest.json").read_text())["splits"]["train"]["skipped"]
+    assert [s["path"] for s in skipped] == [os.path.join("train", "n02", "wide.png")]
+    assert make_rec.main(["verify", str(out), "--workers", "1"]) == 0
+
+
+def archive_damages(blob):
+    """(name, damaged bytes) of a .tar.gz."""
+    n = len(blob)
+    flipped = bytearray(blob)
+    flipped[n // 2] ^= 0x55
+    return [(f"cut at {k}", blob[:k]) for k in (10, 100, 1000, n // 2, n - 20, n - 8, n - 1)] + [
+        ("byte flipped", bytes(flipped)), ("garbage appended", blob + b"\x00garbage")]
+
+
+def test_damaged_archives_are_one_line_errors(cifar10, tmp_path, capsys):
+    blob = cifar10[0].read_bytes()
+    for name, damaged in archive_damages(blob):
+        path = tmp_path / "cifar-10-python.tar.gz"
+        path.write_bytes(damaged)
+        assert make_rec.main(["cifar10", str(path), str(tmp_path / "out"), "--workers", "1",
+                              "--quiet"]) == 1, name
+        err = capsys.readouterr().err
+        assert err.startswith(f"make_rec: error: {path}: cannot read archive ("), (name, err)
+        assert err.count("\n") == 1 and "Traceback" not in err, (name, err)
+        assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def edited(built, tmp_path, edit, copy_name="edited"):
+    """A copy of the build ``built`` whose manifest ``edit(manifest)`` changed."""
+    out = tmp_path / copy_name
+    shutil.copytree(built, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    edit(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def set_path(keys, value):
+    def edit(manifest):
+        target = manifest
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    return edit
+
+
+def both(*edits):
+    def edit(manifest):
+        for e in edits:
+            e(manifest)
+    return edit
+
+
+def recipe_and_command(field, value, option, option_value):
+    """Edit a recipe field and the command alike, so only the records can tell."""
+    def edit(manifest):
+        manifest["recipe"][field] = value
+        argv = manifest["command"].split()
+        argv[argv.index(option) + 1] = option_value
+        manifest["command"] = " ".join(argv)
+    return edit
+
+
+MANIFEST_EDITS = [
+    ("seed", recipe_and_command("seed", 5, "--seed", "5"),
+     "train.rec: record 0 has key "),
+    ("shuffle_train", both(set_path(("recipe", "shuffle_train"), False),
+                           lambda m: m.update(command=m["command"] + " --no-shuffle")),
+     "train.rec: record 0 has key "),
+    ("resize_shorter_side", recipe_and_command("resize_shorter_side", 24, "--resize", "24"),
+     "image is 32x32, the recipe's shorter side is 24"),
+    ("png_compression", both(recipe_and_command("png_compression", 6, "--png-compression", "6"),
+                             set_path(("recipe", "opencv_encode_params"), [16, 6, 17, 0])),
+     "image header's zlib_level differ from what the recipe's png settings write"),
+    ("encoding", set_path(("recipe", "encoding"), "jpg"),
+     "recipe: fields jpeg_quality, jpeg_settings, opencv_encode_params, png_compression, "
+     "png_strategy disagree with the recipe the others describe"),
+    ("recipe text", set_path(("recipe", "resize_rule"), "anything"),
+     "recipe: fields resize_rule disagree"),
+    ("interpolation", set_path(("recipe", "interpolation"), "cubic"),
+     "command builds another recipe than the manifest's recipe"),
+    ("command", set_path(("command",), "igc-make-rec cifar100 x y"),
+     "command builds another dataset or source than the manifest names"),
+    ("source sha256", set_path(("source", "files", 0, "sha256"), "0" * 64),
+     "source file "),
+    ("source bytes", set_path(("source", "files", 0, "bytes"), 12),
+     "bytes, manifest says 12"),
+    ("num_classes", set_path(("num_classes",), 11), "num_classes 11 is not cifar10's"),
+    ("classes", set_path(("classes",), ["a", "b"]), "classes: expected 10 names or null"),
+    ("record_format", set_path(("record_format", "key"), "x"),
+     "record_format differs from the records igc-make-rec writes"),
+    ("unknown field", set_path(("extra",), 1), "manifest has unknown fields extra"),
+    ("count", set_path(("splits", "test", "count"), 31), "test: count and class_counts disagree"),
+    ("skipped", set_path(("splits", "train", "skipped"),
+                         [{"key": 3, "path": "x", "reason": "y"}]),
+     "images were skipped, but command lacks --skip-bad"),
+    ("source_sha256", set_path(("splits", "train", "source_sha256"), "x"),
+     "train: source_sha256 is not a SHA-256"),
+    ("manifest_version", set_path(("manifest_version",), "2"),
+     "manifest_version '2', this igc-make-rec reads 1"),
+]
+
+
+@pytest.mark.parametrize("field,edit,problem", MANIFEST_EDITS, ids=[e[0] for e in MANIFEST_EDITS])
+def test_verify_checks_every_manifest_field(field, edit, problem, cifar10_built, tmp_path,
+                                            capsys):
+    out = edited(cifar10_built, tmp_path, edit)
+    decode = ["--no-decode"] if field == "resize_shorter_side" else []
+    assert make_rec.main(["verify", str(out), "--workers", "1", *decode]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"verify FAILED for {out}") or field == "manifest_version", err
+    assert problem in err, err
+
+
+def test_verify_checks_jpeg_quality_and_image_source_digests(jpeg_tree, tmp_path, capsys):
+    root, corrupt = jpeg_tree
+    built = tmp_path / "built"
+    assert make_rec.main(["imagenet", str(root), str(built), "--workers", "1", "--quiet",
+                          "--skip-bad"]) == 0
+    assert make_rec.main(["verify", str(built), "--workers", "1"]) == 0
+    assert f"source {root}" in capsys.readouterr().out
+    out = edited(built, tmp_path, both(recipe_and_command("jpeg_quality", 90, "--quality", "90"),
+                                       set_path(("recipe", "opencv_encode_params", 1), 90)))
+    assert make_rec.main(["verify", str(out), "--workers", "1", "--no-decode"]) == 1
+    assert "image header's quant differ from what the recipe's jpg settings write" in \
+        capsys.readouterr().err
+    # the source images changed since the build
+    (root / "train" / "n01" / "img1.JPEG").write_bytes(corrupt.read_bytes())
+    assert make_rec.main(["verify", str(built), "--workers", "1"]) == 1
+    assert "train: the source images' SHA-256 differs from the manifest's source_sha256" in \
+        capsys.readouterr().err
+    # a source that moved away is not checked, and says so; --source names its place
+    moved = tmp_path / "moved"
+    root.rename(moved)
+    assert make_rec.main(["verify", str(built), "--workers", "1"]) == 0
+    assert f"source not found at {root}, not checked" in capsys.readouterr().out
+    assert make_rec.main(["verify", str(built), "--workers", "1", "--source", str(moved)]) == 1
+
+
+BUILD_SCRIPT = """
+import sys
+from igc_mx.tools import make_rec
+sys.exit(make_rec.main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_build(tmp_path_factory):
+    """An image-folder source whose build takes a few seconds with 2 workers."""
+    rng = np.random.default_rng(5)
+    root = tmp_path_factory.mktemp("slow") / "src"
+    for split, n in (("train", 240), ("val", 8)):
+        for cls in ("a", "b"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                cv2.imwrite(str(folder / f"{i}.jpg"), rng.integers(0, 256, (300, 400, 3),
+                                                                   dtype=np.uint8))
+    return root
+
+
+def start_build(src, out):
+    proc = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, "imagenet", str(src), str(out),
+                             "--workers", "2", "--resize", "600", "--quality", "100"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    partial = out / ".train.rec.partial"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not (
+            partial.exists() and partial.stat().st_size > 0):
+        time.sleep(0.02)
+    assert proc.poll() is None, "the build ended before it could be interrupted"
+    return proc
+
+
+@pytest.mark.parametrize("sig,to_group", [(signal.SIGKILL, False), (signal.SIGTERM, False),
+                                          (signal.SIGINT, True), (signal.SIGHUP, False)])
+def test_interrupted_build_is_quiet_and_leaves_no_worker(slow_build, tmp_path, sig, to_group):
+    out = tmp_path / "out"
+    proc = start_build(slow_build, out)
+    if to_group:      # Ctrl-C reaches the whole foreground group: the workers too
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    # stderr closes once every process holding it, the workers too, has exited
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err and "Error" not in err, err
+    assert proc.returncode == (-sig if sig == signal.SIGKILL else 128 + sig)
+    if sig != signal.SIGKILL:
+        assert err.strip() == (f"make_rec: interrupted ({sig.name}); no output file was "
+                               "finalised")
+        assert sorted(os.listdir(out)) == [".make_rec.lock"]
+    assert not (out / "manifest.json").exists()

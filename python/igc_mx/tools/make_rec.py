@@ -25,6 +25,8 @@ import json
 import multiprocessing
 import os
 import platform
+import re
+import signal
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,27 +37,33 @@ import numpy as np
 
 from .. import NO_MXNET_ENV
 from .._environ import environ
+from .._process import die_with_parent
 from ..recordio import UserError, frame_record, iter_records, pack_image_record, unpack_image_record
+from .rec_manifest import (
+    ImageRule,
+    check_fields,
+    check_source,
+    expected_keys,
+    order_problem,
+    recipe_of,
+)
+from .rec_recipe import (
+    DATASETS,
+    INTERPOLATIONS,
+    RECIPES,
+    RECORD_FORMAT,
+    Recipe,
+    recipe_from_args,
+    regenerate_command,
+    split_order,
+)
 from .rec_sources import SPLITS, Dataset, Split, load_dataset, sha256_file
 
-DATASETS = ("cifar10", "cifar100", "svhn", "imagenet")
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "igc-mx/make_rec"
 MANIFEST_VERSION = 1
 TMP_SUFFIX = ".partial"
 LOCK_NAME = ".make_rec.lock"
-
-# Recipe defaults per dataset. 32x32 sets are stored losslessly; ImageNet
-# follows the IGCNets authors: shorter side 480, JPEG quality 95.
-RECIPES = {
-    "cifar10": {"encoding": "png", "quality": 95, "png_compression": 9, "resize": 0},
-    "cifar100": {"encoding": "png", "quality": 95, "png_compression": 9, "resize": 0},
-    "svhn": {"encoding": "png", "quality": 95, "png_compression": 9, "resize": 0},
-    "imagenet": {"encoding": "jpg", "quality": 95, "png_compression": 9, "resize": 480},
-}
-INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}
-SHUFFLE_ALGORITHM = "numpy.random.Generator(numpy.random.PCG64(seed)).permutation(n)"
-
 
 class BadImage(UserError):
     """An input image that cannot be read or decoded."""
@@ -64,47 +72,6 @@ class BadImage(UserError):
 # --------------------------------------------------------------------------
 # Image encoding (runs in worker processes)
 # --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Recipe:
-    encoding: str
-    quality: int
-    png_compression: int
-    resize: int
-    interpolation: str
-    shuffle: bool
-    seed: int
-
-    def encode_params(self) -> list[int]:
-        """Every encoder setting spelled out, so OpenCV defaults cannot drift."""
-        if self.encoding == "png":
-            return [cv2.IMWRITE_PNG_COMPRESSION, self.png_compression,
-                    cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_DEFAULT]
-        return [cv2.IMWRITE_JPEG_QUALITY, self.quality,
-                cv2.IMWRITE_JPEG_PROGRESSIVE, 0,
-                cv2.IMWRITE_JPEG_OPTIMIZE, 0,
-                cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
-
-    def as_dict(self) -> dict:
-        return {
-            "encoding": self.encoding,
-            "jpeg_quality": self.quality if self.encoding == "jpg" else None,
-            "jpeg_settings": "baseline, not optimized, 4:2:0" if self.encoding == "jpg" else None,
-            "png_compression": self.png_compression if self.encoding == "png" else None,
-            "png_strategy": "default" if self.encoding == "png" else None,
-            "opencv_encode_params": self.encode_params(),
-            "resize_shorter_side": self.resize,
-            "resize_rule": "shorter side -> S, longer -> floor(longer*S/shorter) (as MXNet im2rec)",
-            "interpolation": self.interpolation,
-            "decode_flag": "cv2.IMREAD_COLOR (3-channel BGR)",
-            "channel_order": "pixels handed to cv2.imencode as BGR, so files hold true colours "
-                             "(decoders return RGB/BGR as usual)",
-            "shuffle_train": self.shuffle,
-            "shuffle_test": False,
-            "seed": self.seed,
-            "shuffle_algorithm": SHUFFLE_ALGORITHM,
-        }
-
 
 _WORKER_RECIPE: Recipe | None = None
 
@@ -131,24 +98,41 @@ def resize_shorter_side(image: np.ndarray, size: int, interpolation: str) -> np.
 
 
 def encode_image(bgr: np.ndarray, recipe: Recipe) -> bytes:
-    image = resize_shorter_side(bgr, recipe.resize, recipe.interpolation)
-    ok, buf = cv2.imencode("." + recipe.encoding, image, recipe.encode_params())
+    """The encoded image; BadImage (without the source's name) when OpenCV cannot resize
+    or encode it, e.g. a side beyond the encoder's limit (JPEG: 65500 pixels)."""
+    try:
+        image = resize_shorter_side(bgr, recipe.resize, recipe.interpolation)
+        ok, buf = cv2.imencode("." + recipe.encoding, image, recipe.encode_params())
+    except cv2.error as e:
+        found = re.search(r"error: \(-?\d+:[^)]*\) (.*?)(?: in function '[^']*')?$",
+                          str(e).strip(), re.M)
+        why = found.group(1) if found else "cv2.error"
+        raise BadImage(f"cannot encode a {bgr.shape[1]}x{bgr.shape[0]} image as "
+                       f"{recipe.encoding} ({why})") from None
     if not ok:
-        raise RuntimeError(f"cv2.imencode failed for a {image.shape} image")
+        raise BadImage(f"cannot encode a {image.shape[1]}x{image.shape[0]} image as "
+                       f"{recipe.encoding} (cv2.imencode failed)")
     return buf.tobytes()
 
 
-def read_image_file(path: str) -> tuple[np.ndarray, bytes]:
-    """Return (BGR image, raw file bytes); BadImage names the path and why."""
+def read_image_file(path: str) -> bytes:
+    """The bytes of an image file; BadImage names the path and why it cannot be read."""
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except OSError as e:
         raise BadImage(f"{path}: cannot read ({e.strerror})") from None
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
+
+
+def decode_image(raw: bytes, path: str) -> np.ndarray:
+    """The BGR image of a file's bytes; BadImage names the path when it does not decode."""
+    try:
+        image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
+    except cv2.error:
+        image = None
     if image is None:
         raise BadImage(f"{path}: not a decodable image (cv2.imdecode returned None)")
-    return image, raw
+    return image
 
 
 @dataclass
@@ -167,17 +151,23 @@ def encode_chunk(task: tuple) -> list[Encoded]:
     out = []
     for i, (key, label) in enumerate(zip(keys, labels)):
         digest = None
-        if kind == "pixels":
-            bgr = np.ascontiguousarray(data[i][:, :, ::-1])
-        else:
+        try:
+            if kind == "pixels":
+                bgr = np.ascontiguousarray(data[i][:, :, ::-1])
+            else:
+                raw = read_image_file(data[i])
+                digest = hashlib.sha256(raw).digest()
+                bgr = decode_image(raw, data[i])
             try:
-                bgr, raw = read_image_file(data[i])
-            except BadImage as e:
-                out.append(Encoded(int(key), None, str(e)))
-                continue
-            digest = hashlib.sha256(raw).digest()
-        record = pack_image_record(int(key), int(label), encode_image(bgr, recipe))
-        out.append(Encoded(int(key), frame_record(record), None, digest))
+                record = pack_image_record(int(key), int(label), encode_image(bgr, recipe))
+                framed = frame_record(record)
+            except UserError as e:   # BadImage, or a record past RecordIO's size limit
+                where = data[i] if kind == "files" else f"image {key}"
+                raise BadImage(f"{where}: {e}") from None
+        except BadImage as e:
+            out.append(Encoded(int(key), None, str(e), digest))
+            continue
+        out.append(Encoded(int(key), framed, None, digest))
     return out
 
 
@@ -215,12 +205,6 @@ def channel_sums(task: list[bytes]) -> tuple[int, int, list[int], list[int]]:
 # Writing
 # --------------------------------------------------------------------------
 
-def split_order(n: int, shuffle: bool, seed: int) -> np.ndarray:
-    if not shuffle:
-        return np.arange(n)
-    return np.random.Generator(np.random.PCG64(seed)).permutation(n)
-
-
 def make_tasks(split: Split, order: np.ndarray, chunk: int) -> Iterator[tuple]:
     for start in range(0, len(order), chunk):
         keys = order[start:start + chunk]
@@ -238,6 +222,16 @@ def pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if fork else "spawn")
 
 
+def init_pool_worker(parent_pid: int, initializer, initargs) -> None:
+    """Every pool worker: dies with the parent (a killed build leaves no workers writing
+    broken-pipe tracebacks), leaves SIGINT to the parent (which stops the pool), then
+    runs ``initializer``."""
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer:
+        initializer(*initargs)
+
+
 @contextmanager
 def ordered_map(func: Callable, tasks: Iterable, workers: int, initializer=None,
                 initargs=()) -> Iterator:
@@ -250,7 +244,8 @@ def ordered_map(func: Callable, tasks: Iterable, workers: int, initializer=None,
     # Spawned workers import this module, so igc_mx: they never use MXNet, so they
     # start without importing it (NO_MXNET_ENV, see igc_mx/__init__.py).
     with environ(**{NO_MXNET_ENV: "1"}):
-        pool = pool_context().Pool(workers, initializer, initargs)
+        pool = pool_context().Pool(workers, init_pool_worker,
+                                   (os.getpid(), initializer, initargs))
     with pool:
         yield pool.imap(func, tasks)
 
@@ -380,7 +375,8 @@ def write_item(item: Encoded, split: Split, dataset: Dataset, outs: dict, class_
 def source_digest(split: Split, digests: np.ndarray | None) -> str | None:
     """SHA-256 over 'path<TAB>sha256-of-file' lines in canonical order (file sources).
 
-    Unreadable files (no digest, all-zero row) are left out.
+    Files that cannot be read (no digest, all-zero row) are left out; files that were read
+    but skipped (they do not decode or encode) are in.
     """
     if digests is None:
         return None
@@ -414,23 +410,6 @@ def tool_versions() -> dict:
             "opencv_codecs": opencv_codecs(), "mxnet": mxnet_version}
 
 
-def regenerate_command(args: argparse.Namespace, recipe: Recipe) -> str:
-    parts = ["igc-make-rec", args.dataset, args.source, args.out_dir, "--encoding", recipe.encoding]
-    parts += ["--quality", str(recipe.quality)] if recipe.encoding == "jpg" else \
-             ["--png-compression", str(recipe.png_compression)]
-    parts += ["--resize", str(recipe.resize), "--interpolation", recipe.interpolation,
-              "--seed", str(recipe.seed)]
-    if not recipe.shuffle:
-        parts.append("--no-shuffle")
-    if args.dataset == "svhn" and args.no_extra:
-        parts.append("--no-extra")
-    if getattr(args, "image_root", None):
-        parts += ["--image-root", args.image_root]
-    if args.skip_bad:
-        parts.append("--skip-bad")
-    return " ".join(parts)
-
-
 def build_manifest(args, dataset: Dataset, recipe: Recipe, results: dict[str, SplitResult]) -> dict:
     splits = {}
     for name, r in results.items():
@@ -440,11 +419,7 @@ def build_manifest(args, dataset: Dataset, recipe: Recipe, results: dict[str, Sp
         "format": MANIFEST_FORMAT, "manifest_version": MANIFEST_VERSION,
         "dataset": dataset.name, "num_classes": dataset.num_classes, "classes": dataset.classes,
         "recipe": recipe.as_dict(), "source": dataset.source, "versions": tool_versions(),
-        "record_format": {"header": "mxnet.recordio.IRHeader(flag=0, label=float(class), "
-                                    "id=key, id2=0)",
-                          "key": "index of the image in canonical source order",
-                          "idx_line": "key<TAB>byte offset",
-                          "lst_line": "key<TAB>label<TAB>source"},
+        "record_format": RECORD_FORMAT,
         "command": regenerate_command(args, recipe), "splits": splits,
     }
 
@@ -517,34 +492,6 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
-def recipe_from_args(args: argparse.Namespace) -> Recipe:
-    defaults = RECIPES[args.dataset]
-    encoding = args.encoding or defaults["encoding"]
-    if encoding == "png" and args.quality is not None:
-        raise UserError(f"--quality {args.quality} applies to JPEG; with --encoding png use "
-                        "--png-compression 0..9")
-    if encoding == "jpg" and args.png_compression is not None:
-        raise UserError("--png-compression applies to PNG; with --encoding jpg use "
-                        "--quality 1..100")
-    quality = defaults["quality"] if args.quality is None else args.quality
-    png_compression = (defaults["png_compression"] if args.png_compression is None
-                       else args.png_compression)
-    resize = defaults["resize"] if args.resize is None else args.resize
-    if not 1 <= quality <= 100:
-        raise UserError(f"--quality {quality}: expected 1..100")
-    if not 0 <= png_compression <= 9:
-        raise UserError(f"--png-compression {png_compression}: expected 0..9")
-    if resize < 0:
-        raise UserError(f"--resize {resize}: expected 0 (keep size) or a positive "
-                        "shorter-side length")
-    if args.seed < 0:
-        raise UserError(f"--seed {args.seed}: expected a non-negative integer")
-    if args.workers < 1:
-        raise UserError(f"--workers {args.workers}: expected at least 1")
-    return Recipe(encoding, quality, png_compression, resize, args.interpolation,
-                  not args.no_shuffle, args.seed)
-
-
 # --------------------------------------------------------------------------
 # verify / stats
 # --------------------------------------------------------------------------
@@ -559,8 +506,12 @@ def load_manifest(out_dir: str) -> dict:
             manifest = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid JSON ({e})") from None
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise UserError(f"{path}: format {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise UserError(f"{path}: format {found!r}, expected {MANIFEST_FORMAT!r}")
+    if manifest.get("manifest_version") != MANIFEST_VERSION:
+        raise UserError(f"{path}: manifest_version {manifest.get('manifest_version')!r}, this "
+                        f"igc-make-rec reads {MANIFEST_VERSION}")
     return manifest
 
 
@@ -607,12 +558,16 @@ class HashingReader:
 
 
 class RecordChecker:
-    """Checks each record's header against .idx/.lst lines and the class range."""
+    """Checks each record's header against .idx/.lst lines and the class range, and its
+    image's header against ``rule`` (an ImageRule); keeps the keys in file order."""
+    MAX_IMAGE_PROBLEMS = 20   # the rest are counted
 
-    def __init__(self, name: str, idx_rows: list, lst_rows: list, num_classes: int):
+    def __init__(self, name: str, idx_rows: list, lst_rows: list, num_classes: int,
+                 rule: ImageRule | None = None):
         self.name, self.idx_rows = name, idx_rows
         self.lst_rows, self.num_classes = lst_rows, num_classes
         self.count, self.class_counts, self.problems = 0, [0] * num_classes, []
+        self.rule, self.keys, self.image_problems = rule, [], 0
 
     def check(self, offset: int, payload: bytes) -> tuple[int, bytes]:
         i = self.count
@@ -628,8 +583,19 @@ class RecordChecker:
                                  f"0..{self.num_classes - 1}")
         else:
             self.class_counts[int(label)] += 1
+        problem = self.rule.problem(image) if self.rule else None
+        if problem:
+            self.image_problems += 1
+            if self.image_problems <= self.MAX_IMAGE_PROBLEMS:
+                self.problems.append(f"{where}: {problem}")
+        self.keys.append(key)
         self.count += 1
         return key, image
+
+    def summary(self) -> list[str]:
+        hidden = self.image_problems - self.MAX_IMAGE_PROBLEMS
+        return [f"{self.name}.rec: {hidden} more images with header problems"] if hidden > 0 \
+            else []
 
     def image_chunks(self, stream: BinaryIO, size: int = 256) -> Iterator[list[tuple[int, bytes]]]:
         """Walk all records, yielding [(key, image bytes)] chunks; framing errors become
@@ -671,8 +637,9 @@ def check_images(name: str, chunks: Iterable, recipe: dict, workers: int,
 
 
 def verify_split(out_dir: str, name: str, info: dict, manifest: dict, workers: int,
-                 decode: bool) -> list[str]:
-    """One sequential pass over the .rec: framing, headers vs .idx/.lst, checksum, and decoding."""
+                 decode: bool, recipe: Recipe | None = None) -> list[str]:
+    """One sequential pass over the .rec: framing, headers vs .idx/.lst, checksum, and decoding;
+    with ``recipe``, every image's header and the order of the records too."""
     rec_name = f"{name}.rec"
     problems = check_files(out_dir, {n: e for n, e in info["files"].items() if n != rec_name})
     rec_path = os.path.join(out_dir, rec_name)
@@ -685,7 +652,8 @@ def verify_split(out_dir: str, name: str, info: dict, manifest: dict, workers: i
         lst_rows = read_text_table(os.path.join(out_dir, f"{name}.lst"), 3)
     except (ValueError, UnicodeDecodeError) as e:
         return [f"{name}: {e}"]
-    checker = RecordChecker(name, idx_rows, lst_rows, manifest["num_classes"])
+    rule = ImageRule(recipe, manifest["dataset"]) if recipe else None
+    checker = RecordChecker(name, idx_rows, lst_rows, manifest["num_classes"], rule)
     with open(rec_path, "rb") as f:
         reader = HashingReader(f)
         chunks = checker.image_chunks(reader)
@@ -702,7 +670,10 @@ def verify_split(out_dir: str, name: str, info: dict, manifest: dict, workers: i
         problems.append(f"{rec_name}: {reader.size} bytes, manifest says {expected['bytes']}")
     elif reader.hash.hexdigest() != expected["sha256"]:
         problems.append(f"{rec_name}: SHA-256 differs from the manifest")
-    problems += checker.problems
+    problems += checker.problems + checker.summary()
+    if recipe and not checker.problems:
+        order = order_problem(name, checker.keys, expected_keys(manifest, name), recipe.seed)
+        problems += [order] if order else []
     if not checker.count == len(idx_rows) == len(lst_rows) == info["count"]:
         problems.append(f"{name}: {checker.count} records, {len(idx_rows)} .idx lines, "
                         f"{len(lst_rows)} .lst lines; "
@@ -714,10 +685,19 @@ def verify_split(out_dir: str, name: str, info: dict, manifest: dict, workers: i
 
 def verify(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.out_dir)
-    problems = []
-    for name, info in manifest["splits"].items():
-        problems += verify_split(args.out_dir, name, info, manifest, args.workers,
-                                 not args.no_decode)
+    problems = check_fields(manifest, build_parser())
+    if problems:   # the records cannot be checked against fields that do not hold
+        recipe, checked = None, []
+    else:
+        recipe = recipe_of(manifest)
+        checked = ["recipe", "order", "image headers"]
+        for name, info in manifest["splits"].items():
+            problems += verify_split(args.out_dir, name, info, manifest, args.workers,
+                                     not args.no_decode, recipe)
+        if not args.no_source:
+            source_problems, source_note = check_source(manifest, args.out_dir, args.source)
+            problems += source_problems
+            checked.append(source_note)
     if problems:
         print(f"verify FAILED for {args.out_dir}: {len(problems)} problem(s)", file=sys.stderr)
         for p in problems[:50]:
@@ -728,6 +708,7 @@ def verify(args: argparse.Namespace) -> int:
     total = sum(info["count"] for info in manifest["splits"].values())
     print(f"verify OK: {args.out_dir}: {total} records, checksums match the manifest"
           + ("" if args.no_decode else ", every image decodes"))
+    print("checked against the manifest: " + "; ".join(checked))
     built_with = manifest.get("versions", {}).get("opencv")
     if built_with != cv2.__version__:
         print(f"note: built with OpenCV {built_with}, this is {cv2.__version__}; a rebuild "
@@ -836,6 +817,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument("--workers", type=int, default=default_workers())
     p.add_argument("--no-decode", action="store_true", help="skip decoding every image")
+    p.add_argument("--source", help="where the build's source is now (default: the "
+                                    "manifest's path)")
+    p.add_argument("--no-source", action="store_true",
+                   help="do not check the source (its files are read again)")
     p.set_defaults(func=verify)
     p = sub.add_parser("stats", help="per-channel mean/std (RGB, 0-255) of a split")
     p.add_argument("out_dir", metavar="OUT_DIR")
@@ -856,17 +841,35 @@ def os_error_message(e: OSError) -> str:
     return f"{e.strerror or e}{where}"
 
 
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP: handled like Ctrl-C (SIGINT)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handlers = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return args.func(args)
     except UserError as e:
         print(f"make_rec: error: {e}", file=sys.stderr)
     except OSError as e:
         print(f"make_rec: error: {os_error_message(e)}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("make_rec: interrupted; no output file was finalised", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Interrupted) as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"make_rec: interrupted ({signal.Signals(signum).name}); no output file was "
+              "finalised", file=sys.stderr)
+        return 128 + signum
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return 1
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import lzma
 import os
 import pickle
+import sys
 import tarfile
+import zlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -92,11 +95,25 @@ def locate_cifar(name: str, source: str) -> tuple[str, str]:
         candidates += [os.path.join(source, layout["archive"]),
                        os.path.join(source, layout["folder"])]
     for path in candidates:
-        if os.path.isfile(path) and tarfile.is_tarfile(path):
+        if os.path.isfile(path) and is_archive(path):
             return "archive", path
         if os.path.isdir(path) and all(os.path.isfile(os.path.join(path, m)) for m in members):
             return "folder", path
     raise UserError(f"{name} SOURCE {source!r} not usable: {cifar_expected(name)}")
+
+
+# What a damaged archive raises: tarfile's errors, a compressed stream cut short
+# (EOFError) or corrupt (OSError incl. gzip.BadGzipFile, zlib.error, lzma.LZMAError).
+ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
+
+
+def is_archive(path: str) -> bool:
+    """True for a tar file (compressed or not); a damaged one whose start is a compressed
+    stream is a UserError naming it."""
+    try:
+        return tarfile.is_tarfile(path)
+    except ARCHIVE_ERRORS as e:
+        raise UserError(f"{path}: cannot read archive ({e})") from None
 
 
 def unpickle_batch(blob: bytes, where: str) -> dict:
@@ -117,16 +134,23 @@ def read_cifar_members(kind: str, path: str, layout: dict) -> dict[str, dict]:
                 with open(member_path, "rb") as f:
                     found[member] = unpickle_batch(f.read(), member_path)
         return found
+    blobs = {}
     try:
         with tarfile.open(path, "r:*") as tar:
             for info in tar.getmembers():
                 base = os.path.basename(info.name)
                 in_folder = os.path.dirname(info.name).endswith(layout["folder"])
                 if info.isfile() and base in wanted and in_folder:
-                    found[base] = unpickle_batch(tar.extractfile(info).read(),
-                                                 f"{path}:{info.name}")
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise UserError(f"{path}: cannot read archive ({e})") from None
+                    blobs[base] = (info.name, tar.extractfile(info).read())
+            # tarfile stops at the end-of-archive blocks; reading the compressed stream
+            # to its end checks its trailer (gzip: CRC-32 and length) too, before any
+            # member is trusted.
+            while tar.fileobj.read(1 << 20):
+                pass
+    except ARCHIVE_ERRORS as e:
+        raise UserError(f"{path}: cannot read archive ({e or type(e).__name__})") from None
+    for base, (name, blob) in blobs.items():
+        found[base] = unpickle_batch(blob, f"{path}:{name}")
     missing = [m for m in layout["train"] + layout["test"] if m not in found]
     if missing:
         raise UserError(f"{path}: archive lacks {layout['folder']}/{', '.join(missing)}; "
@@ -236,6 +260,23 @@ def load_svhn(source: str, include_extra: bool) -> Dataset:
                    {"kind": "folder", "path": source, "files": files})
 
 
+def walk_once(top: str) -> Iterator[tuple[str, list[str]]]:
+    """(folder, sorted file names) of every folder under ``top``, following symbolic
+    links but entering each real folder once: a link back to a folder already walked
+    (a loop, or a second way into the same images) is skipped, with a warning."""
+    seen = set()
+    for root, dirs, files in os.walk(top, followlinks=True):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            print(f"make_rec: warning: {root} is a folder already read (through a symbolic "
+                  "link); its images are taken once", file=sys.stderr)
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        yield root, sorted(files)
+
+
 def list_class_folder(split_dir: str, classes: list[str]) -> tuple[list[str], list[int]]:
     """Image files (relative paths) and labels of a class-per-folder tree."""
     paths, labels = [], []
@@ -246,9 +287,8 @@ def list_class_folder(split_dir: str, classes: list[str]) -> tuple[list[str], li
             continue
         if cls not in index:
             raise UserError(f"{cls_dir}: class folder {cls!r} is not among the train classes")
-        for root, dirs, files in os.walk(cls_dir, followlinks=True):
-            dirs.sort()
-            for fname in sorted(files):
+        for root, files in walk_once(cls_dir):
+            for fname in files:
                 if fname.lower().endswith(IMAGE_EXTS):
                     paths.append(os.path.join(root, fname))
                     labels.append(index[cls])

@@ -12,6 +12,7 @@ import pytest
 import igc_mx  # noqa: F401  (loads the op library)
 from igc_mx import blocks, networks
 from igc_mx.rewrite import count_fused, fuse_igc
+from igc_mx.tools import fuse_symbol
 
 from conftest import PUBLISHED_SYMBOLS
 
@@ -135,7 +136,11 @@ def test_first_reorder_with_other_consumers_stays():
     conv = mx.sym.Convolution(first, kernel=(1, 1), num_filter=8, num_group=2, no_bias=True,
                               name='c')
     sym = mx.sym.Group([mx.sym.Reorder(conv, branch_factor=2, name='r2'), first * 2])
-    fused = fuse_igc(sym)
+    skipped = []
+    assert count_fused(fuse_igc(sym, skipped=skipped)) == 0   # 'data': channels unknown
+    assert skipped == [('c', 'the channels it reads are unknown (give the input shapes: '
+                              'igc-fuse-symbol --data-shape)')]
+    fused = fuse_igc(sym, shapes={'data': (2, 8, 3, 3)})
     assert [n['op'] for n in json.loads(fused.tojson())['nodes']].count('Reorder') == 1
     rng = np.random.default_rng(1)
     x = mx.nd.array(rng.standard_normal((2, 8, 3, 3)))
@@ -183,3 +188,112 @@ def test_cli_writes_the_fused_symbol(tmp_path):
     assert structure(mx.sym.load(str(target))) == \
         structure(build('plain_igc', 10, 8, 4, 2))
     assert sorted(p.name for p in target.parent.iterdir()) == ['fused-symbol.json']
+
+
+def not_igc_unit(filters, channels=8, L=2, M=2):
+    """conv(channels) -> Reorder(L) -> 1x1 Convolution(filters, num_group=M) -> Reorder(M)."""
+    x = mx.sym.Convolution(mx.sym.Variable('data'), num_filter=channels, kernel=(3, 3),
+                           pad=(1, 1), name='c0')
+    x = mx.sym.Reorder(x, branch_factor=L, name='r1')
+    x = mx.sym.Convolution(x, num_filter=filters, kernel=(1, 1), num_group=M, no_bias=True,
+                           name='c1')
+    return mx.sym.Reorder(x, branch_factor=M, name='r2')
+
+
+@pytest.mark.parametrize('filters,shapes', [(16, None), (16, {'data': (1, 3, 6, 6)}),
+                                            (4, None), (4, {'data': (1, 3, 6, 6)})])
+def test_pattern_that_is_not_an_igc_unit_is_left_alone(filters, shapes):
+    sym = not_igc_unit(filters)
+    skipped = []
+    fused = fuse_igc(sym, shapes=shapes, skipped=skipped)
+    assert count_fused(fused) == 0
+    assert skipped == [('c1', f'{filters} filters over 8 channels with L=2, M=2: an IGC unit '
+                              'has as many filters as channels, divisible by L and M')]
+    shape = (2, 3, 6, 6)
+    assert fused.infer_shape(data=shape)[1] == sym.infer_shape(data=shape)[1] == \
+        [(2, filters, 6, 6)]
+    rng = np.random.default_rng(2)
+    args = {'data': mx.nd.array(rng.standard_normal(shape)),
+            'c0_weight': mx.nd.array(rng.standard_normal((8, 3, 3, 3))),
+            'c0_bias': mx.nd.array(rng.standard_normal(8)),
+            'c1_weight': mx.nd.array(rng.standard_normal((filters, 4, 1, 1)))}
+    np.testing.assert_allclose(fused.eval(**args)[0].asnumpy(), sym.eval(**args)[0].asnumpy(),
+                               rtol=1e-5, atol=1e-5)
+    # the IGC unit itself, channels known either way, is fused
+    for given in (None, {'data': (1, 3, 6, 6)}):
+        assert count_fused(fuse_igc(not_igc_unit(8), shapes=given)) == 1
+
+
+def test_cli_leaves_a_non_igc_pattern_and_says_so(tmp_path, capsys):
+    source, target = tmp_path / 'in-symbol.json', tmp_path / 'out-symbol.json'
+    not_igc_unit(16).save(str(source))
+    assert fuse_symbol.main([str(source), str(target), '--group-conv', 'false']) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        f'{source}: 0 IGC unit(s) fused, 0 primary conv(s) as GroupConvolution -> {target}',
+        '  left unfused: c1: 16 filters over 8 channels with L=2, M=2: an IGC unit has as '
+        'many filters as channels, divisible by L and M']
+    assert structure(mx.sym.load(str(target))) == structure(mx.sym.load(str(source)))
+
+
+GOOD = {'nodes': [{'op': 'null', 'name': 'data', 'inputs': []},
+                  {'op': 'Reorder', 'name': 'r', 'attrs': {'branch_factor': '2'},
+                   'inputs': [[0, 0, 0]]}],
+        'arg_nodes': [0], 'heads': [[1, 0, 0]]}
+
+
+def broken(**change):
+    graph = json.loads(json.dumps(GOOD))
+    for key, value in change.items():
+        if key == 'attrs':
+            graph['nodes'][1]['attrs'] = value
+        elif key == 'op':
+            graph['nodes'][1]['op'] = value
+        else:
+            graph[key] = value
+    return json.dumps(graph)
+
+
+@pytest.mark.parametrize('content,message', [
+    (None, 'cannot read (No such file or directory)'),
+    ('', 'not JSON ('),
+    (b'\x89PNG\r\n\x1a\n\x00\xff', 'not JSON ('),
+    ('{"nodes": [', 'not JSON ('),
+    ('[1, 2]', 'not an MXNet symbol file (no "nodes" and "heads")'),
+    ('{"nodes": []}', 'not an MXNet symbol file (no "nodes" and "heads")'),
+    (broken(heads=[[7, 0, 0]]), 'MXNet cannot load it as a symbol ('),
+    (broken(op='NoSuchOperator'), 'MXNet cannot load it as a symbol ('),
+    (broken(attrs={'branch_factor': 'abc'}), 'MXNet cannot load it as a symbol ('),
+    (broken(attrs={}), "MXNet cannot load it as a symbol ("),
+])
+def test_malformed_input_is_a_one_line_error(content, message, tmp_path, capsys):
+    source = tmp_path / 'in-symbol.json'
+    if isinstance(content, bytes):
+        source.write_bytes(content)
+    elif content is not None:
+        source.write_text(content)
+    assert fuse_symbol.main([str(source), str(tmp_path / 'out.json')]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f'fuse_symbol: error: {source}: {message}') or \
+        err.startswith(f'fuse_symbol: error: {message}'), err
+    assert err.count('\n') == 1 and 'Traceback' not in err
+    assert not (tmp_path / 'out.json').exists()
+
+
+def test_bad_shape_and_unwritable_target_are_one_line_errors(tmp_path, capsys):
+    source = tmp_path / 'in-symbol.json'
+    not_igc_unit(8).save(str(source))
+    assert fuse_symbol.main([str(source), str(tmp_path / 'o.json'), '--data-shape',
+                             '1,3,6']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fuse_symbol: error: shape inference failed for {'data': (1, 3, 6)}: "
+                          "MXNetError: Error in operator c0: ") and err.count('\n') == 1
+    (tmp_path / 'file').write_text('')
+    assert fuse_symbol.main([str(source), str(tmp_path / 'file' / 'o.json')]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('fuse_symbol: error: ') and 'cannot write' in err, err
+    with pytest.raises(SystemExit) as exit_:
+        fuse_symbol.main([str(source), str(tmp_path / 'o.json'), '--data-shape', '1,x'])
+    assert exit_.value.code == 2
+    assert "expected positive comma-separated sizes such as 1,3,224,224, got '1,x'" in \
+        capsys.readouterr().err

@@ -10,8 +10,15 @@ A rewritten node takes the convolution's name and its weight, so the arguments, 
 shapes and every checkpoint stay as they were. A weight that is a variable reaches
 the fused node through an ``identity`` called ``<weight>_identity``, as
 the op wrappers do (see ``_ops``): that keeps ``grad_req='add'``
-right. The pattern needs the convolution's ``num_filter`` to equal its input
-channels, as in every IGC unit; the fused op's shape inference rejects anything else.
+right.
+
+The fused op computes an IGC unit only: the convolution's ``num_filter`` equals the
+channels it reads, C, divisible by L and M. A pattern is fused only when its channels
+prove that, known from the shapes MXNet infers (given the input shapes, or
+``__shape__`` attributes of the variables) or, without them, from the layers before it
+(the ``num_filter`` of the convolution that feeds the unit through channel-keeping
+layers such as BatchNorm and Activation). Any other pattern is left as it is and
+reported (``skipped``).
 """
 import ast
 import json
@@ -25,19 +32,39 @@ FUSED_OP = 'InterleavedGroupConv'
 GROUP_CONV_OP = 'GroupConvolution'
 
 
-def fuse_igc(symbol, group_conv='auto'):
-    """A copy of ``symbol`` with every unfused IGC pattern replaced by the fused op,
-    and IGC primary convolutions by GroupConvolution as ``group_conv`` says."""
+class RewriteError(ValueError):
+    """A symbol graph the rewrite cannot read."""
+
+
+def fuse_igc(symbol, group_conv='auto', shapes=None, skipped=None):
+    """A copy of ``symbol`` with every unfused IGC pattern whose channels prove it an IGC
+    unit replaced by the fused op, and IGC primary convolutions by GroupConvolution as
+    ``group_conv`` says. ``shapes``: {input name: shape}, e.g. {'data': (1, 3, 224, 224)},
+    to infer the channels from; ``skipped``: a list that receives (convolution name,
+    reason) for every pattern left unfused."""
     ensure_loaded()
     graph = json.loads(symbol.tojson())
-    return mx.sym.load_json(json.dumps(fuse_igc_graph(graph, group_conv)))
+    channels = _inferred_channels(symbol, graph, shapes or {})
+    return mx.sym.load_json(json.dumps(fuse_igc_graph(graph, group_conv, channels, skipped)))
 
 
-def fuse_igc_graph(graph, group_conv='auto'):
-    """The rewrite on a symbol's JSON graph (a dict as ``Symbol.tojson`` writes it)."""
+def fuse_igc_graph(graph, group_conv='auto', channels=None, skipped=None):
+    """The rewrite on a symbol's JSON graph (a dict as ``Symbol.tojson`` writes it);
+    ``channels``: {(node index, output index): channels} known from inferred shapes.
+    RewriteError when the graph is malformed."""
+    try:
+        return _fuse_igc_graph(graph, group_conv, channels or {},
+                               skipped if skipped is not None else [])
+    except (KeyError, IndexError, TypeError, ValueError, SyntaxError) as err:
+        raise RewriteError(f'not a symbol graph the rewrite can read ({type(err).__name__}: '
+                           f'{err})') from None
+
+
+def _fuse_igc_graph(graph, group_conv, channels, skipped):
     nodes = [dict(node) for node in graph['nodes']]
     uses = _use_counts(nodes, graph['heads'])
     primary = _primary_convs(nodes, group_conv)
+    seen = _ChannelFinder(nodes, channels)
     out = []              # the rewritten node list, in topological order
     position = {}         # old node index -> index in `out`
 
@@ -52,6 +79,11 @@ def fuse_igc_graph(graph, group_conv='auto'):
 
     for index, node in enumerate(nodes):
         match = _match(nodes, uses, index)
+        if match is not None:
+            reason = _not_an_igc_unit(match, seen)
+            if reason:
+                skipped.append((match[1]['name'], reason))
+                match = None
         if match is not None:
             data_entry, conv, L, M = match
             weight_entry = weight_input(conv)
@@ -73,6 +105,90 @@ def fuse_igc_graph(graph, group_conv='auto'):
     if 'attrs' in graph:
         result['attrs'] = graph['attrs']
     return result
+
+
+def _not_an_igc_unit(match, seen):
+    """Why the matched pattern is not provably an IGC unit, or None."""
+    data_entry, conv, L, M = match
+    c = seen.channels(data_entry)
+    if c is None:
+        return ('the channels it reads are unknown (give the input shapes: '
+                'igc-fuse-symbol --data-shape)')
+    filters = int(conv['attrs']['num_filter'])
+    if filters != c or c % L or c % M:
+        return (f'{filters} filters over {c} channels with L={L}, M={M}: an IGC unit has '
+                'as many filters as channels, divisible by L and M')
+    return None
+
+
+# Layers whose output has the channels of their first input (NCHW).
+CHANNEL_KEEPING = {'BatchNorm', 'Activation', 'LeakyReLU', 'Dropout', 'Reorder', '_copy',
+                   'identity', 'Pooling', 'Cast', 'relu', 'sigmoid', 'tanh', 'clip',
+                   'elemwise_add', 'elemwise_sub', 'elemwise_mul', '_Plus', '_plus', '_Minus',
+                   '_minus', '_Mul', '_mul', 'broadcast_add', 'broadcast_mul', '_plus_scalar',
+                   '_mul_scalar', 'InterleavedGroupConv', 'BlockGrad', 'make_loss'}
+FILTERING = {'Convolution', 'GroupConvolution', 'Deconvolution'}
+
+
+class _ChannelFinder:
+    """The channels (dimension 1) of node outputs: inferred ones first, else from the
+    graph: ``num_filter`` of convolutions, carried through channel-keeping layers, the
+    sum over a Concat, a variable's ``__shape__``."""
+
+    def __init__(self, nodes, inferred):
+        self.nodes, self.inferred, self.memo = nodes, inferred, {}
+
+    def channels(self, entry):
+        key = (entry[0], entry[1] if len(entry) > 1 else 0)
+        if key in self.inferred:
+            return self.inferred[key]
+        if key not in self.memo:
+            self.memo[key] = None     # a cycle (malformed graph) stays unknown
+            self.memo[key] = self._from_graph(key)
+        return self.memo[key]
+
+    def _from_graph(self, key):
+        node = self.nodes[key[0]]
+        op, attrs = node['op'], node.get('attrs', {})
+        if op == 'null':
+            shape = _value(attrs, '__shape__', ())
+            return int(shape[1]) if len(shape) > 1 and int(shape[1]) > 0 else None
+        if op in FILTERING and key[1] == 0:
+            return int(attrs['num_filter'])
+        if op in CHANNEL_KEEPING and node['inputs'] and key[1] == 0:
+            return self.channels(node['inputs'][0])
+        if op == 'Concat' and int(attrs.get('dim', 1)) == 1:
+            parts = [self.channels(e) for e in node['inputs']]
+            return None if None in parts else sum(parts)
+        return None
+
+
+def _inferred_channels(symbol, graph, shapes):
+    """{(node index, output index): channels} of every 4-D output MXNet's shape inference
+    finds from ``shapes`` (and the variables' ``__shape__`` attributes)."""
+    declared = any(n['op'] == 'null' and '__shape__' in n.get('attrs', {})
+                   for n in graph['nodes'])
+    if not shapes and not declared:
+        return {}    # nothing to infer from (and the ops' inference wants known inputs)
+    internals = symbol.get_internals()
+    try:
+        _, out_shapes, _ = internals.infer_shape_partial(**shapes)
+    except mx.base.MXNetError as err:
+        if not shapes:
+            return {}
+        raise RewriteError('shape inference failed for %s: %s' % (
+            shapes, str(err).strip().splitlines()[-1])) from None
+    by_name = dict(zip(internals.list_outputs(), out_shapes or []))
+    found = {}
+    for index, node in enumerate(graph['nodes']):
+        names = ([(node['name'], 0)] if node['op'] == 'null' else
+                 [(node['name'] + '_output', 0)] +
+                 [(node['name'] + '_output%d' % k, k) for k in range(8)])
+        for name, out in names:
+            shape = by_name.get(name)
+            if shape and len(shape) == 4 and shape[1] > 0:
+                found[(index, out)] = int(shape[1])
+    return found
 
 
 def count_fused(symbol, op=FUSED_OP):

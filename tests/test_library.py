@@ -62,3 +62,68 @@ def test_pinned_inplace_sum_cap_warns():
     result = run_python('import igc_mx', MXNET_EXEC_INPLACE_GRAD_SUM_CAP='8')
     assert result.returncode == 0, result.stderr
     assert 'MXNET_EXEC_INPLACE_GRAD_SUM_CAP=8 is set' in result.stderr
+
+
+@pytest.mark.parametrize('fraction', [0.5, 0.9999])
+def test_truncated_library_is_an_import_error_not_a_crash(tmp_path, fraction):
+    data = _library.find_library().read_bytes()
+    cut = tmp_path / 'libigc_mx_ops.so'
+    cut.write_bytes(data[:int(len(data) * fraction)])
+    result = run_python('import igc_mx', IGC_MX_LIBRARY=str(cut))
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    assert f'ImportError: igc_mx: {cut} is not a usable igc_mx library (' in result.stderr
+    assert 'the file is cut short' in result.stderr
+
+
+def test_what_mxnet_does_with_a_second_copy(tmp_path):
+    """Why igc_mx refuses a second copy: MXNet registers the copy's ops over the loaded
+    ones (no abort), and refuses a third."""
+    copies = []
+    for name in ('a', 'b'):
+        (tmp_path / name).mkdir()
+        copies.append(tmp_path / name / 'libigc_mx_ops.so')
+        shutil.copy(_library.find_library(), copies[-1])
+    result = run_python(
+        'import mxnet as mx, igc_mx, sys\n'
+        f'mx.library.load({str(copies[0])!r}, verbose=False)\n'
+        'print("second copy loaded", flush=True)\n'
+        f'try:\n    mx.library.load({str(copies[1])!r}, verbose=False)\n'
+        'except mx.base.MXNetError as e:\n    print(str(e).strip().splitlines()[-1])\n'
+        'print(mx.nd.Reorder(mx.nd.arange(4).reshape((1, 4)), branch_factor=2))\n')
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == 'second copy loaded'
+    assert lines[1].endswith('Attribute FResourceRequest of operator Reorder is already '
+                             'registered with same plevel=11')
+    assert '[[0. 2. 1. 3.]]' in result.stdout
+
+
+BUILD_INFO_C = {
+    'no pairs': 'const char* igc_mx_build_info(void) { return "garbage"; }',
+    'null': 'const char* igc_mx_build_info(void) { return 0; }',
+    'crash': 'const char* igc_mx_build_info(void) { return *(const char* volatile*)0; }',
+    'not a number': 'const char* igc_mx_build_info(void) { return "mxnet_version=x;cuda=0"; }',
+    'not a function': 'const char* igc_mx_build_info = "mxnet_version=10901";',
+}
+
+
+@pytest.mark.parametrize('case,message', [
+    ('no pairs', "its build facts b'garbage' are not key=value pairs"),
+    ('null', 'igc_mx_build_info returned NULL'),
+    ('crash', 'it crashed a process that called it (signal 11)'),
+    ('not a number', 'was built against MXNet version code -1'),
+    ('not a function', 'it does not export igc_mx_build_info'),
+])
+def test_library_with_bad_build_facts_is_an_import_error(tmp_path, case, message):
+    compiler = shutil.which('cc') or shutil.which('gcc')
+    if compiler is None:
+        pytest.skip('no C compiler (cc) to build the test libraries')
+    source = tmp_path / 'lib.c'
+    source.write_text(BUILD_INFO_C[case] + '\n')
+    lib = tmp_path / 'libigc_mx_ops.so'
+    subprocess.run([compiler, '-O0' if case == 'null' else '-O2', '-shared', '-fPIC',
+                    str(source), '-o', str(lib)], check=True, capture_output=True)
+    result = run_python('import igc_mx', IGC_MX_LIBRARY=str(lib))
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('ImportError: igc_mx: ') and message in last, last

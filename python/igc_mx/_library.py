@@ -1,15 +1,21 @@
 """Check and load the compiled operator library into MXNet, exactly once per process.
 
-MXNet aborts the whole process if two copies of one op library are loaded from
-different paths, and a library built against another MXNet can crash it, so the
-checks here run before ``mx.library.load`` sees the file. Finding the library
-(``_locate``) needs no MXNet.
+A second copy of the library loaded from another path is not refused by MXNet: it
+registers the copy's ops over the first ones (once; a third load fails), so the process
+would silently run whichever build came last. A damaged file mapped by the dynamic
+loader kills the process (SIGBUS), and a library built against another MXNet can crash
+it. So the checks here run before ``mx.library.load`` sees the file: the ELF file must
+be complete, and its build facts, read from the file (``_elf``) or, where its code is
+not recognised, from a separate process, must match the running MXNet. Finding the
+library (``_locate``) needs no MXNet.
 """
-import ctypes
+import subprocess
+import sys
 from pathlib import Path
 
 import mxnet as mx
 
+from ._elf import ElfError, SharedLibrary
 from ._locate import BUILD_HINT, ENV_OVERRIDE, LIBRARY_NAME, find_library
 
 __all__ = ['BUILD_HINT', 'ENV_OVERRIDE', 'LIBRARY_NAME', 'build_info', 'check_compatible',
@@ -25,20 +31,65 @@ def _mxnet_version_code():
     return major * 10000 + minor * 100 + patch
 
 
-def read_build_info(path):
-    """The key=value facts the library was built with (see src/operator/library.cc)."""
+# Run where the library's code is not recognised: a crash there is a signal exit status.
+PROBE = """
+import ctypes, sys
+function = ctypes.CDLL(sys.argv[1]).igc_mx_build_info
+function.restype = ctypes.c_char_p
+text = function()
+sys.stdout.write("NULL" if text is None else text.decode("ascii", "replace"))
+"""
+
+
+def _probe_in_subprocess(path):
     try:
-        lib = ctypes.CDLL(str(path))
-        info = lib.igc_mx_build_info
-    except (OSError, AttributeError) as exc:
-        raise ImportError(f"igc_mx: {path} is not a usable igc_mx library ({exc}). "
-                          f"{BUILD_HINT}") from exc
-    info.restype = ctypes.c_char_p
-    return dict(item.split('=', 1) for item in info().decode().split(';'))
+        run = subprocess.run([sys.executable, '-S', '-c', PROBE, str(path)],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ImportError(f"igc_mx: cannot probe {path} ({exc}). {BUILD_HINT}") from None
+    if run.returncode != 0:
+        lines = run.stderr.strip().splitlines()
+        why = (f'it crashed a process that called it (signal {-run.returncode})'
+               if run.returncode < 0 else lines[-1] if lines else f'exit {run.returncode}')
+        raise ImportError(f"igc_mx: {path} is not a usable igc_mx library ({why}). "
+                          f"{BUILD_HINT}")
+    return None if run.stdout == 'NULL' else run.stdout.encode()
+
+
+def read_build_info(path):
+    """The key=value facts the library was built with (see src/operator/library.cc),
+    read without loading it into this process. ImportError when the file is not a
+    complete shared library for this machine, has no ``igc_mx_build_info``, or its facts
+    are not ``key=value`` pairs."""
+    def unusable(why):
+        return ImportError(f"igc_mx: {path} is not a usable igc_mx library ({why}). "
+                           f"{BUILD_HINT}")
+    try:
+        library = SharedLibrary(path)
+        found = library.function('igc_mx_build_info')
+        text = library.returned_string('igc_mx_build_info') if found else None
+    except (ElfError, OSError) as exc:
+        raise unusable(exc) from None
+    if found is None:
+        raise unusable('it does not export igc_mx_build_info')
+    if text is None:
+        text = _probe_in_subprocess(path)
+    if text is None:
+        raise unusable('igc_mx_build_info returned NULL')
+    try:
+        items = [item.split('=', 1) for item in text.decode('ascii').split(';')]
+    except UnicodeDecodeError:
+        items = [[]]
+    if not all(len(item) == 2 and item[0] for item in items):
+        raise unusable(f'its build facts {text[:200]!r} are not key=value pairs')
+    return dict(items)
 
 
 def check_compatible(path, info):
-    built = int(info.get('mxnet_version', -1))
+    try:
+        built = int(info.get('mxnet_version', -1))
+    except ValueError:
+        built = -1
     running = _mxnet_version_code()
     if built != running:
         raise ImportError(f"igc_mx: {path} was built against MXNet version code {built}, "
@@ -54,7 +105,8 @@ def ensure_loaded():
         if Path(loaded) != path:
             raise ImportError(
                 f"igc_mx: the operator library is already loaded from {loaded}; refusing "
-                f"to load a second copy from {path} (MXNet aborts the process on that). "
+                f"to load a second copy from {path} (MXNet would register its ops over the "
+                f"loaded ones). "
                 f"Unset {ENV_OVERRIDE} or use one installation of igc_mx.")
         return Path(loaded)
     check_compatible(path, read_build_info(path))

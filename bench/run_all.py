@@ -74,7 +74,8 @@ kernel pass of two or more builds of `libigc_kernels.so` side by side and checks
 they agree; `bench/bench_auto_limit.py --limits 8 16 32 [--case 1]` trains the default
 network with several values of the `group_conv='auto'` limit side by side;
 `bench/bench_make_rec.py` times `igc-make-rec` against MXNet's `im2rec.py`;
-`bench/gpu/` runs the CUDA kernels against PyTorch on a GPU machine, without MXNet.
+`scripts/gpu_check.sh` (`bench/gpu/check.py`) checks and times the CUDA kernels against
+PyTorch on a GPU machine, without MXNet; no GPU has run it yet.
 """
 
 

@@ -82,6 +82,21 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t strea
 #endif
 }
 
+// out[e] = the sum over chunks, in chunk order, of partial[chunk][e]: the second
+// step of the weight gradients, which sum their chunks' partial results in a
+// fixed order (deterministic, no atomics).
+template <typename T>
+__global__ void __launch_bounds__(256, 1)
+    sum_chunks_kernel(int elements, int chunks, const typename Acc<T>::type* __restrict__ partial,
+                      T* __restrict__ out) {
+  using A = typename Acc<T>::type;
+  for (int e = blockIdx.x * 256 + threadIdx.x; e < elements; e += gridDim.x * 256) {
+    A sum = A(0);
+    for (int c = 0; c < chunks; ++c) sum += partial[int64_t{c} * elements + e];
+    store(out + e, sum);
+  }
+}
+
 // IGC_OK, or IGC_CUDA_ERROR with the text left in igc_last_cuda_error().
 inline int status(cudaError_t err) {
   if (err == cudaSuccess) return IGC_OK;

@@ -328,19 +328,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-// dw[e] = sum over chunks, in chunk order, of partial[chunk][e].
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 1)
-    sum_chunks_kernel(int elements, int chunks, const typename Acc<T>::type* __restrict__ partial,
-                      T* __restrict__ dw) {
-  using A = typename Acc<T>::type;
-  for (int e = blockIdx.x * kThreads + threadIdx.x; e < elements; e += gridDim.x * kThreads) {
-    A sum = A(0);
-    for (int c = 0; c < chunks; ++c) sum += partial[int64_t{c} * elements + e];
-    store(dw + e, sum);
-  }
-}
-
 // ---- planning -------------------------------------------------------------------
 
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
@@ -496,7 +483,7 @@ void launch_backward_weight(const Conv& d, const void* dy, const void* x, void* 
              static_cast<const T*>(x), partial, static_cast<T*>(dw));
   if (d.chunks > 1) {
     const int elements = d.F * d.Cg * d.KK;
-    IGC_LAUNCH(sum_chunks_kernel<T>, dim3(igc::cuda::grid_blocks(elements, kThreads)),
+    IGC_LAUNCH(igc::cuda::sum_chunks_kernel<T>, dim3(igc::cuda::grid_blocks(elements, kThreads)),
                dim3(kThreads), s, elements, d.chunks, static_cast<const A*>(partial),
                static_cast<T*>(dw));
   }

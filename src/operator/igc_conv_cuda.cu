@@ -242,19 +242,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-// weight_grad[e] = sum over chunks, in chunk order, of partial[chunk][e].
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 1)
-    sum_chunks_kernel(int elements, int chunks, const typename Acc<T>::type* __restrict__ partial,
-                      T* __restrict__ weight_grad) {
-  using A = typename Acc<T>::type;
-  for (int e = blockIdx.x * kThreads + threadIdx.x; e < elements; e += gridDim.x * kThreads) {
-    A sum = A(0);
-    for (int c = 0; c < chunks; ++c) sum += partial[int64_t{c} * elements + e];
-    store(weight_grad + e, sum);
-  }
-}
-
 // Rows per tile: the smallest of 16, 32, 64 that covers `rows`, else 64.
 int tile_rows(int rows) { return rows <= 16 ? 16 : rows <= 32 ? 32 : 64; }
 
@@ -313,7 +300,7 @@ void launch_weight(const Shape& d, const void* out_grad, const void* data, void*
              static_cast<T*>(weight_grad));
   if (d.chunks > 1) {
     const int elements = d.C * d.K;
-    IGC_LAUNCH(sum_chunks_kernel<T>, dim3(igc::cuda::grid_blocks(elements, kThreads)),
+    IGC_LAUNCH(igc::cuda::sum_chunks_kernel<T>, dim3(igc::cuda::grid_blocks(elements, kThreads)),
                dim3(kThreads), stream, elements, d.chunks, static_cast<const A*>(partial),
                static_cast<T*>(weight_grad));
   }

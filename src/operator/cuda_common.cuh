@@ -71,14 +71,16 @@ inline unsigned grid_cap(int64_t wanted, int64_t cap = 65535) {
 
 // kernel<<<grid, block, 0, stream>>>(args...): the one way kernels are launched.
 template <typename... Params, typename... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
-            const char* name, Args&&... args) {
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, const char* name,
+            Args&&... args) {
 #ifdef IGC_CUDA_EMULATION
   (void)stream;
   ::igc_emu::launch(kernel, grid, block, name, static_cast<Args&&>(args)...);
 #else
   (void)name;
+  // clang-format off
   kernel<<<grid, block, 0, stream>>>(static_cast<Args&&>(args)...);
+  // clang-format on
 #endif
 }
 

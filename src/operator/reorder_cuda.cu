@@ -17,9 +17,9 @@ __device__ __forceinline__ Index source_row(Index row, Index channels, Index bra
 
 // Copy in units of Vec (2, 4, 8 or 16 bytes), one unit per thread per step.
 template <typename Vec, typename Index>
-__global__ void shuffle_copy_kernel(const Vec* __restrict__ src, Vec* __restrict__ dst,
-                                    Index rows, Index channels, Index branch_factor,
-                                    Index per_branch, Index vecs_per_row) {
+__global__ void shuffle_copy_kernel(const Vec* __restrict__ src, Vec* __restrict__ dst, Index rows,
+                                    Index channels, Index branch_factor, Index per_branch,
+                                    Index vecs_per_row) {
   const Index total = rows * vecs_per_row;
   for (Index idx = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<Index>(gridDim.x) * blockDim.x) {

@@ -22,7 +22,8 @@ import common  # noqa: E402
 BENCHES = [('bench_reorder.py', 'reorder_cpu', 'Reorder: kernel bandwidth and forward+backward'),
            ('bench_igc.py', 'igc_block_cpu', 'IGC block forward+backward, and planned memory'),
            ('bench_group_conv.py', 'group_conv', 'GroupConvolution forward+backward, 1 and 2 threads'),
-           ('bench_network.py', 'network_cpu', 'Training images/s')]
+           ('bench_network.py', 'network_cpu', 'Training images/s'),
+           ('bench_inference.py', 'inference_cpu', 'Inference images/s, batch 1 and 32')]
 DEFAULT_ENV = {'OMP_NUM_THREADS': '2'}
 
 
@@ -50,7 +51,9 @@ def main(argv=None):
             report = json.loads(data.read_text())
             parts.append(f"### {title}\n\n{report['cpu']}, {report['cpus']} CPUs, "
                          f"OMP_NUM_THREADS={report['omp_threads']}, MXNet {report['mxnet']}, "
-                         f"PyTorch {report.get('torch') or '(not run)'}; median of "
+                         f"PyTorch {report.get('torch') or '(not run)'}"
+                         + (f", ONNX Runtime {report['onnxruntime']}" if report.get('onnxruntime')
+                            else '') + "; median of "
                          f"{report['repeat']} runs (`{stem}.json`).\n\n{table.read_text()}")
     from igc_mx.atomic import atomic_path
     with atomic_path(args.out / 'summary.md') as tmp:

@@ -35,12 +35,16 @@ def run(sess, images):
 
 def median_ms(fn, repeat, min_time):
     """Median over ``repeat`` runs of the mean time of one call, each run making enough
-    calls to last ``min_time`` seconds (bench/common.side_by_side's rule)."""
+    calls to last ``min_time`` seconds (bench/common.side_by_side's rule; a warm-up call
+    that alone lasts ``min_time`` stands for the calibration)."""
+    start = time.perf_counter()
     fn()
-    start, calls = time.perf_counter(), 0
-    while calls < 1 or time.perf_counter() - start < min_time:
-        fn()
-        calls += 1
+    calls = 1
+    if time.perf_counter() - start < min_time:
+        start, calls = time.perf_counter(), 0
+        while calls < 1 or time.perf_counter() - start < min_time:
+            fn()
+            calls += 1
     runs = []
     for _ in range(repeat):
         start = time.perf_counter()

@@ -9,10 +9,11 @@ registers converters for the three extension ops:
 
 and post-processes the model: parameters are initializers only (MXNet's exporter also
 lists them as graph inputs, which makes ONNX Runtime treat them as overridable and skip
-constant folding), the ``<weight>_identity`` copies that the op wrappers put between a
-parameter and an extension op (``igc_mx._ops``) are dropped, BatchNorm layers with
-``fix_gamma=True`` get the gamma of 1 that MXNet uses, and the batch dimension of the
-input and output is dynamic (``'batch'``).
+constant folding), Identity nodes (such as the ``<weight>_identity`` copies that the op
+wrappers put between a parameter and an extension op, ``igc_mx._ops``) are dropped,
+BatchNorm layers with ``fix_gamma=True`` get the gamma of 1 that MXNet uses, a
+SoftmaxOutput head becomes a Softmax (or is left out: ``logits``), and the batch
+dimension of the input and output is dynamic (``'batch'``).
 
 ONNX has no channel-shuffle op. A permutation of the channels of an (N, C, H, W) tensor
 into g groups is exported as ``Reshape(N, g, C/g, H*W) -> Transpose(0, 2, 1, 3) ->

@@ -164,6 +164,9 @@ def main(argv=None):
         parser.error(f'--ort-permutations: transpose and optionally conv, got '
                      f'{",".join(args.ort_permutations)}')
     rows, versions = [], {'onnxruntime': None, 'torch': None}
+    # the machine's load around the run: other jobs' threads stall every framework's
+    # parallel regions, MXNet's most (its OpenMP threads spin-wait)
+    load = {'load_average_start': os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as workdir:
         for label, network, net_args, image in CASES:
             case_rows, ort_version, torch_version = bench_case(
@@ -172,7 +175,8 @@ def main(argv=None):
             rows += case_rows
             versions['onnxruntime'] = ort_version or versions['onnxruntime']
             versions['torch'] = torch_version or versions['torch']
-    report = {**common.machine(), 'mxnet': mx.__version__, **versions,
+    load['load_average_end'] = os.getloadavg()[0]
+    report = {**common.machine(), 'mxnet': mx.__version__, **versions, **load,
               'repeat': args.repeat, 'min_time_s': MIN_TIME, 'results': rows}
     common.write_results(args.out, 'inference_cpu', report, markdown(rows))
     return report

@@ -172,3 +172,99 @@ def _drop_unreachable(nodes, heads):
     kept = [dict(nodes[old], inputs=[[new_index[e[0]], *e[1:]] for e in nodes[old]['inputs']])
             for old in sorted(keep)]
     return kept, [[new_index[e[0]], *e[1:]] for e in heads]
+
+
+# ----------------------------------------------------------------------------- inverse
+
+def unfuse_igc(symbol, data_shape=None):
+    """A copy of ``symbol`` in the original's ops: every InterleavedGroupConv becomes
+    Reorder(L) -> Convolution(1x1, num_group=M, no_bias) -> Reorder(M), every
+    GroupConvolution a Convolution, and the ``<weight>_identity`` copies in front of
+    them go. Arguments and their shapes stay as they are, as in ``fuse_igc``.
+
+    The 1x1 convolution needs the channel count, which the fused op does not store:
+    it is read from the layer that makes the fused op's input (the IGC unit's primary
+    convolution), or inferred for the input ``data_shape`` (N, C, H, W) if given."""
+    ensure_loaded()
+    graph = json.loads(symbol.tojson())
+    channels = {}
+    if data_shape is not None:
+        internals = symbol.get_internals()
+        _, shapes, _ = internals.infer_shape(data=tuple(data_shape))
+        if shapes is None:
+            raise ValueError(f'cannot infer the shapes of the symbol for data {data_shape}')
+        by_name = dict(zip(internals.list_outputs(), shapes))
+        channels = {n['name']: by_name[n['name'] + '_output'][1]
+                    for n in graph['nodes'] if n['op'] == FUSED_OP}
+    return mx.sym.load_json(json.dumps(unfuse_igc_graph(graph, channels)))
+
+
+# ops whose output has as many channels as their first input
+_CHANNEL_PRESERVING = ('BatchNorm', 'Activation', 'Reorder', FUSED_OP, '_copy', 'identity',
+                       'Dropout', 'LeakyReLU', 'elemwise_add', '_Plus', '_plus')
+
+
+def _channels_of(nodes, entry):
+    """The channel count of a graph entry, read from the convolution that makes it."""
+    node = nodes[entry[0]]
+    while 'num_filter' not in node.get('attrs', {}):
+        if node['op'] not in _CHANNEL_PRESERVING or not node['inputs']:
+            return None
+        node = nodes[node['inputs'][0][0]]
+    return int(node['attrs']['num_filter'])
+
+
+def unfuse_igc_graph(graph, channels=None):
+    """The inverse rewrite on a symbol's JSON graph (see ``fuse_igc_graph``);
+    ``channels`` maps fused node names to their channel count where known."""
+    nodes = graph['nodes']
+    channels = channels or {}
+    out, position = [], {}
+
+    def weight_input(node):
+        """The op's weight entry in `out`, skipping an identity that copies a variable."""
+        index = node['inputs'][1][0]
+        copy = nodes[index]
+        if copy['op'] == '_copy' and nodes[copy['inputs'][0][0]]['op'] == 'null':
+            return _remap(copy['inputs'][0], position)
+        return _remap(node['inputs'][1], position)
+
+    def reorder(name, entry, groups):
+        out.append({'op': 'Reorder', 'name': name, 'inputs': [entry],
+                    'attrs': {'branch_factor': str(groups)}})
+        return [len(out) - 1, 0, 0]
+
+    for index, node in enumerate(nodes):
+        if node['op'] == FUSED_OP:
+            attrs = node['attrs']
+            L, M = int(attrs['primary_partition']), int(attrs['secondary_partition'])
+            # the names blocks.igc_unit gives the unfused unit '<unit>': its fused node
+            # is '<unit>_conv2'
+            unit = node['name'][:-len('_conv2')] if node['name'].endswith('_conv2') \
+                else node['name']
+            weight = weight_input(node)
+            data = reorder(unit + '_reorder1', _remap(node['inputs'][0], position), L)
+            C = channels.get(node['name']) or _channels_of(nodes, node['inputs'][0])
+            if C is None:
+                raise ValueError(f"{FUSED_OP} '{node['name']}': cannot tell its channel "
+                                 "count from the graph; give the data shape")
+            out.append({'op': 'Convolution', 'name': node['name'], 'inputs': [data, weight],
+                        'attrs': {'kernel': '(1, 1)', 'stride': '(1, 1)', 'pad': '(0, 0)',
+                                  'num_filter': str(C), 'num_group': str(M),
+                                  'no_bias': 'True'}})
+            node = {'op': 'Reorder', 'name': unit + '_reorder2',
+                    'inputs': [[len(out) - 1, 0, 0]], 'attrs': {'branch_factor': str(M)}}
+        elif node['op'] == GROUP_CONV_OP:
+            node = dict(node, op='Convolution',
+                        inputs=[_remap(node['inputs'][0], position), weight_input(node)])
+        else:
+            node = dict(node, inputs=[_remap(e, position) for e in node['inputs']])
+        position[index] = len(out)
+        out.append(node)
+    heads = [_remap(e, position) for e in graph['heads']]
+    out, heads = _drop_unreachable(out, heads)
+    result = {'nodes': out, 'heads': heads,
+              'arg_nodes': [i for i, n in enumerate(out) if n['op'] == 'null']}
+    if 'attrs' in graph:
+        result['attrs'] = graph['attrs']
+    return result

@@ -112,49 +112,99 @@ class PadCropMirrorIter(mx.io.DataIter):
                                provide_label=self.provide_label)
 
 
+class FreshPassIter(mx.io.DataIter):
+    """A new iterator from ``make()`` for every pass: each pass reads every record once.
+
+    MXNet 1.9.1's ``ImageRecordIter`` fills its last batch with records from the start
+    of the file (``batch.pad`` says how many) and then begins its next pass after those
+    records; when its prefetcher has already run to the end, even the pass after a
+    ``reset()`` does. Validated after every epoch, each pass from the second on would
+    score a different, smaller set of images. Its first pass is always complete.
+    """
+
+    def __init__(self, make):
+        self._make = make
+        self._iter = make()
+        self._fresh = True
+        super().__init__(self._iter.batch_size)
+        self.provide_data = self._iter.provide_data
+        self.provide_label = self._iter.provide_label
+
+    def reset(self):
+        if not self._fresh:
+            self._iter = None   # frees the old iterator and its threads first
+            self._iter = self._make()
+            self._fresh = True
+
+    def next(self):
+        self._fresh = False
+        return self._iter.next()
+
+
+def _common(args, kv):
+    """Iterator arguments shared by training and validation: size, worker's part,
+    decoding threads, normalization."""
+    return dict(data_shape=(3, args.data_shape, args.data_shape),
+                num_parts=kv.num_workers if kv else 1, part_index=kv.rank if kv else 0,
+                preprocess_threads=args.data_nthreads, **_normalize_args(args))
+
+
+def small_image_val_iter(args, path, kv=None):
+    """The CIFAR-10/100 and SVHN validation iterator: the record's own 32x32 image,
+    normalized, in file order, batches of ``args.test_batch_size``."""
+    return FreshPassIter(lambda: mx.io.ImageRecordIter(
+        path_imgrec=path, batch_size=args.test_batch_size, shuffle=False,
+        rand_crop=False, rand_mirror=False, **_common(args, kv)))
+
+
 def small_image_iters(args, kv):
     """CIFAR-10/100 and SVHN (train_model.py). Augmentation types:
     0 none; 1 pad 4 + random crop + random mirror; 2 random crop + random mirror
     without padding (a crop of the record's own size, so a mirror on 32x32 records)."""
     train_path = check_rec(os.path.join(args.data_dir, args.train_dataset), args.dataset)
     val_path = check_rec(os.path.join(args.data_dir, args.val_dataset), args.dataset)
-    common = dict(data_shape=(3, args.data_shape, args.data_shape),
-                  num_parts=kv.num_workers, part_index=kv.rank,
-                  preprocess_threads=args.data_nthreads, **_normalize_args(args))
     train = mx.io.ImageRecordIter(
         path_imgrec=train_path, batch_size=args.batch_size, shuffle=True,
         seed=args.rand_seed, rand_crop=args.aug_type == 2, rand_mirror=args.aug_type == 2,
-        **common)
+        **_common(args, kv))
     if args.aug_type == 1:
         train = PadCropMirrorIter(train, 4, args.mean_rgb, args.std_rgb,
                                   seed=args.rand_seed + 7919 * kv.rank)
-    val = mx.io.ImageRecordIter(
-        path_imgrec=val_path, batch_size=args.test_batch_size, shuffle=False,
-        rand_crop=False, rand_mirror=False, **common)
-    return train, val
+    return train, small_image_val_iter(args, val_path, kv)
+
+
+# Both ImageNet iterators: never below short side 256; inter_method 9 lets OpenCV pick
+# the interpolation (area when shrinking, bicubic when enlarging).
+IMAGENET_RESIZE = dict(min_img_size=256, inter_method=9)
+
+
+def imagenet_val_iter(args, path, kv=None):
+    """The ImageNet validation iterator: scale by 0.533 (short side 480 -> 256), centre
+    224 crop, normalized, in file order, batches of ``args.test_batch_size``."""
+    return FreshPassIter(lambda: mx.io.ImageRecordIter(
+        path_imgrec=path, batch_size=args.test_batch_size, shuffle=False,
+        rand_crop=False, rand_mirror=False, min_random_scale=0.533, max_random_scale=0.533,
+        **IMAGENET_RESIZE, **_common(args, kv)))
 
 
 def imagenet_iters(args, kv):
     """ImageNet (train_imagenet.py), on records with short side 480: random
     scale 0.533-1 (short side 256-480), aspect 0.75-1.25, HSL jitter, random
-    224 crop and mirror; validation scales by 0.533 (480 -> 256) and takes the
-    centre 224 crop. ``--aug-type 0`` turns scale, aspect and colour jitter off."""
+    224 crop and mirror; validation as ``imagenet_val_iter``. ``--aug-type 0`` turns
+    scale, aspect and colour jitter off."""
     train_path = check_rec(os.path.join(args.data_dir, args.train_dataset), 'imagenet')
     val_path = check_rec(os.path.join(args.data_dir, args.val_dataset), 'imagenet')
     aug = args.aug_type > 0
-    common = dict(data_shape=(3, args.data_shape, args.data_shape),
-                  num_parts=kv.num_workers, part_index=kv.rank,
-                  preprocess_threads=args.data_nthreads, min_img_size=256,
-                  inter_method=9, **_normalize_args(args))
     train = mx.io.ImageRecordIter(
         path_imgrec=train_path, batch_size=args.batch_size, shuffle=True,
         seed=args.rand_seed, rand_crop=True, rand_mirror=True,
         min_random_scale=0.533, max_random_scale=1.0 if aug else 0.533,
         max_aspect_ratio=0.25 if aug else 0.0,
         random_h=36 if aug else 0, random_s=50 if aug else 0, random_l=50 if aug else 0,
-        **common)
-    val = mx.io.ImageRecordIter(
-        path_imgrec=val_path, batch_size=args.test_batch_size, shuffle=False,
-        rand_crop=False, rand_mirror=False,
-        min_random_scale=0.533, max_random_scale=0.533, **common)
-    return train, val
+        **IMAGENET_RESIZE, **_common(args, kv))
+    return train, imagenet_val_iter(args, val_path, kv)
+
+
+#: the validation iterator of each dataset's recipe
+VAL_ITERS = {'cifar10': small_image_val_iter, 'cifar100': small_image_val_iter,
+             'svhn': small_image_val_iter, 'imagenet': imagenet_val_iter}

@@ -8,7 +8,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-from .. import networks
+from .. import networks, scoring
 from .._environ import environ
 from . import checkpoint, logs, netload, optim, presets, schedule
 from .data import RecordFileError, count_records
@@ -116,7 +116,8 @@ def fit(args, data_loader, network=None, top_k=0):
                                            updates_per_epoch)
 
     ctx = devices(args.gpus)
-    mod = mx.mod.Module(symbol=network, context=ctx)
+    # Validation counts each image once, also when the last batch is padded.
+    mod = scoring.Module(symbol=network, context=ctx)
     arg_params = aux_params = None
     if args.load_epoch is not None:
         load_prefix = checkpoint.rank_prefix(prefix, rank)

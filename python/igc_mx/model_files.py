@@ -148,27 +148,28 @@ def infer_shape(symbol, **shapes):
         return symbol.infer_shape(**shapes)
 
 
-def as_graph(symbol, graph, data_shape=None):
-    """``symbol`` with the fast ops ('default': igc_mx.rewrite.fuse_igc) or the
-    original's ops ('original': igc_mx.rewrite.unfuse_igc); parameters are unchanged."""
+def as_graph(symbol, graph, data_shape=None, device='cpu'):
+    """``symbol`` with the fast ops ('default': igc_mx.rewrite.fuse_igc, as the builders
+    choose them for ``device``) or the original's ops ('original':
+    igc_mx.rewrite.unfuse_igc); parameters are unchanged."""
     if graph == 'default':
         # through the original graph, so that the primary convolutions follow the
         # builders' rule whatever the saved symbol used
-        return fuse_igc(unfuse_igc(symbol, data_shape))
+        return fuse_igc(unfuse_igc(symbol, data_shape), device=device)
     if graph == 'original':
         return unfuse_igc(symbol, data_shape)
     raise ValueError(f'graph={graph!r}: expected one of {GRAPHS}')
 
 
-def load(symbol_path, params_path, data_shape, graph=None):
+def load(symbol_path, params_path, data_shape, graph=None, device='cpu'):
     """(symbol, arg_params, aux_params), checked against each other for ``data_shape``;
-    the symbol rebuilt as ``graph`` says (None keeps it as saved)."""
+    the symbol rebuilt as ``graph`` says (None keeps it as saved) for ``device``."""
     symbol = load_symbol(symbol_path)
     arg_params, aux_params = load_params(params_path, symbol)
     check_params(symbol, arg_params, aux_params, data_shape, source=params_path)
     if graph is not None:
         try:
-            symbol = as_graph(symbol, graph, data_shape)
+            symbol = as_graph(symbol, graph, data_shape, device)
         except (ValueError, mx.base.MXNetError) as err:
             raise ModelFileError(f'{symbol_path}: cannot rebuild the {graph} graph: '
                                  f'{error_line(err)}') from None

@@ -6,6 +6,10 @@
         becomes  GroupConvolution(...) -> Reorder(L), where ``group_conv`` says so
         (the builders' rule: 'auto' for <= 16 filters per group, True, False)
 
+With ``device='gpu'`` only the units and convolutions that ``igc_mx.devices`` runs
+fast on a GPU are rewritten (``group_conv`` then follows the device too), as the
+builders do.
+
 A rewritten node takes the convolution's name and its weight, so the arguments, their
 shapes and every checkpoint stay as they were. A weight that is a variable reaches
 the fused node through an ``identity`` called ``<weight>_identity``, as
@@ -18,26 +22,27 @@ import json
 
 import mxnet as mx
 
-from . import blocks
+from . import blocks, devices
 from ._library import ensure_loaded
 
 FUSED_OP = 'InterleavedGroupConv'
 GROUP_CONV_OP = 'GroupConvolution'
 
 
-def fuse_igc(symbol, group_conv='auto'):
+def fuse_igc(symbol, group_conv='auto', device='cpu'):
     """A copy of ``symbol`` with every unfused IGC pattern replaced by the fused op,
     and IGC primary convolutions by GroupConvolution as ``group_conv`` says."""
     ensure_loaded()
     graph = json.loads(symbol.tojson())
-    return mx.sym.load_json(json.dumps(fuse_igc_graph(graph, group_conv)))
+    return mx.sym.load_json(json.dumps(fuse_igc_graph(graph, group_conv, device)))
 
 
-def fuse_igc_graph(graph, group_conv='auto'):
+def fuse_igc_graph(graph, group_conv='auto', device='cpu'):
     """The rewrite on a symbol's JSON graph (a dict as ``Symbol.tojson`` writes it)."""
+    devices.check_device(device)
     nodes = [dict(node) for node in graph['nodes']]
     uses = _use_counts(nodes, graph['heads'])
-    primary = _primary_convs(nodes, group_conv)
+    primary = _primary_convs(nodes, group_conv, device)
     out = []              # the rewritten node list, in topological order
     position = {}         # old node index -> index in `out`
 
@@ -52,6 +57,9 @@ def fuse_igc_graph(graph, group_conv='auto'):
 
     for index, node in enumerate(nodes):
         match = _match(nodes, uses, index)
+        if match is not None and not devices.fused(device, int(match[1]['attrs']['num_filter']),
+                                                   match[2], match[3]):
+            match = None
         if match is not None:
             data_entry, conv, L, M = match
             weight_entry = weight_input(conv)
@@ -80,7 +88,7 @@ def count_fused(symbol, op=FUSED_OP):
     return sum(n['op'] == op for n in json.loads(symbol.tojson())['nodes'])
 
 
-def _primary_convs(nodes, group_conv):
+def _primary_convs(nodes, group_conv, device='cpu'):
     """Indices of the IGC primary convolutions to run as GroupConvolution: a grouped,
     bias-free, undilated NCHW Convolution read by a Reorder of its own group count."""
     found = set()
@@ -99,8 +107,9 @@ def _primary_convs(nodes, group_conv):
                 or tuple(_value(attrs, 'dilate', (1, 1))) != (1, 1)
                 or attrs.get('layout', 'NCHW') not in ('NCHW', 'None')):
             continue
-        per_group = int(attrs['num_filter']) // groups
-        if blocks.primary_conv_op(group_conv, per_group) is mx.sym.GroupConvolution:
+        filters = int(attrs['num_filter'])
+        rule = group_conv if device == 'cpu' else devices.group_conv(device, filters, groups)
+        if blocks.primary_conv_op(rule, filters // groups) is mx.sym.GroupConvolution:
             found.add(conv_id)
     return found
 

@@ -50,8 +50,10 @@ def build_parser():
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     model_files.add_model_args(parser)
     parser.add_argument('--graph', choices=model_files.GRAPHS, default='default',
-                        help="run the fast ops ('default') or the original's Reorder, 1x1 "
-                             "Convolution and Convolution ('original'); same parameters")
+                        help="run the ops the builders choose for the device ('default': the "
+                             "fast ops on the CPU, see igc_mx.devices) or the original's "
+                             "Reorder, 1x1 Convolution and Convolution ('original'); same "
+                             "parameters")
     g = parser.add_argument_group('Data', "the dataset's validation recipe")
     g.add_argument('--dataset', choices=sorted(presets.DATASETS), default='cifar10',
                    help='dataset preset: normalization, image size and validation iterator')
@@ -156,8 +158,8 @@ def main(argv=None):
         if records:
             opts.test_batch_size = min(opts.test_batch_size, records)
         shape = (opts.test_batch_size, 3, opts.data_shape, opts.data_shape)
-        symbol, arg_params, aux_params = model_files.load(symbol_path, params_path, shape,
-                                                          args.graph)
+        symbol, arg_params, aux_params = model_files.load(
+            symbol_path, params_path, shape, args.graph, 'gpu' if args.gpus.strip() else 'cpu')
         val_iter = data.VAL_ITERS[args.dataset](opts, rec)
         total = records and math.ceil(records / opts.test_batch_size)
         if total and args.max_batches:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from unittest import mock
 
 import mxnet as mx
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 from igc_mx import onnx as igc_onnx
 from igc_mx import scoring
 from igc_mx.rewrite import count_fused, fuse_igc
-from igc_mx.tools import evaluate
+from igc_mx.tools import evaluate, make_rec, synthetic_cifar
 from igc_mx.training import data, presets
 
 from conftest import PUBLISHED_SYMBOLS, run_ort
@@ -37,14 +38,12 @@ def load_path(name, path):
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """A tiny resnet_igc trained 2 epochs by train_model.py on synthetic CIFAR records
-    made by tools/make_synthetic_cifar.py and tools/make_rec.py (as scripts/main.sh)."""
+    made by igc_mx.tools.synthetic_cifar and make_rec (as scripts/main.sh)."""
     root = tmp_path_factory.mktemp('after')
-    synthetic = load_path('make_synthetic_cifar', REPO / 'tools' / 'make_synthetic_cifar.py')
-    archive = synthetic.write_archive(str(root / 'syn.tar.gz'), num_train=256,
-                                      num_test=NUM_TEST, seed=4)
+    archive = synthetic_cifar.write_archive(str(root / 'syn.tar.gz'), num_train=256,
+                                            num_test=NUM_TEST, seed=4)
     rec = root / 'rec'
-    subprocess.run([sys.executable, str(REPO / 'tools' / 'make_rec.py'), 'cifar10', archive,
-                    str(rec), '--workers', '1', '--quiet'], check=True, timeout=300)
+    assert make_rec.main(['cifar10', archive, str(rec), '--workers', '1', '--quiet']) == 0
     train_model = load_path('train_model', REPO / 'train_model.py')
     prefix = root / 'weights' / 'net'
     log = root / 'train.log'
@@ -203,7 +202,8 @@ def test_published_symbol_with_random_params(published_models_dir, trained, tmp_
 
 
 def fails(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_:
+    """The one-line error of ``evaluate argv`` (as the command named evaluate)."""
+    with pytest.raises(SystemExit) as exit_, mock.patch.object(sys, 'argv', ['evaluate']):
         score(*argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and 'Traceback' not in err, err
@@ -221,7 +221,7 @@ def test_bad_input_is_a_one_line_error(trained, tmp_path, capsys):
         f'evaluate: error: parameters file {p}-0009.params does not exist')
     assert fails(capsys, '--prefix', p, '--epoch', '1', '--data-dir', str(tmp_path)) == (
         f'evaluate: error: record file {tmp_path}/test.rec does not exist; create it with: '
-        f'python tools/make_rec.py cifar10 <cifar-10-python.tar.gz> {tmp_path}')
+        f'igc-make-rec cifar10 <cifar-10-python.tar.gz> {tmp_path}')
     assert 'invalid choice' in fails(capsys, '--prefix', p, '--epoch', '1',
                                      '--dataset', 'mnist')
     assert fails(capsys, '--prefix', p, '--epoch', '1', '--batch-size', '0') == (
@@ -254,7 +254,7 @@ def test_command_line_error_has_no_traceback(trained):
                            trained.prefix, '--epoch', '3'], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith('evaluate: error: no checkpoint')
+    assert proc.stderr.strip().splitlines()[-1].startswith('evaluate.py: error: no checkpoint')
 
 
 def test_exported_checkpoint_in_onnx_runtime(trained, tmp_path, ort_python):

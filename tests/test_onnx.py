@@ -4,6 +4,7 @@ exports here, runs tools/onnx_run.py in the ONNX Runtime environment on saved in
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import mxnet as mx
 import numpy as np
@@ -196,7 +197,8 @@ def test_cli_export_and_errors(tmp_path, ort_python, capsys):
                                mxnet_forward(symbol, args, aux, images), rtol=1e-5, atol=1e-6)
 
     def fails(*argv):
-        with pytest.raises(SystemExit) as exit_:
+        with pytest.raises(SystemExit) as exit_, \
+                mock.patch.object(sys, 'argv', ['export_onnx']):
             export_onnx.main([*argv, '-o', str(tmp_path / 'bad.onnx')])
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and 'Traceback' not in err, err

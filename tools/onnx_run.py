@@ -17,7 +17,11 @@ import sys
 import time
 
 import numpy as np
-import onnxruntime as ort
+
+try:
+    import onnxruntime as ort
+except ImportError:  # main() says so after parsing, so that --help works without it
+    ort = None
 
 
 def session(path, threads=None):
@@ -79,6 +83,9 @@ def main(argv=None):
                         default=int(os.environ.get('OMP_NUM_THREADS', 0)) or None,
                         help='intra-op threads (default $OMP_NUM_THREADS, else ONNX Runtime)')
     args = parser.parse_args(argv)
+    if ort is None:
+        parser.error('onnxruntime is not installed here (pip install onnxruntime; '
+                     'scripts/setup_ort.sh makes .venv-ort)')
     if not os.path.isfile(args.model):
         parser.error(f'model file {args.model} does not exist')
     sess = session(args.model, args.threads)

@@ -46,7 +46,7 @@ def positive_int(text):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog='evaluate', description=__doc__.split('\n\n')[0],
+        description=__doc__.split('\n\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     model_files.add_model_args(parser)
     parser.add_argument('--graph', choices=model_files.GRAPHS, default='default',

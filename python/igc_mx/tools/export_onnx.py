@@ -26,7 +26,7 @@ def input_shape(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog='export_onnx', description=__doc__.split('\n\n')[0],
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     model_files.add_model_args(parser, positional=True)
     parser.add_argument('-o', '--output', required=True, help='ONNX file to write (atomically)')

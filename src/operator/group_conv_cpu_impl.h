@@ -86,8 +86,8 @@ struct Plan {
 
 // ---- packing --------------------------------------------------------------
 
-// dst[j] = src[j], j < n, inline: rows are 8 to 56 elements at IGC shapes, and a
-// memcpy call per row cost as much as the arithmetic on 8x8 maps.
+// dst[j] = src[j], j < n, inline: rows are 8 to 56 elements at IGC shapes, where a
+// memcpy call per row costs about as much as the arithmetic (docs/group_conv.md).
 template <typename T>
 inline void copy_row(T* __restrict dst, const T* __restrict src, int64_t n) {
   typedef T Chunk __attribute__((vector_size(32)));
@@ -102,8 +102,8 @@ inline void copy_row(T* __restrict dst, const T* __restrict src, int64_t n) {
 }
 
 // even[k] = src[2k], odd[k] = src[2k + 1] for the n elements of src: a stride-2
-// row into its two column phases. Element by element, this copy and its inverse
-// took 40% of a stride-2 pass.
+// row into its two column phases, by vector shuffles (element by element, this
+// copy and its inverse were a large part of a stride-2 pass: docs/group_conv.md).
 template <typename T>
 inline void split_row(const T* __restrict src, int64_t n, T* __restrict even, T* __restrict odd) {
   using V = Vector<T>;

@@ -52,6 +52,11 @@ BENCHES = [
      '*unfused* (`fused=False, group_conv=False`: the original graph), *transpose* (Reorder '
      'as reshape→transpose→reshape) and PyTorch (the unfused graph rebuilt layer by layer: '
      'grouped convs + `channel_shuffle`).'),
+    ('bench_inference.py', 'inference_cpu', 'Inference images/s, batch 1 and 32',
+     'Images/s of a forward pass at batch 1 and 32: MXNet with the default and the original '
+     'graph, ONNX Runtime on the export (`igc-export-onnx`), PyTorch eager on the same '
+     'network; each framework in its own process. Details: [after_training.md]'
+     '(after_training.md).'),
 ]
 DEFAULT_ENV = {'OMP_NUM_THREADS': '2'}
 
@@ -74,14 +79,16 @@ kernel pass of two or more builds of `libigc_kernels.so` side by side and checks
 they agree; `bench/bench_auto_limit.py --limits 8 16 32 [--case 1]` trains the default
 network with several values of the `group_conv='auto'` limit side by side;
 `bench/bench_make_rec.py` times `igc-make-rec` against MXNet's `im2rec.py`;
-`bench/gpu/` runs the CUDA kernels against PyTorch on a GPU machine, without MXNet.
+`scripts/gpu_check.sh` (`bench/gpu/check.py`) checks and times the CUDA kernels against
+PyTorch on a GPU machine, without MXNet; no GPU has run it yet.
 """
 
 
 def machine_line(report, stem):
     return (f"{report['cpu']}, {report['cpus']} CPUs, OMP_NUM_THREADS={report['omp_threads']}, "
-            f"MXNet {report['mxnet']}, PyTorch {report.get('torch') or '(not run)'}; median "
-            f"of {report['repeat']} runs (`{stem}.json`).")
+            f"MXNet {report['mxnet']}, PyTorch {report.get('torch') or '(not run)'}"
+            + (f", ONNX Runtime {report['onnxruntime']}" if report.get('onnxruntime') else '')
+            + f"; median of {report['repeat']} runs (`{stem}.json`).")
 
 
 def assemble(out_dir, docs):

@@ -11,6 +11,10 @@ Jobs:
    "steps", "repeat"}
       training images/s of the network in `graph` (an MXNet symbol's JSON, unfused),
       rebuilt op by op in PyTorch with the same layers and shapes
+  {"kind": "inference", "graph", "arg_shapes", "data_shape", "batches", "repeat",
+   "min_time"}
+      inference images/s (eval mode, no autograd, softmax output) of that network, one
+      value per batch size
 """
 import json
 import sys
@@ -137,10 +141,26 @@ def network_job(job):
     return job['batch'] * job['steps'] / (ms / 1e3)
 
 
+def inference_job(job):
+    net = GraphNet(job['graph'], {k: tuple(v) for k, v in job['arg_shapes'].items()})
+    net.eval()
+    result = {}
+    for batch in job['batches']:
+        x = torch.randn(batch, *job['data_shape'])
+
+        def forward():
+            with torch.inference_mode():
+                F.softmax(net(x), dim=1)
+        ms = median_ms(forward, job['repeat'], job['min_time'])
+        result[batch] = batch / (ms / 1e3)
+    return result
+
+
 def main():
     job = json.loads(sys.stdin.read())
     torch.manual_seed(0)
-    run = {'shuffle': shuffle_job, 'block': block_job, 'network': network_job}[job['kind']]
+    run = {'shuffle': shuffle_job, 'block': block_job, 'network': network_job,
+           'inference': inference_job}[job['kind']]
     print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads(),
                       'result': run(job)}))
 

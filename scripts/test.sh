@@ -6,4 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "[test] ruff check (rules in pyproject.toml)"
 .venv/bin/ruff check .
+scripts/setup_ort.sh   # ONNX Runtime in .venv-ort, for the ONNX export tests
+ort_venv=${IGC_ORT_VENV:-.venv-ort}
+case $ort_venv in /*) ;; *) ort_venv=$PWD/$ort_venv ;; esac
+export IGC_ORT_PYTHON=${IGC_ORT_PYTHON:-$ort_venv/bin/python}
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

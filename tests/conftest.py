@@ -1,6 +1,8 @@
 """Shared fixtures. `../shared` exists beside the developers' checkout only: tests
 that read it skip, with the reason, in a user's clone."""
+import os
 import random
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,3 +72,35 @@ def net_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp('net')
     (d / 'tiny.py').write_text(TINY_NET)
     return str(d)
+
+
+# ONNX Runtime needs numpy >= 1.24, MXNet 1.9.1 numpy < 1.24: it lives in its own
+# environment (.venv-ort, made by scripts/test.sh from requirements-ort.txt), and tests
+# run it in a subprocess. Without it they skip, except under CI.
+ORT_PYTHON = Path(os.environ.get('IGC_ORT_PYTHON') or REPO_ROOT / '.venv-ort' / 'bin' / 'python')
+
+
+@pytest.fixture(scope='session')
+def ort_python():
+    probe = subprocess.run([str(ORT_PYTHON), '-c', 'import onnxruntime'], capture_output=True,
+                           text=True) if ORT_PYTHON.is_file() else None
+    if probe is None or probe.returncode != 0:
+        reason = (f'ONNX Runtime is not available: {ORT_PYTHON} cannot import onnxruntime '
+                  '(scripts/test.sh installs requirements-ort.txt into .venv-ort; that needs '
+                  'network access to PyPI)')
+        if os.environ.get('CI'):
+            pytest.fail('CI must run the ONNX Runtime tests, but ' + reason)
+        pytest.skip(reason)
+    return str(ORT_PYTHON)
+
+
+def run_ort(ort_python, model_path, images, tmp_path):
+    """ONNX Runtime's output for ``images``, computed by tools/onnx_run.py in the ONNX
+    Runtime environment."""
+    x, y = Path(tmp_path) / 'images.npy', Path(tmp_path) / 'ort_out.npy'
+    np.save(x, np.asarray(images, dtype=np.float32))
+    proc = subprocess.run([ort_python, str(REPO_ROOT / 'tools' / 'onnx_run.py'),
+                           str(model_path), str(x), '-o', str(y)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return np.load(y)

@@ -100,18 +100,26 @@ IGC_CASES = [
 ]
 
 
-def igc_passes(lib, device, x, w, dy, L, M):
-    y, dx, dw = np.full_like(x, np.nan), np.full_like(x, np.nan), np.full_like(w, np.nan)
-    kernels.interleaved_conv('forward', x, w, y, L, M, device=device, lib=lib)
-    kernels.interleaved_conv('backward_data', dy, w, dx, L, M, device=device, lib=lib)
+def three_passes(run, x, w, dy, out_like, workspace_bytes):
+    """(y, dx, dw) from run(pass, a, b, c, workspace) for the forward, data-gradient
+    and weight-gradient passes, into NaN-filled outputs; on the emulated device the
+    weight gradient gets a NaN-filled workspace of the size its query asks for."""
+    y, dx, dw = np.full_like(out_like, np.nan), np.full_like(x, np.nan), np.full_like(w, np.nan)
+    run('forward', x, w, y, None)
+    run('backward_data', dy, w, dx, None)
     workspace = None
-    if device == 'cuda':
-        size = kernels.interleaved_conv_workspace(x.shape, L, M, x.dtype.name, lib=lib)
-        assert size >= 0
-        workspace = np.full(max(size, 1), 0xff, dtype=np.uint8)   # NaN-filled scratch
-    kernels.interleaved_conv('backward_weight', dy, x, dw, L, M, device=device, lib=lib,
-                             workspace=workspace)
+    if workspace_bytes is not None:
+        assert workspace_bytes >= 0
+        workspace = np.full(max(workspace_bytes, 1), 0xff, dtype=np.uint8)
+    run('backward_weight', dy, x, dw, workspace)
     return y, dx, dw
+
+
+def igc_passes(lib, device, x, w, dy, L, M):
+    size = kernels.interleaved_conv_workspace(x.shape, L, M, x.dtype.name, lib=lib) \
+        if device == 'cuda' else None
+    return three_passes(lambda p, a, b, c, space: kernels.interleaved_conv(
+        p, a, b, c, L, M, device=device, lib=lib, workspace=space), x, w, dy, x, size)
 
 
 def check_interleaved_conv(emu, case, dtype, seed=3):
@@ -158,17 +166,9 @@ def out_shape(case):
 
 def group_conv_passes(lib, device, case, x, w, dy):
     g = geometry_of(case)
-    y, dx, dw = np.full_like(dy, np.nan), np.full_like(x, np.nan), np.full_like(w, np.nan)
-    kernels.group_conv('forward', g, x, w, y, device=device, lib=lib)
-    kernels.group_conv('backward_data', g, dy, w, dx, device=device, lib=lib)
-    workspace = None
-    if device == 'cuda':
-        size = kernels.group_conv_workspace(g, x.dtype.name, lib=lib)
-        assert size >= 0
-        workspace = np.full(max(size, 1), 0xff, dtype=np.uint8)
-    kernels.group_conv('backward_weight', g, dy, x, dw, device=device, lib=lib,
-                       workspace=workspace)
-    return y, dx, dw
+    size = kernels.group_conv_workspace(g, x.dtype.name, lib=lib) if device == 'cuda' else None
+    return three_passes(lambda p, a, b, c, space: kernels.group_conv(
+        p, g, a, b, c, device=device, lib=lib, workspace=space), x, w, dy, dy, size)
 
 
 def check_group_conv(emu, case, dtype, seed=4):

@@ -101,3 +101,16 @@ def test_float16_symbols_cast_in_and_out():
     assert all(t.__name__ == 'float32' for t in aux_types)
     with pytest.raises(ValueError, match="dtype='bfloat16'"):
         networks.get_symbol('resnet_igc', 10, 20, 24, 2, dtype='bfloat16')
+
+
+def test_saved_symbols_are_rewritten_for_the_device(monkeypatch):
+    from igc_mx.rewrite import fuse_igc
+    original = networks.get_symbol('resnet_igc', 10, 20, 24, 2, fused=False, group_conv=False)
+    assert ops(fuse_igc(original, device='cpu'))['InterleavedGroupConv'] == 18
+    assert not any(ops(fuse_igc(original, device='gpu'))[op] for op in FAST_OPS)
+    monkeypatch.setattr(devices, 'GPU_FUSED_UNITS', frozenset({(48, 24, 2)}))
+    monkeypatch.setattr(devices, 'GPU_GROUP_CONVS', frozenset({(96, 24)}))
+    rewritten = ops(fuse_igc(original, device='gpu'))
+    built = ops(networks.get_symbol('resnet_igc', 10, 20, 24, 2, device='gpu'))
+    assert rewritten['InterleavedGroupConv'] == built['InterleavedGroupConv'] == 6
+    assert rewritten['GroupConvolution'] == built['GroupConvolution'] > 0

@@ -51,16 +51,18 @@ def learnable(symbol, data_shape=(1, 3, 32, 32)):
 
 # ------------------------------------------------------------ the registry
 
+# The original four parameters first, then this project's options.
 ORIGINAL_SIGNATURES = {
-    'plain': ['num_classes', 'depth', 'primary_partition', 'secondary_partition'],
+    'plain': ['num_classes', 'depth', 'primary_partition', 'secondary_partition', 'device'],
     'plain_igc': ['num_classes', 'depth', 'primary_partition', 'secondary_partition',
-                  'fused', 'group_conv'],
-    'resnet': ['num_classes', 'depth', 'primary_partition', 'secondary_partition'],
+                  'fused', 'group_conv', 'device'],
+    'resnet': ['num_classes', 'depth', 'primary_partition', 'secondary_partition', 'device'],
     'resnet_igc': ['num_classes', 'depth', 'primary_partition', 'secondary_partition',
-                   'fused', 'group_conv'],
-    'resnet_imgnet_d18': ['num_classes', 'depth', 'primary_partition', 'secondary_partition'],
+                   'fused', 'group_conv', 'device'],
+    'resnet_imgnet_d18': ['num_classes', 'depth', 'primary_partition', 'secondary_partition',
+                          'device'],
     'resnet_igc_imgnet_d18': ['num_classes', 'depth', 'primary_partition',
-                              'secondary_partition', 'widen', 'fused', 'group_conv'],
+                              'secondary_partition', 'widen', 'fused', 'group_conv', 'device'],
 }
 
 

@@ -13,11 +13,21 @@ import mxnet as mx
 import pytest
 
 from igc_mx import networks
-from igc_mx.tools import fuse_symbol, launch, make_rec, plot_curves, summary, synthetic_cifar
+from igc_mx.tools import (
+    evaluate,
+    export_onnx,
+    fuse_symbol,
+    launch,
+    make_rec,
+    plot_curves,
+    summary,
+    synthetic_cifar,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = {'igc-make-rec': make_rec, 'igc-summary': summary, 'igc-fuse-symbol': fuse_symbol,
-            'igc-plot-curves': plot_curves, 'igc-launch': launch}
+            'igc-plot-curves': plot_curves, 'igc-launch': launch, 'igc-evaluate': evaluate,
+            'igc-export-onnx': export_onnx}
 
 
 def console_scripts():

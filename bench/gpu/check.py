@@ -90,7 +90,7 @@ class Igc:
     """InterleavedGroupConv on torch tensors through the kernels."""
 
     def __init__(self, lib, shape, L, M, dtype):
-        self.lib, self.L, self.M = lib, L, M
+        self.lib, self.L, self.M, self.dtype = lib, L, M, dtype
         self.space = workspace(kernels.interleaved_conv_workspace(
             shape, L, M, str(dtype).replace('torch.', ''), lib=lib))
 
@@ -101,7 +101,7 @@ class Igc:
 
 class GroupConv:
     def __init__(self, lib, shape, filters, groups, kernel, stride, pad, dtype):
-        self.lib = lib
+        self.lib, self.dtype = lib, dtype
         self.geometry = kernels.ConvGeometry(*shape, filters, groups, kernel, kernel, stride,
                                              stride, pad, pad)
         self.space = workspace(kernels.group_conv_workspace(
@@ -123,36 +123,12 @@ def reference_grads(fn, x, w, dy):
     return y.detach(), x.grad, w.grad
 
 
-def check_igc(lib, shape, L, M, dtype):
-    gen = torch.Generator(device=DEVICE).manual_seed(0)
-    ref_dtype = torch.float32 if dtype is torch.float16 else dtype
-    x = torch.randn(shape, device=DEVICE, dtype=ref_dtype, generator=gen)
-    w = torch.randn(shape[1], shape[1] // M, 1, 1, device=DEVICE, dtype=ref_dtype, generator=gen)
-    dy = torch.randn(shape, device=DEVICE, dtype=ref_dtype, generator=gen)
-    want = reference_grads(lambda a, b: unfused_igc(a, b, L, M), x, w, dy)
-    op = Igc(lib, shape, L, M, dtype)
-    xs, ws, dys = x.to(dtype), w.to(dtype), dy.to(dtype)
-    got = [torch.full_like(xs, float('nan')), torch.full_like(xs, float('nan')),
-           torch.full_like(ws, float('nan'))]
-    op('forward', xs, ws, got[0])
-    op('backward_data', dys, ws, got[1])
-    op('backward_weight', dys, xs, got[2])
-    synchronize()
-    return max(error(g, r) for g, r in zip(got, want))
-
-
-def check_group_conv(lib, shape, filters, groups, kernel, stride, pad, dtype):
-    gen = torch.Generator(device=DEVICE).manual_seed(1)
-    ref_dtype = torch.float32 if dtype is torch.float16 else dtype
-    x = torch.randn(shape, device=DEVICE, dtype=ref_dtype, generator=gen)
-    w = torch.randn(filters, shape[1] // groups, kernel, kernel, device=DEVICE, dtype=ref_dtype,
-                    generator=gen)
-    conv = lambda a, b: F.conv2d(a, b, stride=stride, padding=pad, groups=groups)  # noqa: E731
-    y = conv(x, w)
-    dy = torch.randn(y.shape, device=DEVICE, dtype=ref_dtype, generator=gen)
-    want = reference_grads(conv, x, w, dy)
-    op = GroupConv(lib, shape, filters, groups, kernel, stride, pad, dtype)
-    xs, ws, dys = x.to(dtype), w.to(dtype), dy.to(dtype)
+def check_passes(op, x, w, dy, reference):
+    """Largest error of op's three passes (into NaN-filled outputs) against
+    reference(x, w) and its autograd gradients for dy, computed in float32 when
+    the kernels run float16."""
+    want = reference_grads(reference, x, w, dy)
+    xs, ws, dys = (t.to(op.dtype) for t in (x, w, dy))
     got = [torch.full_like(dys, float('nan')), torch.full_like(xs, float('nan')),
            torch.full_like(ws, float('nan'))]
     op('forward', xs, ws, got[0])
@@ -160,6 +136,30 @@ def check_group_conv(lib, shape, filters, groups, kernel, stride, pad, dtype):
     op('backward_weight', dys, xs, got[2])
     synchronize()
     return max(error(g, r) for g, r in zip(got, want))
+
+
+def random(gen, dtype, *shape):
+    """Normal samples, in float32 for a float16 run (the reference's precision)."""
+    return torch.randn(shape, device=DEVICE, generator=gen,
+                       dtype=torch.float32 if dtype is torch.float16 else dtype)
+
+
+def check_igc(lib, shape, L, M, dtype):
+    gen = torch.Generator(device=DEVICE).manual_seed(0)
+    x, w, dy = random(gen, dtype, *shape), random(gen, dtype, shape[1], shape[1] // M, 1, 1), \
+        random(gen, dtype, *shape)
+    return check_passes(Igc(lib, shape, L, M, dtype), x, w, dy,
+                        lambda a, b: unfused_igc(a, b, L, M))
+
+
+def check_group_conv(lib, shape, filters, groups, kernel, stride, pad, dtype):
+    gen = torch.Generator(device=DEVICE).manual_seed(1)
+    conv = lambda a, b: F.conv2d(a, b, stride=stride, padding=pad, groups=groups)  # noqa: E731
+    x = random(gen, dtype, *shape)
+    w = random(gen, dtype, filters, shape[1] // groups, kernel, kernel)
+    dy = random(gen, dtype, *conv(x, w).shape)
+    return check_passes(GroupConv(lib, shape, filters, groups, kernel, stride, pad, dtype),
+                        x, w, dy, conv)
 
 
 def check_reorder(lib, shape, branch_factor, dtype):

@@ -95,22 +95,23 @@ def load(path=None):
         if _current is None:
             _current = _bind(find_kernels_library())
         return _current
-    _current = _bind(_existing(path))
+    _current = _bind(_existing(path, 'load'))
     return _current
 
 
 def load_emulated(path=None):
     """libigc_kernels_emulated.so (beside libigc_kernels.so unless ``path``): the CUDA
     entry points run on the CPU."""
-    path = _existing(path) if path else \
+    path = _existing(path, 'load_emulated') if path else \
         find_kernels_library().with_name('libigc_kernels_emulated.so')
     return _bind_emulated(path)
 
 
-def _existing(path):
+def _existing(path, function):
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f'igc_mx.kernels: {path} is not a file. {KERNELS_HINT}')
+        raise FileNotFoundError(f'igc_mx.kernels.{function}: {path} is not a file. '
+                                f'{KERNELS_HINT}')
     return path.resolve()
 
 

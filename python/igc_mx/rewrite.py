@@ -6,6 +6,10 @@
         becomes  GroupConvolution(...) -> Reorder(L), where ``group_conv`` says so
         (the builders' rule: 'auto' for <= 16 filters per group, True, False)
 
+With ``device='gpu'`` only the units and convolutions that ``igc_mx.devices`` runs
+fast on a GPU are rewritten (``group_conv`` then follows the device too), as the
+builders do.
+
 A rewritten node takes the convolution's name and its weight, so the arguments, their
 shapes and every checkpoint stay as they were. A weight that is a variable reaches
 the fused node through an ``identity`` called ``<weight>_identity``, as
@@ -25,7 +29,7 @@ import json
 
 import mxnet as mx
 
-from . import blocks
+from . import blocks, devices
 from ._library import ensure_loaded
 
 FUSED_OP = 'InterleavedGroupConv'
@@ -36,7 +40,7 @@ class RewriteError(ValueError):
     """A symbol graph the rewrite cannot read."""
 
 
-def fuse_igc(symbol, group_conv='auto', shapes=None, skipped=None):
+def fuse_igc(symbol, group_conv='auto', device='cpu', shapes=None, skipped=None):
     """A copy of ``symbol`` with every unfused IGC pattern whose channels prove it an IGC
     unit replaced by the fused op, and IGC primary convolutions by GroupConvolution as
     ``group_conv`` says. ``shapes``: {input name: shape}, e.g. {'data': (1, 3, 224, 224)},
@@ -45,25 +49,27 @@ def fuse_igc(symbol, group_conv='auto', shapes=None, skipped=None):
     ensure_loaded()
     graph = json.loads(symbol.tojson())
     channels = _inferred_channels(symbol, graph, shapes or {})
-    return mx.sym.load_json(json.dumps(fuse_igc_graph(graph, group_conv, channels, skipped)))
+    return mx.sym.load_json(json.dumps(fuse_igc_graph(graph, group_conv, device, channels,
+                                                      skipped)))
 
 
-def fuse_igc_graph(graph, group_conv='auto', channels=None, skipped=None):
+def fuse_igc_graph(graph, group_conv='auto', device='cpu', channels=None, skipped=None):
     """The rewrite on a symbol's JSON graph (a dict as ``Symbol.tojson`` writes it);
     ``channels``: {(node index, output index): channels} known from inferred shapes.
     RewriteError when the graph is malformed."""
+    devices.check_device(device)
     try:
-        return _fuse_igc_graph(graph, group_conv, channels or {},
+        return _fuse_igc_graph(graph, group_conv, device, channels or {},
                                skipped if skipped is not None else [])
     except (KeyError, IndexError, TypeError, ValueError, SyntaxError) as err:
         raise RewriteError(f'not a symbol graph the rewrite can read ({type(err).__name__}: '
                            f'{err})') from None
 
 
-def _fuse_igc_graph(graph, group_conv, channels, skipped):
+def _fuse_igc_graph(graph, group_conv, device, channels, skipped):
     nodes = [dict(node) for node in graph['nodes']]
     uses = _use_counts(nodes, graph['heads'])
-    primary = _primary_convs(nodes, group_conv)
+    primary = _primary_convs(nodes, group_conv, device)
     seen = _ChannelFinder(nodes, channels)
     out = []              # the rewritten node list, in topological order
     position = {}         # old node index -> index in `out`
@@ -79,6 +85,9 @@ def _fuse_igc_graph(graph, group_conv, channels, skipped):
 
     for index, node in enumerate(nodes):
         match = _match(nodes, uses, index)
+        if match is not None and not devices.fused(device, int(match[1]['attrs']['num_filter']),
+                                                   match[2], match[3]):
+            match = None
         if match is not None:
             reason = _not_an_igc_unit(match, seen)
             if reason:
@@ -196,7 +205,7 @@ def count_fused(symbol, op=FUSED_OP):
     return sum(n['op'] == op for n in json.loads(symbol.tojson())['nodes'])
 
 
-def _primary_convs(nodes, group_conv):
+def _primary_convs(nodes, group_conv, device='cpu'):
     """Indices of the IGC primary convolutions to run as GroupConvolution: a grouped,
     bias-free, undilated NCHW Convolution read by a Reorder of its own group count."""
     found = set()
@@ -215,8 +224,9 @@ def _primary_convs(nodes, group_conv):
                 or tuple(_value(attrs, 'dilate', (1, 1))) != (1, 1)
                 or attrs.get('layout', 'NCHW') not in ('NCHW', 'None')):
             continue
-        per_group = int(attrs['num_filter']) // groups
-        if blocks.primary_conv_op(group_conv, per_group) is mx.sym.GroupConvolution:
+        filters = int(attrs['num_filter'])
+        rule = group_conv if device == 'cpu' else devices.group_conv(device, filters, groups)
+        if blocks.primary_conv_op(rule, filters // groups) is mx.sym.GroupConvolution:
             found.add(conv_id)
     return found
 
@@ -288,3 +298,89 @@ def _drop_unreachable(nodes, heads):
     kept = [dict(nodes[old], inputs=[[new_index[e[0]], *e[1:]] for e in nodes[old]['inputs']])
             for old in sorted(keep)]
     return kept, [[new_index[e[0]], *e[1:]] for e in heads]
+
+
+# ----------------------------------------------------------------------------- inverse
+
+def unfuse_igc(symbol, data_shape=None):
+    """A copy of ``symbol`` in the original's ops: every InterleavedGroupConv becomes
+    Reorder(L) -> Convolution(1x1, num_group=M, no_bias) -> Reorder(M), every
+    GroupConvolution a Convolution, and the ``<weight>_identity`` copies in front of
+    them go. Arguments and their shapes stay as they are, as in ``fuse_igc``.
+
+    The 1x1 convolution needs the channel count, which the fused op does not store:
+    it is read from the layer that makes the fused op's input (the IGC unit's primary
+    convolution), or inferred for the input ``data_shape`` (N, C, H, W) if given."""
+    ensure_loaded()
+    graph = json.loads(symbol.tojson())
+    channels = {}
+    if data_shape is not None:
+        internals = symbol.get_internals()
+        _, shapes, _ = internals.infer_shape(data=tuple(data_shape))
+        if shapes is None:
+            raise ValueError(f'cannot infer the shapes of the symbol for data {data_shape}')
+        by_name = dict(zip(internals.list_outputs(), shapes))
+        channels = {n['name']: by_name[n['name'] + '_output'][1]
+                    for n in graph['nodes'] if n['op'] == FUSED_OP}
+    return mx.sym.load_json(json.dumps(unfuse_igc_graph(graph, channels)))
+
+
+def _channels_of(nodes, entry):
+    """The channel count of a graph entry, read from the layers that make it."""
+    return _ChannelFinder(nodes, {}).channels(entry)
+
+
+def unfuse_igc_graph(graph, channels=None):
+    """The inverse rewrite on a symbol's JSON graph (see ``fuse_igc_graph``);
+    ``channels`` maps fused node names to their channel count where known."""
+    nodes = graph['nodes']
+    channels = channels or {}
+    out, position = [], {}
+
+    def weight_input(node):
+        """The op's weight entry in `out`, skipping an identity that copies a variable."""
+        index = node['inputs'][1][0]
+        copy = nodes[index]
+        if copy['op'] == '_copy' and nodes[copy['inputs'][0][0]]['op'] == 'null':
+            return _remap(copy['inputs'][0], position)
+        return _remap(node['inputs'][1], position)
+
+    def reorder(name, entry, groups):
+        out.append({'op': 'Reorder', 'name': name, 'inputs': [entry],
+                    'attrs': {'branch_factor': str(groups)}})
+        return [len(out) - 1, 0, 0]
+
+    for index, node in enumerate(nodes):
+        if node['op'] == FUSED_OP:
+            attrs = node['attrs']
+            L, M = int(attrs['primary_partition']), int(attrs['secondary_partition'])
+            # the names blocks.igc_unit gives the unfused unit '<unit>': its fused node
+            # is '<unit>_conv2'
+            unit = node['name'][:-len('_conv2')] if node['name'].endswith('_conv2') \
+                else node['name']
+            weight = weight_input(node)
+            data = reorder(unit + '_reorder1', _remap(node['inputs'][0], position), L)
+            C = channels.get(node['name']) or _channels_of(nodes, node['inputs'][0])
+            if C is None:
+                raise ValueError(f"{FUSED_OP} '{node['name']}': cannot tell its channel "
+                                 "count from the graph; give the data shape")
+            out.append({'op': 'Convolution', 'name': node['name'], 'inputs': [data, weight],
+                        'attrs': {'kernel': '(1, 1)', 'stride': '(1, 1)', 'pad': '(0, 0)',
+                                  'num_filter': str(C), 'num_group': str(M),
+                                  'no_bias': 'True'}})
+            node = {'op': 'Reorder', 'name': unit + '_reorder2',
+                    'inputs': [[len(out) - 1, 0, 0]], 'attrs': {'branch_factor': str(M)}}
+        elif node['op'] == GROUP_CONV_OP:
+            node = dict(node, op='Convolution',
+                        inputs=[_remap(node['inputs'][0], position), weight_input(node)])
+        else:
+            node = dict(node, inputs=[_remap(e, position) for e in node['inputs']])
+        position[index] = len(out)
+        out.append(node)
+    heads = [_remap(e, position) for e in graph['heads']]
+    out, heads = _drop_unreachable(out, heads)
+    result = {'nodes': out, 'heads': heads,
+              'arg_nodes': [i for i, n in enumerate(out) if n['op'] == 'null']}
+    if 'attrs' in graph:
+        result['attrs'] = graph['attrs']
+    return result

@@ -34,18 +34,18 @@ const Variant& variant();
 
 // Defines `kVariant` in the including variant's namespace, after its kernels
 // (group_conv_cpu_impl.h and igc_conv_cpu_direct_impl.h).
-#define IGC_CPU_DEFINE_VARIANT(label)                                                     \
-  namespace igc {                                                                         \
-  namespace cpu {                                                                         \
-  namespace IGC_CPU_ISA {                                                                 \
-  extern const Variant kVariant;                                                          \
-  const Variant kVariant = {label,                                                        \
-                            {group_conv_forward, group_conv_backward_data,                \
-                             group_conv_backward_weight},                                 \
-                            {interleaved_conv_forward, interleaved_conv_backward_data,    \
-                             interleaved_conv_backward_weight}};                          \
-  }                                                                                       \
-  }                                                                                       \
+#define IGC_CPU_DEFINE_VARIANT(label)                                             \
+  namespace igc {                                                                 \
+  namespace cpu {                                                                 \
+  namespace IGC_CPU_ISA {                                                         \
+  extern const Variant kVariant;                                                  \
+  const Variant kVariant = {                                                      \
+      label,                                                                      \
+      {group_conv_forward, group_conv_backward_data, group_conv_backward_weight}, \
+      {interleaved_conv_forward, interleaved_conv_backward_data,                  \
+       interleaved_conv_backward_weight}};                                        \
+  }                                                                               \
+  }                                                                               \
   }
 
 #endif  // IGC_MX_CPU_ISA_H_

@@ -148,11 +148,11 @@ struct Vector {
 };
 
 // One pass of dot_taps over [0, n): Whole, its whole vectors; Tail, the partial
-// vector at its end (a scalar tail took most of the time on 7x7 maps, 63 = 3 x
-// 16 + 15), zero past n so that the products there are 0.
+// vector at its end, zero past n so that the products there are 0 (a scalar tail
+// is slow on small maps: docs/group_conv.md).
 template <int NF, int NT, bool Exact, bool Whole, bool Tail, typename T>
-void dot_pass(T* part, int64_t stride, int64_t n, int64_t images, const T* const* a,
-              int64_t a_step, const T* const* src, int64_t src_step) {
+void dot_pass(T* part, int64_t stride, int64_t n, int64_t images, const T* const* a, int64_t a_step,
+              const T* const* src, int64_t src_step) {
   using V = Vector<T>;
   using Vec = typename V::type;
   constexpr int L = V::kLanes;
@@ -209,25 +209,26 @@ void dot_pass(T* part, int64_t stride, int64_t n, int64_t images, const T* const
 // Exact: nothing past a row's n elements is read (rows of the caller's arrays);
 // otherwise a full vector is read there, and its source lanes past n zeroed.
 template <int NF, int NT, bool Exact, typename T>
-void dot_taps(T* part, int64_t stride, int64_t n, int64_t images, const T* const* a,
-              int64_t a_step, const T* const* src, int64_t src_step) {
+void dot_taps(T* part, int64_t stride, int64_t n, int64_t images, const T* const* a, int64_t a_step,
+              const T* const* src, int64_t src_step) {
   // Exact rows take their tail in a pass of its own: in the same loop nest its
-  // loads made GCC spill the filter vectors of the main loop to the stack (the
-  // interleaved weight gradient ran 1.2-1.4x slower). Other rows keep the tail
-  // in the main loop: a second pass made GroupConvolution's 7x7 weight gradient
-  // 1.7x slower.
+  // loads make GCC spill the filter vectors of the main loop to the stack. Other
+  // rows keep the tail in the main loop, where a second pass is slower. The
+  // measurements: docs/group_conv.md ("CPU").
   if (!Exact) {
     dot_pass<NF, NT, Exact, true, true>(part, stride, n, images, a, a_step, src, src_step);
     return;
   }
   constexpr int L = Vector<T>::kLanes;
-  if (n >= L) dot_pass<NF, NT, Exact, true, false>(part, stride, n, images, a, a_step, src, src_step);
-  if (n % L) dot_pass<NF, NT, Exact, false, true>(part, stride, n, images, a, a_step, src, src_step);
+  if (n >= L)
+    dot_pass<NF, NT, Exact, true, false>(part, stride, n, images, a, a_step, src, src_step);
+  if (n % L)
+    dot_pass<NF, NT, Exact, false, true>(part, stride, n, images, a, a_step, src, src_step);
 }
 
 template <int NF, bool Exact, typename T>
-void dot_filters(T* part, int64_t stride, int64_t nt, int64_t n, int64_t images,
-                 const T* const* a, int64_t a_step, const T* const* src, int64_t src_step) {
+void dot_filters(T* part, int64_t stride, int64_t nt, int64_t n, int64_t images, const T* const* a,
+                 int64_t a_step, const T* const* src, int64_t src_step) {
   for (int64_t t0 = 0; t0 < nt; t0 += kDotTaps) {
     T* out = part + t0;
     const T* const* s = src + t0;
@@ -297,7 +298,7 @@ void sum_taps(T* const* out, int64_t n, int64_t nt, const T* w, const T* const* 
     }
   }
   // The tail in whole vectors, past n: a scalar tail is one long chain of
-  // dependent multiply-adds, and took most of the time on 8x8 maps.
+  // dependent multiply-adds, slow on small maps (docs/group_conv.md).
   for (; i < n; i += L) {
     const bool part = Exact && n - i < L;
     Vec acc[NC] = {};
@@ -439,7 +440,8 @@ int run_tasks(int64_t tasks, bool parallel, Allocate allocate, Run run) {
 template <typename Run>
 int with_dtype(int dtype, const void* a, const void* b, void* c, Run run) {
   if (dtype == IGC_FLOAT64)
-    return run(static_cast<const double*>(a), static_cast<const double*>(b), static_cast<double*>(c));
+    return run(static_cast<const double*>(a), static_cast<const double*>(b),
+               static_cast<double*>(c));
   return run(static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(c));
 }
 

@@ -71,15 +71,32 @@ inline unsigned grid_cap(int64_t wanted, int64_t cap = 65535) {
 
 // kernel<<<grid, block, 0, stream>>>(args...): the one way kernels are launched.
 template <typename... Params, typename... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
-            const char* name, Args&&... args) {
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, const char* name,
+            Args&&... args) {
 #ifdef IGC_CUDA_EMULATION
   (void)stream;
   ::igc_emu::launch(kernel, grid, block, name, static_cast<Args&&>(args)...);
 #else
   (void)name;
+  // clang-format off
   kernel<<<grid, block, 0, stream>>>(static_cast<Args&&>(args)...);
+  // clang-format on
 #endif
+}
+
+// out[e] = the sum over chunks, in chunk order, of partial[chunk][e]: the second
+// step of the weight gradients, which sum their chunks' partial results in a
+// fixed order (deterministic, no atomics).
+template <typename T>
+__global__ void __launch_bounds__(256, 1)
+    sum_chunks_kernel(int elements, int chunks, const typename Acc<T>::type* __restrict__ partial,
+                      T* __restrict__ out) {
+  using A = typename Acc<T>::type;
+  for (int e = blockIdx.x * 256 + threadIdx.x; e < elements; e += gridDim.x * 256) {
+    A sum = A(0);
+    for (int c = 0; c < chunks; ++c) sum += partial[int64_t{c} * elements + e];
+    store(out + e, sum);
+  }
 }
 
 // IGC_OK, or IGC_CUDA_ERROR with the text left in igc_last_cuda_error().

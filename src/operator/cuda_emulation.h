@@ -81,7 +81,7 @@ inline thread_local dim3 blockDim, gridDim;
 struct __half {
   uint16_t bits;
   __half() = default;
-  __half(float f) : bits(from_float(f)) {}  // NOLINT: implicit, as CUDA's
+  __half(float f) : bits(from_float(f)) {}           // NOLINT: implicit, as CUDA's
   operator float() const { return to_float(bits); }  // NOLINT
 
   static float to_float(uint16_t h) {
@@ -114,8 +114,8 @@ struct __half {
     const uint32_t abs = x & 0x7fffffffu;
     if (abs >= 0x7f800000u) return sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0);
     if (abs >= 0x477ff000u) return sign | 0x7c00u;  // rounds past 65504: inf
-    if (abs < 0x38800000u) {                          // subnormal or zero in half
-      if (abs < 0x33000000u) return sign;             // below half the smallest subnormal
+    if (abs < 0x38800000u) {                        // subnormal or zero in half
+      if (abs < 0x33000000u) return sign;           // below half the smallest subnormal
       const uint32_t man = (abs & 0x7fffffu) | 0x800000u;
       const int shift = 126 - static_cast<int>(abs >> 23);  // 14 .. 24
       const uint32_t half_man = man >> shift, rest = man & ((1u << shift) - 1);
@@ -150,10 +150,10 @@ constexpr size_t kFiberStack = 128 << 10;
 struct Faults {
   std::string barrier_file;  // drop the __syncthreads() at this file (suffix) and line
   int barrier_line = -1;
-  std::string skip_kernel;   // this kernel's thread (skip_block, skip_thread) does nothing
+  std::string skip_kernel;  // this kernel's thread (skip_block, skip_thread) does nothing
   int64_t skip_block = 0, skip_thread = 0;
-  int64_t grid_cap = 0;      // grid_cap() returns at most this many blocks (0: no cap)
-  bool plan_only = false;    // record launches without running them (see launches)
+  int64_t grid_cap = 0;    // grid_cap() returns at most this many blocks (0: no cap)
+  bool plan_only = false;  // record launches without running them (see launches)
 };
 inline Faults faults;
 // Every launch since the last igc_emu_reset: "kernel<TAB>gx gy gz bx by bz", one a line.
@@ -200,9 +200,9 @@ inline void start_context(Context* c, char* stack, size_t size, void (*entry)())
   uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + size) & ~uintptr_t{15};
   void** sp = reinterpret_cast<void**>(top) - 2;  // entry sees rsp = 8 mod 16
   *sp = reinterpret_cast<void*>(entry);
-  sp -= 6;                                        // rbp rbx r12 r13 r14 r15
+  sp -= 6;  // rbp rbx r12 r13 r14 r15
   for (int k = 0; k < 6; ++k) sp[k] = nullptr;
-  sp -= 1;                                        // mxcsr and the x87 control word
+  sp -= 1;  // mxcsr and the x87 control word
   uint32_t control[2];
   __asm__ volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(control[0]), "=m"(control[1]));
   memcpy(sp, control, 8);
@@ -240,7 +240,7 @@ struct Block {
   alignas(64) unsigned char shared[kSharedArena];
   size_t shared_used = 0, shared_peak = 0;
   std::vector<std::pair<const void*, size_t>> shared_sites;  // key -> offset
-  std::vector<Hits> hits;  // this thread's barrier counts
+  std::vector<Hits> hits;                                    // this thread's barrier counts
   std::string error;
 };
 inline thread_local Block* block = nullptr;
@@ -305,12 +305,11 @@ inline std::string run_block(Block* b, const char* name, int64_t linear_block,
     f.index = {t % blockDim.x, t / blockDim.x % blockDim.y, t / (blockDim.x * blockDim.y)};
     // Negative fault indices count from the end: -1 is the last block or thread.
     const int64_t blocks = int64_t{gridDim.x} * gridDim.y * gridDim.z;
-    const int64_t skip_block = faults.skip_block < 0 ? blocks + faults.skip_block
-                                                     : faults.skip_block;
-    const int64_t skip_thread = faults.skip_thread < 0 ? threads + faults.skip_thread
-                                                       : faults.skip_thread;
-    const bool skip = linear_block == skip_block && t == skip_thread &&
-                      faults.skip_kernel == name;
+    const int64_t skip_block =
+        faults.skip_block < 0 ? blocks + faults.skip_block : faults.skip_block;
+    const int64_t skip_thread =
+        faults.skip_thread < 0 ? threads + faults.skip_thread : faults.skip_thread;
+    const bool skip = linear_block == skip_block && t == skip_thread && faults.skip_kernel == name;
     f.state = skip ? State::kSkipped : State::kRunnable;
     start_context(&f.context, f.stack, kFiberStack, fiber_main);
   }
@@ -329,10 +328,10 @@ inline std::string run_block(Block* b, const char* name, int64_t linear_block,
       if (f.state == State::kAtBarrier) {
         if (waiting != nullptr && (f.barrier_line != waiting->barrier_line ||
                                    strcmp(f.barrier_file, waiting->barrier_file) != 0))
-          return std::string(name) + ": threads " + text(waiting->index) + " and " +
-                 text(f.index) + " wait at different __syncthreads() (" +
-                 waiting->barrier_file + ":" + std::to_string(waiting->barrier_line) + ", " +
-                 f.barrier_file + ":" + std::to_string(f.barrier_line) + ")";
+          return std::string(name) + ": threads " + text(waiting->index) + " and " + text(f.index) +
+                 " wait at different __syncthreads() (" + waiting->barrier_file + ":" +
+                 std::to_string(waiting->barrier_line) + ", " + f.barrier_file + ":" +
+                 std::to_string(f.barrier_line) + ")";
         waiting = &f;
       } else if (f.state == State::kDone) {
         done = &f;
@@ -341,8 +340,8 @@ inline std::string run_block(Block* b, const char* name, int64_t linear_block,
     if (waiting == nullptr) break;  // every thread returned
     if (done != nullptr)
       return std::string(name) + ": thread " + text(done->index) + " returned while thread " +
-             text(waiting->index) + " waits at __syncthreads() (" + waiting->barrier_file +
-             ":" + std::to_string(waiting->barrier_line) + ")";
+             text(waiting->index) + " waits at __syncthreads() (" + waiting->barrier_file + ":" +
+             std::to_string(waiting->barrier_line) + ")";
     for (Fiber& f : b->fibers) {
       if (f.state == State::kAtBarrier) f.state = State::kRunnable;
     }
@@ -365,8 +364,7 @@ inline void fail(cudaError_t code, std::string message) {
   }
 }
 
-inline void run_grid(const char* name, dim3 grid, dim3 threads,
-                     const std::function<void()>& body) {
+inline void run_grid(const char* name, dim3 grid, dim3 threads, const std::function<void()>& body) {
   const uint64_t per_block = uint64_t{threads.x} * threads.y * threads.z;
   if (threads.x == 0 || threads.y == 0 || threads.z == 0 || grid.x == 0 || grid.y == 0 ||
       grid.z == 0 || per_block > kMaxThreadsPerBlock || threads.x > kMaxThreadsPerBlock ||
@@ -397,8 +395,7 @@ inline void run_grid(const char* name, dim3 grid, dim3 threads,
       block = mine;
       gridDim = grid;
       blockDim = threads;
-      blockIdx = {static_cast<unsigned>(k % grid.x),
-                  static_cast<unsigned>(k / grid.x % grid.y),
+      blockIdx = {static_cast<unsigned>(k % grid.x), static_cast<unsigned>(k / grid.x % grid.y),
                   static_cast<unsigned>(k / (int64_t{grid.x} * grid.y))};
       std::string message = run_block(mine, name, k, body);
       if (!message.empty()) {
@@ -419,8 +416,7 @@ inline int64_t grid_cap(int64_t cap) {
 }
 
 template <typename... Params, typename... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 threads, const char* name,
-            Args&&... args) {
+void launch(void (*kernel)(Params...), dim3 grid, dim3 threads, const char* name, Args&&... args) {
   const std::function<void()> body = [&]() { kernel(args...); };
   run_grid(name, grid, threads, body);
 }

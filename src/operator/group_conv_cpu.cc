@@ -52,8 +52,8 @@ int check_cpu(const igc_group_conv_geometry* g, const void* a, const void* b, co
   return IGC_OK;
 }
 
-int run(igc::Pass pass, const igc_group_conv_geometry* g, const void* a, const void* b,
-        void* c, int dtype) {
+int run(igc::Pass pass, const igc_group_conv_geometry* g, const void* a, const void* b, void* c,
+        int dtype) {
   const int status = check_cpu(g, a, b, c, dtype);
   if (status != IGC_OK) return status;
   if (g->batch == 0) {

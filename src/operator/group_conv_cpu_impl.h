@@ -32,8 +32,17 @@ struct Plan {
   int64_t out_stride;     // lead + plane + KW + kSlack: one packed output channel
 
   explicit Plan(const igc_group_conv_geometry& g)
-      : N(g.batch), C(g.channels), H(g.height), W(g.width), F(g.filters), G(g.groups),
-        KH(g.kernel_h), KW(g.kernel_w), SH(g.stride_h), SW(g.stride_w), PH(g.pad_h),
+      : N(g.batch),
+        C(g.channels),
+        H(g.height),
+        W(g.width),
+        F(g.filters),
+        G(g.groups),
+        KH(g.kernel_h),
+        KW(g.kernel_w),
+        SH(g.stride_h),
+        SW(g.stride_w),
+        PH(g.pad_h),
         PW(g.pad_w) {
     OH = igc_group_conv_out_size(H, KH, SH, PH);
     OW = igc_group_conv_out_size(W, KW, SW, PW);
@@ -56,9 +65,7 @@ struct Plan {
   // the packed channel. The inner loops are short at CIFAR sizes, so these are
   // looked up rather than recomputed with divisions for every pass.
   int64_t shift(int64_t t) const { return t < kCachedTaps ? cached_shift[t] : compute_shift(t); }
-  int64_t source(int64_t t) const {
-    return t < kCachedTaps ? cached_source[t] : compute_source(t);
-  }
+  int64_t source(int64_t t) const { return t < kCachedTaps ? cached_source[t] : compute_source(t); }
   // One packed input channel: all planes, plus slack for the junk columns of the
   // last output row (up to KW elements past the last plane) and for sum_taps.
   int64_t in_stride() const { return AH * AW * plane + KW + kSlack; }
@@ -79,8 +86,8 @@ struct Plan {
 
 // ---- packing --------------------------------------------------------------
 
-// dst[j] = src[j], j < n, inline: rows are 8 to 56 elements at IGC shapes, and a
-// memcpy call per row cost as much as the arithmetic on 8x8 maps.
+// dst[j] = src[j], j < n, inline: rows are 8 to 56 elements at IGC shapes, where a
+// memcpy call per row costs about as much as the arithmetic (docs/group_conv.md).
 template <typename T>
 inline void copy_row(T* __restrict dst, const T* __restrict src, int64_t n) {
   typedef T Chunk __attribute__((vector_size(32)));
@@ -95,8 +102,8 @@ inline void copy_row(T* __restrict dst, const T* __restrict src, int64_t n) {
 }
 
 // even[k] = src[2k], odd[k] = src[2k + 1] for the n elements of src: a stride-2
-// row into its two column phases. Element by element, this copy and its inverse
-// took 40% of a stride-2 pass.
+// row into its two column phases, by vector shuffles (element by element, this
+// copy and its inverse were a large part of a stride-2 pass: docs/group_conv.md).
 template <typename T>
 inline void split_row(const T* __restrict src, int64_t n, T* __restrict even, T* __restrict odd) {
   using V = Vector<T>;
@@ -113,7 +120,8 @@ inline void split_row(const T* __restrict src, int64_t n, T* __restrict even, T*
 
 // The inverse of split_row.
 template <typename T>
-inline void join_row(const T* __restrict even, const T* __restrict odd, int64_t n, T* __restrict dst) {
+inline void join_row(const T* __restrict even, const T* __restrict odd, int64_t n,
+                     T* __restrict dst) {
   using V = Vector<T>;
   constexpr int64_t L = V::kLanes;
   int64_t k = 0;
@@ -131,9 +139,9 @@ inline void join_row(const T* __restrict even, const T* __restrict odd, int64_t 
 inline int64_t even_columns(const Plan& p) { return (p.PW % 2) * p.plane + p.PW / 2; }
 inline int64_t odd_columns(const Plan& p) { return ((p.PW + 1) % 2) * p.plane + (p.PW + 1) / 2; }
 
-// visit(ih, at) for every input row ih in a phase that some tap reads, `at` being where padded row ih + PH
-// starts in the planes; row phase by row phase, so that no division runs per
-// row (a 64-bit division per row cost more than the copy on stride-2 layers).
+// visit(ih, at) for every input row ih in a phase that some tap reads, `at` being where padded row
+// ih + PH starts in the planes; row phase by row phase, so that no division runs per row (a 64-bit
+// division per row cost more than the copy on stride-2 layers).
 template <typename Visit>
 void each_input_row(const Plan& p, Visit visit) {
   for (int64_t a = 0; a < p.AH; ++a) {
@@ -143,8 +151,8 @@ void each_input_row(const Plan& p, Visit visit) {
   }
 }
 
-// visit(iw0, at) for every column phase b that some tap reads: input columns iw0, iw0 + SW, ... land
-// at at, at + 1, ... from the start of a padded row.
+// visit(iw0, at) for every column phase b that some tap reads: input columns iw0, iw0 + SW, ...
+// land at at, at + 1, ... from the start of a padded row.
 template <typename Visit>
 void each_column_phase(const Plan& p, Visit visit) {
   for (int64_t b = 0; b < p.AW; ++b) {
@@ -160,7 +168,8 @@ void each_column_phase(const Plan& p, Visit visit) {
 template <typename T>
 void pack_in(const Plan& p, const T* __restrict src, T* __restrict dst) {
   if (p.SW == 1) {
-    each_input_row(p, [&](int64_t ih, int64_t at) { copy_row(dst + at + p.PW, src + ih * p.W, p.W); });
+    each_input_row(p,
+                   [&](int64_t ih, int64_t at) { copy_row(dst + at + p.PW, src + ih * p.W, p.W); });
     return;
   }
   if (p.SW == 2 && p.AW == 2) {
@@ -184,7 +193,8 @@ void pack_in(const Plan& p, const T* __restrict src, T* __restrict dst) {
 template <typename T>
 void unpack_in(const Plan& p, const T* __restrict src, T* __restrict dst) {
   if (p.SW == 1) {
-    each_input_row(p, [&](int64_t ih, int64_t at) { copy_row(dst + ih * p.W, src + at + p.PW, p.W); });
+    each_input_row(p,
+                   [&](int64_t ih, int64_t at) { copy_row(dst + ih * p.W, src + at + p.PW, p.W); });
     return;
   }
   if (p.SW == 2 && p.AW == 2) {
@@ -224,7 +234,8 @@ void forward_task(const Plan& p, int64_t n, int64_t g, const T* data, const T* b
   // list serves every filter of the group.
   const int64_t kernel = p.KH * p.KW, per_filter = p.Cg * kernel;
   for (int64_t ci = 0; ci < p.Cg; ++ci) {
-    for (int64_t t = 0; t < kernel; ++t) taps[ci * kernel + t] = packed + ci * p.in_stride() + p.source(t);
+    for (int64_t t = 0; t < kernel; ++t)
+      taps[ci * kernel + t] = packed + ci * p.in_stride() + p.source(t);
   }
   T* sums[kOutputBlock];
   for (int64_t f0 = 0; f0 < p.Fg; f0 += kOutputBlock) {
@@ -284,10 +295,12 @@ void backward_data_task(const Plan& p, int64_t n, int64_t g, const T* out_grad, 
     for (int64_t a = 0; a < p.AH; ++a) {
       const RowSpan rows = plane_rows(p, a);
       for (int64_t b = 0; b < p.AW; ++b) {
-        const int64_t count = p.Fg * ((p.KH - a + p.SH - 1) / p.SH) * ((p.KW - b + p.SW - 1) / p.SW);
+        const int64_t count =
+            p.Fg * ((p.KH - a + p.SH - 1) / p.SH) * ((p.KW - b + p.SW - 1) / p.SW);
         for (int c = 0; c < nc; ++c)
           sums[c] = planes + c * p.in_stride() + (a * p.AW + b) * p.plane + rows.first * p.Wq;
-        if (rows.count > 0) sum_any(sums, nc, rows.count * p.Wq, count, w + first * nc, taps + first);
+        if (rows.count > 0)
+          sum_any(sums, nc, rows.count * p.Wq, count, w + first * nc, taps + first);
         first += count;
       }
     }
@@ -332,7 +345,8 @@ void backward_weight_task(const Plan& p, int64_t first, int64_t last, int64_t ch
   const int64_t in_step = p.Cg * p.in_stride(), grad_step = p.Fg * p.out_stride;
   T* dw = grad + g * p.Fg * per_filter;
   for (int64_t ci = 0; ci < p.Cg; ++ci) {
-    for (int64_t t = 0; t < kernel; ++t) taps[ci * kernel + t] = packed + ci * p.in_stride() + p.source(t);
+    for (int64_t t = 0; t < kernel; ++t)
+      taps[ci * kernel + t] = packed + ci * p.in_stride() + p.source(t);
   }
   for (int64_t n0 = first; n0 < last; n0 += chunk) {
     const int64_t images = last - n0 < chunk ? last - n0 : chunk;

@@ -98,8 +98,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int ty = tid / d.TW, tx = tid - ty * d.TW;  // once per block
   const bool active = tid < d.TH * d.TW;
   const int in_area = d.IH * d.IW;
-  A* in_s = shared.data;                       // [step][IH][IW]
-  A* w_s = shared.data + d.step * in_area;     // [FT][step][KK]
+  A* in_s = shared.data;                    // [step][IH][IW]
+  A* w_s = shared.data + d.step * in_area;  // [FT][step][KK]
   Loads at;
   at.plan(d.IW, in_area, d.threads);
   const int filter_tiles = (d.Fg + FT - 1) / FT;
@@ -134,7 +134,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                 for (int kw = 0; kw < d.KW; ++kw) {
                   const A v = in_c[kh * d.IW + kw];
 #pragma unroll
-                  for (int f = 0; f < FT; ++f) acc[f] += v * w_c[f * d.step * d.KK + kh * d.KW + kw];
+                  for (int f = 0; f < FT; ++f)
+                    acc[f] += v * w_c[f * d.step * d.KK + kh * d.KW + kw];
                 }
               }
             }
@@ -165,8 +166,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int ty = tid / d.TW, tx = tid - ty * d.TW;
   const bool active = tid < d.TH * d.TW;
   const int dy_area = d.DH * d.DW;
-  A* dy_s = shared.data;                      // [step][DH][DW]
-  A* w_s = shared.data + d.step * dy_area;    // [step][CT][KK]
+  A* dy_s = shared.data;                    // [step][DH][DW]
+  A* w_s = shared.data + d.step * dy_area;  // [step][CT][KK]
   const int channel_tiles = (d.Cg + CT - 1) / CT;
   for (int tile = blockIdx.x; tile < d.tiles_h * d.tiles_w; tile += gridDim.x) {
     const int tile_y = tile / d.tiles_w, tile_x = tile - tile_y * d.tiles_w;
@@ -194,8 +195,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int f0 = 0; f0 < d.Fg; f0 += d.step) {
           const int filters = d.Fg - f0 < d.step ? d.Fg - f0 : d.step;
           for (int f = 0; f < filters; ++f) {
-            stage(at, dy + (n * d.F + g * d.Fg + f0 + f) * d.OH * d.OW, d.OH, d.OW, oy0, ox0,
-                  cols, dy_s + f * dy_area);
+            stage(at, dy + (n * d.F + g * d.Fg + f0 + f) * d.OH * d.OW, d.OH, d.OW, oy0, ox0, cols,
+                  dy_s + f * dy_area);
             // The weights of filter f, channels c0.., are one contiguous run.
             const T* src = w + ((g * d.Fg + f0 + f) * d.Cg + c0) * d.KK;
             for (int e = tid; e < CT * d.KK; e += d.threads)
@@ -222,7 +223,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (active && iy < d.H && ix < d.W) {
 #pragma unroll
           for (int c = 0; c < CT; ++c) {
-            if (c < channels) store(dx + ((n * d.C + g * d.Cg + c0 + c) * d.H + iy) * d.W + ix, acc[c]);
+            if (c < channels)
+              store(dx + ((n * d.C + g * d.Cg + c0 + c) * d.H + iy) * d.W + ix, acc[c]);
           }
         }
       }
@@ -283,11 +285,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int tile_y = tile / d.tiles_w, tile_x = tile - tile_y * d.tiles_w;
         const int oy0 = tile_y * d.TH, ox0 = tile_x * d.TW;
         for (int c = 0; c < d.CB; ++c)
-          stage(in_at, x + (n * d.C + g * d.Cg + c0 + c) * d.H * d.W, c0 + c < d.Cg ? d.H : 0,
-                d.W, oy0 * d.SH - d.PH, ox0 * d.SW - d.PW, d.IW, x_s + c * in_area);
+          stage(in_at, x + (n * d.C + g * d.Cg + c0 + c) * d.H * d.W, c0 + c < d.Cg ? d.H : 0, d.W,
+                oy0 * d.SH - d.PH, ox0 * d.SW - d.PW, d.IW, x_s + c * in_area);
         for (int f = 0; f < d.FB; ++f)
-          stage(out_at, dy + (n * d.F + g * d.Fg + f0 + f) * d.OH * d.OW,
-                f0 + f < d.Fg ? d.OH : 0, d.OW, oy0, ox0, d.TW, dy_s + f * out_area);
+          stage(out_at, dy + (n * d.F + g * d.Fg + f0 + f) * d.OH * d.OW, f0 + f < d.Fg ? d.OH : 0,
+                d.OW, oy0, ox0, d.TW, dy_s + f * out_area);
         __syncthreads();
         // Pixels past the map are zero in the staged output gradient: they add 0.
         for (int r = replica; r < d.TH; r += d.replicas) {
@@ -325,19 +327,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       __syncthreads();
     }
-  }
-}
-
-// dw[e] = sum over chunks, in chunk order, of partial[chunk][e].
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 1)
-    sum_chunks_kernel(int elements, int chunks, const typename Acc<T>::type* __restrict__ partial,
-                      T* __restrict__ dw) {
-  using A = typename Acc<T>::type;
-  for (int e = blockIdx.x * kThreads + threadIdx.x; e < elements; e += gridDim.x * kThreads) {
-    A sum = A(0);
-    for (int c = 0; c < chunks; ++c) sum += partial[int64_t{c} * elements + e];
-    store(dw + e, sum);
   }
 }
 
@@ -446,7 +435,8 @@ bool plan_backward_weight(Conv* d, int dtype) {
   d->threads = kThreads;  // the replicas use every thread, whatever the tile
   const int owners = ceil_div(d->FB * d->CB * d->KK, kElementsPerThread);
   d->replicas = kThreads / owners < d->TH ? kThreads / owners : d->TH;
-  if (d->replicas * owners * kElementsPerThread > cap) d->replicas = cap / (owners * kElementsPerThread);
+  if (d->replicas * owners * kElementsPerThread > cap)
+    d->replicas = cap / (owners * kElementsPerThread);
   if (d->replicas < 1) return false;
   d->element_tiles_f = ceil_div(d->Fg, d->FB);
   d->element_tiles_c = ceil_div(d->Cg, d->CB);
@@ -461,8 +451,7 @@ bool plan_backward_weight(Conv* d, int dtype) {
 }
 
 int64_t workspace_bytes(const Conv& d, int dtype) {
-  return d.chunks == 1 ? 0
-                       : int64_t{d.chunks} * d.F * d.Cg * d.KK * (dtype == IGC_FLOAT64 ? 8 : 4);
+  return d.chunks == 1 ? 0 : int64_t{d.chunks} * d.F * d.Cg * d.KK * (dtype == IGC_FLOAT64 ? 8 : 4);
 }
 
 // Registers per thread: up to 8 filters (forward) or channels (data grad).
@@ -477,17 +466,16 @@ void launch_forward(const Conv& d, const void* x, const void* w, void* y, cudaSt
 }
 
 template <typename T, int R>
-void launch_backward_data(const Conv& d, const void* dy, const void* w, void* dx,
-                          cudaStream_t s) {
+void launch_backward_data(const Conv& d, const void* dy, const void* w, void* dx, cudaStream_t s) {
   const dim3 grid(igc::cuda::grid_blocks(int64_t{d.tiles_h} * d.tiles_w, 1, 2147483647),
                   igc::cuda::grid_cap(int64_t{d.G} * ceil_div(d.Cg, R)), igc::cuda::grid_cap(d.N));
-  IGC_LAUNCH((backward_data_kernel<T, R>), grid, dim3(d.threads), s, d,
-             static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<T*>(dx));
+  IGC_LAUNCH((backward_data_kernel<T, R>), grid, dim3(d.threads), s, d, static_cast<const T*>(dy),
+             static_cast<const T*>(w), static_cast<T*>(dx));
 }
 
 template <typename T>
-void launch_backward_weight(const Conv& d, const void* dy, const void* x, void* dw,
-                            void* workspace, cudaStream_t s) {
+void launch_backward_weight(const Conv& d, const void* dy, const void* x, void* dw, void* workspace,
+                            cudaStream_t s) {
   using A = typename Acc<T>::type;
   const dim3 grid(igc::cuda::grid_blocks(d.chunks, 1, 2147483647),
                   igc::cuda::grid_cap(int64_t{d.G} * d.element_tiles_f * d.element_tiles_c));
@@ -496,7 +484,7 @@ void launch_backward_weight(const Conv& d, const void* dy, const void* x, void* 
              static_cast<const T*>(x), partial, static_cast<T*>(dw));
   if (d.chunks > 1) {
     const int elements = d.F * d.Cg * d.KK;
-    IGC_LAUNCH(sum_chunks_kernel<T>, dim3(igc::cuda::grid_blocks(elements, kThreads)),
+    IGC_LAUNCH(igc::cuda::sum_chunks_kernel<T>, dim3(igc::cuda::grid_blocks(elements, kThreads)),
                dim3(kThreads), s, elements, d.chunks, static_cast<const A*>(partial),
                static_cast<T*>(dw));
   }
@@ -514,16 +502,15 @@ void with_registers(int count, Fn fn) {
 }
 
 template <typename T>
-int launch(Pass pass, Conv d, const void* a, const void* b, void* out, int dtype,
-           void* workspace, int64_t workspace_size, cudaStream_t s) {
+int launch(Pass pass, Conv d, const void* a, const void* b, void* out, int dtype, void* workspace,
+           int64_t workspace_size, cudaStream_t s) {
   if (pass == Pass::kForward) {
     if (!plan_forward(&d, per_thread(d.Fg), dtype)) return IGC_TOO_LARGE;
     with_registers(d.Fg, [&](auto r) { launch_forward<T, decltype(r)::value>(d, a, b, out, s); });
   } else if (pass == Pass::kBackwardData) {
     if (!plan_backward_data(&d, per_thread(d.Cg), dtype)) return IGC_TOO_LARGE;
-    with_registers(d.Cg, [&](auto r) {
-      launch_backward_data<T, decltype(r)::value>(d, a, b, out, s);
-    });
+    with_registers(d.Cg,
+                   [&](auto r) { launch_backward_data<T, decltype(r)::value>(d, a, b, out, s); });
   } else {
     if (!plan_backward_weight(&d, dtype)) return IGC_TOO_LARGE;
     const int64_t bytes = workspace_bytes(d, dtype);
@@ -548,20 +535,17 @@ int run(Pass pass, const igc_group_conv_geometry* g, const void* a, const void* 
   }
   const Conv d = geometry(*g);
   switch (dtype) {
-    case IGC_FLOAT32:
-      return launch<float>(pass, d, a, b, out, dtype, workspace, workspace_size, s);
+    case IGC_FLOAT32: return launch<float>(pass, d, a, b, out, dtype, workspace, workspace_size, s);
     case IGC_FLOAT64:
       return launch<double>(pass, d, a, b, out, dtype, workspace, workspace_size, s);
-    default:
-      return launch<__half>(pass, d, a, b, out, dtype, workspace, workspace_size, s);
+    default: return launch<__half>(pass, d, a, b, out, dtype, workspace, workspace_size, s);
   }
 }
 
 }  // namespace
 
 extern "C" int igc_group_conv_forward_cuda(const igc_group_conv_geometry* g, const void* data,
-                                           const void* weight, void* out, int dtype,
-                                           void* stream) {
+                                           const void* weight, void* out, int dtype, void* stream) {
   return run(Pass::kForward, g, data, weight, out, dtype, nullptr, 0, stream);
 }
 
@@ -571,8 +555,8 @@ extern "C" int igc_group_conv_backward_data_cuda(const igc_group_conv_geometry* 
   return run(Pass::kBackwardData, g, out_grad, weight, data_grad, dtype, nullptr, 0, stream);
 }
 
-extern "C" int64_t igc_group_conv_backward_weight_cuda_workspace(
-    const igc_group_conv_geometry* g, int dtype) {
+extern "C" int64_t igc_group_conv_backward_weight_cuda_workspace(const igc_group_conv_geometry* g,
+                                                                 int dtype) {
   if (igc_group_conv_check(g, dtype) != IGC_OK) return -1;
   if (g->batch == 0) return 0;
   Conv d = geometry(*g);

@@ -53,12 +53,11 @@ int igc_group_conv_check(const igc_group_conv_geometry* geometry, int dtype);
  */
 int igc_group_conv_forward_cpu(const igc_group_conv_geometry* geometry, const void* data,
                                const void* weight, void* out, int dtype);
-int igc_group_conv_backward_data_cpu(const igc_group_conv_geometry* geometry,
-                                     const void* out_grad, const void* weight,
-                                     void* data_grad, int dtype);
+int igc_group_conv_backward_data_cpu(const igc_group_conv_geometry* geometry, const void* out_grad,
+                                     const void* weight, void* data_grad, int dtype);
 int igc_group_conv_backward_weight_cpu(const igc_group_conv_geometry* geometry,
-                                       const void* out_grad, const void* data,
-                                       void* weight_grad, int dtype);
+                                       const void* out_grad, const void* data, void* weight_grad,
+                                       int dtype);
 
 /*
  * CUDA, float32, float64 and float16 (float16 sums in float32). Same contract,
@@ -71,15 +70,14 @@ int igc_group_conv_backward_weight_cpu(const igc_group_conv_geometry* geometry,
  */
 int igc_group_conv_forward_cuda(const igc_group_conv_geometry* geometry, const void* data,
                                 const void* weight, void* out, int dtype, void* stream);
-int igc_group_conv_backward_data_cuda(const igc_group_conv_geometry* geometry,
-                                      const void* out_grad, const void* weight,
-                                      void* data_grad, int dtype, void* stream);
+int igc_group_conv_backward_data_cuda(const igc_group_conv_geometry* geometry, const void* out_grad,
+                                      const void* weight, void* data_grad, int dtype, void* stream);
 int64_t igc_group_conv_backward_weight_cuda_workspace(const igc_group_conv_geometry* geometry,
                                                       int dtype);
 int igc_group_conv_backward_weight_cuda(const igc_group_conv_geometry* geometry,
-                                        const void* out_grad, const void* data,
-                                        void* weight_grad, int dtype, void* workspace,
-                                        int64_t workspace_bytes, void* stream);
+                                        const void* out_grad, const void* data, void* weight_grad,
+                                        int dtype, void* workspace, int64_t workspace_bytes,
+                                        void* stream);
 
 #ifdef __cplusplus
 }

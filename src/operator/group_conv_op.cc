@@ -106,9 +106,8 @@ struct GroupConvolutionOp {
 
   static bool parse(const igc::Attrs& attrs, Params* p) {
     return igc::check_known_params(kOp, attrs,
-                                   {"kernel", "stride", "pad", "num_filter", "num_group",
-                                    "no_bias", "dilate", "layout", "workspace", "cudnn_tune",
-                                    "cudnn_off"}) &&
+                                   {"kernel", "stride", "pad", "num_filter", "num_group", "no_bias",
+                                    "dilate", "layout", "workspace", "cudnn_tune", "cudnn_off"}) &&
            check_convolution_compat(attrs) && parse_pair(attrs, "kernel", true, 1, p->kernel) &&
            parse_pair(attrs, "stride", false, 1, p->stride) &&
            parse_pair(attrs, "pad", false, 0, p->pad) &&
@@ -122,14 +121,22 @@ struct GroupConvolutionOp {
   template <typename Dims>
   static bool make_geometry(const Params& p, const Dims& data, igc_group_conv_geometry* g) {
     if (!igc::check_dims(kOp, "data", data, 4, "(N, C, H, W)")) return false;
-    *g = {static_cast<int64_t>(data[0]), static_cast<int64_t>(data[1]),
-          static_cast<int64_t>(data[2]), static_cast<int64_t>(data[3]),
-          p.num_filter, p.num_group, p.kernel[0], p.kernel[1], p.stride[0], p.stride[1],
-          p.pad[0], p.pad[1]};
+    *g = {static_cast<int64_t>(data[0]),
+          static_cast<int64_t>(data[1]),
+          static_cast<int64_t>(data[2]),
+          static_cast<int64_t>(data[3]),
+          p.num_filter,
+          p.num_group,
+          p.kernel[0],
+          p.kernel[1],
+          p.stride[0],
+          p.stride[1],
+          p.pad[0],
+          p.pad[1]};
     if (g->channels % g->groups != 0) {
       igc::error_message(kOp) << "channels C=" << g->channels << " of data "
-                              << igc::shape_text(data) << " is not divisible by num_group="
-                              << g->groups;
+                              << igc::shape_text(data)
+                              << " is not divisible by num_group=" << g->groups;
       return false;
     }
     if (g->filters % g->groups != 0) {
@@ -145,9 +152,9 @@ struct GroupConvolutionOp {
     }
     const int status = igc_group_conv_check(g, IGC_FLOAT32);
     if (status == IGC_TOO_LARGE) {
-      igc::error_message(kOp) << "data " << igc::shape_text(data) << " with kernel=("
-                              << p.kernel[0] << "," << p.kernel[1] << "), pad=(" << p.pad[0]
-                              << "," << p.pad[1] << ") and num_filter=" << p.num_filter
+      igc::error_message(kOp) << "data " << igc::shape_text(data) << " with kernel=(" << p.kernel[0]
+                              << "," << p.kernel[1] << "), pad=(" << p.pad[0] << "," << p.pad[1]
+                              << ") and num_filter=" << p.num_filter
                               << " needs a tensor of more than 2^31 - 1 elements, the most "
                                  "MXNet's wheels index";
       return false;
@@ -177,8 +184,8 @@ struct GroupConvolutionOp {
     bool same = weight.size() == want.size();
     for (size_t k = 0; same && k < want.size(); ++k) same = weight[k] == want[k];
     if (!same) {
-      igc::error_message(kOp) << "weight shape " << igc::shape_text(weight)
-                              << " does not match " << igc::shape_text(want)
+      igc::error_message(kOp) << "weight shape " << igc::shape_text(weight) << " does not match "
+                              << igc::shape_text(want)
                               << " = (num_filter, C / num_group, kernel_h, kernel_w)";
     }
     return same;
@@ -209,11 +216,11 @@ struct GroupConvolutionOp {
 #ifdef IGC_WITH_CUDA
       void* stream = res.get_cuda_stream();
       if (pass == igc::Pass::kForward) {
-        status = igc_group_conv_forward_cuda(&g, a.data_ptr, b.data_ptr, out->data_ptr, dtype,
-                                             stream);
+        status =
+            igc_group_conv_forward_cuda(&g, a.data_ptr, b.data_ptr, out->data_ptr, dtype, stream);
       } else if (pass == igc::Pass::kBackwardData) {
-        status = igc_group_conv_backward_data_cuda(&g, a.data_ptr, b.data_ptr, out->data_ptr,
-                                                   dtype, stream);
+        status = igc_group_conv_backward_data_cuda(&g, a.data_ptr, b.data_ptr, out->data_ptr, dtype,
+                                                   stream);
       } else {
         const int64_t bytes = igc_group_conv_backward_weight_cuda_workspace(&g, dtype);
         void* workspace = bytes > 0 ? res.alloc_gpu(bytes) : nullptr;
@@ -231,8 +238,7 @@ struct GroupConvolutionOp {
     } else if (pass == igc::Pass::kBackwardData) {
       status = igc_group_conv_backward_data_cpu(&g, a.data_ptr, b.data_ptr, out->data_ptr, dtype);
     } else {
-      status =
-          igc_group_conv_backward_weight_cpu(&g, a.data_ptr, b.data_ptr, out->data_ptr, dtype);
+      status = igc_group_conv_backward_weight_cpu(&g, a.data_ptr, b.data_ptr, out->data_ptr, dtype);
     }
     return igc::kernel_result(kOp, status);
   }

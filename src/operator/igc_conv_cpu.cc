@@ -31,10 +31,10 @@ namespace {
 // cblas enum values (every cblas implementation uses these numbers).
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 
-using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int,
-                         const float*, int, float, float*, int);
-using DgemmFn = void (*)(int, int, int, int, int, int, double, const double*, int,
-                         const double*, int, double, double*, int);
+using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int,
+                         float, float*, int);
+using DgemmFn = void (*)(int, int, int, int, int, int, double, const double*, int, const double*,
+                         int, double, double*, int);
 
 struct Blas {
   SgemmFn sgemm = nullptr;
@@ -63,22 +63,18 @@ const Blas& blas() {
 }
 
 // Row-major C = op(A) . op(B) + beta * C.
-inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a,
-                 int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc) {
-  blas().sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans,
-               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
-               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-               static_cast<int>(ldc));
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  blas().sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m),
+               static_cast<int>(n), static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b,
+               static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
 }
 
-inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a,
-                 int64_t lda, const double* b, int64_t ldb, double beta, double* c,
-                 int64_t ldc) {
-  blas().dgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans,
-               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
-               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-               static_cast<int>(ldc));
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
+                 const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  blas().dgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m),
+               static_cast<int>(n), static_cast<int>(k), 1.0, a, static_cast<int>(lda), b,
+               static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
 }
 
 // Sizes derived from (N, C, inner, L, M); see igc_conv_kernels.h.
@@ -86,7 +82,13 @@ struct Geometry {
   int64_t batch, channels, inner, primary, secondary;
   int64_t P, K, S;
   Geometry(int64_t n, int64_t c, int64_t hw, int64_t l, int64_t m)
-      : batch(n), channels(c), inner(hw), primary(l), secondary(m), P(c / l), K(c / m),
+      : batch(n),
+        channels(c),
+        inner(hw),
+        primary(l),
+        secondary(m),
+        P(c / l),
+        K(c / m),
         S(c / m / l) {}
   int64_t image() const { return channels * inner; }
   int64_t slab_offset(int64_t g, int64_t t) const { return (g * S + t) * inner; }
@@ -213,9 +215,8 @@ bool use_direct(igc::Pass pass, int64_t channels, int64_t inner, int64_t seconda
 
 // Checks, then runs the direct kernel or `f32`/`f64` (BLAS) on a non-empty problem.
 template <typename F32, typename F64>
-int dispatch(igc::Pass pass, const void* a, const void* b, void* c, int64_t batch,
-             int64_t channels, int64_t inner, int64_t primary, int64_t secondary, int dtype,
-             F32 f32, F64 f64) {
+int dispatch(igc::Pass pass, const void* a, const void* b, void* c, int64_t batch, int64_t channels,
+             int64_t inner, int64_t primary, int64_t secondary, int dtype, F32 f32, F64 f64) {
   const int status =
       igc_interleaved_conv_check(a, b, c, batch, channels, inner, primary, secondary, dtype);
   if (status != IGC_OK) return status;
@@ -229,15 +230,14 @@ int dispatch(igc::Pass pass, const void* a, const void* b, void* c, int64_t batc
     return IGC_OK;
   }
   if (use_direct(pass, channels, inner, secondary))
-    return igc::cpu::variant().interleaved[static_cast<int>(pass)](
-        a, b, c, batch, channels, inner, primary, secondary, dtype);
+    return igc::cpu::variant().interleaved[static_cast<int>(pass)](a, b, c, batch, channels, inner,
+                                                                   primary, secondary, dtype);
   if (blas().sgemm == nullptr) return IGC_NO_BLAS;
   const Geometry d(batch, channels, inner, primary, secondary);
   if (dtype == IGC_FLOAT32) {
     f32(static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(c), d);
   } else {
-    f64(static_cast<const double*>(a), static_cast<const double*>(b), static_cast<double*>(c),
-        d);
+    f64(static_cast<const double*>(a), static_cast<const double*>(b), static_cast<double*>(c), d);
   }
   return IGC_OK;
 }
@@ -264,10 +264,9 @@ extern "C" int igc_interleaved_conv_check(const void* a, const void* b, const vo
   return IGC_OK;
 }
 
-extern "C" int igc_interleaved_conv_forward_cpu(const void* data, const void* weight,
-                                                void* out, int64_t batch, int64_t channels,
-                                                int64_t inner, int64_t primary,
-                                                int64_t secondary, int dtype) {
+extern "C" int igc_interleaved_conv_forward_cpu(const void* data, const void* weight, void* out,
+                                                int64_t batch, int64_t channels, int64_t inner,
+                                                int64_t primary, int64_t secondary, int dtype) {
   return dispatch(igc::Pass::kForward, data, weight, out, batch, channels, inner, primary,
                   secondary, dtype, forward<float>, forward<double>);
 }
@@ -286,7 +285,6 @@ extern "C" int igc_interleaved_conv_backward_weight_cpu(const void* out_grad, co
                                                         int64_t channels, int64_t inner,
                                                         int64_t primary, int64_t secondary,
                                                         int dtype) {
-  return dispatch(igc::Pass::kBackwardWeight, out_grad, data, weight_grad, batch, channels,
-                  inner, primary, secondary, dtype, backward_weight<float>,
-                  backward_weight<double>);
+  return dispatch(igc::Pass::kBackwardWeight, out_grad, data, weight_grad, batch, channels, inner,
+                  primary, secondary, dtype, backward_weight<float>, backward_weight<double>);
 }

@@ -116,8 +116,7 @@ int interleaved_backward_weight(const Rows& r, const T* dy, const T* x, T* dw) {
         for (int64_t a0 = 0; a0 < r.K; a0 += kDotFilters) {
           const int nf = block_size(r.K, a0, kDotFilters);
           for (int f = 0; f < nf; ++f) rows[f] = dy + first * image + r.out_row(g, a0 + f) * r.HW;
-          dot_any<true>(out + a0 * r.K, r.K, nf, r.K, r.HW, last - first, rows, image, src,
-                        image);
+          dot_any<true>(out + a0 * r.K, r.K, nf, r.K, r.HW, last - first, rows, image, src, image);
         }
       });
   if (status == IGC_OK) sum_blocks(partial, blocks, size, dw);
@@ -126,9 +125,8 @@ int interleaved_backward_weight(const Rows& r, const T* dy, const T* x, T* dw) {
 }
 
 // Entry points of the variant table (sizes and dtype already checked).
-int interleaved_conv_forward(const void* x, const void* w, void* y, int64_t batch,
-                             int64_t channels, int64_t inner, int64_t primary,
-                             int64_t secondary, int dtype) {
+int interleaved_conv_forward(const void* x, const void* w, void* y, int64_t batch, int64_t channels,
+                             int64_t inner, int64_t primary, int64_t secondary, int dtype) {
   const Rows r(batch, channels, inner, primary, secondary);
   return with_dtype(dtype, x, w, y,
                     [&](auto a, auto b, auto c) { return interleaved_forward(r, a, b, c); });
@@ -138,9 +136,8 @@ int interleaved_conv_backward_data(const void* dy, const void* w, void* dx, int6
                                    int64_t channels, int64_t inner, int64_t primary,
                                    int64_t secondary, int dtype) {
   const Rows r(batch, channels, inner, primary, secondary);
-  return with_dtype(dtype, dy, w, dx, [&](auto a, auto b, auto c) {
-    return interleaved_backward_data(r, a, b, c);
-  });
+  return with_dtype(dtype, dy, w, dx,
+                    [&](auto a, auto b, auto c) { return interleaved_backward_data(r, a, b, c); });
 }
 
 int interleaved_conv_backward_weight(const void* dy, const void* x, void* dw, int64_t batch,

@@ -56,9 +56,7 @@ struct Column {
       ++image;
     }
   }
-  __device__ __forceinline__ int offset(const Shape& d) const {
-    return image * d.C * d.HW + pixel;
-  }
+  __device__ __forceinline__ int offset(const Shape& d) const { return image * d.C * d.HW + pixel; }
 };
 
 // C (BM x BN) tile of one GEMM; 256 threads in TY x TX, each computing TM x TN
@@ -115,9 +113,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int mt = blockIdx.y; mt < m_tiles; mt += gridDim.y) {
         const int m0 = mt * BM;
         A acc[TM][TN];
-  #pragma unroll
+#pragma unroll
         for (int i = 0; i < TM; ++i) {
-  #pragma unroll
+#pragma unroll
           for (int j = 0; j < TN; ++j) acc[i][j] = A(0);
         }
         // The depth: forward walks each slab's L input rows, data grad the K outputs.
@@ -126,7 +124,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int ts = 0; ts < slabs; ++ts) {
           for (int k0 = 0; k0 < rows; k0 += BK) {
             const int depth = rows - k0 < BK ? rows - k0 : BK;
-            // a[k][m]: forward W[g*K + m0 + m][ts*L + k0 + k]; data grad W[g*K + k0 + k][t*L + m0 + m]
+            // a[k][m]: forward W[g*K + m0 + m][ts*L + k0 + k],
+            //          data grad W[g*K + k0 + k][t*L + m0 + m]
             for (int m = ty; m < BM; m += TileT::TY) {
               for (int k = tx; k < BK; k += TileT::TX) {
                 A v = A(0);
@@ -143,8 +142,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int k = load_row; k < BK; k += kThreads / BN) {
               A v = A(0);
               if (col_ok && k < depth) {
-                const int channel = kPass == Pass::kForward ? (k0 + k) * d.P + g * d.S + ts
-                                                            : (k0 + k) * d.M + g;
+                const int channel =
+                    kPass == Pass::kForward ? (k0 + k) * d.P + g * d.S + ts : (k0 + k) * d.M + g;
                 v = load(in + col_in.offset(d) + channel * d.HW);
               }
               tile.b[k][load_col] = v;
@@ -154,13 +153,13 @@ __global__ void __launch_bounds__(kThreads, 1)
             __syncthreads();
           }
         }
-  #pragma unroll
+#pragma unroll
         for (int j = 0; j < TN; ++j) {
           const int n = n0 + tx + j * TileT::TX;
           if (n >= d.NP) continue;
           Column col;
           col.start(n, d);  // once per output column
-  #pragma unroll
+#pragma unroll
           for (int i = 0; i < TM; ++i) {
             const int m = m0 + ty + i * TileT::TY;
             if (kPass == Pass::kForward ? m >= d.K : m >= d.L) continue;
@@ -242,24 +241,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-// weight_grad[e] = sum over chunks, in chunk order, of partial[chunk][e].
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 1)
-    sum_chunks_kernel(int elements, int chunks, const typename Acc<T>::type* __restrict__ partial,
-                      T* __restrict__ weight_grad) {
-  using A = typename Acc<T>::type;
-  for (int e = blockIdx.x * kThreads + threadIdx.x; e < elements; e += gridDim.x * kThreads) {
-    A sum = A(0);
-    for (int c = 0; c < chunks; ++c) sum += partial[int64_t{c} * elements + e];
-    store(weight_grad + e, sum);
-  }
-}
-
 // Rows per tile: the smallest of 16, 32, 64 that covers `rows`, else 64.
 int tile_rows(int rows) { return rows <= 16 ? 16 : rows <= 32 ? 32 : 64; }
 
-Shape make_shape(int64_t batch, int64_t channels, int64_t inner, int64_t primary,
-                 int64_t secondary, int dtype) {
+Shape make_shape(int64_t batch, int64_t channels, int64_t inner, int64_t primary, int64_t secondary,
+                 int dtype) {
   Shape d;
   d.N = static_cast<int>(batch);
   d.C = static_cast<int>(channels);
@@ -313,7 +299,7 @@ void launch_weight(const Shape& d, const void* out_grad, const void* data, void*
              static_cast<T*>(weight_grad));
   if (d.chunks > 1) {
     const int elements = d.C * d.K;
-    IGC_LAUNCH(sum_chunks_kernel<T>, dim3(igc::cuda::grid_blocks(elements, kThreads)),
+    IGC_LAUNCH(igc::cuda::sum_chunks_kernel<T>, dim3(igc::cuda::grid_blocks(elements, kThreads)),
                dim3(kThreads), stream, elements, d.chunks, static_cast<const A*>(partial),
                static_cast<T*>(weight_grad));
   }
@@ -381,8 +367,8 @@ extern "C" int igc_interleaved_conv_forward_cuda(const void* data, const void* w
                                                  int64_t batch, int64_t channels, int64_t inner,
                                                  int64_t primary, int64_t secondary, int dtype,
                                                  void* stream) {
-  return run(Pass::kForward, data, weight, out, batch, channels, inner, primary, secondary,
-             dtype, nullptr, 0, stream);
+  return run(Pass::kForward, data, weight, out, batch, channels, inner, primary, secondary, dtype,
+             nullptr, 0, stream);
 }
 
 extern "C" int igc_interleaved_conv_backward_data_cuda(const void* out_grad, const void* weight,
@@ -395,8 +381,7 @@ extern "C" int igc_interleaved_conv_backward_data_cuda(const void* out_grad, con
 }
 
 extern "C" int64_t igc_interleaved_conv_backward_weight_cuda_workspace(
-    int64_t batch, int64_t channels, int64_t inner, int64_t primary, int64_t secondary,
-    int dtype) {
+    int64_t batch, int64_t channels, int64_t inner, int64_t primary, int64_t secondary, int dtype) {
   static const char somewhere = 0;  // the check wants pointers; this query has none
   if (igc_interleaved_conv_check(&somewhere, &somewhere, &somewhere, batch, channels, inner,
                                  primary, secondary, dtype) != IGC_OK)
@@ -405,10 +390,12 @@ extern "C" int64_t igc_interleaved_conv_backward_weight_cuda_workspace(
   return workspace_bytes(make_shape(batch, channels, inner, primary, secondary, dtype), dtype);
 }
 
-extern "C" int igc_interleaved_conv_backward_weight_cuda(
-    const void* out_grad, const void* data, void* weight_grad, int64_t batch, int64_t channels,
-    int64_t inner, int64_t primary, int64_t secondary, int dtype, void* workspace,
-    int64_t workspace_size, void* stream) {
+extern "C" int igc_interleaved_conv_backward_weight_cuda(const void* out_grad, const void* data,
+                                                         void* weight_grad, int64_t batch,
+                                                         int64_t channels, int64_t inner,
+                                                         int64_t primary, int64_t secondary,
+                                                         int dtype, void* workspace,
+                                                         int64_t workspace_size, void* stream) {
   return run(Pass::kBackwardWeight, out_grad, data, weight_grad, batch, channels, inner, primary,
              secondary, dtype, workspace, workspace_size, stream);
 }

@@ -45,8 +45,8 @@ extern "C" {
  * pointer for a non-empty tensor).
  */
 int igc_interleaved_conv_check(const void* a, const void* b, const void* c, int64_t batch,
-                               int64_t channels, int64_t inner, int64_t primary,
-                               int64_t secondary, int dtype);
+                               int64_t channels, int64_t inner, int64_t primary, int64_t secondary,
+                               int dtype);
 
 /*
  * CPU, float32 and float64 (IGC_BAD_DTYPE otherwise). weight is (C, C/M)
@@ -55,17 +55,17 @@ int igc_interleaved_conv_check(const void* a, const void* b, const void* c, int6
  * else the GEMMs of the OpenBLAS that MXNet loads, found at run time
  * (IGC_NO_BLAS if none); OpenMP over independent (image, group) tasks.
  */
-int igc_interleaved_conv_forward_cpu(const void* data, const void* weight, void* out,
-                                     int64_t batch, int64_t channels, int64_t inner,
-                                     int64_t primary, int64_t secondary, int dtype);
+int igc_interleaved_conv_forward_cpu(const void* data, const void* weight, void* out, int64_t batch,
+                                     int64_t channels, int64_t inner, int64_t primary,
+                                     int64_t secondary, int dtype);
 int igc_interleaved_conv_backward_data_cpu(const void* out_grad, const void* weight,
                                            void* data_grad, int64_t batch, int64_t channels,
                                            int64_t inner, int64_t primary, int64_t secondary,
                                            int dtype);
 int igc_interleaved_conv_backward_weight_cpu(const void* out_grad, const void* data,
-                                             void* weight_grad, int64_t batch,
-                                             int64_t channels, int64_t inner,
-                                             int64_t primary, int64_t secondary, int dtype);
+                                             void* weight_grad, int64_t batch, int64_t channels,
+                                             int64_t inner, int64_t primary, int64_t secondary,
+                                             int dtype);
 
 /*
  * CUDA, float32, float64 and float16 (float16 sums in float32), asynchronous on
@@ -77,20 +77,18 @@ int igc_interleaved_conv_backward_weight_cpu(const void* out_grad, const void* d
  */
 int igc_interleaved_conv_forward_cuda(const void* data, const void* weight, void* out,
                                       int64_t batch, int64_t channels, int64_t inner,
-                                      int64_t primary, int64_t secondary, int dtype,
-                                      void* stream);
+                                      int64_t primary, int64_t secondary, int dtype, void* stream);
 int igc_interleaved_conv_backward_data_cuda(const void* out_grad, const void* weight,
-                                            void* data_grad, int64_t batch,
-                                            int64_t channels, int64_t inner, int64_t primary,
-                                            int64_t secondary, int dtype, void* stream);
+                                            void* data_grad, int64_t batch, int64_t channels,
+                                            int64_t inner, int64_t primary, int64_t secondary,
+                                            int dtype, void* stream);
 int64_t igc_interleaved_conv_backward_weight_cuda_workspace(int64_t batch, int64_t channels,
                                                             int64_t inner, int64_t primary,
                                                             int64_t secondary, int dtype);
 int igc_interleaved_conv_backward_weight_cuda(const void* out_grad, const void* data,
-                                              void* weight_grad, int64_t batch,
-                                              int64_t channels, int64_t inner,
-                                              int64_t primary, int64_t secondary, int dtype,
-                                              void* workspace, int64_t workspace_bytes,
+                                              void* weight_grad, int64_t batch, int64_t channels,
+                                              int64_t inner, int64_t primary, int64_t secondary,
+                                              int dtype, void* workspace, int64_t workspace_bytes,
                                               void* stream);
 
 #ifdef __cplusplus

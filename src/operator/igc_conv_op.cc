@@ -103,9 +103,8 @@ struct InterleavedGroupConvOp {
   }
 
   // One kernel call. `data` supplies the shape; a, b, c are the kernel's operands.
-  static MXReturnValue run(igc::Pass pass, const Params& p, const MXTensor& data,
-                           const MXTensor& a, const MXTensor& b, MXTensor* c,
-                           const OpResource& res) {
+  static MXReturnValue run(igc::Pass pass, const Params& p, const MXTensor& data, const MXTensor& a,
+                           const MXTensor& b, MXTensor* c, const OpResource& res) {
     const int64_t batch = data.shape[0], channels = data.shape[1];
     const int64_t inner = data.shape[2] * data.shape[3];
     if (data.ctx.dev_type == "gpu") {
@@ -116,16 +115,16 @@ struct InterleavedGroupConvOp {
         status = igc_interleaved_conv_forward_cuda(a.data_ptr, b.data_ptr, c->data_ptr, batch,
                                                    channels, inner, p.L, p.M, data.dtype, stream);
       } else if (pass == igc::Pass::kBackwardData) {
-        status = igc_interleaved_conv_backward_data_cuda(a.data_ptr, b.data_ptr, c->data_ptr,
-                                                         batch, channels, inner, p.L, p.M,
-                                                         data.dtype, stream);
+        status =
+            igc_interleaved_conv_backward_data_cuda(a.data_ptr, b.data_ptr, c->data_ptr, batch,
+                                                    channels, inner, p.L, p.M, data.dtype, stream);
       } else {
         const int64_t bytes = igc_interleaved_conv_backward_weight_cuda_workspace(
             batch, channels, inner, p.L, p.M, data.dtype);
         void* workspace = bytes > 0 ? res.alloc_gpu(bytes) : nullptr;
-        status = igc_interleaved_conv_backward_weight_cuda(
-            a.data_ptr, b.data_ptr, c->data_ptr, batch, channels, inner, p.L, p.M, data.dtype,
-            workspace, bytes, stream);
+        status = igc_interleaved_conv_backward_weight_cuda(a.data_ptr, b.data_ptr, c->data_ptr,
+                                                           batch, channels, inner, p.L, p.M,
+                                                           data.dtype, workspace, bytes, stream);
       }
       return igc::kernel_result(kOp, status, igc_last_cuda_error());
 #else
@@ -136,8 +135,8 @@ struct InterleavedGroupConvOp {
     auto* fn = pass == igc::Pass::kForward        ? igc_interleaved_conv_forward_cpu
                : pass == igc::Pass::kBackwardData ? igc_interleaved_conv_backward_data_cpu
                                                   : igc_interleaved_conv_backward_weight_cpu;
-    return igc::kernel_result(kOp, fn(a.data_ptr, b.data_ptr, c->data_ptr, batch, channels,
-                                      inner, p.L, p.M, data.dtype));
+    return igc::kernel_result(
+        kOp, fn(a.data_ptr, b.data_ptr, c->data_ptr, batch, channels, inner, p.L, p.M, data.dtype));
   }
 
   // Parses the params and validates data and weight: compute sees inputs that shape

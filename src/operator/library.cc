@@ -24,8 +24,8 @@ extern "C" const char* igc_mx_build_info(void) {
 
 MXReturnValue initialize(int version) {
   if (version != IGC_MXNET_VERSION) {
-    igc::error_message("igc_mx") << "library built against MXNet version code "
-                                 << IGC_MXNET_VERSION << " but loaded into " << version
+    igc::error_message("igc_mx") << "library built against MXNet version code " << IGC_MXNET_VERSION
+                                 << " but loaded into " << version
                                  << "; rebuild it against the MXNet you run";
     return MX_FAIL;
   }

@@ -1,6 +1,5 @@
 #include "op_utils.h"
 
-
 #include <cerrno>
 #include <cstdlib>
 #include <vector>
@@ -62,8 +61,8 @@ bool parse_int_param(const char* op, const Attrs& attrs, const char* key, bool r
     return false;
   }
   if (value < lo || value > hi) {
-    error_message(op) << "parameter " << key << "=" << value << " is out of range: expected "
-                      << lo << " <= " << key << " <= " << hi;
+    error_message(op) << "parameter " << key << "=" << value << " is out of range: expected " << lo
+                      << " <= " << key << " <= " << hi;
     return false;
   }
   *out = value;
@@ -84,8 +83,8 @@ const char* dtype_name(int dtype) {
 }
 
 mxnet::ext::MXReturnValue infer_shared_dtype(const char* op, std::vector<int>* in_types,
-                                             std::vector<int>* out_types,
-                                             bool (*supported)(int), const char* expected) {
+                                             std::vector<int>* out_types, bool (*supported)(int),
+                                             const char* expected) {
   int dtype = -1;  // -1: not known yet
   for (int t : *in_types) {
     if (t == -1) continue;

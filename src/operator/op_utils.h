@@ -46,8 +46,7 @@ std::string shape_text(const Dims& shape) {
   std::string s = "(";
   for (size_t k = 0; k < shape.size(); ++k) {
     s += k ? "," : "";
-    s += static_cast<unsigned>(shape[k]) == UINT_MAX ? std::string("?")
-                                                    : std::to_string(shape[k]);
+    s += static_cast<unsigned>(shape[k]) == UINT_MAX ? std::string("?") : std::to_string(shape[k]);
   }
   return s + ")";
 }
@@ -59,8 +58,8 @@ template <typename Dims>
 bool check_dims(const char* op, const char* input, const Dims& shape, size_t ndim,
                 const char* layout) {
   if (shape.size() != ndim) {
-    error_message(op) << input << " must be " << ndim << "-dimensional " << layout << ", got ndim="
-                      << shape.size() << " shape=" << shape_text(shape);
+    error_message(op) << input << " must be " << ndim << "-dimensional " << layout
+                      << ", got ndim=" << shape.size() << " shape=" << shape_text(shape);
     return false;
   }
   for (size_t k = 0; k < shape.size(); ++k) {
@@ -78,8 +77,8 @@ bool check_dims(const char* op, const char* input, const Dims& shape, size_t ndi
 // unknown (-1) entries take the known one. Fails, naming the dtypes, when the
 // inputs differ or the dtype is not `supported`; `expected` lists what is.
 mxnet::ext::MXReturnValue infer_shared_dtype(const char* op, std::vector<int>* in_types,
-                                             std::vector<int>* out_types,
-                                             bool (*supported)(int), const char* expected);
+                                             std::vector<int>* out_types, bool (*supported)(int),
+                                             const char* expected);
 
 // The op's return value for a kernel's igc_status: MX_SUCCESS for IGC_OK, else
 // MX_FAIL with the status text (and, for IGC_CUDA_ERROR, `cuda_error`) as the error.
@@ -143,12 +142,12 @@ mxnet::ext::MXReturnValue no_cpu_float16(const char* op);
 #endif
 
 // REGISTER_OP(Name) with the shared hooks and Op's own shape inference and compute.
-#define IGC_REGISTER_OP(Name, Op)                  \
-  REGISTER_OP(Name)                                \
-      .setParseAttrs(::igc::parse_attrs<Op>)       \
-      .setInferType(::igc::infer_type<Op>)         \
-      .setInferShape(Op::infer_shape)              \
-      .setForward(Op::forward, "cpu")              \
+#define IGC_REGISTER_OP(Name, Op)            \
+  REGISTER_OP(Name)                          \
+      .setParseAttrs(::igc::parse_attrs<Op>) \
+      .setInferType(::igc::infer_type<Op>)   \
+      .setInferShape(Op::infer_shape)        \
+      .setForward(Op::forward, "cpu")        \
       .setBackward(Op::backward, "cpu") IGC_GPU_COMPUTE(Op)
 
 #endif  // IGC_MX_OP_UTILS_H_

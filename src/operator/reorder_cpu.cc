@@ -32,9 +32,8 @@ void shuffle_copy(const char* src, char* dst, int64_t batch, int64_t channels,
 
 }  // namespace
 
-extern "C" int igc_reorder_check(const void* src, const void* dst, int64_t batch,
-                                 int64_t channels, int64_t branch_factor, int64_t inner,
-                                 int dtype) {
+extern "C" int igc_reorder_check(const void* src, const void* dst, int64_t batch, int64_t channels,
+                                 int64_t branch_factor, int64_t inner, int dtype) {
   if (igc_dtype_size(dtype) == 0) return IGC_BAD_DTYPE;
   if (batch < 0 || channels < 0 || inner < 0 || branch_factor < 1) return IGC_BAD_SHAPE;
   if (channels % branch_factor != 0) return IGC_BAD_SHAPE;

@@ -4,28 +4,57 @@
 
 namespace {
 
-// Output row `row` (an (image, channel) pair) reads input row `source_row(row)`.
+// Where output rows (an (image, channel) pair each) read their input: output
+// channel oc = j * branch_factor + i is input channel i * per_branch + j. A thread
+// walks rows `step` apart; Position follows (image, oc, j, i) by addition, so that
+// the copy loop never divides.
 template <typename Index>
-__device__ __forceinline__ Index source_row(Index row, Index channels, Index branch_factor,
-                                            Index per_branch) {
-  const Index image = row / channels;
-  const Index out_channel = row - image * channels;
-  const Index j = out_channel / branch_factor;
-  const Index i = out_channel - j * branch_factor;
-  return image * channels + i * per_branch + j;
-}
+struct Position {
+  Index image, oc, j, i;
+  __device__ __forceinline__ Position(Index row, Index channels, Index branch_factor) {
+    image = row / channels;  // once per thread
+    oc = row - image * channels;
+    j = oc / branch_factor;
+    i = oc - j * branch_factor;
+  }
+  __device__ __forceinline__ Index source(Index channels, Index per_branch) const {
+    return image * channels + i * per_branch + j;
+  }
+};
 
-// Copy in units of Vec (2, 4, 8 or 16 bytes), one unit per thread per step.
+// The step between a thread's rows, decomposed as Position does (on the host).
+template <typename Index>
+struct Step {
+  Index rows, image, oc, j, i;
+};
+
+// Copy in units of Vec (2, 4, 8 or 16 bytes): threadIdx.x along a row, threadIdx.y
+// over rows.
 template <typename Vec, typename Index>
-__global__ void shuffle_copy_kernel(const Vec* __restrict__ src, Vec* __restrict__ dst,
-                                    Index rows, Index channels, Index branch_factor,
-                                    Index per_branch, Index vecs_per_row) {
-  const Index total = rows * vecs_per_row;
-  for (Index idx = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<Index>(gridDim.x) * blockDim.x) {
-    const Index row = idx / vecs_per_row;
-    const Index k = idx - row * vecs_per_row;
-    dst[idx] = src[source_row(row, channels, branch_factor, per_branch) * vecs_per_row + k];
+__global__ void shuffle_copy_kernel(const Vec* __restrict__ src, Vec* __restrict__ dst, Index rows,
+                                    Index channels, Index branch_factor, Index vecs_per_row,
+                                    Step<Index> step) {
+  const Index per_branch = channels / branch_factor;
+  Index row = blockIdx.x * static_cast<Index>(blockDim.y) + threadIdx.y;
+  if (row >= rows) return;
+  Position<Index> at(row, channels, branch_factor);
+  for (; row < rows; row += step.rows) {
+    const Vec* from = src + at.source(channels, per_branch) * vecs_per_row;
+    Vec* to = dst + row * vecs_per_row;
+    for (Index k = threadIdx.x; k < vecs_per_row; k += blockDim.x) to[k] = from[k];
+    at.image += step.image;
+    at.oc += step.oc;
+    at.j += step.j;
+    at.i += step.i;
+    if (at.i >= branch_factor) {
+      at.i -= branch_factor;
+      ++at.j;
+    }
+    if (at.oc >= channels) {
+      at.oc -= channels;
+      at.j -= per_branch;
+      ++at.image;
+    }
   }
 }
 
@@ -34,10 +63,21 @@ void launch_copy(const void* src, void* dst, Index rows, Index channels, Index b
                  Index row_bytes, cudaStream_t stream) {
   constexpr unsigned kThreads = 256;
   const Index n = row_bytes / sizeof(Vec);
-  // Enough blocks to fill any current GPU several times; the loop is grid-stride.
-  IGC_LAUNCH((shuffle_copy_kernel<Vec, Index>), dim3(igc::cuda::grid_blocks(rows * n, kThreads)),
-             dim3(kThreads), stream, static_cast<const Vec*>(src), static_cast<Vec*>(dst), rows,
-             channels, branch_factor, channels / branch_factor, n);
+  // Threads along a row: the largest power of two up to the row's units (and 256);
+  // the others take rows. Blocks: enough to fill any current GPU several times.
+  unsigned along = 1;
+  while (along * 2 <= n && along * 2 <= kThreads) along *= 2;
+  const unsigned across = kThreads / along;
+  const unsigned blocks = igc::cuda::grid_blocks(rows, across);
+  Step<Index> step;
+  step.rows = static_cast<Index>(blocks) * across;
+  step.image = step.rows / channels;
+  step.oc = step.rows - step.image * channels;
+  step.j = step.oc / branch_factor;
+  step.i = step.oc - step.j * branch_factor;
+  IGC_LAUNCH((shuffle_copy_kernel<Vec, Index>), dim3(blocks), dim3(along, across), stream,
+             static_cast<const Vec*>(src), static_cast<Vec*>(dst), rows, channels, branch_factor, n,
+             step);
 }
 
 // The widest unit that divides both the rows and the pointers' alignment.

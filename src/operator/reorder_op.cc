@@ -82,15 +82,14 @@ struct ReorderOp {
 #ifdef IGC_WITH_CUDA
       return igc::kernel_result(kName,
                                 igc_reorder_cuda(src.data_ptr, dst->data_ptr, batch, channels,
-                                                 branches, inner, src.dtype,
-                                                 res.get_cuda_stream()),
+                                                 branches, inner, src.dtype, res.get_cuda_stream()),
                                 igc_last_cuda_error());
 #else
       return igc::no_cuda(kName);
 #endif
     }
-    return igc::kernel_result(kName, igc_reorder_cpu(src.data_ptr, dst->data_ptr, batch,
-                                                     channels, branches, inner, src.dtype));
+    return igc::kernel_result(kName, igc_reorder_cpu(src.data_ptr, dst->data_ptr, batch, channels,
+                                                     branches, inner, src.dtype));
   }
 
   static MXReturnValue forward(const igc::Attrs& attrs, std::vector<MXTensor>* inputs,

@@ -65,11 +65,17 @@ def _error(path, problem, dataset, verb='rebuild'):
 
 
 def check_rec(path, dataset='cifar10', num_classes=None):
-    """Raise RecordFileError naming ``path``, what is wrong (with the byte offset and
-    record number of a damaged record) and the command that rebuilds it, unless ``path``
-    is a complete MXNet RecordIO file of single-label image records (labels in
-    0..num_classes-1 when given), its ``.idx`` (if any) lists exactly its records, and
-    a sample of its images decodes. Returns the number of records."""
+    """``path``, once ``record_count`` found nothing wrong with it."""
+    record_count(path, dataset, num_classes)
+    return path
+
+
+def record_count(path, dataset='cifar10', num_classes=None):
+    """The number of records of ``path``. RecordFileError naming ``path``, what is wrong
+    (with the byte offset and record number of a damaged record) and the command that
+    rebuilds it, unless ``path`` is a complete MXNet RecordIO file of single-label image
+    records (labels in 0..num_classes-1 when given), its ``.idx`` (if any) lists exactly
+    its records, and a sample of its images decodes."""
     if not os.path.isfile(path):
         raise _error(path, 'does not exist', dataset, 'create')
     if os.path.getsize(path) == 0:
@@ -259,8 +265,9 @@ class EpochIter(mx.io.DataIter):
 
     ``Module.fit`` calls ``reset()`` once at the end of every epoch, which moves to the
     next epoch. ``ImageRecordIter`` takes its seeds only when it is created, and a reset
-    one would start its next pass after the records that padded its last batch, so
-    every epoch gets a new one with that epoch's seeds (``epoch_seed``).
+    one would start its next pass after the records that padded its last batch (see
+    ``FreshPassIter``), so every epoch gets a new one with that epoch's seeds
+    (``epoch_seed``).
     """
 
     def __init__(self, make, begin_epoch=0, start=None):
@@ -287,19 +294,65 @@ class EpochIter(mx.io.DataIter):
         return self._iter.next()
 
 
+class FreshPassIter(mx.io.DataIter):
+    """A new iterator from ``make()`` for every pass: each pass reads every record once.
+
+    MXNet 1.9.1's ``ImageRecordIter`` fills its last batch with records from the start
+    of the file (``batch.pad`` says how many) and then begins its next pass after those
+    records; when its prefetcher has already run to the end, even the pass after a
+    ``reset()`` does. Validated after every epoch, each pass from the second on would
+    score a different, smaller set of images. Its first pass is always complete.
+    """
+
+    def __init__(self, make):
+        self._make = make
+        self._iter = make()
+        self._fresh = True
+        super().__init__(self._iter.batch_size)
+        self.provide_data = self._iter.provide_data
+        self.provide_label = self._iter.provide_label
+
+    def reset(self):
+        if not self._fresh:
+            self._iter = None   # frees the old iterator and its threads first
+            self._iter = self._make()
+            self._fresh = True
+
+    def next(self):
+        self._fresh = False
+        return self._iter.next()
+
+
+def _common(args, kv):
+    """Iterator arguments shared by training and validation: size, worker's part,
+    decoding threads, normalization."""
+    return dict(data_shape=(3, args.data_shape, args.data_shape),
+                num_parts=kv.num_workers if kv else 1, part_index=kv.rank if kv else 0,
+                preprocess_threads=args.data_nthreads, **_normalize_args(args))
+
+
 def checked_paths(args, kv, dataset):
     """The training and validation record files of ``args``, checked (``check_rec``), and
     each worker's share of them at least one batch. A test batch the preset chose
     (``args.cap_test_batch``) is first capped at each worker's share."""
     train = os.path.join(args.data_dir, args.train_dataset)
-    check_batch(train, check_rec(train, dataset, args.num_classes), args.batch_size,
+    check_batch(train, record_count(train, dataset, args.num_classes), args.batch_size,
                 '--batch-size', kv.num_workers)
     val = os.path.join(args.data_dir, args.val_dataset)
-    records = check_rec(val, dataset, args.num_classes)
+    records = record_count(val, dataset, args.num_classes)
     if getattr(args, 'cap_test_batch', False):
         args.test_batch_size = max(1, min(args.test_batch_size, records // kv.num_workers))
     check_batch(val, records, args.test_batch_size, '--test-batch-size', kv.num_workers)
     return train, val
+
+
+def small_image_val_iter(args, path, kv=None):
+    """The CIFAR-10/100 and SVHN validation iterator: the record's own 32x32 image,
+    normalized, in file order, batches of ``args.test_batch_size``."""
+    return CheckedIter(lambda: FreshPassIter(lambda: mx.io.ImageRecordIter(
+        path_imgrec=path, batch_size=args.test_batch_size, shuffle=False,
+        rand_crop=False, rand_mirror=False, **_common(args, kv))), path,
+        getattr(args, 'dataset', 'cifar10'))
 
 
 def small_image_iters(args, kv):
@@ -308,38 +361,41 @@ def small_image_iters(args, kv):
     2 random crop + random mirror without padding (a crop of the record's own size,
     so a mirror on 32x32 records)."""
     train_path, val_path = checked_paths(args, kv, args.dataset)
-    common = dict(data_shape=(3, args.data_shape, args.data_shape),
-                  num_parts=kv.num_workers, part_index=kv.rank,
-                  preprocess_threads=args.data_nthreads, **_normalize_args(args))
 
     def make_train(epoch):
         seed = epoch_seed(args.rand_seed, epoch, kv.rank)
         train = CheckedIter(lambda: mx.io.ImageRecordIter(
             path_imgrec=train_path, batch_size=args.batch_size, shuffle=True,
             seed=seed, seed_aug=seed, rand_crop=args.aug_type == 2,
-            rand_mirror=args.aug_type == 2, **common), train_path, args.dataset)
+            rand_mirror=args.aug_type == 2, **_common(args, kv)), train_path, args.dataset)
         if args.aug_type == 1:
             train = PadCropMirrorIter(train, 4, args.mean_rgb, args.std_rgb, seed=seed)
         return train
 
-    val = CheckedIter(lambda: mx.io.ImageRecordIter(
-        path_imgrec=val_path, batch_size=args.test_batch_size, shuffle=False,
-        rand_crop=False, rand_mirror=False, **common), val_path, args.dataset)
-    return make_train, val
+    return make_train, small_image_val_iter(args, val_path, kv)
+
+
+# Both ImageNet iterators: never below short side 256; inter_method 9 lets OpenCV pick
+# the interpolation (area when shrinking, bicubic when enlarging).
+IMAGENET_RESIZE = dict(min_img_size=256, inter_method=9)
+
+
+def imagenet_val_iter(args, path, kv=None):
+    """The ImageNet validation iterator: scale by 0.533 (short side 480 -> 256), centre
+    224 crop, normalized, in file order, batches of ``args.test_batch_size``."""
+    return CheckedIter(lambda: FreshPassIter(lambda: mx.io.ImageRecordIter(
+        path_imgrec=path, batch_size=args.test_batch_size, shuffle=False,
+        rand_crop=False, rand_mirror=False, min_random_scale=0.533, max_random_scale=0.533,
+        **IMAGENET_RESIZE, **_common(args, kv))), path, 'imagenet')
 
 
 def imagenet_iters(args, kv):
     """ImageNet (train_imagenet.py), on records with short side 480: (``make_train(epoch)``,
     validation iterator). Training: random scale 0.533-1 (short side 256-480), aspect
-    0.75-1.25, HSL jitter, random 224 crop and mirror; validation scales by 0.533
-    (480 -> 256) and takes the centre 224 crop. ``--aug-type 0`` turns scale, aspect and
-    colour jitter off."""
+    0.75-1.25, HSL jitter, random 224 crop and mirror; validation as
+    ``imagenet_val_iter``. ``--aug-type 0`` turns scale, aspect and colour jitter off."""
     train_path, val_path = checked_paths(args, kv, 'imagenet')
     aug = args.aug_type > 0
-    common = dict(data_shape=(3, args.data_shape, args.data_shape),
-                  num_parts=kv.num_workers, part_index=kv.rank,
-                  preprocess_threads=args.data_nthreads, min_img_size=256,
-                  inter_method=9, **_normalize_args(args))
 
     def make_train(epoch):
         seed = epoch_seed(args.rand_seed, epoch, kv.rank)
@@ -349,10 +405,11 @@ def imagenet_iters(args, kv):
             min_random_scale=0.533, max_random_scale=1.0 if aug else 0.533,
             max_aspect_ratio=0.25 if aug else 0.0,
             random_h=36 if aug else 0, random_s=50 if aug else 0, random_l=50 if aug else 0,
-            **common), train_path, 'imagenet')
+            **IMAGENET_RESIZE, **_common(args, kv)), train_path, 'imagenet')
 
-    val = CheckedIter(lambda: mx.io.ImageRecordIter(
-        path_imgrec=val_path, batch_size=args.test_batch_size, shuffle=False,
-        rand_crop=False, rand_mirror=False,
-        min_random_scale=0.533, max_random_scale=0.533, **common), val_path, 'imagenet')
-    return make_train, val
+    return make_train, imagenet_val_iter(args, val_path, kv)
+
+
+#: the validation iterator of each dataset's recipe
+VAL_ITERS = {'cifar10': small_image_val_iter, 'cifar100': small_image_val_iter,
+             'svhn': small_image_val_iter, 'imagenet': imagenet_val_iter}

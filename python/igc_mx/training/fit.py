@@ -8,6 +8,7 @@ import time
 import mxnet as mx
 import numpy as np
 
+from .. import scoring
 from .._environ import environ
 from . import args as targs
 from . import checkpoint, divergence, logs, netload, optim, presets, schedule
@@ -149,7 +150,8 @@ def fit(args, data_loader, network=None, top_k=0):
                                            updates_per_epoch)
 
     ctx = devices(args.gpus)
-    mod = mx.mod.Module(symbol=network, context=ctx)
+    # Validation counts each image once, also when the last batch is padded.
+    mod = scoring.Module(symbol=network, context=ctx)
     arg_params = aux_params = None
     if resume is not None:
         path, arg_params, aux_params, states = resume

@@ -1,0 +1,192 @@
+"""Score a trained model on a record file with its recipe's validation preprocessing.
+
+    python tools/evaluate.py --prefix runs/main/weights/resnet_igc --epoch 6 \\
+        --data-dir runs/main/data/rec
+    python tools/evaluate.py --symbol IGC-L16M16-symbol.json --params IGC-L16M16.params \\
+        --dataset imagenet --rec imagenet_val.rec --json result.json
+
+The images go through the validation iterator that training used for the dataset
+(``igc_mx.training.data``, normalization and size from ``igc_mx.training.presets``),
+every image counted once (``igc_mx.scoring``). ``--graph`` runs the model with the fast
+ops (default) or with the 2017 original's ops; the parameters are the same.
+Prints one results row: top-1, top-5, cross-entropy, images, images/s; ``--json``
+writes the same values.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import types
+
+import mxnet as mx
+
+from .. import model_files, scoring
+from ..atomic import atomic_path
+from ..training import args as targs
+from ..training import data, presets
+from ..training.fit import devices
+
+#: the validation record file that train_model.py / train_imagenet.py read by default
+VAL_RECORDS = {'cifar10': 'test.rec', 'cifar100': 'test.rec', 'svhn': 'test.rec',
+               'imagenet': 'imagenet_val.rec'}
+TOP_K = 5
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{value} is not a positive integer')
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    model_files.add_model_args(parser)
+    parser.add_argument('--graph', choices=model_files.GRAPHS, default='default',
+                        help="run the ops the builders choose for the device ('default': the "
+                             "fast ops on the CPU, see igc_mx.devices) or the original's "
+                             "Reorder, 1x1 Convolution and Convolution ('original'); same "
+                             "parameters")
+    g = parser.add_argument_group('Data', "the dataset's validation recipe")
+    g.add_argument('--dataset', choices=sorted(presets.DATASETS), default='cifar10',
+                   help='dataset preset: normalization, image size and validation iterator')
+    g.add_argument('--data-dir', help='directory of the record files (default data/<dataset>)')
+    g.add_argument('--val-dataset', help='record file in --data-dir (default: the one the '
+                                         'train script reads, test.rec or imagenet_val.rec)')
+    g.add_argument('--rec', help='record file to score (instead of --data-dir/--val-dataset)')
+    g.add_argument('--data-shape', type=positive_int, help='image side (preset)')
+    g.add_argument('--mean-rgb', type=targs._floats, help='r,g,b mean (preset)')
+    g.add_argument('--std-rgb', type=targs._floats, help='r,g,b std (preset)')
+    g.add_argument('--fb-mean', action='store_true',
+                   help="ImageNet: fb.resnet.torch's mean/std, as train_imagenet.py --fb-mean")
+    g.add_argument('--data-nthreads', type=positive_int, default=4, help='decoding threads')
+    r = parser.add_argument_group('Run')
+    r.add_argument('--batch-size', type=positive_int, default=100,
+                   help='images per batch (at most the number of records)')
+    r.add_argument('--gpus', default='', help='GPU ids, e.g. 0,1; empty: the CPU')
+    r.add_argument('--max-batches', type=positive_int, help='score only the first N batches')
+    r.add_argument('--json', help='write the results to this JSON file (atomically)')
+    r.add_argument('--quiet', action='store_true', help='no progress bar')
+    return parser
+
+
+def data_options(args):
+    """The options the dataset's validation iterator reads, filled from its preset."""
+    opts = types.SimpleNamespace(
+        dataset=args.dataset, data_shape=args.data_shape, mean_rgb=args.mean_rgb,
+        std_rgb=args.std_rgb, fb_mean=args.fb_mean, data_nthreads=args.data_nthreads,
+        batch_size=args.batch_size, test_batch_size=args.batch_size)
+    return presets.apply(opts, args.dataset)
+
+
+def record_file(args):
+    if args.rec:
+        return args.rec
+    data_dir = args.data_dir or os.path.join('data', args.dataset)
+    return os.path.join(data_dir, args.val_dataset or VAL_RECORDS[args.dataset])
+
+
+def with_softmax_head(symbol):
+    """Symbols that end in class scores get the SoftmaxOutput that training uses."""
+    if json.loads(symbol.tojson())['nodes'][-1]['op'] == 'SoftmaxOutput':
+        return symbol
+    return mx.sym.SoftmaxOutput(symbol, name='softmax')
+
+
+def metrics(num_classes):
+    return mx.metric.CompositeEvalMetric([
+        mx.metric.create('acc'),
+        mx.metric.create('top_k_accuracy', top_k=max(2, min(TOP_K, num_classes))),
+        mx.metric.create('ce')])
+
+
+def evaluate(symbol, arg_params, aux_params, val_iter, contexts=None, max_batches=None,
+             progress=None):
+    """Score ``symbol`` on ``val_iter``; returns {top1, top5 (fractions), cross_entropy,
+    num_images, images_per_s}. Padding in the last batch is not counted.
+    ``progress`` is called after each batch with the number of images done."""
+    symbol = with_softmax_head(symbol)
+    labels = [n for n in symbol.list_arguments() if n.endswith('_label')]
+    mod = scoring.Module(symbol, label_names=labels, context=contexts or [mx.cpu()])
+    (data_desc,) = val_iter.provide_data
+    batch = data_desc.shape[0]
+    mod.bind(data_shapes=[('data', data_desc.shape)],
+             label_shapes=[(labels[0], (batch,))], for_training=False)
+    mod.set_params(arg_params, aux_params, allow_missing=False, allow_extra=True)
+    _, out_shapes, _ = model_files.infer_shape(symbol, data=data_desc.shape)
+    metric = metrics(out_shapes[0][-1])
+    count = [0]
+
+    def counted(param):
+        batch_images = batch - param.locals['batch'].pad
+        count[0] += batch_images
+        if progress:
+            progress(batch_images)
+
+    start = time.perf_counter()
+    values = dict(mod.score(val_iter, metric, num_batch=max_batches,
+                            batch_end_callback=counted))
+    seconds = time.perf_counter() - start
+    top_k = [v for k, v in values.items() if k.startswith('top_k_accuracy')]
+    return {'top1': values['accuracy'], 'top5': top_k[0],
+            'cross_entropy': values['cross-entropy'], 'num_images': count[0],
+            'images_per_s': count[0] / seconds if seconds > 0 else float('nan')}
+
+
+def results_row(label, graph, result):
+    return (f"model={label} graph={graph} images={result['num_images']} "
+            f"top1={100 * result['top1']:.3f}% top5={100 * result['top5']:.3f}% "
+            f"cross_entropy={result['cross_entropy']:.4f} "
+            f"images_per_s={result['images_per_s']:.1f}")
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        symbol_path, params_path, label = model_files.files_from_args(parser, args)
+        opts = data_options(args)
+        rec = data.check_rec(record_file(args), args.dataset)
+        records = data.count_records(rec)
+        if records:
+            opts.test_batch_size = min(opts.test_batch_size, records)
+        shape = (opts.test_batch_size, 3, opts.data_shape, opts.data_shape)
+        symbol, arg_params, aux_params = model_files.load(
+            symbol_path, params_path, shape, args.graph, 'gpu' if args.gpus.strip() else 'cpu')
+        val_iter = data.VAL_ITERS[args.dataset](opts, rec)
+        total = records and math.ceil(records / opts.test_batch_size)
+        if total and args.max_batches:
+            total = min(total, args.max_batches)
+        result = _run(symbol, arg_params, aux_params, val_iter, devices(args.gpus),
+                      args.max_batches, total, args.quiet)
+        if not result['num_images']:
+            raise ValueError(f'no images read from {rec}')
+    except (model_files.ModelFileError, data.RecordFileError, ValueError, RuntimeError,
+            mx.base.MXNetError) as err:
+        # MXNet's bind errors are RuntimeErrors whose last line says what went wrong
+        parser.exit(2, f'{parser.prog}: error: {model_files.error_line(err)}\n')
+    result = {'model': label, 'symbol': symbol_path, 'params': params_path,
+              'graph': args.graph, 'dataset': args.dataset, 'rec': rec,
+              'batch_size': opts.test_batch_size, **result}
+    print(results_row(label, args.graph, result))
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            with open(tmp, 'w') as f:
+                json.dump(result, f, indent=1)
+                f.write('\n')
+    return result
+
+
+def _run(symbol, arg_params, aux_params, val_iter, contexts, max_batches, total, quiet):
+    from tqdm import tqdm
+    with tqdm(total=total, unit='batch', disable=True if quiet else None,
+              file=sys.stderr, leave=False) as bar:
+        return evaluate(symbol, arg_params, aux_params, val_iter, contexts, max_batches,
+                        progress=lambda images: bar.update(1))

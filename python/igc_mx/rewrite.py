@@ -107,13 +107,7 @@ def _fuse_igc_graph(graph, group_conv, device, channels, skipped):
             node = dict(node, inputs=[_remap(e, position) for e in node['inputs']])
         position[index] = len(out)
         out.append(node)
-    heads = [_remap(e, position) for e in graph['heads']]
-    out, heads = _drop_unreachable(out, heads)
-    result = {'nodes': out, 'heads': heads,
-              'arg_nodes': [i for i, n in enumerate(out) if n['op'] == 'null']}
-    if 'attrs' in graph:
-        result['attrs'] = graph['attrs']
-    return result
+    return _rewritten_graph(graph, out, position)
 
 
 def _not_an_igc_unit(match, seen):
@@ -377,10 +371,16 @@ def unfuse_igc_graph(graph, channels=None):
             node = dict(node, inputs=[_remap(e, position) for e in node['inputs']])
         position[index] = len(out)
         out.append(node)
+    return _rewritten_graph(graph, out, position)
+
+
+def _rewritten_graph(graph, nodes, position):
+    """The graph of the rewritten ``nodes``: heads remapped through ``position`` (old
+    node index -> new), unreachable nodes dropped, the graph's attributes kept."""
     heads = [_remap(e, position) for e in graph['heads']]
-    out, heads = _drop_unreachable(out, heads)
-    result = {'nodes': out, 'heads': heads,
-              'arg_nodes': [i for i, n in enumerate(out) if n['op'] == 'null']}
+    nodes, heads = _drop_unreachable(nodes, heads)
+    result = {'nodes': nodes, 'heads': heads,
+              'arg_nodes': [i for i, n in enumerate(nodes) if n['op'] == 'null']}
     if 'attrs' in graph:
         result['attrs'] = graph['attrs']
     return result

@@ -57,7 +57,7 @@ def trained(tmp_path_factory):
 
 
 def score(*argv):
-    return evaluate.main([*argv, '--quiet', '--data-nthreads', '1'])
+    return evaluate.run([*argv, '--quiet', '--data-nthreads', '1'])
 
 
 def logged(log, key):
@@ -249,6 +249,18 @@ def test_bad_input_is_a_one_line_error(trained, tmp_path, capsys):
         f'evaluate: error: symbol file {not_json} cannot be read: MXNetError:')
 
 
+def test_commands_exit_with_status_0_after_success(trained, tmp_path, capsys):
+    """The console scripts call sys.exit(main()): main returns the exit status, not the
+    results (which sys.exit would print to stderr with status 1)."""
+    from igc_mx.tools import export_onnx
+    assert evaluate.main(['--prefix', trained.prefix, '--epoch', '2', '--data-dir', trained.rec,
+                          '--quiet', '--data-nthreads', '1']) == 0
+    assert export_onnx.main(['--prefix', trained.prefix, '--epoch', '2', '-o',
+                             str(tmp_path / 'net.onnx'), '--input-shape', '1,3,32,32']) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0].startswith('model=') and 'ONNX opset' in out[1]
+
+
 def test_command_line_error_has_no_traceback(trained):
     proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'evaluate.py'), '--prefix',
                            trained.prefix, '--epoch', '3'], capture_output=True, text=True,
@@ -261,7 +273,7 @@ def test_exported_checkpoint_in_onnx_runtime(trained, tmp_path, ort_python):
     """What a user with only ONNX Runtime gets: the same predictions as evaluate."""
     from igc_mx.tools import export_onnx
     out = tmp_path / 'net.onnx'
-    export_onnx.main(['--prefix', trained.prefix, '--epoch', '2', '-o', str(out),
+    export_onnx.run(['--prefix', trained.prefix, '--epoch', '2', '-o', str(out),
                       '--input-shape', '1,3,32,32'])
     opts = presets.apply(types.SimpleNamespace(
         dataset='cifar10', data_shape=None, mean_rgb=None, std_rgb=None, data_nthreads=1,

@@ -7,7 +7,9 @@
 
 The logic is igc_mx.tools.evaluate (``python tools/evaluate.py --help`` lists every option).
 """
+import sys
+
 from igc_mx.tools.evaluate import main
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

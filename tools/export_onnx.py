@@ -6,7 +6,9 @@
 
 The logic is igc_mx.tools.export_onnx and igc_mx.onnx (``--help`` lists every option).
 """
+import sys
+
 from igc_mx.tools.export_onnx import main
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -147,7 +147,8 @@ def results_row(label, graph, result):
             f"images_per_s={result['images_per_s']:.1f}")
 
 
-def main(argv=None):
+def run(argv=None):
+    """The command's work; returns what it computed (main returns the exit status)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -182,6 +183,11 @@ def main(argv=None):
                 json.dump(result, f, indent=1)
                 f.write('\n')
     return result
+
+
+def main(argv=None):
+    run(argv)
+    return 0
 
 
 def _run(symbol, arg_params, aux_params, val_iter, contexts, max_batches, total, quiet):

@@ -42,7 +42,8 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def run(argv=None):
+    """The command's work; returns what it computed (main returns the exit status)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -56,3 +57,8 @@ def main(argv=None):
         parser.exit(2, f'{parser.prog}: error: {model_files.error_line(err)}\n')
     print(f'{args.output}: {igc_onnx.describe(model)}')
     return model
+
+
+def main(argv=None):
+    run(argv)
+    return 0

@@ -185,6 +185,14 @@ def test_convolution_keywords_accepted():
     assert y.shape == (1, 4, 3, 3) and float(y[0, 0, 0, 0].asscalar()) == 18
 
 
+@pytest.mark.parametrize('kernel', [' [3 , 3] ', '(3,3,)', '(3, 3)', '[3,3]'])
+def test_tuple_spellings_mxnet_accepts(kernel):
+    x, w = mx.nd.ones((1, 4, 5, 5)), mx.nd.ones((4, 2, 3, 3))
+    y = mx.nd.GroupConvolution(x, w, kernel=kernel, num_filter=4, num_group=2)
+    assert y.shape == mx.nd.Convolution(x, w, kernel=(3, 3), num_filter=4, num_group=2,
+                                        no_bias=True).shape == (1, 4, 3, 3)
+
+
 @pytest.mark.parametrize('params,data_shape,weight_shape,message', [
     (dict(num_group=5), (1, 8, 5, 5), (8, 2, 3, 3), 'channels C=8'),
     (dict(num_group=4, num_filter=6), (1, 8, 5, 5), (6, 2, 3, 3),
@@ -202,6 +210,18 @@ def test_convolution_keywords_accepted():
     (dict(pad=(-1, 0)), (1, 8, 5, 5), (8, 2, 3, 3), "pad='(-1, 0)' is out of range"),
     (dict(num_group=0), (1, 8, 5, 5), (8, 2, 3, 3), 'num_group=0 is out of range'),
     (dict(num_filter='x'), (1, 8, 5, 5), (8, 2, 3, 3), "num_filter='x' is not an integer"),
+    # blanks inside a number, as MXNet's Convolution refuses them (not read as 11 or 10)
+    (dict(kernel='(1 1, 1)'), (1, 8, 5, 5), (8, 2, 3, 3),
+     "kernel='(1 1, 1)' is not a tuple of integers"),
+    (dict(pad='(1 0, 0)'), (1, 8, 5, 5), (8, 2, 3, 3), "pad='(1 0, 0)' is not a tuple"),
+    (dict(stride='(,1)'), (1, 8, 5, 5), (8, 2, 3, 3), "stride='(,1)' is not a tuple"),
+    (dict(pad=(2 ** 31, 1)), (1, 8, 5, 5), (8, 2, 3, 3),
+     "pad='(2147483648, 1)' is out of range: each value must be in [0, 2147483647]"),
+    (dict(pad=(2 ** 62, 1)), (1, 8, 5, 5), (8, 2, 3, 3),
+     "pad='(4611686018427387904, 1)' is out of range"),
+    (dict(workspace=' '), (1, 8, 5, 5), (8, 2, 3, 3), "workspace=' ' is not an integer"),
+    (dict(cudnn_tune='garbage'), (1, 8, 5, 5), (8, 2, 3, 3), "cudnn_tune='garbage' is not one"),
+    (dict(cudnn_off='maybe'), (1, 8, 5, 5), (8, 2, 3, 3), "cudnn_off='maybe' is not a boolean"),
 ])
 def test_bad_parameters_raise(params, data_shape, weight_shape, message):
     full = dict(kernel=(3, 3), num_filter=8, num_group=4)

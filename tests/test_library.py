@@ -75,6 +75,29 @@ def test_truncated_library_is_an_import_error_not_a_crash(tmp_path, fraction):
     assert 'the file is cut short' in result.stderr
 
 
+def test_library_with_a_damaged_dynamic_table_is_an_import_error(tmp_path):
+    """The dynamic table is what the loader reads first; zeroed, dlopen crashes."""
+    from igc_mx import _elf
+    data = bytearray(_library.find_library().read_bytes())
+    header = _elf.HEADER.unpack_from(data)
+    phoff, phnum = header[5], header[10]
+    for i in range(phnum):
+        p_type, _, offset, _, _, filesz, _, _ = _elf.PROGRAM.unpack_from(
+            data, phoff + i * _elf.PROGRAM.size)
+        if p_type == _elf.PT_DYNAMIC:
+            data[offset:offset + filesz] = bytes(filesz)
+            break
+    else:
+        pytest.fail('the built library has no dynamic segment')
+    damaged = tmp_path / 'libigc_mx_ops.so'
+    damaged.write_bytes(bytes(data))
+    result = run_python('import igc_mx', IGC_MX_LIBRARY=str(damaged))
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'ImportError: igc_mx: {damaged} is not a usable igc_mx library')
+    assert 'the dynamic table names no symbol table: the file is damaged' in last
+
+
 def test_what_mxnet_does_with_a_second_copy(tmp_path):
     """Why igc_mx refuses a second copy: MXNet registers the copy's ops over the loaded
     ones (no abort), and refuses a third."""

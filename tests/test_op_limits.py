@@ -85,3 +85,51 @@ def test_kernels_refuse_sizes_beyond_the_element_limit():
     geometry = kernels.ConvGeometry(1, 4, 1, 1, 4, 1, 3, 3, 1, 1, -1, 0)
     assert lib.igc_group_conv_check(geometry, 0) == 1
     assert kernels.status_string(7).startswith('too large')
+
+
+def _three_ops(shape, rng):
+    """(name, call(x, out), x) for each op at an input of `shape` whose output shape
+    equals the input's (so that out= may name the input)."""
+    C = shape[1]
+    w_igc = mx.nd.array(rng.standard_normal((C, C // 2, 1, 1)))
+    w_gc = mx.nd.array(rng.standard_normal((C, 2, 3, 3)))
+    return [
+        ('Reorder', lambda x, out: mx.nd.Reorder(x, branch_factor=2, out=out)),
+        ('InterleavedGroupConv', lambda x, out: mx.nd.InterleavedGroupConv(
+            x, w_igc, primary_partition=C // 2, secondary_partition=2, out=out)),
+        ('GroupConvolution', lambda x, out: mx.nd.GroupConvolution(
+            x, w_gc, kernel=(3, 3), pad=(1, 1), num_filter=C, num_group=C // 2, out=out)),
+    ]
+
+
+@pytest.mark.parametrize('op', ['Reorder', 'InterleavedGroupConv', 'GroupConvolution'])
+def test_out_naming_an_input_is_refused_and_a_separate_out_is_written(op):
+    """The kernels read the input after they start writing the output, so an output
+    over an input would be silently wrong: refused, whole or as an overlapping view."""
+    rng = np.random.default_rng(7)
+    shape = (3, 8, 6, 5)
+    name, call = next(c for c in _three_ops(shape, rng) if c[0] == op)
+    x = mx.nd.array(rng.standard_normal(shape))
+    expected = call(x, None).asnumpy()
+    separate = mx.nd.zeros(shape)
+    call(x, separate)
+    np.testing.assert_array_equal(separate.asnumpy(), expected)
+    before = x.asnumpy()
+    with pytest.raises(mx.base.MXNetError, match=f'{name}: output 0 shares memory with input 0'):
+        call(x, x).wait_to_read()
+    stacked = mx.nd.array(rng.standard_normal((4,) + shape[1:]))
+    with pytest.raises(mx.base.MXNetError, match='shares memory with input 0'):
+        call(stacked[0:3], stacked[1:4]).wait_to_read()
+    np.testing.assert_array_equal(x.asnumpy(), before)
+
+
+@pytest.mark.parametrize('op', ['Reorder', 'InterleavedGroupConv', 'GroupConvolution'])
+def test_a_zero_size_dimension_is_named(op):
+    rng = np.random.default_rng(8)
+    name, call = next(c for c in _three_ops((2, 8, 4, 4), rng) if c[0] == op)
+    x = mx.nd.array(np.ones((2, 8, 0, 4), np.float32))
+    with pytest.raises(mx.base.MXNetError,
+                       match=rf"{name}: input 'data' has shape \(2, 8, 0, 4\), with a "
+                             'zero-size dimension 2;'):
+        call(x, None).wait_to_read()
+

@@ -4,9 +4,11 @@ loading it (no MXNet, no ctypes).
 A truncated or damaged library mapped by ``dlopen`` kills the process with SIGBUS or
 SIGSEGV when a missing page is touched, so the loader reads the file first: the ELF
 header, the program and section headers, and every segment and section, which must lie
-inside the file. The build facts of ``libigc_mx_ops.so`` are the string constant that
-``igc_mx_build_info`` returns; its address is read from the function's first
-instruction(s) (x86-64 ``lea rax, [rip + d]``; AArch64 ``adrp x0`` + ``add x0``).
+inside the file, and the dynamic table, which must be whole. Damage inside the code or
+data (a flipped byte) cannot be seen this way. The build facts of ``libigc_mx_ops.so``
+are the string constant that ``igc_mx_build_info`` returns; its address is read from
+the function's first instruction(s) (x86-64 ``lea rax, [rip + d]``; AArch64 ``adrp x0``
++ ``add x0``).
 """
 import os
 import platform
@@ -14,7 +16,8 @@ import struct
 
 ELF_MAGIC = b'\x7fELF'
 ET_DYN = 3
-PT_LOAD = 1
+PT_LOAD, PT_DYNAMIC = 1, 2
+DT_NULL, DT_STRTAB, DT_SYMTAB, DT_STRSZ = 0, 5, 6, 10
 SHT_NOBITS, SHT_DYNSYM = 8, 11
 STT_FUNC = 2
 MACHINES = {'x86_64': 62, 'amd64': 62, 'aarch64': 183, 'arm64': 183, 'ppc64le': 21}
@@ -22,6 +25,7 @@ HEADER = struct.Struct('<16sHHIQQQIHHHHHH')
 PROGRAM = struct.Struct('<IIQQQQQQ')
 SECTION = struct.Struct('<IIQQQQIIQQ')
 SYMBOL = struct.Struct('<IBBHQQ')
+DYNAMIC = struct.Struct('<qQ')
 
 
 class ElfError(ValueError):
@@ -57,14 +61,17 @@ class SharedLibrary:
                 raise ElfError(f'{what} headers end at byte {offset + count * entry}, past '
                                f'the end of the file ({size} bytes): the file is cut short')
         self.segments = []
+        dynamic = None
         data = self.read(phoff, phnum * PROGRAM.size)
         for i in range(phnum):
             p_type, _, offset, vaddr, _, filesz, _, _ = PROGRAM.unpack_from(data, i * PROGRAM.size)
+            if p_type in (PT_LOAD, PT_DYNAMIC) and offset + filesz > size:
+                raise ElfError(f'segment {i} ends at byte {offset + filesz}, past the end '
+                               f'of the file ({size} bytes): the file is cut short')
             if p_type == PT_LOAD:
-                if offset + filesz > size:
-                    raise ElfError(f'segment {i} ends at byte {offset + filesz}, past the end '
-                                   f'of the file ({size} bytes): the file is cut short')
                 self.segments.append((vaddr, offset, filesz))
+            elif p_type == PT_DYNAMIC:
+                dynamic = (offset, filesz)
         self.sections = []
         data = self.read(shoff, shnum * SECTION.size)
         for i in range(shnum):
@@ -76,6 +83,28 @@ class SharedLibrary:
             self.sections.append(fields)
         if shstrndx >= shnum:
             raise ElfError('ELF section-name table index out of range')
+        self._check_dynamic(dynamic)
+
+    def _check_dynamic(self, dynamic):
+        """The dynamic table the loader reads first: ended by DT_NULL inside its segment,
+        with a symbol and a string table inside the loadable segments."""
+        if dynamic is None:
+            raise ElfError('no dynamic segment: not a shared library')
+        data = self.read(*dynamic)
+        tags = {}
+        for k in range(len(data) // DYNAMIC.size):
+            tag, value = DYNAMIC.unpack_from(data, k * DYNAMIC.size)
+            if tag == DT_NULL:
+                break
+            tags.setdefault(tag, value)
+        else:
+            raise ElfError('the dynamic table has no end marker: the file is damaged')
+        for tag, what in ((DT_SYMTAB, 'symbol'), (DT_STRTAB, 'string')):
+            if tag not in tags:
+                raise ElfError(f'the dynamic table names no {what} table: the file is damaged')
+        if self.file_offset(tags[DT_STRTAB], max(tags.get(DT_STRSZ, 1), 1)) is None or \
+                self.file_offset(tags[DT_SYMTAB]) is None:
+            raise ElfError('the dynamic table points outside the file: the file is damaged')
 
     def read(self, offset, length):
         """``length`` bytes at ``offset`` (fewer at the end of the file)."""

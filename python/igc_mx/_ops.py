@@ -41,7 +41,21 @@ def _is_sym_leaf(symbol):
     return symbol.get_children() is None
 
 
-def _wrap(raw, op_name, is_leaf, identity, auto_variables=()):
+def _check_nd_sizes(op_name, names, arrays):
+    # In MXNet's default shape semantics a 0 in a shape means an unknown size, and an
+    # array with one fails later with "Failed to allocate CPU Memory"; name the input
+    # instead. (Under mx.util.np_shape a 0 is a size, and the ops check it themselves.)
+    if mx.util.is_np_shape():
+        return
+    for name, array in zip(names, arrays):
+        shape = getattr(array, 'shape', None)
+        if shape is not None and 0 in shape:
+            raise mx.base.MXNetError(f'{op_name}: input {name!r} has shape {shape}, with a '
+                                     f'zero-size dimension {shape.index(0)}; every '
+                                     'dimension must be >= 1')
+
+
+def _wrap(raw, op_name, is_leaf, identity, auto_variables=(), check_sizes=None):
     names = ARRAY_INPUTS[op_name]
 
     @functools.wraps(raw)
@@ -62,6 +76,8 @@ def _wrap(raw, op_name, is_leaf, identity, auto_variables=()):
         if len(arrays) != len(names):
             raise TypeError(f"{op_name} takes {len(names)} array input(s) {names}, "
                             f"got {len(arrays)}")
+        if check_sizes is not None:
+            check_sizes(op_name, names, arrays)
         arrays = [identity(a) if is_leaf(a) else a for a in arrays]
         if named_here:
             with mx.name.NameManager():  # the name is final: no second prefix
@@ -81,12 +97,13 @@ def _named_sym_identity(leaf):
 def install_wrappers():
     """Replace the generated functions with the wrappers (after mx.library.load)."""
     for op_name in ARRAY_INPUTS:
-        for namespace, is_leaf, identity, auto in (
-                (mx.nd, _is_nd_leaf, mx.nd.identity, ()),
-                (mx.sym, _is_sym_leaf, _named_sym_identity, AUTO_VARIABLES.get(op_name, ()))):
+        for namespace, is_leaf, identity, auto, check_sizes in (
+                (mx.nd, _is_nd_leaf, mx.nd.identity, (), _check_nd_sizes),
+                (mx.sym, _is_sym_leaf, _named_sym_identity, AUTO_VARIABLES.get(op_name, ()),
+                 None)):
             raw = getattr(namespace.op, op_name)
             raw = getattr(raw, 'raw', raw)
-            wrapped = _wrap(raw, op_name, is_leaf, identity, auto)
+            wrapped = _wrap(raw, op_name, is_leaf, identity, auto, check_sizes)
             setattr(namespace.op, op_name, wrapped)
             setattr(namespace, op_name, wrapped)
 

@@ -17,7 +17,9 @@ namespace {
 constexpr char kOp[] = "GroupConvolution";
 
 // Parses MXNet's tuple text: "(3, 3)", "[3,3]" or "(3,3)"; "()" or "None" leave
-// an optional key at its default. Exactly two values: the op is 2-D only.
+// an optional key at its default. Exactly two values: the op is 2-D only. Each
+// value is an optional '-' and digits, with blanks only around it, so "(1 1, 1)"
+// is refused as MXNet's own Convolution refuses it.
 bool parse_pair(const igc::Attrs& attrs, const char* key, bool required, long long lo,
                 long long out[2]) {
   auto it = attrs.find(key);
@@ -28,28 +30,46 @@ bool parse_pair(const igc::Attrs& attrs, const char* key, bool required, long lo
   }
   const std::string& text = it->second;
   if (!required && text == "None") return true;
-  std::vector<long long> values;
-  std::string token;
+  auto blank = [](char c) { return c == ' ' || c == '\t'; };
+  size_t begin = 0, end = text.size();
+  while (begin < end && blank(text[begin])) ++begin;
+  while (end > begin && blank(text[end - 1])) --end;
+  if (end - begin >= 2 && ((text[begin] == '(' && text[end - 1] == ')') ||
+                           (text[begin] == '[' && text[end - 1] == ']'))) {
+    ++begin;
+    --end;
+  }
+  std::vector<std::string> tokens;
   bool ok = true;
-  for (size_t k = 0; k <= text.size() && ok; ++k) {
-    const char c = k < text.size() ? text[k] : ',';
-    if (c == '(' || c == ')' || c == '[' || c == ']' || c == ' ') continue;
-    if (c != ',') {
-      ok = (c >= '0' && c <= '9') || (c == '-' && token.empty());
-      token += c;
-      continue;
-    }
-    if (token.empty()) continue;
-    ok = token != "-" && token.size() < 12;
-    if (ok) values.push_back(std::stoll(token));
-    token.clear();
+  for (size_t k = begin; k <= end && begin < end && ok; ++k) {
+    size_t stop = text.find(',', k);
+    if (stop == std::string::npos || stop > end) stop = end;
+    size_t a = k, b = stop;
+    while (a < b && blank(text[a])) ++a;
+    while (b > a && blank(text[b - 1])) --b;
+    // an empty last item is the trailing comma of "(3,)"; one elsewhere is an error
+    if (a == b) ok = stop == end && !tokens.empty();
+    else tokens.push_back(text.substr(a, b - a));
+    k = stop;
+  }
+  bool too_large = false;
+  std::vector<long long> values;
+  for (size_t t = 0; t < tokens.size() && ok; ++t) {
+    const std::string& token = tokens[t];
+    const size_t digits = token[0] == '-' ? 1 : 0;
+    ok = token.size() > digits &&
+         token.find_first_not_of("0123456789", digits) == std::string::npos;
+    if (!ok) break;
+    // longer than INT_MAX's 10 digits: out of range, whatever the digits
+    too_large = too_large || token.size() - digits > 10;
+    values.push_back(too_large ? LLONG_MAX : std::stoll(token));
   }
   if (!ok) {
     igc::error_message(kOp) << "parameter " << key << "='" << text
                             << "' is not a tuple of integers";
     return false;
   }
-  if (values.empty() && !required && (text == "()" || text == "[]")) return true;
+  if (values.empty() && !required) return true;
   if (values.size() != 2) {
     igc::error_message(kOp) << "parameter " << key << "='" << text
                             << "' must have 2 values: GroupConvolution is 2-D (NCHW) only";
@@ -58,7 +78,7 @@ bool parse_pair(const igc::Attrs& attrs, const char* key, bool required, long lo
   for (long long v : values) {
     if (v < lo || v > INT_MAX) {
       igc::error_message(kOp) << "parameter " << key << "='" << text << "' is out of range: "
-                              << "each value must be >= " << lo;
+                              << "each value must be in [" << lo << ", " << INT_MAX << "]";
       return false;
     }
   }
@@ -88,6 +108,19 @@ bool check_convolution_compat(const igc::Attrs& attrs) {
   it = attrs.find("layout");
   if (it != attrs.end() && it->second != "NCHW" && it->second != "None") {
     igc::error_message(kOp) << "layout='" << it->second << "' is not supported: only NCHW";
+    return false;
+  }
+  it = attrs.find("cudnn_tune");
+  if (it != attrs.end() && it->second != "None" && it->second != "off" &&
+      it->second != "limited_workspace" && it->second != "fastest") {
+    igc::error_message(kOp) << "cudnn_tune='" << it->second
+                            << "' is not one of None, off, limited_workspace, fastest";
+    return false;
+  }
+  it = attrs.find("cudnn_off");
+  if (it != attrs.end() && it->second != "True" && it->second != "False" &&
+      it->second != "true" && it->second != "false" && it->second != "1" && it->second != "0") {
+    igc::error_message(kOp) << "cudnn_off='" << it->second << "' is not a boolean";
     return false;
   }
   long long workspace;

@@ -1,6 +1,7 @@
 #include "op_utils.h"
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <vector>
 
@@ -55,13 +56,14 @@ bool parse_int_param(const char* op, const Attrs& attrs, const char* key, bool r
   char* end = nullptr;
   errno = 0;
   const long long value = std::strtoll(begin, &end, 10);
+  const bool digits = end != begin;  // strtoll leaves `end` at `begin` when none were read
   while (end != nullptr && (*end == ' ' || *end == '\t')) ++end;
-  if (text.empty() || end == begin || *end != '\0' || errno == ERANGE) {
+  if (!digits || *end != '\0') {
     error_message(op) << "parameter " << key << "='" << text << "' is not an integer";
     return false;
   }
-  if (value < lo || value > hi) {
-    error_message(op) << "parameter " << key << "=" << value << " is out of range: expected " << lo
+  if (errno == ERANGE || value < lo || value > hi) {
+    error_message(op) << "parameter " << key << "=" << text << " is out of range: expected " << lo
                       << " <= " << key << " <= " << hi;
     return false;
   }
@@ -122,6 +124,44 @@ mxnet::ext::MXReturnValue no_cuda(const char* op) {
 mxnet::ext::MXReturnValue no_cpu_float16(const char* op) {
   error_message(op) << "float16 is supported on GPU only; on the CPU use float32 or float64";
   return mxnet::ext::MX_FAIL;
+}
+
+namespace {
+
+// The bytes [begin, end) of a tensor's elements.
+void byte_range(const mxnet::ext::MXTensor& t, uintptr_t* begin, uintptr_t* end) {
+  size_t element = 1;
+  switch (t.dtype) {
+    case mxnet::ext::kFloat64:
+    case mxnet::ext::kInt64: element = 8; break;
+    case mxnet::ext::kFloat32:
+    case mxnet::ext::kInt32: element = 4; break;
+    case mxnet::ext::kFloat16: element = 2; break;
+    default: break;
+  }
+  *begin = reinterpret_cast<uintptr_t>(t.data_ptr);
+  *end = *begin + static_cast<uintptr_t>(t.size()) * element;
+}
+
+}  // namespace
+
+bool outputs_apart(const char* op, const std::vector<mxnet::ext::MXTensor>& inputs,
+                   const std::vector<mxnet::ext::MXTensor>& outputs) {
+  for (size_t o = 0; o < outputs.size(); ++o) {
+    uintptr_t out_begin, out_end;
+    byte_range(outputs[o], &out_begin, &out_end);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      uintptr_t in_begin, in_end;
+      byte_range(inputs[i], &in_begin, &in_end);
+      if (out_begin < in_end && in_begin < out_end && out_begin != out_end) {
+        error_message(op) << "output " << o << " shares memory with input " << i
+                          << " (out= names an input or a view of one); give out= an array "
+                             "of its own";
+        return false;
+      }
+    }
+  }
+  return true;
 }
 
 }  // namespace igc

@@ -133,10 +133,31 @@ inline bool float_dtype(int dtype) {
 // MX_FAIL for float16 on the CPU, whose kernels are float32 and float64.
 mxnet::ext::MXReturnValue no_cpu_float16(const char* op);
 
+// False, naming the op and the arrays, when an output shares memory with an input.
+// The kernels read their inputs after they have started writing outputs, so
+// `out=` naming an input (or a view of one) would give a wrong result silently.
+bool outputs_apart(const char* op, const std::vector<mxnet::ext::MXTensor>& inputs,
+                   const std::vector<mxnet::ext::MXTensor>& outputs);
+
+// The op's compute function `Fn` behind the check above.
+template <typename Op,
+          mxnet::ext::MXReturnValue (*Fn)(const Attrs&, std::vector<mxnet::ext::MXTensor>*,
+                                          std::vector<mxnet::ext::MXTensor>*,
+                                          const mxnet::ext::OpResource&)>
+mxnet::ext::MXReturnValue compute_apart(const Attrs& attrs,
+                                        std::vector<mxnet::ext::MXTensor>* inputs,
+                                        std::vector<mxnet::ext::MXTensor>* outputs,
+                                        const mxnet::ext::OpResource& res) {
+  if (!outputs_apart(Op::kName, *inputs, *outputs)) return mxnet::ext::MX_FAIL;
+  return Fn(attrs, inputs, outputs, res);
+}
+
 }  // namespace igc
 
 #ifdef IGC_WITH_CUDA
-#define IGC_GPU_COMPUTE(Op) .setForward(Op::forward, "gpu").setBackward(Op::backward, "gpu")
+#define IGC_GPU_COMPUTE(Op)                                              \
+  .setForward(::igc::compute_apart<Op, Op::forward>, "gpu")              \
+      .setBackward(::igc::compute_apart<Op, Op::backward>, "gpu")
 #else
 #define IGC_GPU_COMPUTE(Op)
 #endif
@@ -147,7 +168,7 @@ mxnet::ext::MXReturnValue no_cpu_float16(const char* op);
       .setParseAttrs(::igc::parse_attrs<Op>) \
       .setInferType(::igc::infer_type<Op>)   \
       .setInferShape(Op::infer_shape)        \
-      .setForward(Op::forward, "cpu")        \
-      .setBackward(Op::backward, "cpu") IGC_GPU_COMPUTE(Op)
+      .setForward(::igc::compute_apart<Op, Op::forward>, "cpu")   \
+      .setBackward(::igc::compute_apart<Op, Op::backward>, "cpu") IGC_GPU_COMPUTE(Op)
 
 #endif  // IGC_MX_OP_UTILS_H_

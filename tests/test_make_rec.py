@@ -591,8 +591,11 @@ def test_verify_checks_jpeg_quality_and_image_source_digests(jpeg_tree, tmp_path
     assert make_rec.main(["verify", str(built), "--workers", "1", "--source", str(moved)]) == 1
 
 
+# Ctrl-C in a terminal: a process started in the background by a shell without job
+# control inherits SIGINT ignored, which Python keeps, so the build sets Python's own.
 BUILD_SCRIPT = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from igc_mx.tools import make_rec
 sys.exit(make_rec.main(sys.argv[1:]))
 """

@@ -516,6 +516,8 @@ def recipe_and_command(field, value, option, option_value):
 
 
 MANIFEST_EDITS = [
+    ("splits not a mapping", set_path(("splits",), "x"), "splits: expected "),
+    ("source not a mapping", set_path(("source",), "x"), "source"),
     ("seed", recipe_and_command("seed", 5, "--seed", "5"),
      "train.rec: record 0 has key "),
     ("shuffle_train", both(set_path(("recipe", "shuffle_train"), False),
@@ -648,3 +650,66 @@ def test_interrupted_build_is_quiet_and_leaves_no_worker(slow_build, tmp_path, s
                                "finalised")
         assert sorted(os.listdir(out)) == [".make_rec.lock"]
     assert not (out / "manifest.json").exists()
+
+
+def cifar10_with(tmp_path, edit):
+    """A CIFAR-10 archive whose first training batch ``edit(batch)`` changed."""
+    rng = np.random.default_rng(11)
+    members = {f"data_batch_{i}": cifar_batch(rng, 4, {b"labels": 10})[0] for i in range(1, 6)}
+    members["test_batch"] = cifar_batch(rng, 4, {b"labels": 10})[0]
+    edit(members["data_batch_1"])
+    path = tmp_path / "cifar-10-python.tar.gz"
+    write_tarball(path, "cifar-10-batches-py", members)
+    return path
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda b: b.update({b"data": b[b"data"].astype(np.float64) * 1.5}),
+     "b'data' holds values that are not integers"),
+    (lambda b: b.update({b"data": b[b"data"].astype(np.int64) - 128}),
+     "b'data' holds values outside [0, 255]"),
+    (lambda b: b.update({b"data": b[b"data"].astype(np.int64) + 200}),
+     "b'data' holds values outside [0, 255]"),
+    (lambda b: b[b"labels"].__setitem__(0, 2.5), "b'labels' holds values that are not integers"),
+    (lambda b: b[b"labels"].__setitem__(0, float("nan")), "holds values that are not integers"),
+    (lambda b: b[b"labels"].__setitem__(0, None), "b'labels' has dtype object"),
+    (lambda b: b[b"labels"].__setitem__(0, "cat"), "b'labels' has dtype <U"),
+    (lambda b: b[b"labels"].__setitem__(0, 2 ** 70), "b'labels' has dtype object"),
+])
+def test_cifar_values_that_would_be_wrapped_or_truncated_are_refused(tmp_path, capsys, edit,
+                                                                     message):
+    """uint8 would wrap 300 to 44 and int64 would truncate 2.5 to 2, silently."""
+    archive = cifar10_with(tmp_path, edit)
+    assert make_rec.main(["cifar10", str(archive), str(tmp_path / "out"), "--workers", "1",
+                          "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("make_rec: error: ") and message in err and "\n" not in err, err
+
+
+def test_a_fifo_or_device_in_an_image_tree_is_a_bad_image_not_a_hang(jpeg_tree, tmp_path):
+    root, corrupt = jpeg_tree
+    corrupt.unlink()
+    os.mkfifo(root / "train" / "n01" / "fifo.JPEG")
+    os.symlink("/dev/zero", root / "train" / "n02" / "zero.JPEG")
+    script = ("import sys; from igc_mx.tools import make_rec; "
+              "sys.exit(make_rec.main(sys.argv[1:]))")
+    out = tmp_path / "out"
+    run = [sys.executable, "-c", script, "imagenet", str(root), str(out), "--workers", "1",
+           "--quiet"]
+    proc = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "fifo.JPEG: not a regular file" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run(run + ["--skip-bad"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lst = (out / "train.lst").read_text()
+    assert "fifo" not in lst and "zero" not in lst and len(lst.splitlines()) == 12
+
+
+def test_lst_label_that_is_not_finite_is_refused(jpeg_tree, tmp_path, capsys):
+    root, _ = jpeg_tree
+    (root / "train.lst").write_text("0\tnan\ttrain/n01/img0.JPEG\n")
+    (root / "val.lst").write_text("0\t1\tval/n03/img0.JPEG\n")
+    code = make_rec.main(["imagenet", str(root), str(tmp_path / "out"), "--workers", "1",
+                          "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "train.lst:1: label 'nan' must be a non-negative integer" in err, err

@@ -85,6 +85,8 @@ def damage(path, offsets, kind):
         struct.pack_into('<f', blob, third + 8 + 4, 12.0)
     elif kind == 'fractional label':
         struct.pack_into('<f', blob, third + 8 + 4, 2.5)
+    elif kind == 'NaN label':
+        struct.pack_into('<f', blob, third + 8 + 4, float('nan'))
     elif kind == 'several labels':
         struct.pack_into('<I', blob, third + 8, 3)
     open(path, 'wb').write(bytes(blob))
@@ -93,7 +95,8 @@ def damage(path, offsets, kind):
 
 FRAMING = ['truncated in a payload', 'truncated in a header', 'magic overwritten',
            'length too large', 'length too small', 'continuation flag out of sequence',
-           'garbage appended', 'label out of range', 'fractional label', 'several labels']
+           'garbage appended', 'label out of range', 'fractional label', 'NaN label',
+           'several labels']
 
 
 @pytest.mark.parametrize('with_idx', [True, False])

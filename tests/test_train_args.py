@@ -53,6 +53,8 @@ BAD = [
     (['--secondary-partition', '-2'],
      "argument --secondary-partition: expected a positive integer, got '-2'"),
     (['--network-arg', 'foo=1'], "resnet_igc takes no option 'foo'; its options are "),
+    (['--network-arg', 'fused=maybe'], "g1_b1_p2_two1: fused='maybe': expected True, False "
+                                       'or None'),
     (['--network-arg', 'nokeyvalue'],
      "argument --network-arg: expected key=value, got 'nokeyvalue'"),
     (['--data-shape', '0'], "argument --data-shape: expected a positive integer, got '0'"),
@@ -121,6 +123,21 @@ def test_batch_larger_than_the_records_is_an_error_before_training(option, value
     assert str(exit_.value.code) == 'error: %s %s is larger than the %d records of %s/%s' % (
         option, value, records, dataset, rec)
     assert not (tmp_path / 'log').exists()
+
+
+@pytest.mark.parametrize('option', ['--log-file', '--model-prefix'])
+def test_a_log_or_checkpoint_that_cannot_be_written_is_a_one_line_error(option, dataset,
+                                                                        net_dir, tmp_path):
+    not_a_folder = tmp_path / 'file'
+    not_a_folder.write_text('')
+    target = tmp_path if option == '--log-file' else not_a_folder / 'm'   # a folder; under a file
+    with pytest.raises(SystemExit) as exit_:
+        train_model.main(['--network', 'tiny', '--network-dir', net_dir, '--data-dir', dataset,
+                          '--log-dir', str(tmp_path / 'log'), '--num-epochs', '1',
+                          '--max-batches', '1', option, str(target)])
+    message = str(exit_.value.code)
+    assert message.startswith('error: cannot write ') and '\n' not in message, message
+    assert str(target if option == '--log-file' else not_a_folder) in message, message
 
 
 def test_a_loss_that_turns_nan_stops_the_run(dataset, net_dir, tmp_path):

@@ -63,6 +63,9 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     _check_partition(name, 'secondary_partition', secondary_partition, num_filter)
     if fused is None:
         fused = devices.fused(device, num_filter, primary_partition, secondary_partition)
+    if not isinstance(fused, bool):
+        raise ValueError(f'{name}: fused={fused!r}: expected True, False or None (the '
+                         "device's choice)")
     if group_conv is None:
         group_conv = devices.group_conv(device, num_filter, primary_partition)
     conv = primary_conv_op(group_conv, num_filter // primary_partition)

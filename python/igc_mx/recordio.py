@@ -8,6 +8,7 @@ checks (``igc_mx.training.data``).
 """
 from __future__ import annotations
 
+import math
 import os
 import struct
 from array import array
@@ -128,7 +129,8 @@ def _check_image_header(head: bytes, total: int, offset: int, record: int,
                             f"{image_start}-byte header", offset, record)
     if flag == 1:
         (label,) = struct.unpack_from("<f", head, IR_HEADER.size)
-    if num_classes is not None and not (label == int(label) and 0 <= label < num_classes):
+    if num_classes is not None and not (math.isfinite(label) and label == int(label) and
+                                        0 <= label < num_classes):
         raise RecordIOError(f"label {label} is not a class in 0..{num_classes - 1}", offset,
                             record)
 

@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import signal
+import stat
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -116,12 +117,20 @@ def encode_image(bgr: np.ndarray, recipe: Recipe) -> bytes:
 
 
 def read_image_file(path: str) -> bytes:
-    """The bytes of an image file; BadImage names the path and why it cannot be read."""
+    """The bytes of an image file; BadImage names the path and why it cannot be read.
+    Only regular files: a FIFO would block the build and a device never end, so the
+    file is opened without blocking and checked before it is read."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         raise BadImage(f"{path}: cannot read ({e.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadImage(f"{path}: not a regular file")
+        try:
+            return f.read()
+        except OSError as e:
+            raise BadImage(f"{path}: cannot read ({e.strerror})") from None
 
 
 def decode_image(raw: bytes, path: str) -> np.ndarray:

@@ -123,17 +123,20 @@ def _check_command(manifest: dict, recipe: Recipe, parser: argparse.ArgumentPars
     except (ValueError, TypeError, IndexError, AttributeError, SystemExit, UserError):
         return [f"command {command!r} is not an igc-make-rec build command"]
     problems = []
-    if args.dataset != manifest["dataset"] or args.source != manifest.get("source", {}).get(
-            "path"):
+    source = manifest.get("source")
+    source = source if isinstance(source, dict) else {}
+    if args.dataset != manifest["dataset"] or args.source != source.get("path"):
         problems.append("command builds another dataset or source than the manifest names")
     if built != recipe:
         problems.append("command builds another recipe than the manifest's recipe")
-    skipped = any(isinstance(s, dict) and s.get("skipped") for s in
-                  (manifest.get("splits") or {}).values())
+    splits = manifest.get("splits")
+    skipped = isinstance(splits, dict) and any(isinstance(s, dict) and s.get("skipped")
+                                               for s in splits.values())
     if skipped and not args.skip_bad:
         problems.append("images were skipped, but command lacks --skip-bad")
     if manifest["dataset"] == "svhn":
-        names = [f.get("name") for f in manifest.get("source", {}).get("files", [])
+        files = source.get("files")
+        names = [f.get("name") for f in (files if isinstance(files, list) else [])
                  if isinstance(f, dict)]
         if ("extra_32x32.mat" in names) == bool(args.no_extra):
             problems.append("command's --no-extra disagrees with the source files")

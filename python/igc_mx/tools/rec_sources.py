@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import lzma
+import math
 import os
 import pickle
 import sys
@@ -158,6 +159,28 @@ def read_cifar_members(kind: str, path: str, layout: dict) -> dict[str, dict]:
     return found
 
 
+def integer_array(values, what: str, lo: int, hi: int) -> np.ndarray:
+    """``values`` as an array when every entry is an integer in [lo, hi] (pixel bytes,
+    class labels), so that casting it loses nothing; UserError naming ``what``
+    otherwise, never a wrapped or truncated value."""
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{what} is not an array of numbers ({e})") from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.integer) or
+                                     np.issubdtype(array.dtype, np.floating) or
+                                     array.dtype == bool):
+        raise UserError(f"{what} has dtype {array.dtype}, expected integers")
+    if array.size and np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise UserError(f"{what} holds values that are not integers, e.g. "
+                            f"{array[~np.isfinite(array) | (array != np.round(array))].flat[0]}")
+    if array.size and (array.min() < lo or array.max() > hi):
+        raise UserError(f"{what} holds values outside [{lo}, {hi}]: "
+                        f"{array.min()} to {array.max()}")
+    return array
+
+
 def cifar_split(batches: list[tuple[str, dict]],
                 layout: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Concatenate batches into (RGB images N,32,32,3; labels; refs)."""
@@ -165,12 +188,15 @@ def cifar_split(batches: list[tuple[str, dict]],
     for member, batch in batches:
         if b"data" not in batch or layout["label_key"] not in batch:
             raise UserError(f"{member}: CIFAR batch lacks b'data' or {layout['label_key']!r}")
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        data = integer_array(batch[b"data"], f"{member}: b'data'", 0, 255).astype(
+            np.uint8, copy=False)
         if data.ndim != 2 or data.shape[1] != 3072:
             raise UserError(f"{member}: b'data' has shape {data.shape}, expected (N, 3072)")
-        batch_labels = np.asarray(batch[layout["label_key"]], dtype=np.int64)
+        batch_labels = integer_array(batch[layout["label_key"]],
+                                     f"{member}: {layout['label_key']!r}", 0, 2 ** 62).astype(
+            np.int64)
         if batch_labels.shape != (data.shape[0],):
-            raise UserError(f"{member}: {len(batch_labels)} labels for {data.shape[0]} images")
+            raise UserError(f"{member}: {batch_labels.size} labels for {data.shape[0]} images")
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(batch_labels)
         refs += [f"{member}/{i}" for i in range(data.shape[0])]
@@ -310,7 +336,7 @@ def read_lst(path: str) -> tuple[list[str], list[int]]:
                 label = float(fields[1])
             except ValueError:
                 raise UserError(f"{path}:{line_no}: label {fields[1]!r} is not a number") from None
-            if label != int(label) or label < 0:
+            if not math.isfinite(label) or label != int(label) or label < 0:
                 raise UserError(f"{path}:{line_no}: label {fields[1]!r} must be a "
                                 "non-negative integer")
             paths.append(fields[2].strip())

@@ -220,7 +220,8 @@ def load_checkpoint(args, prefix, rank, network, local_updates):
 def main(parser, dataset_of, data_loader, argv=None, top_k=0):
     """Parse, apply the preset, build the network, train. Bad options, including a network
     that cannot be built from them, are ``parser.error``s (exit status 2); a record-file or
-    checkpoint problem, and a loss that turns NaN, exit with a one-line error (status 1)."""
+    checkpoint problem, a log or checkpoint that cannot be written, and a loss that turns
+    NaN, exit with a one-line error (status 1)."""
     args = parser.parse_args(argv)
     finish_args(args, dataset_of(args))
     targs.check(parser, args)
@@ -233,3 +234,5 @@ def main(parser, dataset_of, data_loader, argv=None, top_k=0):
         return fit(args, data_loader, network, top_k=top_k)
     except (RecordFileError, checkpoint.CheckpointError, divergence.TrainingDiverged) as err:
         sys.exit('error: %s' % err)
+    except OSError as err:   # the log or checkpoint folder: read-only, full, not a folder
+        sys.exit('error: cannot write %s: %s' % (err.filename or 'a file', err.strerror or err))

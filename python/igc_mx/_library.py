@@ -44,7 +44,7 @@ sys.stdout.write("NULL" if text is None else text.decode("ascii", "replace"))
 def _probe_in_subprocess(path):
     try:
         run = subprocess.run([sys.executable, '-S', '-c', PROBE, str(path)],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, errors='replace', timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ImportError(f"igc_mx: cannot probe {path} ({exc}). {BUILD_HINT}") from None
     if run.returncode != 0:
@@ -116,6 +116,9 @@ def ensure_loaded():
         mx.library.load(str(path), verbose=False)
     except mx.base.MXNetError as exc:
         raise ImportError(f"igc_mx: MXNet refused {path}: {exc}. {BUILD_HINT}") from exc
+    except UnicodeDecodeError:   # MXNet's message quoted bytes of the damaged file
+        raise ImportError(f"igc_mx: MXNet refused {path} with a message that is not "
+                          f"text: the file is damaged. {BUILD_HINT}") from None
     setattr(mx, _MARKER, str(path))
     _ops.install_wrappers()
     return path

@@ -258,6 +258,10 @@ def test_record_file_errors_name_path_and_command(tmp_path):
     assert str(missing) in str(err.value) and 'does not exist' in str(err.value)
     assert 'igc-make-rec cifar10 <cifar-10-python.tar.gz> %s' % tmp_path \
         in str(err.value)
+    missing.mkdir()
+    with pytest.raises(data.RecordFileError, match='train.rec is not a regular file'):
+        data.check_rec(str(missing), 'cifar10')
+    missing.rmdir()
     missing.write_bytes(b'')
     with pytest.raises(data.RecordFileError, match='is empty'):
         data.check_rec(str(missing))

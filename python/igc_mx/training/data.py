@@ -77,7 +77,8 @@ def record_count(path, dataset='cifar10', num_classes=None):
     records (labels in 0..num_classes-1 when given), its ``.idx`` (if any) lists exactly
     its records, and a sample of its images decodes."""
     if not os.path.isfile(path):
-        raise _error(path, 'does not exist', dataset, 'create')
+        what = 'is not a regular file' if os.path.exists(path) else 'does not exist'
+        raise _error(path, what, dataset, 'create')
     if os.path.getsize(path) == 0:
         raise _error(path, 'is empty', dataset, 'create')
     try:

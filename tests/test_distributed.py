@@ -68,12 +68,14 @@ role, task = os.environ["DMLC_ROLE"], os.environ["DMLC_TASK_ID"]
 with open(os.path.join(pids, role + task + ".tmp"), "w") as f:
     f.write(str(os.getpid()))
 os.rename(os.path.join(pids, role + task + ".tmp"), os.path.join(pids, role + task))
-if role == "worker" and task == "1" and sys.argv[2] == "fail":
+if role == "worker" and task == "1" and sys.argv[2] in ("fail", "kill"):
     deadline = time.time() + 60     # fail once the other three are running
     while len([n for n in os.listdir(pids) if not n.endswith(".tmp")]) < 4:
         if time.time() > deadline:
             sys.exit(99)
         time.sleep(0.05)
+    if sys.argv[2] == "kill":
+        os.kill(os.getpid(), 9)
     sys.exit(3)
 time.sleep(120)
 """
@@ -102,10 +104,12 @@ def is_running(pid):
     return state != 'Z'
 
 
-def test_failed_worker_stops_the_job(tmp_path):
-    proc, started = run_role_job(tmp_path, 'fail', timeout=150)
-    assert proc.returncode == 3, proc.stderr
-    assert 'exited with 3' in proc.stderr
+@pytest.mark.parametrize('mode,status,message', [('fail', 3, 'exited with 3'),
+                                                  ('kill', 128 + 9, 'was killed by signal 9')])
+def test_failed_worker_stops_the_job(tmp_path, mode, status, message):
+    proc, started = run_role_job(tmp_path, mode, timeout=150)
+    assert proc.returncode == status, proc.stderr
+    assert message in proc.stderr
     # every process had started; the launcher killed the three that would sleep on
     assert sorted(started) == ['scheduler0', 'server0', 'worker0', 'worker1']
     assert [role for role, pid in started.items() if is_running(pid)] == []

@@ -146,10 +146,10 @@ class StoppedWatch:
 def launch_local(command, num_workers, num_servers, timeout=None, extra_env=None,
                  grace=60, stopped_timeout=60, stop_grace=5):
     """Run the job on this machine; returns the exit status: 0 when every worker
-    succeeded, a failed worker's status, 124 on timeout, 1 when a process stayed stopped
-    for ``stopped_timeout`` seconds (0: never), 128 + n on signal n (SIGTERM, SIGHUP,
-    SIGINT), which stops the job. Should the launcher die without stopping it (SIGKILL),
-    a watchdog process stops it."""
+    succeeded, a failed worker's status (128 + n when signal n killed it), 124 on
+    timeout, 1 when a process stayed stopped for ``stopped_timeout`` seconds (0: never),
+    128 + n on signal n (SIGTERM, SIGHUP, SIGINT), which stops the job. Should the
+    launcher die without stopping it (SIGKILL), a watchdog process stops it."""
     port = free_port()
     base = dict(os.environ)
     base.update(extra_env or {})
@@ -204,6 +204,10 @@ def _supervise(workers, helpers, timeout, grace, watch):
             rc = p.poll()
             if rc is not None:
                 pending.remove(p)
+                if rc < 0:   # the shell's convention, 128 + n, not exit(-n) = 256 - n
+                    logging.error('worker (pid %d) was killed by signal %d; stopping the job',
+                                  p.pid, -rc)
+                    return 128 - rc
                 if rc != 0:
                     logging.error('worker (pid %d) exited with %d; stopping the job', p.pid, rc)
                     return rc

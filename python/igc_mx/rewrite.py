@@ -307,28 +307,16 @@ def unfuse_igc(symbol, data_shape=None):
     convolution), or inferred for the input ``data_shape`` (N, C, H, W) if given."""
     ensure_loaded()
     graph = json.loads(symbol.tojson())
-    channels = {}
-    if data_shape is not None:
-        internals = symbol.get_internals()
-        _, shapes, _ = internals.infer_shape(data=tuple(data_shape))
-        if shapes is None:
-            raise ValueError(f'cannot infer the shapes of the symbol for data {data_shape}')
-        by_name = dict(zip(internals.list_outputs(), shapes))
-        channels = {n['name']: by_name[n['name'] + '_output'][1]
-                    for n in graph['nodes'] if n['op'] == FUSED_OP}
+    shapes = {} if data_shape is None else {'data': tuple(data_shape)}
+    channels = _inferred_channels(symbol, graph, shapes)
     return mx.sym.load_json(json.dumps(unfuse_igc_graph(graph, channels)))
 
 
-def _channels_of(nodes, entry):
-    """The channel count of a graph entry, read from the layers that make it."""
-    return _ChannelFinder(nodes, {}).channels(entry)
-
-
 def unfuse_igc_graph(graph, channels=None):
-    """The inverse rewrite on a symbol's JSON graph (see ``fuse_igc_graph``);
-    ``channels`` maps fused node names to their channel count where known."""
+    """The inverse rewrite on a symbol's JSON graph (see ``fuse_igc_graph``, whose
+    ``channels`` this takes too)."""
     nodes = graph['nodes']
-    channels = channels or {}
+    seen = _ChannelFinder(nodes, channels or {})
     out, position = [], {}
 
     def weight_input(node):
@@ -354,7 +342,7 @@ def unfuse_igc_graph(graph, channels=None):
                 else node['name']
             weight = weight_input(node)
             data = reorder(unit + '_reorder1', _remap(node['inputs'][0], position), L)
-            C = channels.get(node['name']) or _channels_of(nodes, node['inputs'][0])
+            C = seen.channels(node['inputs'][0])
             if C is None:
                 raise ValueError(f"{FUSED_OP} '{node['name']}': cannot tell its channel "
                                  "count from the graph; give the data shape")

@@ -115,29 +115,40 @@ def load_params(path, symbol):
     return arg_params, aux_params
 
 
+def parameter_shapes(symbol, data_shape):
+    """({argument: shape}, {auxiliary state: shape}) of the parameters of ``symbol``
+    (its arguments but the data and the labels, and its auxiliary states) for input
+    ``data_shape`` (N, C, H, W), in the symbol's order; MXNetError or ValueError when
+    the symbol does not take that input."""
+    arg_shapes, _, aux_shapes = infer_shape(symbol, data=tuple(data_shape))
+    if arg_shapes is None:
+        raise ValueError(f'cannot infer the shapes of the symbol for input '
+                         f'{tuple(data_shape)}')
+    args = {n: tuple(s) for n, s in zip(symbol.list_arguments(), arg_shapes)
+            if n != 'data' and not n.endswith('_label')}
+    return args, {n: tuple(s) for n, s in zip(symbol.list_auxiliary_states(), aux_shapes)}
+
+
 def check_params(symbol, arg_params, aux_params, data_shape, source='the parameters'):
-    """Raise ModelFileError unless every parameter of ``symbol`` (all arguments but the
-    data and labels, and all auxiliary states) is given with the shape the symbol has
-    for input ``data_shape`` (N, C, H, W)."""
+    """Raise ModelFileError unless every parameter of ``symbol`` (``parameter_shapes``)
+    is given with the shape the symbol has for input ``data_shape`` (N, C, H, W)."""
     try:
-        arg_shapes, _, aux_shapes = infer_shape(symbol, data=tuple(data_shape))
+        arg_shapes, aux_shapes = parameter_shapes(symbol, data_shape)
     except mx.base.MXNetError as err:
         raise ModelFileError(f'the symbol does not take input {tuple(data_shape)}: '
                              f'{error_line(err)}') from None
-    if arg_shapes is None:
-        raise ModelFileError(f'cannot infer the shapes of the symbol for input '
-                             f'{tuple(data_shape)}')
-    wanted = [(n, s, arg_params) for n, s in zip(symbol.list_arguments(), arg_shapes)
-              if n != 'data' and not n.endswith('_label')]
-    wanted += [(n, s, aux_params) for n, s in zip(symbol.list_auxiliary_states(), aux_shapes)]
+    except ValueError as err:
+        raise ModelFileError(str(err)) from None
+    wanted = [(n, s, arg_params) for n, s in arg_shapes.items()]
+    wanted += [(n, s, aux_params) for n, s in aux_shapes.items()]
     missing = [n for n, _, given in wanted if n not in given]
     if missing:
         more = f' and {len(missing) - 1} more' if len(missing) > 1 else ''
         raise ModelFileError(f"{source}: no '{missing[0]}'{more}, which the symbol needs")
     for name, shape, given in wanted:
-        if tuple(given[name].shape) != tuple(shape):
+        if tuple(given[name].shape) != shape:
             raise ModelFileError(f"{source}: '{name}' has shape {tuple(given[name].shape)}; "
-                                 f"the symbol expects {tuple(shape)} for input "
+                                 f"the symbol expects {shape} for input "
                                  f"{tuple(data_shape)}")
 
 

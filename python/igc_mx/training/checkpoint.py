@@ -18,7 +18,7 @@ import re
 import mxnet as mx
 import numpy as np
 
-from .. import atomic
+from .. import atomic, model_files
 from ..atomic import atomic_path
 
 
@@ -115,16 +115,14 @@ def load(prefix, epoch):
 def check_fits(path, symbol, data_shape, arg_params, aux_params):
     """CheckpointError unless the saved arrays are exactly the network's parameters,
     with its shapes."""
-    arg_shapes, _, aux_shapes = symbol.infer_shape(data=data_shape)
-    wanted = {n: s for n, s in zip(symbol.list_arguments(), arg_shapes)
-              if n != 'data' and not n.endswith('label')}
-    wanted.update(zip(symbol.list_auxiliary_states(), aux_shapes))
+    wanted, aux_shapes = model_files.parameter_shapes(symbol, data_shape)
+    wanted.update(aux_shapes)
     have = dict((n, tuple(v.shape)) for n, v in arg_params.items())
     have.update((n, tuple(v.shape)) for n, v in aux_params.items())
     missing = sorted(set(wanted) - set(have))
     extra = sorted(set(have) - set(wanted))
     # the batch dimension of data_shape does not reach any parameter
-    shapes = [n for n in sorted(set(wanted) & set(have)) if tuple(wanted[n]) != have[n]]
+    shapes = [n for n in sorted(set(wanted) & set(have)) if wanted[n] != have[n]]
     if missing or extra or shapes:
         parts = []
         if missing:
@@ -134,7 +132,7 @@ def check_fits(path, symbol, data_shape, arg_params, aux_params):
             parts.append('has %s, which the network has not' % ', '.join(extra[:3])
                          + (' ...' if len(extra) > 3 else ''))
         for n in shapes[:3]:
-            parts.append('%s is %s, the network needs %s' % (n, have[n], tuple(wanted[n])))
+            parts.append('%s is %s, the network needs %s' % (n, have[n], wanted[n]))
         raise CheckpointError('checkpoint %s does not fit this network: %s (same --network, '
                               '--depth and partitions as the run that saved it?)'
                               % (path, '; '.join(parts)))

@@ -16,6 +16,7 @@ import mxnet as mx
 import numpy as np
 
 from ..image_headers import ImageHeaderError, TruncatedHeader, image_info
+from ..model_files import error_line
 from ..recordio import (
     IR_HEADER,
     RECORD_MAGIC,
@@ -168,8 +169,7 @@ class CheckedIter(mx.io.DataIter):
         try:
             return call()
         except mx.base.MXNetError as err:
-            lines = [line for line in str(err).splitlines() if line.strip()]
-            mxnet_says = lines[-1].strip() if lines else type(err).__name__
+            mxnet_says = error_line(err)
             if 'OpenCV' not in mxnet_says and 'decod' not in mxnet_says.lower():
                 raise RecordFileError('record file %s could not be read: MXNet: %s'
                                       % (self.path, mxnet_says)) from None

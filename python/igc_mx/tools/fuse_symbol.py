@@ -20,6 +20,7 @@ import sys
 import mxnet as mx
 
 from ..atomic import atomic_path
+from ..model_files import error_line
 from ..rewrite import GROUP_CONV_OP, RewriteError, count_fused, fuse_igc
 
 GROUP_CONV_CHOICES = {'auto': 'auto', 'true': True, 'false': False}
@@ -51,9 +52,8 @@ def _load(path):
     try:
         return mx.sym.load_json(json.dumps(graph))
     except mx.base.MXNetError as err:
-        lines = [line for line in str(err).splitlines() if line.strip()]
         raise ValueError(f'{path}: MXNet cannot load it as a symbol '
-                         f'({lines[-1].strip() if lines else "MXNetError"})') from None
+                         f'({error_line(err)})') from None
 
 
 def main(argv=None):

@@ -32,6 +32,8 @@ import sys
 import threading
 import time
 
+from ..training.args import positive_int
+
 
 def free_port(host='127.0.0.1'):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -265,16 +267,6 @@ def launch_tracker(opts):
     return 0
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % text)
-    return value
-
-
 def _seconds(text, zero_ok=False):
     try:
         value = float(text)
@@ -297,8 +289,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description='launch a distributed MXNet job (parameter-server kvstore)',
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument('-n', '--num-workers', type=_positive_int, required=True)
-    parser.add_argument('-s', '--num-servers', type=_positive_int,
+    parser.add_argument('-n', '--num-workers', type=positive_int, required=True)
+    parser.add_argument('-s', '--num-servers', type=positive_int,
                         help='number of servers (default: the number of workers)')
     parser.add_argument('--launcher', choices=['local', 'ssh', 'mpi', 'slurm'], default='local')
     parser.add_argument('-H', '--hostfile', help='hosts for ssh and mpi, one per line')

@@ -50,23 +50,37 @@ __device__ __forceinline__ void store(__half* p, float v) {
   *p = __float2half(v);
 }
 
-// Blocks of a 1-D grid of `threads`-thread blocks for `work` items, at most
-// `cap` (kernels that take it loop grid-stride over the rest).
-inline unsigned grid_blocks(int64_t work, unsigned threads, int64_t cap = 65535) {
-#ifdef IGC_CUDA_EMULATION
-  cap = ::igc_emu::grid_cap(cap);
-#endif
-  const int64_t blocks = (work + threads - 1) / threads;
-  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks < cap ? blocks : cap));
-}
+// CUDA's largest grid along x; y and z allow 65535.
+constexpr int64_t kMaxGridX = 2147483647;
 
-// At most `cap` blocks along y or z (CUDA allows 65535; the emulation can cap
-// lower so that the kernels' loops over the rest run in the tests).
+// Between 1 and `cap` blocks, `wanted` if it fits (kernels loop grid-stride over
+// the rest; the emulation can cap lower so that those loops run in the tests).
 inline unsigned grid_cap(int64_t wanted, int64_t cap = 65535) {
 #ifdef IGC_CUDA_EMULATION
   cap = ::igc_emu::grid_cap(cap);
 #endif
   return static_cast<unsigned>(wanted < 1 ? 1 : (wanted < cap ? wanted : cap));
+}
+
+// Blocks of a 1-D grid of `threads`-thread blocks for `work` items, at most `cap`.
+inline unsigned grid_blocks(int64_t work, unsigned threads, int64_t cap = 65535) {
+  return grid_cap((work + threads - 1) / threads, cap);
+}
+
+// The weight gradients split their reduction into chunks whose partial sums go to
+// a workspace, summed in chunk order by sum_chunks_kernel: blocks wanted (8 per
+// multiprocessor of a 132-SM H100/H200, at least 4 waves even where only 2 blocks
+// fit on a multiprocessor at once) and the most workspace (bytes).
+constexpr int64_t kWeightBlocksWanted = 8 * 132;
+constexpr int64_t kMaxWorkspaceBytes = int64_t{256} << 20;
+
+// Bytes of one accumulator (Acc<T>) for a dtype code.
+inline int acc_bytes(int dtype) { return dtype == IGC_FLOAT64 ? 8 : 4; }
+
+// Workspace of a chunked weight gradient: none for one chunk, else one partial
+// weight gradient of `weight_elements` accumulators per chunk.
+inline int64_t chunk_workspace_bytes(int chunks, int64_t weight_elements, int dtype) {
+  return chunks == 1 ? 0 : int64_t{chunks} * weight_elements * acc_bytes(dtype);
 }
 
 // kernel<<<grid, block, 0, stream>>>(args...): the one way kernels are launched.

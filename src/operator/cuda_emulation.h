@@ -59,14 +59,12 @@ struct alignas(16) uint4 {
 typedef struct igc_emu_stream* cudaStream_t;
 enum cudaError_t {
   cudaSuccess = 0,
-  cudaErrorInvalidValue = 1,
   cudaErrorInvalidConfiguration = 9,
   cudaErrorLaunchFailure = 719
 };
 
 #define __global__
 #define __device__
-#define __host__
 #define __forceinline__ inline
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
@@ -128,11 +126,6 @@ struct __half {
 };
 inline float __half2float(__half h) { return static_cast<float>(h); }
 inline __half __float2half(float f) { return __half(f); }
-inline __half __float2half_rn(float f) { return __half(f); }
-inline __half operator+(__half a, __half b) { return __half(float(a) + float(b)); }
-inline __half operator-(__half a, __half b) { return __half(float(a) - float(b)); }
-inline __half operator*(__half a, __half b) { return __half(float(a) * float(b)); }
-inline __half operator/(__half a, __half b) { return __half(float(a) / float(b)); }
 
 namespace igc_emu {
 
@@ -299,18 +292,17 @@ inline std::string run_block(Block* b, const char* name, int64_t linear_block,
   b->shared_used = 0;
   b->shared_sites.clear();
   b->fibers.resize(threads);
+  // Negative fault indices count from the end: -1 is the last block or thread.
+  const int64_t blocks = int64_t{gridDim.x} * gridDim.y * gridDim.z;
+  const int64_t skip_block = faults.skip_block < 0 ? blocks + faults.skip_block : faults.skip_block;
+  const int64_t skip_thread =
+      faults.skip_thread < 0 ? threads + faults.skip_thread : faults.skip_thread;
+  const bool skip_here = linear_block == skip_block && faults.skip_kernel == name;
   for (unsigned t = 0; t < threads; ++t) {
     Fiber& f = b->fibers[t];
     if (f.stack == nullptr) f.stack = static_cast<char*>(malloc(kFiberStack));
     f.index = {t % blockDim.x, t / blockDim.x % blockDim.y, t / (blockDim.x * blockDim.y)};
-    // Negative fault indices count from the end: -1 is the last block or thread.
-    const int64_t blocks = int64_t{gridDim.x} * gridDim.y * gridDim.z;
-    const int64_t skip_block =
-        faults.skip_block < 0 ? blocks + faults.skip_block : faults.skip_block;
-    const int64_t skip_thread =
-        faults.skip_thread < 0 ? threads + faults.skip_thread : faults.skip_thread;
-    const bool skip = linear_block == skip_block && t == skip_thread && faults.skip_kernel == name;
-    f.state = skip ? State::kSkipped : State::kRunnable;
+    f.state = skip_here && t == skip_thread ? State::kSkipped : State::kRunnable;
     start_context(&f.context, f.stack, kFiberStack, fiber_main);
   }
   for (int64_t phase = 0;; ++phase) {

@@ -36,11 +36,11 @@ constexpr int kThreads = 256;
 // cover one staged tile.
 constexpr int kSharedBytes = 40 << 10;
 constexpr int kLoadsPerThread = 8;
-// Weight gradient: blocks wanted (8 per multiprocessor of a 132-SM H100/H200),
-// weight elements per thread, and the workspace limit.
-constexpr int64_t kWeightBlocksWanted = 8 * 132;
+// Weight gradient: weight elements per thread (blocks wanted and the workspace
+// limit: cuda_common.cuh).
 constexpr int kElementsPerThread = 4;
-constexpr int64_t kMaxWorkspaceBytes = int64_t{256} << 20;
+using igc::cuda::kMaxWorkspaceBytes;
+using igc::cuda::kWeightBlocksWanted;
 
 // The geometry with its derived sizes and the tiling (computed on the host).
 // Every tensor has fewer than 2^31 elements (igc_group_conv_check): int offsets.
@@ -378,7 +378,7 @@ bool choose_tile(Conv* d, int rows, int cols, Fits fits) {
   return true;
 }
 
-int capacity(int dtype) { return kSharedBytes / (dtype == IGC_FLOAT64 ? 8 : 4); }
+int capacity(int dtype) { return kSharedBytes / igc::cuda::acc_bytes(dtype); }
 
 // Forward: FT filters per thread, `step` channels per staged step.
 bool plan_forward(Conv* d, int ft, int dtype) {
@@ -443,7 +443,7 @@ bool plan_backward_weight(Conv* d, int dtype) {
   const int64_t units = int64_t{d->N} * d->tiles_h * d->tiles_w;
   const int64_t per_chunk = int64_t{d->G} * d->element_tiles_f * d->element_tiles_c;
   int64_t chunks = (kWeightBlocksWanted + per_chunk - 1) / per_chunk;
-  const int64_t weight_bytes = int64_t{d->F} * d->Cg * d->KK * (dtype == IGC_FLOAT64 ? 8 : 4);
+  const int64_t weight_bytes = int64_t{d->F} * d->Cg * d->KK * igc::cuda::acc_bytes(dtype);
   if (chunks > units) chunks = units;
   if (chunks > kMaxWorkspaceBytes / weight_bytes) chunks = kMaxWorkspaceBytes / weight_bytes;
   d->chunks = static_cast<int>(chunks < 1 ? 1 : chunks);
@@ -451,7 +451,7 @@ bool plan_backward_weight(Conv* d, int dtype) {
 }
 
 int64_t workspace_bytes(const Conv& d, int dtype) {
-  return d.chunks == 1 ? 0 : int64_t{d.chunks} * d.F * d.Cg * d.KK * (dtype == IGC_FLOAT64 ? 8 : 4);
+  return igc::cuda::chunk_workspace_bytes(d.chunks, int64_t{d.F} * d.Cg * d.KK, dtype);
 }
 
 // Registers per thread: up to 8 filters (forward) or channels (data grad).
@@ -459,7 +459,7 @@ int per_thread(int count) { return count >= 8 ? 8 : count >= 4 ? 4 : count >= 2 
 
 template <typename T, int R>
 void launch_forward(const Conv& d, const void* x, const void* w, void* y, cudaStream_t s) {
-  const dim3 grid(igc::cuda::grid_blocks(int64_t{d.tiles_h} * d.tiles_w, 1, 2147483647),
+  const dim3 grid(igc::cuda::grid_cap(int64_t{d.tiles_h} * d.tiles_w, igc::cuda::kMaxGridX),
                   igc::cuda::grid_cap(int64_t{d.G} * ceil_div(d.Fg, R)), igc::cuda::grid_cap(d.N));
   IGC_LAUNCH((forward_kernel<T, R>), grid, dim3(d.threads), s, d, static_cast<const T*>(x),
              static_cast<const T*>(w), static_cast<T*>(y));
@@ -467,7 +467,7 @@ void launch_forward(const Conv& d, const void* x, const void* w, void* y, cudaSt
 
 template <typename T, int R>
 void launch_backward_data(const Conv& d, const void* dy, const void* w, void* dx, cudaStream_t s) {
-  const dim3 grid(igc::cuda::grid_blocks(int64_t{d.tiles_h} * d.tiles_w, 1, 2147483647),
+  const dim3 grid(igc::cuda::grid_cap(int64_t{d.tiles_h} * d.tiles_w, igc::cuda::kMaxGridX),
                   igc::cuda::grid_cap(int64_t{d.G} * ceil_div(d.Cg, R)), igc::cuda::grid_cap(d.N));
   IGC_LAUNCH((backward_data_kernel<T, R>), grid, dim3(d.threads), s, d, static_cast<const T*>(dy),
              static_cast<const T*>(w), static_cast<T*>(dx));
@@ -477,7 +477,7 @@ template <typename T>
 void launch_backward_weight(const Conv& d, const void* dy, const void* x, void* dw, void* workspace,
                             cudaStream_t s) {
   using A = typename Acc<T>::type;
-  const dim3 grid(igc::cuda::grid_blocks(d.chunks, 1, 2147483647),
+  const dim3 grid(igc::cuda::grid_cap(d.chunks, igc::cuda::kMaxGridX),
                   igc::cuda::grid_cap(int64_t{d.G} * d.element_tiles_f * d.element_tiles_c));
   A* partial = static_cast<A*>(workspace);
   IGC_LAUNCH(weight_grad_kernel<T>, grid, dim3(kThreads), s, d, static_cast<const T*>(dy),

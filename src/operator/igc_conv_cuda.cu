@@ -26,12 +26,11 @@ using igc::cuda::load;
 using igc::cuda::store;
 
 constexpr int kThreads = 256;
-// Blocks a weight gradient aims for: 8 per multiprocessor of a 132-SM H100/H200,
-// at least 4 waves even where only 2 blocks fit on a multiprocessor at once.
-constexpr int64_t kWeightBlocksWanted = 8 * 132;
-// The fewest pixels per weight-gradient chunk, and the most workspace (bytes).
+// The fewest pixels per weight-gradient chunk (blocks wanted and the workspace
+// limit: cuda_common.cuh).
 constexpr int64_t kMinChunkPixels = 128;
-constexpr int64_t kMaxWorkspaceBytes = int64_t{256} << 20;
+using igc::cuda::kMaxWorkspaceBytes;
+using igc::cuda::kWeightBlocksWanted;
 
 // Sizes as in igc_conv_kernels.h, and the weight gradient's chunks. Every tensor
 // has fewer than 2^31 elements (igc_interleaved_conv_check), so offsets are int.
@@ -262,9 +261,8 @@ Shape make_shape(int64_t batch, int64_t channels, int64_t inner, int64_t primary
   const int64_t blocks_per_chunk =
       int64_t{d.M} * ((d.K + bm - 1) / bm) * d.S * ((d.L + bm - 1) / bm);
   int64_t chunks = (kWeightBlocksWanted + blocks_per_chunk - 1) / blocks_per_chunk;
-  const int64_t acc_bytes = dtype == IGC_FLOAT64 ? 8 : 4;
   const int64_t by_work = d.NP / kMinChunkPixels;
-  const int64_t by_memory = kMaxWorkspaceBytes / (int64_t{d.C} * d.K * acc_bytes);
+  const int64_t by_memory = kMaxWorkspaceBytes / (int64_t{d.C} * d.K * igc::cuda::acc_bytes(dtype));
   if (chunks > by_work) chunks = by_work;
   if (chunks > by_memory) chunks = by_memory;
   d.chunks = static_cast<int>(chunks < 1 ? 1 : chunks);
@@ -272,14 +270,14 @@ Shape make_shape(int64_t batch, int64_t channels, int64_t inner, int64_t primary
 }
 
 int64_t workspace_bytes(const Shape& d, int dtype) {
-  return d.chunks == 1 ? 0 : int64_t{d.chunks} * d.C * d.K * (dtype == IGC_FLOAT64 ? 8 : 4);
+  return igc::cuda::chunk_workspace_bytes(d.chunks, int64_t{d.C} * d.K, dtype);
 }
 
 template <typename T, Pass kPass, int BM>
 void launch_rows(const Shape& d, const void* weight, const void* in, void* out,
                  cudaStream_t stream) {
   const int m_extent = kPass == Pass::kForward ? d.K : d.L;
-  const dim3 grid(igc::cuda::grid_blocks(d.NP, 128, 2147483647),
+  const dim3 grid(igc::cuda::grid_blocks(d.NP, 128, igc::cuda::kMaxGridX),
                   igc::cuda::grid_cap((m_extent + BM - 1) / BM),
                   igc::cuda::grid_cap(kPass == Pass::kForward ? d.M : int64_t{d.M} * d.S));
   IGC_LAUNCH((gemm_rows_kernel<T, kPass, BM>), grid, dim3(kThreads), stream, d,
@@ -291,7 +289,7 @@ void launch_weight(const Shape& d, const void* out_grad, const void* data, void*
                    void* weight_grad, cudaStream_t stream) {
   using A = typename Acc<T>::type;
   const int64_t tiles = int64_t{(d.K + BM - 1) / BM} * d.S * ((d.L + BM - 1) / BM);
-  const dim3 grid(igc::cuda::grid_blocks(d.chunks, 1, 2147483647), igc::cuda::grid_cap(tiles),
+  const dim3 grid(igc::cuda::grid_cap(d.chunks, igc::cuda::kMaxGridX), igc::cuda::grid_cap(tiles),
                   igc::cuda::grid_cap(d.M));
   A* partial = static_cast<A*>(workspace);
   IGC_LAUNCH((weight_grad_kernel<T, BM>), grid, dim3(kThreads), stream, d,
@@ -350,9 +348,10 @@ int run(Pass pass, const void* a, const void* b, void* c, int64_t batch, int64_t
     return IGC_OK;
   }
   const Shape d = make_shape(batch, channels, inner, primary, secondary, dtype);
-  if (pass == Pass::kBackwardWeight && workspace_bytes(d, dtype) > 0 &&
-      (workspace == nullptr || workspace_size < workspace_bytes(d, dtype)))
-    return IGC_BAD_WORKSPACE;
+  if (pass == Pass::kBackwardWeight) {
+    const int64_t bytes = workspace_bytes(d, dtype);
+    if (bytes > 0 && (workspace == nullptr || workspace_size < bytes)) return IGC_BAD_WORKSPACE;
+  }
   switch (dtype) {
     case IGC_FLOAT32: launch<float>(pass, d, a, b, c, workspace, s); break;
     case IGC_FLOAT64: launch<double>(pass, d, a, b, c, workspace, s); break;

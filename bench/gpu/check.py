@@ -17,7 +17,6 @@ is a dry run on a machine without a GPU: the emulated CUDA kernels on CPU tensor
 """
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'python'))
 from igc_mx import kernels  # noqa: E402
+from igc_mx.atomic import atomic_path  # noqa: E402
 from shapes import STAGES  # noqa: E402
 
 DTYPES = (torch.float32, torch.float64, torch.float16)
@@ -280,12 +280,6 @@ def markdown(report):
     return '\n'.join(lines) + '\n'
 
 
-def write(path, text):
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--library', type=Path, required=True, help='libigc_kernels.so (CUDA)')
@@ -318,8 +312,10 @@ def main(argv=None):
                                           'ms': t, 'summary': summary(t, nbytes)})
                 print(stage.label, dtype, report['timings'][-1]['summary'], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    write(args.out / 'gpu_check.json', json.dumps(report, indent=1))
-    write(args.out / 'gpu_check.md', markdown(report))
+    for path, text in ((args.out / 'gpu_check.json', json.dumps(report, indent=1)),
+                       (args.out / 'gpu_check.md', markdown(report))):
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
     print(f"{report['passed']} passed, {report['failed']} failed")
     return 1 if report['failed'] else 0
 

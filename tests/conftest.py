@@ -36,6 +36,13 @@ sys.meta_path.insert(0, _BlockMXNet())
 """
 
 
+
+def reorder_reference(x, g):
+    """Reorder in numpy: channels viewed as (g, C/g), axes swapped, so that
+    out[j*g+i] = in[i*(C/g)+j]."""
+    n, c = x.shape[:2]
+    return x.reshape(n, g, c // g, *x.shape[2:]).swapaxes(1, 2).reshape(x.shape)
+
 @pytest.fixture(scope='session')
 def published_models_dir():
     if not PUBLISHED_MODELS.is_dir():

@@ -18,6 +18,8 @@ import pytest
 
 from igc_mx import kernels
 
+from conftest import reorder_reference
+
 SOURCES = Path(__file__).resolve().parents[1] / 'src' / 'operator'
 DTYPES = ('float32', 'float64', 'float16')
 # Tolerance relative to the largest reference value. float16 results are rounded
@@ -55,12 +57,6 @@ def cpu_inputs(arrays):
 # odd sizes, batch 1, 2-D and 5-D inputs
 REORDER_CASES = [((2, 12, 5, 7), 3), ((1, 64, 4, 4), 8), ((3, 6, 1), 2), ((40, 96), 4),
                  ((2, 6, 2, 3, 2), 6), ((5, 9, 1, 1), 9), ((4, 10, 3), 1)]
-
-
-def reorder_reference(x, branch_factor):
-    n, c = x.shape[:2]
-    return x.reshape(n, branch_factor, c // branch_factor, *x.shape[2:]).swapaxes(1, 2) \
-        .reshape(x.shape)
 
 
 def run_reorder(emu, x, branch_factor):

@@ -1,7 +1,6 @@
 """After training: tools/evaluate.py (igc_mx.tools.evaluate) on a checkpoint that
 train_model.py wrote, every image counted once (igc_mx.scoring), the original graph,
 and the exported model in ONNX Runtime."""
-import importlib.util
 import json
 import re
 import subprocess
@@ -22,17 +21,11 @@ from igc_mx.tools import evaluate, make_rec, synthetic_cifar
 from igc_mx.training import data, presets
 
 from conftest import PUBLISHED_SYMBOLS, run_ort
+from test_training import train_model
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_TEST = 100          # not a multiple of the batch: the last batch is padded
 BATCH = 32
-
-
-def load_path(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -44,7 +37,6 @@ def trained(tmp_path_factory):
                                             num_test=NUM_TEST, seed=4)
     rec = root / 'rec'
     assert make_rec.main(['cifar10', archive, str(rec), '--workers', '1', '--quiet']) == 0
-    train_model = load_path('train_model', REPO / 'train_model.py')
     prefix = root / 'weights' / 'net'
     log = root / 'train.log'
     train_model.main(['--network', 'resnet_igc', '--primary-partition', '4',

@@ -7,10 +7,7 @@ import pytest
 
 from igc_mx import kernels
 
-
-def reorder_reference(x, g):
-    n, c = x.shape[:2]
-    return x.reshape(n, g, c // g, *x.shape[2:]).swapaxes(1, 2).reshape(x.shape)
+from conftest import reorder_reference
 
 
 def run(src, dst, branch_factor, dtype_code=None, batch=None, channels=None, inner=None):

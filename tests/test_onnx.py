@@ -15,7 +15,7 @@ from igc_mx import networks
 from igc_mx import onnx as igc_onnx
 from igc_mx.tools import export_onnx
 
-from conftest import PUBLISHED_SYMBOLS, run_ort
+from conftest import PUBLISHED_SYMBOLS, reorder_reference, run_ort
 
 REPO = Path(__file__).resolve().parents[1]
 STANDARD_OPS = {'Conv', 'BatchNormalization', 'Relu', 'Reshape', 'Transpose', 'Add',
@@ -84,11 +84,6 @@ def export_and_compare(symbol, args, aux, image_shape, tmp_path, ort_python, bat
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-5 * np.abs(expected).max())
     return model, expected
-
-
-def reorder_reference(x, g):
-    n, c = x.shape[:2]
-    return x.reshape(n, g, c // g, *x.shape[2:]).swapaxes(1, 2).reshape(x.shape)
 
 
 def test_channel_permutation_is_reorder():

@@ -10,15 +10,9 @@ from hypothesis import strategies as st
 
 import igc_mx  # noqa: F401  (loads the op library)
 
-from conftest import PUBLISHED_SYMBOLS
+from conftest import PUBLISHED_SYMBOLS, reorder_reference
 
 DTYPES = ['float32', 'float64', 'float16']
-
-
-def reorder_reference(x, g):
-    """Channels viewed as (g, C/g), axes swapped: out[j*g+i] = in[i*(C/g)+j]."""
-    n, c = x.shape[:2]
-    return x.reshape(n, g, c // g, *x.shape[2:]).swapaxes(1, 2).reshape(x.shape)
 
 
 @st.composite

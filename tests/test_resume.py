@@ -15,23 +15,18 @@ import pytest
 from igc_mx.atomic import atomic_path
 from igc_mx.training import checkpoint
 
-from test_training import TINY_NET, synthetic, train_model, write_rec
+from test_training import train_model
 
 
 @pytest.fixture(scope='module')
-def small(tmp_path_factory):
-    """(record dir, network dir): 256 training and 64 test images, the tiny network."""
-    root = tmp_path_factory.mktemp('resume')
-    archive = synthetic.write_archive(str(root / 'syn.tar.gz'), num_train=256, num_test=64,
-                                      seed=11)
-    (root / 'net').mkdir()
-    (root / 'net' / 'tiny_resume.py').write_text(TINY_NET)   # a name of its own
-    return write_rec(archive, str(root / 'rec')), str(root / 'net')
+def small(dataset, net_dir):
+    """(record dir, network dir): the session's synthetic records and tiny network."""
+    return dataset, net_dir
 
 
 def run_args(small, prefix, *extra):
     rec, net = small
-    return ['--network', 'tiny_resume', '--network-dir', net, '--data-dir', rec,
+    return ['--network', 'tiny', '--network-dir', net, '--data-dir', rec,
             '--batch-size', '32', '--max-batches', '4', '--max-val-batches', '1', '--lr-steps', '3',
             '--checkpoint-epochs', '1', '--rand-seed', '5', '--data-nthreads', '2',
             '--log-iters', '100', '--model-prefix', str(prefix), *extra]

@@ -19,9 +19,11 @@ from conftest import PUBLISHED_SYMBOLS
 REPO = Path(__file__).resolve().parents[1]
 
 
-def structure(symbol):
-    """Ops, names, operator attributes and wiring; variables' copied attrs left out."""
-    return [(n['op'], n['name'], n['inputs'], n.get('attrs') if n['op'] != 'null' else None)
+def structure(symbol, attrs=True):
+    """Ops, names, operator attributes (unless ``attrs`` is False) and wiring; variables'
+    copied attrs left out."""
+    return [(n['op'], n['name'], n['inputs'],
+             n.get('attrs') if attrs and n['op'] != 'null' else None)
             for n in json.loads(symbol.tojson())['nodes']]
 
 

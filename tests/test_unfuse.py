@@ -10,18 +10,7 @@ from igc_mx import networks
 from igc_mx.rewrite import count_fused, fuse_igc, unfuse_igc
 
 from conftest import PUBLISHED_SYMBOLS
-
-
-def structure(symbol, attrs=True):
-    return [(n['op'], n['name'], n['inputs'],
-             n.get('attrs') if attrs and n['op'] != 'null' else None)
-            for n in json.loads(symbol.tojson())['nodes']]
-
-
-def build(network, *args, **kwargs):
-    with mx.name.NameManager():   # the same auto names ('_plus0') each time
-        return networks.get_symbol(network, *args, **kwargs)
-
+from test_rewrite import build, structure
 
 CASES = [('resnet_igc', (10, 8, 24, 2)), ('plain_igc', (10, 8, 4, 2)),
          ('resnet_igc_imgnet_d18', (7, 18, 2, 2)), ('resnet_igc_imgnet_d18', (7, 18, 4)),

@@ -1,4 +1,6 @@
-"""Worker processes that do not outlive their parent (no MXNet needed)."""
+"""Worker processes that do not outlive their parent, and signals as exceptions (no MXNet
+needed)."""
+import contextlib
 import ctypes
 import os
 import signal
@@ -20,3 +22,26 @@ def die_with_parent(parent_pid, sig=signal.SIGKILL):
         return
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+class Signalled(BaseException):
+    """A signal that ``raise_on_signals`` turned into an exception (its name is the
+    message)."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def raise_on_signals(*signals):
+    """Inside the block each of ``signals`` raises Signalled, so that the code under it
+    can clean up and exit; the previous handlers are back after the block."""
+    def handler(signum, frame):
+        raise Signalled(signum)
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 
+from .._process import Signalled, raise_on_signals
 from ..training.args import positive_int
 
 
@@ -69,18 +70,6 @@ while signal_all(0) and time.monotonic() < end:
     time.sleep(0.1)
 signal_all(signal.SIGKILL)
 """
-
-
-class Stopped(Exception):
-    """The launcher received SIGTERM, SIGHUP or SIGINT."""
-
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_stopped(signum, frame):
-    raise Stopped(signum)
 
 
 def stop_groups(procs, grace):
@@ -160,41 +149,38 @@ def launch_local(command, num_workers, num_servers, timeout=None, extra_env=None
                  'DMLC_NODE_HOST': '127.0.0.1', 'DMLC_JOB_CLUSTER': 'local'})
     # One argument is a shell command line; several are quoted one by one.
     cmd = command[0] if len(command) == 1 else shlex.join(command)
-    handlers = {sig: signal.signal(sig, _raise_stopped)
-                for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
-    watchdog = subprocess.Popen([sys.executable, '-c', WATCHDOG, str(stop_grace)],
-                                stdin=subprocess.PIPE, text=True, start_new_session=True)
-    procs, roles = [], {}
+    with raise_on_signals(signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        watchdog = subprocess.Popen([sys.executable, '-c', WATCHDOG, str(stop_grace)],
+                                    stdin=subprocess.PIPE, text=True, start_new_session=True)
+        procs, roles = [], {}
 
-    def start(role, task_id):
-        env = dict(base, DMLC_ROLE=role, DMLC_TASK_ID=str(task_id))
-        # Its own session and process group: the job's processes, with their children,
-        # are stopped group by group, and a terminal's signals reach only the launcher.
-        proc = subprocess.Popen(cmd, shell=True, executable='/bin/bash', env=env,
-                                start_new_session=True)
-        procs.append(proc)
-        roles[proc.pid] = '%s %d' % (role, task_id)
-        watchdog.stdin.write('%d\n' % proc.pid)
-        watchdog.stdin.flush()
-        return proc
+        def start(role, task_id):
+            env = dict(base, DMLC_ROLE=role, DMLC_TASK_ID=str(task_id))
+            # Its own session and process group: the job's processes, with their children,
+            # are stopped group by group, and a terminal's signals reach only the launcher.
+            proc = subprocess.Popen(cmd, shell=True, executable='/bin/bash', env=env,
+                                    start_new_session=True)
+            procs.append(proc)
+            roles[proc.pid] = '%s %d' % (role, task_id)
+            watchdog.stdin.write('%d\n' % proc.pid)
+            watchdog.stdin.flush()
+            return proc
 
-    try:
-        helpers = [start('scheduler', 0)] + [start('server', i) for i in range(num_servers)]
-        workers = [start('worker', i) for i in range(num_workers)]
-        return _supervise(workers, helpers, timeout, grace,
-                          StoppedWatch(roles, stopped_timeout) if stopped_timeout else None)
-    except Stopped as stop:
-        logging.error('received %s; stopping the job', stop)
-        return 128 + stop.signum
-    finally:
         try:
-            stop_groups(procs, stop_grace)
+            helpers = [start('scheduler', 0)] + [start('server', i) for i in range(num_servers)]
+            workers = [start('worker', i) for i in range(num_workers)]
+            return _supervise(workers, helpers, timeout, grace,
+                              StoppedWatch(roles, stopped_timeout) if stopped_timeout else None)
+        except Signalled as stop:
+            logging.error('received %s; stopping the job', stop)
+            return 128 + stop.signum
         finally:
-            watchdog.stdin.write('done\n')
-            watchdog.stdin.close()
-            watchdog.wait()
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+            try:
+                stop_groups(procs, stop_grace)
+            finally:
+                watchdog.stdin.write('done\n')
+                watchdog.stdin.close()
+                watchdog.wait()
 
 
 def _supervise(workers, helpers, timeout, grace, watch):

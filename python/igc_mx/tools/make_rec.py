@@ -38,7 +38,7 @@ import numpy as np
 
 from .. import NO_MXNET_ENV
 from .._environ import environ
-from .._process import die_with_parent
+from .._process import Signalled, die_with_parent, raise_on_signals
 from ..recordio import UserError, frame_record, iter_records, pack_image_record, unpack_image_record
 from .rec_manifest import (
     ImageRule,
@@ -850,35 +850,21 @@ def os_error_message(e: OSError) -> str:
     return f"{e.strerror or e}{where}"
 
 
-class Interrupted(BaseException):
-    """SIGTERM or SIGHUP: handled like Ctrl-C (SIGINT)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _interrupted(signum, frame):
-    raise Interrupted(signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        return args.func(args)
-    except UserError as e:
-        print(f"make_rec: error: {e}", file=sys.stderr)
-    except OSError as e:
-        print(f"make_rec: error: {os_error_message(e)}", file=sys.stderr)
-    except (KeyboardInterrupt, Interrupted) as e:
-        signum = getattr(e, "signum", signal.SIGINT)
-        print(f"make_rec: interrupted ({signal.Signals(signum).name}); no output file was "
-              "finalised", file=sys.stderr)
-        return 128 + signum
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    # SIGTERM and SIGHUP are handled like Ctrl-C (SIGINT)
+    with raise_on_signals(signal.SIGTERM, signal.SIGHUP):
+        try:
+            return args.func(args)
+        except UserError as e:
+            print(f"make_rec: error: {e}", file=sys.stderr)
+        except OSError as e:
+            print(f"make_rec: error: {os_error_message(e)}", file=sys.stderr)
+        except (KeyboardInterrupt, Signalled) as e:
+            signum = getattr(e, "signum", signal.SIGINT)
+            print(f"make_rec: interrupted ({signal.Signals(signum).name}); no output file "
+                  "was finalised", file=sys.stderr)
+            return 128 + signum
     return 1
 
 

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "[test] ruff check (rules in pyproject.toml)"
 .venv/bin/ruff check .
+echo "[test] clang-format --dry-run -Werror (style in .clang-format)"
+find src \( -name '*.cc' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) -print0 | xargs -0 .venv/bin/clang-format --dry-run -Werror
 scripts/setup_ort.sh   # ONNX Runtime in .venv-ort, for the ONNX export tests
 ort_venv=${IGC_ORT_VENV:-.venv-ort}
 case $ort_venv in /*) ;; *) ort_venv=$PWD/$ort_venv ;; esac

@@ -37,7 +37,7 @@ igc_emu_switch:
 
 // The shared array of self_test_kernel.
 #define IGC_EMU_SHARED_TEST(bytes) \
-  unsigned char(&block_shared)[bytes] = ::igc_emu::shared<unsigned char[bytes], __COUNTER__>()
+  unsigned char (&block_shared)[bytes] = ::igc_emu::shared<unsigned char[bytes], __COUNTER__>()
 
 extern "C" void igc_emu_drop_barrier(const char* file_suffix, int line) {
   igc_emu::faults.barrier_file = file_suffix ? file_suffix : "";

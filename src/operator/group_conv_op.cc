@@ -48,8 +48,10 @@ bool parse_pair(const igc::Attrs& attrs, const char* key, bool required, long lo
     while (a < b && blank(text[a])) ++a;
     while (b > a && blank(text[b - 1])) --b;
     // an empty last item is the trailing comma of "(3,)"; one elsewhere is an error
-    if (a == b) ok = stop == end && !tokens.empty();
-    else tokens.push_back(text.substr(a, b - a));
+    if (a == b)
+      ok = stop == end && !tokens.empty();
+    else
+      tokens.push_back(text.substr(a, b - a));
     k = stop;
   }
   bool too_large = false;
@@ -57,8 +59,8 @@ bool parse_pair(const igc::Attrs& attrs, const char* key, bool required, long lo
   for (size_t t = 0; t < tokens.size() && ok; ++t) {
     const std::string& token = tokens[t];
     const size_t digits = token[0] == '-' ? 1 : 0;
-    ok = token.size() > digits &&
-         token.find_first_not_of("0123456789", digits) == std::string::npos;
+    ok =
+        token.size() > digits && token.find_first_not_of("0123456789", digits) == std::string::npos;
     if (!ok) break;
     // longer than INT_MAX's 10 digits: out of range, whatever the digits
     too_large = too_large || token.size() - digits > 10;
@@ -118,8 +120,8 @@ bool check_convolution_compat(const igc::Attrs& attrs) {
     return false;
   }
   it = attrs.find("cudnn_off");
-  if (it != attrs.end() && it->second != "True" && it->second != "False" &&
-      it->second != "true" && it->second != "false" && it->second != "1" && it->second != "0") {
+  if (it != attrs.end() && it->second != "True" && it->second != "False" && it->second != "true" &&
+      it->second != "false" && it->second != "1" && it->second != "0") {
     igc::error_message(kOp) << "cudnn_off='" << it->second << "' is not a boolean";
     return false;
   }

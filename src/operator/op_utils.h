@@ -140,10 +140,9 @@ bool outputs_apart(const char* op, const std::vector<mxnet::ext::MXTensor>& inpu
                    const std::vector<mxnet::ext::MXTensor>& outputs);
 
 // The op's compute function `Fn` behind the check above.
-template <typename Op,
-          mxnet::ext::MXReturnValue (*Fn)(const Attrs&, std::vector<mxnet::ext::MXTensor>*,
-                                          std::vector<mxnet::ext::MXTensor>*,
-                                          const mxnet::ext::OpResource&)>
+template <typename Op, mxnet::ext::MXReturnValue (*Fn)(
+                           const Attrs&, std::vector<mxnet::ext::MXTensor>*,
+                           std::vector<mxnet::ext::MXTensor>*, const mxnet::ext::OpResource&)>
 mxnet::ext::MXReturnValue compute_apart(const Attrs& attrs,
                                         std::vector<mxnet::ext::MXTensor>* inputs,
                                         std::vector<mxnet::ext::MXTensor>* outputs,
@@ -155,20 +154,20 @@ mxnet::ext::MXReturnValue compute_apart(const Attrs& attrs,
 }  // namespace igc
 
 #ifdef IGC_WITH_CUDA
-#define IGC_GPU_COMPUTE(Op)                                              \
-  .setForward(::igc::compute_apart<Op, Op::forward>, "gpu")              \
+#define IGC_GPU_COMPUTE(Op)                                 \
+  .setForward(::igc::compute_apart<Op, Op::forward>, "gpu") \
       .setBackward(::igc::compute_apart<Op, Op::backward>, "gpu")
 #else
 #define IGC_GPU_COMPUTE(Op)
 #endif
 
 // REGISTER_OP(Name) with the shared hooks and Op's own shape inference and compute.
-#define IGC_REGISTER_OP(Name, Op)            \
-  REGISTER_OP(Name)                          \
-      .setParseAttrs(::igc::parse_attrs<Op>) \
-      .setInferType(::igc::infer_type<Op>)   \
-      .setInferShape(Op::infer_shape)        \
-      .setForward(::igc::compute_apart<Op, Op::forward>, "cpu")   \
+#define IGC_REGISTER_OP(Name, Op)                               \
+  REGISTER_OP(Name)                                             \
+      .setParseAttrs(::igc::parse_attrs<Op>)                    \
+      .setInferType(::igc::infer_type<Op>)                      \
+      .setInferShape(Op::infer_shape)                           \
+      .setForward(::igc::compute_apart<Op, Op::forward>, "cpu") \
       .setBackward(::igc::compute_apart<Op, Op::backward>, "cpu") IGC_GPU_COMPUTE(Op)
 
 #endif  // IGC_MX_OP_UTILS_H_

@@ -5,12 +5,9 @@ registers the copy's ops over the first ones (once; a third load fails), so the 
 would silently run whichever build came last. A damaged file mapped by the dynamic
 loader kills the process (SIGBUS), and a library built against another MXNet can crash
 it. So the checks here run before ``mx.library.load`` sees the file: the ELF file must
-be complete, and its build facts, read from the file (``_elf``) or, where its code is
-not recognised, from a separate process, must match the running MXNet. Finding the
-library (``_locate``) needs no MXNet.
+be complete, and its build facts, read from a section of the file (``_elf``), must match
+the running MXNet. Finding the library (``_locate``) needs no MXNet.
 """
-import subprocess
-import sys
 from pathlib import Path
 
 import mxnet as mx
@@ -31,51 +28,25 @@ def _mxnet_version_code():
     return major * 10000 + minor * 100 + patch
 
 
-# Run where the library's code is not recognised: a crash there is a signal exit status.
-PROBE = """
-import ctypes, sys
-function = ctypes.CDLL(sys.argv[1]).igc_mx_build_info
-function.restype = ctypes.c_char_p
-text = function()
-sys.stdout.write("NULL" if text is None else text.decode("ascii", "replace"))
-"""
-
-
-def _probe_in_subprocess(path):
-    try:
-        run = subprocess.run([sys.executable, '-S', '-c', PROBE, str(path)],
-                             capture_output=True, text=True, errors='replace', timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ImportError(f"igc_mx: cannot probe {path} ({exc}). {BUILD_HINT}") from None
-    if run.returncode != 0:
-        lines = run.stderr.strip().splitlines()
-        why = (f'it crashed a process that called it (signal {-run.returncode})'
-               if run.returncode < 0 else lines[-1] if lines else f'exit {run.returncode}')
-        raise ImportError(f"igc_mx: {path} is not a usable igc_mx library ({why}). "
-                          f"{BUILD_HINT}")
-    return None if run.stdout == 'NULL' else run.stdout.encode()
+#: the ELF section that holds the library's build facts (src/operator/library.cc)
+BUILD_INFO_SECTION = '.igc_mx_build_info'
 
 
 def read_build_info(path):
     """The key=value facts the library was built with (see src/operator/library.cc),
-    read without loading it into this process. ImportError when the file is not a
-    complete shared library for this machine, has no ``igc_mx_build_info``, or its facts
-    are not ``key=value`` pairs."""
+    read from its ``.igc_mx_build_info`` section without loading it into this process.
+    ImportError when the file is not a complete shared library for this machine, has no
+    such section, or its facts are not ``key=value`` pairs."""
     def unusable(why):
         return ImportError(f"igc_mx: {path} is not a usable igc_mx library ({why}). "
                            f"{BUILD_HINT}")
     try:
-        library = SharedLibrary(path)
-        found = library.function('igc_mx_build_info')
-        text = library.returned_string('igc_mx_build_info') if found else None
+        text = SharedLibrary(path).section(BUILD_INFO_SECTION)
     except (ElfError, OSError) as exc:
         raise unusable(exc) from None
-    if found is None:
-        raise unusable('it does not export igc_mx_build_info')
     if text is None:
-        text = _probe_in_subprocess(path)
-    if text is None:
-        raise unusable('igc_mx_build_info returned NULL')
+        raise unusable(f'it has no {BUILD_INFO_SECTION} section')
+    text = text.split(b'\0', 1)[0]
     try:
         items = [item.split('=', 1) for item in text.decode('ascii').split(';')]
     except UnicodeDecodeError:

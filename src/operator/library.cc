@@ -1,5 +1,5 @@
-// Library entry points: MXNet's version handshake, and build facts that the
-// Python loader reads (through ctypes) before handing the library to MXNet.
+// Library entry points: MXNet's version handshake, and the build facts that the Python
+// loader reads from the file before handing the library to MXNet.
 #include "op_utils.h"
 
 using namespace mxnet::ext;  // NOLINT
@@ -17,10 +17,11 @@ using namespace mxnet::ext;  // NOLINT
 #define IGC_STR_(x) #x
 #define IGC_STR(x) IGC_STR_(x)
 
-extern "C" const char* igc_mx_build_info(void) {
-  return "mxnet_version=" IGC_STR(IGC_MXNET_VERSION) ";lib_api=" IGC_STR(
-      MX_LIBRARY_VERSION) ";cuda=" IGC_CUDA_FLAG;
-}
+// The build facts live in a section of their own, so that the Python loader can read them
+// from the file by the section's name, before anything maps or runs the library.
+extern "C" __attribute__((used, section(".igc_mx_build_info"))) const char igc_mx_build_facts[] =
+    "mxnet_version=" IGC_STR(IGC_MXNET_VERSION) ";lib_api=" IGC_STR(
+        MX_LIBRARY_VERSION) ";cuda=" IGC_CUDA_FLAG;
 
 MXReturnValue initialize(int version) {
   if (version != IGC_MXNET_VERSION) {

@@ -212,7 +212,7 @@ def main():
                             TORCH_ENV)
         ours = run_worker(sys.executable, 'mxnet', threads, args.repeat, args.min_time)
         versions = {'torch': theirs['torch'], 'mxnet': ours['mxnet'], 'isa': ours['isa']}
-        for row, other in zip(ours['rows'], theirs['rows']):
+        for row, other in zip(ours['rows'], theirs['rows'], strict=True):
             row['torch_forward_ms'] = other['forward_ms']
             row['torch_fwd_bwd_ms'] = other['fwd_bwd_ms']
             row['speedup_vs_mxnet'] = row['mxnet_fwd_bwd_ms'] / row['ours_fwd_bwd_ms']

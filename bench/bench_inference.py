@@ -55,10 +55,10 @@ def random_params(symbol, image, seed=0):
     rng = np.random.RandomState(seed)
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, *image))
     args = {n: mx.nd.array(rng.normal(0, np.sqrt(2 / np.prod(s[1:])) if len(s) > 1 else 0.1, s))
-            for n, s in zip(symbol.list_arguments(), arg_shapes)
+            for n, s in zip(symbol.list_arguments(), arg_shapes, strict=True)
             if n != 'data' and not n.endswith('_label')}
     aux = {n: mx.nd.array(rng.uniform(0.5, 1.5, s))
-           for n, s in zip(symbol.list_auxiliary_states(), aux_shapes)}
+           for n, s in zip(symbol.list_auxiliary_states(), aux_shapes, strict=True)}
     return args, aux
 
 
@@ -111,7 +111,7 @@ def bench_case(label, network, args, image, repeat, torch_python, ort_python, wo
     arg_shapes, _, _ = original.infer_shape(data=(1, *image))
     torch = common.run_torch(torch_python, {
         'kind': 'inference', 'graph': json.loads(original.tojson()),
-        'arg_shapes': dict(zip(original.list_arguments(), arg_shapes)),
+        'arg_shapes': dict(zip(original.list_arguments(), arg_shapes, strict=True)),
         'data_shape': list(image), 'batches': list(BATCHES), 'repeat': repeat,
         'min_time': MIN_TIME})
     for batch, row in rows.items():

@@ -101,7 +101,7 @@ def bench_case(label, network, args, batch, image, classes, repeat, torch_python
     arg_shapes, _, _ = unfused.infer_shape(data=(batch, *image))
     torch = common.run_torch(torch_python, {
         'kind': 'network', 'graph': json.loads(unfused.tojson()),
-        'arg_shapes': dict(zip(unfused.list_arguments(), arg_shapes)),
+        'arg_shapes': dict(zip(unfused.list_arguments(), arg_shapes, strict=True)),
         'data_shape': list(image), 'batch': batch, 'num_classes': classes,
         'steps': STEPS, 'repeat': repeat})
     row['torch_img_s'] = torch['result'] if torch else None

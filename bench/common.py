@@ -5,6 +5,7 @@ of a case in one process with their timed runs interleaved, the PyTorch variant 
 subprocess of the same run (PyTorch lives in its own environment; bench/torch_side.py
 needs no MXNet).
 """
+import contextlib
 import json
 import os
 import statistics
@@ -100,12 +101,10 @@ def write_results(out_dir, stem, report, table):
 def machine():
     import platform
     model = ''
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         model = next(line.split(':', 1)[1].strip()
                      for line in Path('/proc/cpuinfo').read_text().splitlines()
                      if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
     return {'cpu': model or platform.machine(), 'cpus': os.cpu_count(),
             'omp_threads': threads()}
 

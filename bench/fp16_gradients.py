@@ -72,8 +72,8 @@ def main():
              'a float16 run would hold, before the optimizer\'s 1/batch.', '',
              '| update | gradient of | non-zero entries | median abs | < 2^-24 (would be 0) '
              '| < 2^-14 (subnormal) |', '|---|---|---|---|---|---|']
-    lines += ['| %d | %s | %d | %.2e | %.4f %% | %.3f %% |' % row for row in rows]
-    lines += ['', 'Training accuracy after %d updates: %.3f.' % (update, accuracy)]
+    lines += ['| {} | {} | {} | {:.2e} | {:.4f} % | {:.3f} % |'.format(*row) for row in rows]
+    lines += ['', f'Training accuracy after {update} updates: {accuracy:.3f}.']
     RESULTS.mkdir(exist_ok=True)
     with atomic_path(RESULTS / 'fp16_gradients.md') as tmp:
         Path(tmp).write_text('\n'.join(lines) + '\n')

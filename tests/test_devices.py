@@ -37,8 +37,8 @@ def ops(symbol):
 
 def parameters(symbol, data_shape):
     args, _, aux = symbol.infer_shape(data=data_shape)
-    return (dict(zip(symbol.list_arguments(), args)),
-            dict(zip(symbol.list_auxiliary_states(), aux)))
+    return (dict(zip(symbol.list_arguments(), args, strict=True)),
+            dict(zip(symbol.list_auxiliary_states(), aux, strict=True)))
 
 
 @pytest.mark.parametrize('name,arguments,data_shape', NETWORKS)
@@ -94,7 +94,7 @@ def test_the_train_scripts_build_for_the_device_of_gpus(gpus, device):
 def test_float16_symbols_cast_in_and_out():
     symbol = networks.get_symbol('resnet_igc', 10, 20, 24, 2, device='gpu', dtype='float16')
     arg_types, out_types, aux_types = symbol.infer_type(data='float32')
-    types = dict(zip(symbol.list_arguments(), arg_types))
+    types = dict(zip(symbol.list_arguments(), arg_types, strict=True))
     assert out_types == [types['data']]                       # float32 scores
     assert types['g1_b1_p2_two1_conv1_weight'].__name__ == 'float16'
     assert types['g1_b1_p2_two1_bn_gamma'].__name__ == 'float32'   # BatchNorm stays float32

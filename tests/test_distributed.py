@@ -143,7 +143,7 @@ def test_slurm_launcher_through_dmlc_tracker(setup, tmp_path):
     bin_dir.mkdir()
     (bin_dir / 'srun').write_text(FAKE_SRUN)
     (bin_dir / 'srun').chmod(0o755)
-    env = dict(os.environ, PATH='%s:%s' % (bin_dir, os.environ['PATH']), OMP_NUM_THREADS='1')
+    env = dict(os.environ, PATH='{}:{}'.format(bin_dir, os.environ['PATH']), OMP_NUM_THREADS='1')
     cmd = [PY, LAUNCH, '-n', '2', '-s', '1', '--launcher', 'slurm', '--host-ip', '127.0.0.1',
            '--env', 'DMLC_NODE_HOST:127.0.0.1',
            PY, str(REPO / 'train_model.py'), '--network', 'tiny', '--network-dir', net,
@@ -196,7 +196,7 @@ def test_signalled_launcher_stops_every_process(tmp_path, sig):
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, err
-    assert 'received %s; stopping the job' % sig.name in err
+    assert f'received {sig.name}; stopping the job' in err
     assert running_after(started) == []
 
 

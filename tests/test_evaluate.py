@@ -53,7 +53,7 @@ def score(*argv):
 
 
 def logged(log, key):
-    return {int(e): v for e, v in re.findall(r'Epoch\[(\d+)\] Validation-%s=([0-9.]+)' % key,
+    return {int(e): v for e, v in re.findall(rf'Epoch\[(\d+)\] Validation-{key}=([0-9.]+)',
                                               log)}
 
 
@@ -69,8 +69,8 @@ def test_top1_equals_the_training_log(trained, tmp_path):
         assert {'top1', 'top5', 'cross_entropy', 'num_images', 'images_per_s'} <= set(saved)
         assert saved['num_images'] == NUM_TEST
         # the log prints Module.fit's validation metric with '%f'
-        assert '%f' % saved['top1'] == accuracy[epoch - 1]
-        assert '%f' % saved['cross_entropy'] == entropy[epoch - 1]
+        assert '{:f}'.format(saved['top1']) == accuracy[epoch - 1]
+        assert '{:f}'.format(saved['cross_entropy']) == entropy[epoch - 1]
         assert round(saved['top1'] * NUM_TEST, 9) == int(round(saved['top1'] * NUM_TEST))
 
 
@@ -179,10 +179,10 @@ def test_published_symbol_with_random_params(published_models_dir, trained, tmp_
     arg_shapes, _, aux_shapes = sym.infer_shape(data=(1, 3, 224, 224))
     rng = np.random.RandomState(0)
     params = {f'arg:{n}': mx.nd.array(rng.normal(0, 0.05, s))
-              for n, s in zip(sym.list_arguments(), arg_shapes)
+              for n, s in zip(sym.list_arguments(), arg_shapes, strict=True)
               if n not in ('data', 'softmax_label')}
     params.update({f'aux:{n}': mx.nd.array(rng.uniform(0.5, 1.5, s))
-                   for n, s in zip(sym.list_auxiliary_states(), aux_shapes)})
+                   for n, s in zip(sym.list_auxiliary_states(), aux_shapes, strict=True)})
     mx.nd.save(str(tmp_path / 'random.params'), params)
     results = [score('--symbol', symbol_file, '--params', str(tmp_path / 'random.params'),
                      '--dataset', 'imagenet', '--rec', trained.rec + '/test.rec',

@@ -83,7 +83,7 @@ def test_matches_convolution(shape, dtype):
     head = np.random.default_rng(1).standard_normal(out_shape(shape)).astype(dtype)
     ours = run(mx.nd.GroupConvolution, x, w, head, **conv_params(shape))
     theirs = run(convolution, x, w, head, **conv_params(shape))
-    for name, a, b in zip(('output', 'data grad', 'weight grad'), ours, theirs):
+    for name, a, b in zip(('output', 'data grad', 'weight grad'), ours, theirs, strict=True):
         assert a.dtype == np.dtype(dtype) and a.shape == b.shape, name
         np.testing.assert_allclose(a, b, err_msg=name, **TOLERANCE[dtype])
 

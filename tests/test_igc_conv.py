@@ -79,7 +79,7 @@ def test_matches_unfused_graph(case, dtype, path, monkeypatch):
     x, w, head, L, M = arrays(case, dtype)
     got = grads(fused, x, w, head, L, M, dtype)
     want = grads(unfused, x, w, head, L, M, dtype)
-    for name, g, r in zip(('output', 'data grad', 'weight grad'), got, want):
+    for name, g, r in zip(('output', 'data grad', 'weight grad'), got, want, strict=True):
         assert g.dtype == np.dtype(dtype)
         np.testing.assert_allclose(g, r, err_msg=name, **TOL[dtype])
 
@@ -145,7 +145,7 @@ def test_executor_grad_req(grad_req):
     want_y, want_g = run(unfused_sym, 2)
     np.testing.assert_allclose(got_y, want_y, rtol=1e-12, atol=1e-12)
     assert len(got_g) == len(want_g) == (0 if grad_req == 'null' else 2)
-    for g, r in zip(got_g, want_g):
+    for g, r in zip(got_g, want_g, strict=True):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
 
 
@@ -154,7 +154,7 @@ def test_symbol_infers_weight_shape_and_round_trips_json():
     sym = mx.sym.InterleavedGroupConv(data, mx.sym.Variable('w'), primary_partition=4,
                                       secondary_partition=2, name='igc')
     args, outs, _ = sym.infer_shape(data=(2, 16, 5, 5))
-    assert dict(zip(sym.list_arguments(), args))['w'] == (16, 8, 1, 1)
+    assert dict(zip(sym.list_arguments(), args, strict=True))['w'] == (16, 8, 1, 1)
     assert outs == [(2, 16, 5, 5)]
     again = mx.sym.load_json(sym.tojson())
     assert again.infer_shape(data=(2, 16, 5, 5))[1] == outs

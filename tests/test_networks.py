@@ -40,8 +40,8 @@ def build_row(row, **kwargs):
 
 def shapes(symbol, data_shape):
     args, _, aux = symbol.infer_shape(data=data_shape)
-    return (dict(zip(symbol.list_arguments(), args)),
-            dict(zip(symbol.list_auxiliary_states(), aux)))
+    return (dict(zip(symbol.list_arguments(), args, strict=True)),
+            dict(zip(symbol.list_auxiliary_states(), aux, strict=True)))
 
 
 def learnable(symbol, data_shape=(1, 3, 32, 32)):
@@ -477,10 +477,10 @@ def test_builders_with_group_conv_keep_names_and_outputs(network, args, data_sha
     arg_shapes, _, aux_shapes = plain.infer_shape(data=data_shape)
     rng = np.random.default_rng(0)
     args_ = {name: mx.nd.array(rng.standard_normal(shape) * 0.1)
-             for name, shape in zip(plain.list_arguments(), arg_shapes)}
+             for name, shape in zip(plain.list_arguments(), arg_shapes, strict=True)}
     args_['softmax_label'] = mx.nd.zeros(data_shape[0])
     aux = {name: mx.nd.ones(shape) for name, shape in zip(plain.list_auxiliary_states(),
-                                                          aux_shapes)}
+                                                          aux_shapes, strict=True)}
     results = []
     for sym in (plain, ours):
         grads = {k: mx.nd.zeros_like(v) for k, v in args_.items()}
@@ -502,7 +502,7 @@ def test_builders_auto_uses_group_conv_for_narrow_groups_only():
     ops = conv1_ops(networks.get_symbol('resnet_igc', 10, 8, 24, 2, group_conv='auto'))
     limit = blocks.AUTO_GROUP_CONV_MAX_PER_GROUP
     assert ops['g1_b1_p2_two1_conv1'] == 'GroupConvolution'            # 48 / 24 = 2
-    assert ops['g3_b1_p2_two2_conv1'] == ('GroupConvolution' if 192 // 24 <= limit
+    assert ops['g3_b1_p2_two2_conv1'] == ('GroupConvolution' if limit >= 192 // 24
                                           else 'Convolution')            # 8 per group
     with pytest.raises(ValueError, match="group_conv='yes'"):
         networks.get_symbol('resnet_igc', 10, 8, 24, 2, group_conv='yes')

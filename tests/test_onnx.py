@@ -28,7 +28,7 @@ def random_params(symbol, data_shape, seed=0):
     rng = np.random.RandomState(seed)
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=data_shape)
     args = {}
-    for name, shape in zip(symbol.list_arguments(), arg_shapes):
+    for name, shape in zip(symbol.list_arguments(), arg_shapes, strict=True):
         if name == 'data' or name.endswith('_label'):
             continue
         if name.endswith('_weight') and len(shape) > 1:
@@ -39,7 +39,7 @@ def random_params(symbol, data_shape, seed=0):
             value = rng.normal(0, 0.3, shape)
         args[name] = mx.nd.array(value)
     aux = {}
-    for name, shape in zip(symbol.list_auxiliary_states(), aux_shapes):
+    for name, shape in zip(symbol.list_auxiliary_states(), aux_shapes, strict=True):
         value = (rng.uniform(0.5, 2.0, shape) if name.endswith('_var')
                  else rng.normal(0, 0.5, shape))
         aux[name] = mx.nd.array(value)

@@ -31,7 +31,7 @@ def test_a_stride_far_beyond_the_input_matches_convolution():
     ours, theirs = (outputs_and_gradients(op, x, w, kwargs, np.random.default_rng(3))
                     for op in OPS)
     assert ours[0].shape == (2, 4, 1, 1)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -43,7 +43,7 @@ def test_strides_larger_than_the_kernel_match_convolution(stride):
     kwargs = dict(kernel=(2, 2), pad=(1, 0), stride=stride, num_filter=6, num_group=2)
     ours, theirs = (outputs_and_gradients(op, x, w, kwargs, np.random.default_rng(2))
                     for op in OPS)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 

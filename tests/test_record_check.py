@@ -36,7 +36,7 @@ def write_records(path, payloads, idx=True):
             pos += len(framed)
     if idx:
         with open(os.path.splitext(path)[0] + '.idx', 'w') as f:
-            f.writelines('%d\t%d\n' % (i, o) for i, o in enumerate(offsets))
+            f.writelines(f'{i}\t{o}\n' for i, o in enumerate(offsets))
     return offsets
 
 
@@ -53,44 +53,65 @@ def rec_dir(tmp_path):
     return tmp_path
 
 
+def write(path, blob):
+    with open(path, 'wb') as f:
+        f.write(bytes(blob))
+
+
+def _set_length(blob, at, word):
+    blob[at + 4:at + 8] = struct.pack('<I', word)
+
+
+def _length_too_small(blob, offsets):
+    word = struct.unpack_from('<I', blob, offsets[3] + 4)[0] - 40
+    _set_length(blob, offsets[3], word)
+    return offsets[3] + 8 + word + (-word % 4), 4     # the walk lands inside a payload
+
+
+def _garbage_appended(blob, offsets):
+    blob += b'\x0a\x23\xd7\xce' + b'\x01'
+    return len(blob) - 5, len(offsets)
+
+
+def _label(value):
+    def put(blob, offsets):
+        struct.pack_into('<f', blob, offsets[3] + 8 + 4, value)
+    return put
+
+
+def _truncate(keep):
+    def cut(blob, offsets):
+        del blob[offsets[3] + keep:]
+    return cut
+
+
+#: kind -> edit(blob, offsets) of the fourth record, returning (byte, record) where the check
+#: must report the damage, or None for the record's own start (offsets[3], record 3)
+DAMAGE = {
+    'truncated in a payload': _truncate(100),
+    'truncated in a header': _truncate(5),
+    'magic overwritten': lambda blob, offsets: blob.__setitem__(
+        slice(offsets[3], offsets[3] + 4), b'\0\0\0\0'),
+    'length too large': lambda blob, offsets: _set_length(blob, offsets[3], (1 << 29) - 1),
+    'length too small': _length_too_small,
+    'continuation flag out of sequence': lambda blob, offsets: _set_length(
+        blob, offsets[3], struct.unpack_from('<I', blob, offsets[3] + 4)[0] | (2 << 29)),
+    'garbage appended': _garbage_appended,
+    'label out of range': _label(12.0),
+    'fractional label': _label(2.5),
+    'NaN label': _label(float('nan')),
+    'several labels': lambda blob, offsets: struct.pack_into('<I', blob, offsets[3] + 8, 3),
+}
+
+
 def damage(path, offsets, kind):
-    """Damage the record file ``path`` in one of many ways; returns (byte, record)
+    """Damage the record file ``path`` in one of many ways (DAMAGE); returns (byte, record)
     where the check must report it."""
-    blob = bytearray(open(path, 'rb').read())
-    third = offsets[3]
-    if kind == 'truncated in a payload':
-        del blob[third + 100:]
-    elif kind == 'truncated in a header':
-        del blob[third + 5:]
-    elif kind == 'truncated at a record boundary, .idx longer':
-        del blob[third:]
-        return None, None     # the framing is fine: the .idx does not match
-    elif kind == 'magic overwritten':
-        blob[third:third + 4] = b'\0\0\0\0'
-    elif kind == 'length too large':
-        blob[third + 4:third + 8] = struct.pack('<I', (1 << 29) - 1)
-    elif kind == 'length too small':
-        word = struct.unpack_from('<I', blob, third + 4)[0] - 40
-        blob[third + 4:third + 8] = struct.pack('<I', word)
-        open(path, 'wb').write(bytes(blob))
-        return third + 8 + word + (-word % 4), 4     # the walk lands inside a payload
-    elif kind == 'continuation flag out of sequence':
-        word = struct.unpack_from('<I', blob, third + 4)[0]
-        blob[third + 4:third + 8] = struct.pack('<I', word | (2 << 29))
-    elif kind == 'garbage appended':
-        blob += b'\x0a\x23\xd7\xce' + b'\x01'
-        open(path, 'wb').write(bytes(blob))
-        return len(blob) - 5, len(offsets)
-    elif kind == 'label out of range':
-        struct.pack_into('<f', blob, third + 8 + 4, 12.0)
-    elif kind == 'fractional label':
-        struct.pack_into('<f', blob, third + 8 + 4, 2.5)
-    elif kind == 'NaN label':
-        struct.pack_into('<f', blob, third + 8 + 4, float('nan'))
-    elif kind == 'several labels':
-        struct.pack_into('<I', blob, third + 8, 3)
-    open(path, 'wb').write(bytes(blob))
-    return third, 3
+    with open(path, 'rb') as f:
+        blob = bytearray(f.read())
+    where = DAMAGE[kind](blob, offsets)
+    write(path, blob)
+    return where if where is not None else (offsets[3], 3)
 
 
 FRAMING = ['truncated in a payload', 'truncated in a header', 'magic overwritten',
@@ -108,10 +129,10 @@ def test_damaged_framing_names_path_byte_record_and_command(tmp_path, kind, with
     with pytest.raises(data.RecordFileError) as err:
         data.check_rec(path, 'cifar10', NUM_CLASSES)
     message = str(err.value)
-    assert message.startswith('record file %s is damaged: ' % path)
-    assert 'at byte %d (record %d)' % (byte, record) in message
+    assert message.startswith(f'record file {path} is damaged: ')
+    assert f'at byte {byte} (record {record})' in message
     assert message.endswith('; rebuild it with: igc-make-rec cifar10 '
-                            '<cifar-10-python.tar.gz> %s' % tmp_path)
+                            f'<cifar-10-python.tar.gz> {tmp_path}')
     assert '\n' not in message
 
 
@@ -125,35 +146,34 @@ def test_damaged_framing_names_path_byte_record_and_command(tmp_path, kind, with
 def test_index_that_does_not_match_its_records(tmp_path, kind, problem):
     path = str(tmp_path / 'train.rec')
     offsets = write_records(path, image_records(12))
-    lines = ['%d\t%d\n' % (i, o) for i, o in enumerate(offsets)]
+    lines = [f'{i}\t{o}\n' for i, o in enumerate(offsets)]
     if kind == 'missing line':
         del lines[5]
     elif kind == 'extra line':
-        lines.append('12\t%d\n' % offsets[2])
+        lines.append(f'12\t{offsets[2]}\n')
     elif kind == 'wrong offset':
         lines[3] = '3\t17\n'
     elif kind == 'not numbers':
-        lines[1] = '1 %d\n' % offsets[1]
+        lines[1] = f'1 {offsets[1]}\n'
     else:
-        lines[4] = '0\t%d\n' % offsets[4]
+        lines[4] = f'0\t{offsets[4]}\n'
     (tmp_path / 'train.idx').write_text(''.join(lines))
     with pytest.raises(data.RecordFileError) as err:
         data.check_rec(path, 'cifar10', NUM_CLASSES)
     assert str(err.value) == (
-        'record file %s has an index %s that does not match it: %s; rebuild it with: '
-        'igc-make-rec cifar10 <cifar-10-python.tar.gz> %s'
-        % (path, tmp_path / 'train.idx', problem, tmp_path))
+        f"record file {path} has an index {tmp_path / 'train.idx'} that does not match it: "
+        f'{problem}; rebuild it with: igc-make-rec cifar10 <cifar-10-python.tar.gz> {tmp_path}')
 
 
 def test_the_rebuild_command_is_the_manifests(rec_dir):
-    (rec_dir / 'manifest.json').write_text('{"command": "igc-make-rec cifar10 a.tar.gz %s '
-                                           '--seed 3"}' % rec_dir)
+    (rec_dir / 'manifest.json').write_text(f'{{"command": "igc-make-rec cifar10 a.tar.gz {rec_dir} '
+                                           '--seed 3"}')
     path = str(rec_dir / 'train.rec')
     with open(path, 'r+b') as f:
         f.truncate(os.path.getsize(path) - 3)
     with pytest.raises(data.RecordFileError,
-                       match='; rebuild it with: igc-make-rec cifar10 a.tar.gz %s --seed 3$'
-                       % rec_dir):
+                       match=f'; rebuild it with: igc-make-rec cifar10 a.tar.gz {rec_dir} '
+                             '--seed 3$'):
         data.check_rec(path)
 
 
@@ -164,8 +184,8 @@ def test_a_sampled_image_that_does_not_decode(tmp_path):
     write_records(path, records)
     with pytest.raises(data.RecordFileError) as err:
         data.check_rec(path, 'cifar10', NUM_CLASSES)
-    assert str(err.value).startswith('record file %s holds an image that does not decode at '
-                                     'byte 0 (record 0); rebuild it with: ' % path)
+    assert str(err.value).startswith(f'record file {path} holds an image that does not decode at '
+                                     'byte 0 (record 0); rebuild it with: ')
 
 
 def test_image_that_fails_during_training_names_its_record(rec_dir, tmp_path):
@@ -183,9 +203,9 @@ def test_image_that_fails_during_training_names_its_record(rec_dir, tmp_path):
                           '--num-epochs', '1', '--log-dir', str(tmp_path / 'log'),
                           '--data-nthreads', '1', '--rand-seed', '0'])
     assert str(exit_.value.code) == (
-        'error: record file %s holds an image that does not decode at byte %d (record 5): '
-        'PNG without an IHDR chunk first; rebuild it with: igc-make-rec cifar10 '
-        '<cifar-10-python.tar.gz> %s' % (rec_dir / 'train.rec', offsets[5], rec_dir))
+        f"error: record file {rec_dir / 'train.rec'} holds an image that does not decode at "
+        f'byte {offsets[5]} (record 5): PNG without an IHDR chunk first; rebuild it with: '
+        f'igc-make-rec cifar10 <cifar-10-python.tar.gz> {rec_dir}')
 
 
 def test_train_script_on_a_truncated_file_exits_with_one_line(rec_dir, tmp_path):
@@ -199,7 +219,7 @@ def test_train_script_on_a_truncated_file_exits_with_one_line(rec_dir, tmp_path)
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith('error: record file %s is damaged: ' % path), lines[-3:]
+    assert lines[-1].startswith(f'error: record file {path} is damaged: '), lines[-3:]
     assert 'terminate called' not in proc.stderr and 'Traceback' not in proc.stderr
 
 
@@ -222,8 +242,9 @@ FUZZ = textwrap.dedent('''
         else:             # a random run of bytes overwritten
             pos = rng.randrange(len(blob))
             damaged[pos:pos + 64] = rng.randbytes(64)[:len(damaged) - pos]
-        path = os.path.join(work, 'case%d.rec' % case)
-        open(path, 'wb').write(bytes(damaged))
+        path = os.path.join(work, f'case{case}.rec')
+        with open(path, 'wb') as f:
+            f.write(bytes(damaged))
         try:
             data.check_rec(path, 'cifar10', 10)
         except data.RecordFileError:

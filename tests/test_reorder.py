@@ -181,7 +181,7 @@ def test_module_training_step_matches_builtin_equivalent():
         before = {k: v.copy() for k, v in mod.get_params()[0].items()}
         mod.forward_backward(batch)
         grads[name] = {k: g[0].asnumpy() for k, g in zip(mod._exec_group.param_names,
-                                                          mod._exec_group.grad_arrays)}
+                                                          mod._exec_group.grad_arrays, strict=True)}
         mod.update()
         after = mod.get_params()[0]
         assert all(not np.allclose(before[k].asnumpy(), after[k].asnumpy()) for k in before)
@@ -232,7 +232,7 @@ def test_published_symbol_loads_and_runs(published_models_dir, row, relpath):
     assert out_shapes == [(1, 1000)]
     exe = sym.simple_bind(mx.cpu(), data=(1, 3, 224, 224), grad_req='null')
     rng = np.random.RandomState(0)
-    for name, arr in exe.arg_dict.items():
+    for arr in exe.arg_dict.values():
         arr[:] = rng.uniform(-0.05, 0.05, arr.shape)
     for name, arr in exe.aux_dict.items():
         arr[:] = 1.0 if name.endswith('moving_var') else 0.0

@@ -64,9 +64,9 @@ def test_resumed_run_equals_the_uninterrupted_run_bit_for_bit(small, tmp_path, a
     assert sorted(states_a) == sorted(states_b) and len(states_a) == 6
     for index in states_a:
         assert len(states_a[index]) == len(states_b[index]) == 1    # the momentum
-        for a, b in zip(states_a[index], states_b[index]):
+        for a, b in zip(states_a[index], states_b[index], strict=True):
             assert np.any(a != 0)
-            np.testing.assert_array_equal(a, b, err_msg='state %d' % index)
+            np.testing.assert_array_equal(a, b, err_msg=f'state {index}')
     # the epochs between really differ (otherwise the test could not fail)
     params_2, _ = saved(straight, 2)
     assert not np.array_equal(params_2['arg:conv1_weight'], params_a['arg:conv1_weight'])
@@ -106,12 +106,12 @@ def dead_pid():
 def test_stale_temporary_files_of_killed_writes_are_removed(tmp_path):
     dead = dead_pid()
     names = {
-        '.m-0002.params.%d-0123abcd.tmp' % dead: False,        # a killed save: removed
-        '.m-0002.states.%d-89abcdef.tmp' % dead: False,
-        '.m-symbol.json.%d-00000000.tmp' % dead: False,
-        '.m-0002.params.%d-11111111.tmp' % os.getpid(): True,  # a live writer's: kept
-        '.m-1-0002.params.%d-22222222.tmp' % dead: True,       # rank 1's files: its own
-        '.other-0002.params.%d-33333333.tmp' % dead: True,     # another run's
+        f'.m-0002.params.{dead}-0123abcd.tmp': False,        # a killed save: removed
+        f'.m-0002.states.{dead}-89abcdef.tmp': False,
+        f'.m-symbol.json.{dead}-00000000.tmp': False,
+        f'.m-0002.params.{os.getpid()}-11111111.tmp': True,  # a live writer's: kept
+        f'.m-1-0002.params.{dead}-22222222.tmp': True,       # rank 1's files: its own
+        f'.other-0002.params.{dead}-33333333.tmp': True,     # another run's
         'notes.txt': True,
     }
     for name in names:
@@ -120,13 +120,12 @@ def test_stale_temporary_files_of_killed_writes_are_removed(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(n for n, kept in names.items() if kept)
     # any atomic write cleans up after killed writes of the same file
     with atomic_path(tmp_path / 'notes.txt') as tmp:
-        (tmp_path / ('.notes.txt.%d-44444444.tmp' % dead)).write_bytes(b'x')
+        (tmp_path / f'.notes.txt.{dead}-44444444.tmp').write_bytes(b'x')
         with open(tmp, 'w') as f:
             f.write('new')
-    with atomic_path(tmp_path / 'notes.txt') as tmp:
-        with open(tmp, 'w') as f:
-            f.write('newer')
-    assert not (tmp_path / ('.notes.txt.%d-44444444.tmp' % dead)).exists()
+    with atomic_path(tmp_path / 'notes.txt') as tmp, open(tmp, 'w') as f:
+        f.write('newer')
+    assert not (tmp_path / f'.notes.txt.{dead}-44444444.tmp').exists()
     assert (tmp_path / 'notes.txt').read_text() == 'newer'
 
 
@@ -182,10 +181,10 @@ def test_resume_without_optimizer_states_is_refused_unless_asked(small, two_epoc
     os.remove(checkpoint.states_file(str(prefix), 2))
     message = resume_error(small, prefix)
     assert message == (
-        'error: %s has no optimizer states (%s): resuming would restart the momentum at 0, '
+        f'error: {checkpoint.params_file(str(prefix), 2)} has no optimizer states '
+        f'({checkpoint.states_file(str(prefix), 2)}): resuming would restart the momentum at 0, '
         'which the uninterrupted run did not do; pass --resume-without-states to resume so '
-        'anyway' % (checkpoint.params_file(str(prefix), 2),
-                    checkpoint.states_file(str(prefix), 2)))
+        'anyway')
     assert not os.path.exists(checkpoint.params_file(str(prefix), 3))
     mod = train_model.main(run_args(small, prefix, '--num-epochs', '3', '--aug-type', '0',
                                     '--load-epoch', '2', '--resume-without-states'))
@@ -199,18 +198,18 @@ def test_damaged_or_foreign_checkpoints_are_one_line_errors(small, two_epochs, t
     prefix = copy_run(two_epochs, tmp_path / 'run')
     params = checkpoint.params_file(str(prefix), 2)
     message = resume_error(small, prefix, '--network-arg', 'width=16')
-    assert message.startswith('error: checkpoint %s does not fit this network: ' % params)
+    assert message.startswith(f'error: checkpoint {params} does not fit this network: ')
     assert 'bn1_beta is (8,), the network needs (16,)' in message
     states = checkpoint.states_file(str(prefix), 2)
     with open(states, 'r+b') as f:
         f.truncate(20)
     assert resume_error(small, prefix).startswith(
-        'error: optimizer states %s are not readable (' % states)
+        f'error: optimizer states {states} are not readable (')
     with open(params, 'r+b') as f:
         f.truncate(100)
     message = resume_error(small, prefix)
-    assert message.startswith('error: checkpoint %s is not readable (' % params)
+    assert message.startswith(f'error: checkpoint {params} is not readable (')
     assert '\n' not in message
     assert resume_error(small, prefix, '--load-epoch', '7', '--num-epochs', '8') == (
-        'error: no checkpoint %s to resume from (--model-prefix %s --load-epoch 7)'
-        % (checkpoint.params_file(str(prefix), 7), prefix))
+        f'error: no checkpoint {checkpoint.params_file(str(prefix), 7)} to resume from '
+        f'(--model-prefix {prefix} --load-epoch 7)')

@@ -147,7 +147,7 @@ def test_first_reorder_with_other_consumers_stays():
     rng = np.random.default_rng(1)
     x = mx.nd.array(rng.standard_normal((2, 8, 3, 3)))
     w = mx.nd.array(rng.standard_normal((8, 4, 1, 1)))
-    for a, b in zip(sym.eval(data=x, c_weight=w), fused.eval(data=x, c_weight=w)):
+    for a, b in zip(sym.eval(data=x, c_weight=w), fused.eval(data=x, c_weight=w), strict=True):
         np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-6)
 
 

@@ -85,8 +85,8 @@ def test_summary_fuse_symbol_and_plot_curves(tmp_path, capsys):
 def test_launch_runs_every_role(tmp_path):
     roles = tmp_path / 'roles'
     roles.mkdir()
-    code = ('import os, pathlib; pathlib.Path(%r, os.environ["DMLC_ROLE"] + '
-            'os.environ["DMLC_TASK_ID"]).touch()' % str(roles))
+    code = (f'import os, pathlib; pathlib.Path({str(roles)!r}, os.environ["DMLC_ROLE"] + '
+            'os.environ["DMLC_TASK_ID"]).touch()')
     assert launch.main(['-n', '2', '-s', '1', '--timeout', '60', sys.executable, '-c',
                         code]) == 0
     assert sorted(p.name for p in roles.iterdir()) == ['scheduler0', 'server0', 'worker0',

@@ -120,8 +120,8 @@ def test_batch_larger_than_the_records_is_an_error_before_training(option, value
                           '--log-dir', str(tmp_path / 'log'), '--num-epochs', '1', option,
                           value])
     rec = 'train.rec' if option == '--batch-size' else 'test.rec'
-    assert str(exit_.value.code) == 'error: %s %s is larger than the %d records of %s/%s' % (
-        option, value, records, dataset, rec)
+    assert str(exit_.value.code) == (
+        f'error: {option} {value} is larger than the {records} records of {dataset}/{rec}')
     assert not (tmp_path / 'log').exists()
 
 
@@ -173,7 +173,7 @@ def test_float16_run_builds_a_float16_network_and_a_multi_precision_optimizer(da
     args = float16_args(dataset, tmp_path)
     sym = netload.load_symbol(args)
     arg_types, _, aux_types = sym.infer_type(data=np.float32)
-    types = dict(zip(sym.list_arguments(), arg_types))
+    types = dict(zip(sym.list_arguments(), arg_types, strict=True))
     assert types['data'] == np.float32                    # the iterators' batches
     assert types['g0_conv_weight'] == np.float16          # computed in float16
     assert types['g0_bn_gamma'] == np.float32              # BatchNorm keeps float32
@@ -196,10 +196,11 @@ def test_float32_checkpoint_loads_into_a_float16_module_and_saves_as_float32(dat
     mod.bind(data_shapes=[('data', (2, 3, 32, 32))], label_shapes=[('softmax_label', (2,))])
     rng = np.random.RandomState(0)
     arg_shapes, _, aux_shapes = sym.infer_shape(data=(2, 3, 32, 32))
-    arg32 = {n: mx.nd.array(rng.randn(*s)) for n, s in zip(sym.list_arguments(), arg_shapes)
+    arg32 = {n: mx.nd.array(rng.randn(*s))
+             for n, s in zip(sym.list_arguments(), arg_shapes, strict=True)
              if n not in ('data', 'softmax_label')}
     aux32 = {n: mx.nd.array(rng.rand(*s)) for n, s in zip(sym.list_auxiliary_states(),
-                                                          aux_shapes)}
+                                                          aux_shapes, strict=True)}
     mod.init_params(arg_params=arg32, aux_params=aux32)
     args16, aux = mod.get_params()
     assert args16['g0_conv_weight'].dtype == np.float16

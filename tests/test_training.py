@@ -53,14 +53,14 @@ def write_rec(archive, out_dir):
         def batch(name):
             return pickle.load(tar.extractfile('cifar-10-batches-py/' + name),
                                encoding='bytes')
-        splits = {'train': [batch('data_batch_%d' % i) for i in range(1, 6)],
+        splits = {'train': [batch(f'data_batch_{i}') for i in range(1, 6)],
                   'test': [batch('test_batch')]}
     for split, batches in splits.items():
         x = np.concatenate([b[b'data'] for b in batches]).reshape(-1, 3, 32, 32)
         y = sum((b[b'labels'] for b in batches), [])
         rec = mx.recordio.MXIndexedRecordIO(os.path.join(out_dir, split + '.idx'),
                                             os.path.join(out_dir, split + '.rec'), 'w')
-        for i, (img, label) in enumerate(zip(x, y)):
+        for i, (img, label) in enumerate(zip(x, y, strict=True)):
             bgr = img.transpose(1, 2, 0)[:, :, ::-1]
             header = mx.recordio.IRHeader(0, float(label), i, 0)
             rec.write_idx(i, mx.recordio.pack_img(header, bgr, quality=9, img_fmt='.png'))
@@ -98,7 +98,8 @@ def bound_module(optimizer):
 
 
 def effective_wd(opt):
-    return {opt.idx2name[i]: w for i, w in zip(opt.idx2name, opt._get_wds(list(opt.idx2name)))}
+    return {opt.idx2name[i]: w
+            for i, w in zip(opt.idx2name, opt._get_wds(list(opt.idx2name)), strict=True)}
 
 
 def test_weight_decay_rule_after_module_init():
@@ -256,7 +257,7 @@ def test_record_file_errors_name_path_and_command(tmp_path):
     with pytest.raises(data.RecordFileError) as err:
         data.check_rec(str(missing), 'cifar10')
     assert str(missing) in str(err.value) and 'does not exist' in str(err.value)
-    assert 'igc-make-rec cifar10 <cifar-10-python.tar.gz> %s' % tmp_path \
+    assert f'igc-make-rec cifar10 <cifar-10-python.tar.gz> {tmp_path}' \
         in str(err.value)
     missing.mkdir()
     with pytest.raises(data.RecordFileError, match='train.rec is not a regular file'):
@@ -287,7 +288,7 @@ def test_pad_crop_mirror_matches_a_window_of_the_padded_image():
     mean, std = [125.307, 122.950, 113.865], [62.993, 62.089, 66.705]
     it = data.PadCropMirrorIter(inner, 2, mean, std, seed=0)
     out = next(iter(it)).data[0].asnumpy()
-    fill = np.array([(round(m) - m) / s for m, s in zip(mean, std)])
+    fill = np.array([(round(m) - m) / s for m, s in zip(mean, std, strict=True)])
     padded = np.stack([np.pad(img, ((0, 0), (2, 2), (2, 2))) for img in x])
     padded[:, :, :2, :] = padded[:, :, -2:, :] = fill[None, :, None, None]
     padded[:, :, :, :2] = padded[:, :, :, -2:] = fill[None, :, None, None]
@@ -296,7 +297,7 @@ def test_pad_crop_mirror_matches_a_window_of_the_padded_image():
         found = [(dy, dx, f) for dy in range(5) for dx in range(5) for f in (0, 1)
                  if np.allclose(out[i], padded[i, :, dy:dy + 6, dx:dx + 6][:, :, ::-1]
                                 if f else padded[i, :, dy:dy + 6, dx:dx + 6], atol=1e-6)]
-        assert found, 'sample %d is not a crop of the padded image' % i
+        assert found, f'sample {i} is not a crop of the padded image'
         offsets.add(found[0][:2])
         flips += found[0][2]
     assert len(offsets) > 3 and 0 < flips < 16   # really random
@@ -310,7 +311,7 @@ def test_synthetic_cifar_format_and_determinism(tmp_path):
         names = sorted(tar.getnames())
         assert names == sorted(['cifar-10-batches-py/' + n for n in
                                 ['batches.meta', 'test_batch'] +
-                                ['data_batch_%d' % i for i in range(1, 6)]])
+                                [f'data_batch_{i}' for i in range(1, 6)]])
         d = pickle.load(tar.extractfile('cifar-10-batches-py/data_batch_1'), encoding='bytes')
         meta = pickle.load(tar.extractfile('cifar-10-batches-py/batches.meta'),
                            encoding='bytes')
@@ -325,7 +326,7 @@ LOG_BATCH = re.compile(r'Epoch\[\d+\] Batch \[\d+\]\tSpeed: \d+\tloss: \d+\.\d{4
 
 
 def epoch_values(text, key):
-    return {int(e): float(v) for e, v in re.findall(r'Epoch\[(\d+)\] %s=([0-9.]+)' % key, text)}
+    return {int(e): float(v) for e, v in re.findall(rf'Epoch\[(\d+)\] {key}=([0-9.]+)', text)}
 
 
 def test_cpu_training_learns_and_logs(dataset, net_dir, tmp_path):
@@ -393,7 +394,7 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
 def test_readme_command_with_resnet_igc(dataset, tmp_path):
     proc = subprocess.run(
         [PY, str(REPO / 'train_model.py'), '--network=resnet_igc', '--primary-partition=24',
-         '--secondary-partition=2', '--data-dir=%s' % dataset,
+         '--secondary-partition=2', f'--data-dir={dataset}',
          '--num-epochs', '1', '--max-batches', '2', '--max-val-batches', '1',
          '--batch-size', '16', '--test-batch-size', '16', '--log-iters', '1',
          '--log-dir', str(tmp_path)],

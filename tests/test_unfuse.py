@@ -37,9 +37,9 @@ def test_unfused_outputs_are_the_fused_outputs():
     rng = np.random.RandomState(0)
     arg_shapes, _, aux_shapes = fast.infer_shape(data=(2, 3, 32, 32))
     args = {n: mx.nd.array(rng.normal(0, 0.3, s)) for n, s in
-            zip(fast.list_arguments(), arg_shapes)}
+            zip(fast.list_arguments(), arg_shapes, strict=True)}
     aux = {n: mx.nd.array(rng.uniform(0.5, 1.5, s)) for n, s in
-           zip(fast.list_auxiliary_states(), aux_shapes)}
+           zip(fast.list_auxiliary_states(), aux_shapes, strict=True)}
     outs = [sym.bind(mx.cpu(), args, aux_states=aux).forward()[0].asnumpy()
             for sym in (fast, unfused)]
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-7)

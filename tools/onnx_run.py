@@ -10,6 +10,7 @@
 No MXNet and no igc_mx here: the model holds standard ONNX ops only.
 """
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -65,7 +66,8 @@ def benchmark(sess, batches, repeat, min_time, seed=0):
     result = {}
     for batch in batches:
         images = rng.randn(batch, *shape).astype(np.float32)
-        result[batch] = batch / (median_ms(lambda: run(sess, images), repeat, min_time) / 1e3)
+        result[batch] = batch / (median_ms(functools.partial(run, sess, images), repeat,
+                                           min_time) / 1e3)
     return result
 
 

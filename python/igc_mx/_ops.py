@@ -47,7 +47,7 @@ def _check_nd_sizes(op_name, names, arrays):
     # instead. (Under mx.util.np_shape a 0 is a size, and the ops check it themselves.)
     if mx.util.is_np_shape():
         return
-    for name, array in zip(names, arrays):
+    for name, array in zip(names, arrays, strict=True):
         shape = getattr(array, 'shape', None)
         if shape is not None and 0 in shape:
             raise mx.base.MXNetError(f'{op_name}: input {name!r} has shape {shape}, with a '

@@ -16,8 +16,7 @@ _TEMP = re.compile(r'^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$')
 def _temp_path(final_path):
     directory, name = os.path.split(os.path.abspath(final_path))
     while True:
-        path = os.path.join(directory, '.%s.%d-%s.tmp' % (name, os.getpid(),
-                                                          secrets.token_hex(4)))
+        path = os.path.join(directory, f'.{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp')
         try:
             # Created like any new file: mode 0666 less the umask (0644 usually).
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))

@@ -7,7 +7,7 @@ settings against its manifest, also with ``--no-decode``. Needs no MXNet or Open
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour type -> channels OpenCV decodes with IMREAD_UNCHANGED
@@ -153,5 +153,4 @@ def image_info(data: bytes) -> dict:
         return jpeg_info(data)
     if len(data) < 8 and (PNG_SIGNATURE.startswith(data) or JPEG_SOI.startswith(data[:2])):
         raise TruncatedHeader("image header cut short")
-    raise ImageHeaderError("neither a PNG nor a JPEG file (starts with %s)"
-                           % data[:8].hex(" "))
+    raise ImageHeaderError(f'neither a PNG nor a JPEG file (starts with {data[:8].hex(" ")})')

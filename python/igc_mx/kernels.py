@@ -115,12 +115,12 @@ def _existing(path, function):
     return path.resolve()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bind(path):
     return _typed(ctypes.CDLL(str(path)), _SIGNATURES)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bind_emulated(path):
     return _typed(_bind(path), _EMULATION_SIGNATURES)
 

@@ -49,8 +49,7 @@ def files_from_args(parser, args):
             parser.error('give either --prefix/--epoch or a symbol and a params file, not both')
         if args.epoch is None:
             parser.error('--prefix needs --epoch')
-        return checkpoint_files(args.prefix, args.epoch) + ('%s-%04d' % (args.prefix,
-                                                                         args.epoch),)
+        return checkpoint_files(args.prefix, args.epoch) + (f'{args.prefix}-{args.epoch:04d}',)
     if args.epoch is not None:
         parser.error('--epoch needs --prefix')
     if not (args.symbol and args.params):
@@ -63,8 +62,8 @@ def files_from_args(parser, args):
 
 def checkpoint_files(prefix, epoch):
     """(symbol path, params path) of a checkpoint; an error lists the saved epochs."""
-    symbol = '%s-symbol.json' % prefix
-    params = '%s-%04d.params' % (prefix, epoch)
+    symbol = f'{prefix}-symbol.json'
+    params = f'{prefix}-{epoch:04d}.params'
     if not os.path.isfile(symbol):
         raise ModelFileError(f'no checkpoint symbol file {symbol} (--prefix {prefix})')
     if not os.path.isfile(params):
@@ -124,9 +123,10 @@ def parameter_shapes(symbol, data_shape):
     if arg_shapes is None:
         raise ValueError(f'cannot infer the shapes of the symbol for input '
                          f'{tuple(data_shape)}')
-    args = {n: tuple(s) for n, s in zip(symbol.list_arguments(), arg_shapes)
+    args = {n: tuple(s) for n, s in zip(symbol.list_arguments(), arg_shapes, strict=True)
             if n != 'data' and not n.endswith('_label')}
-    return args, {n: tuple(s) for n, s in zip(symbol.list_auxiliary_states(), aux_shapes)}
+    return args, {n: tuple(s)
+                  for n, s in zip(symbol.list_auxiliary_states(), aux_shapes, strict=True)}
 
 
 def check_params(symbol, arg_params, aux_params, data_shape, source='the parameters'):

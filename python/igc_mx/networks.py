@@ -239,19 +239,19 @@ def layout(network, depth, primary_partition, secondary_partition=None, widen=No
         blocks = cifar_blocks(fam.residual, depth)
         C = L * M                            # the original: channel = M * L
         stages = tuple(Stage(n, C << s, stride, L if fam.igc else None)
-                       for s, (n, stride) in enumerate(zip(blocks, CIFAR_STRIDES)))
+                       for s, (n, stride) in enumerate(zip(blocks, CIFAR_STRIDES, strict=True)))
         return fam, C, stages
 
     blocks = imagenet_blocks(depth)
     if not fam.igc:
         # resnet_imgnet_d18.py: C = primary_partition; secondary_partition is unused.
         stages = tuple(Stage(n, L << s, stride, None)
-                       for s, (n, stride) in enumerate(zip(blocks, IMAGENET_STRIDES)))
+                       for s, (n, stride) in enumerate(zip(blocks, IMAGENET_STRIDES, strict=True)))
         return fam, L, stages
     widen, M = resolve_widen(secondary_partition, widen)
     stem_rule, stage_rule = WIDEN_RULES[widen]
     stages = []
-    for s, (n, stride) in enumerate(zip(blocks, IMAGENET_STRIDES)):
+    for s, (n, stride) in enumerate(zip(blocks, IMAGENET_STRIDES, strict=True)):
         L_s, M_s = stage_rule(L, M, s)
         stages.append(Stage(n, L_s * M_s, stride, L_s))
     stem = stem_rule(L, M)
@@ -429,7 +429,8 @@ def resolve_arguments(name, num_classes=None, depth=None, primary_partition=None
     """{argument: value} of network ``name``, the defaults filled in for the ones left
     out (None); a required argument left out is a ValueError."""
     entry = registered(name)
-    given = dict(zip(ARGUMENTS, (num_classes, depth, primary_partition, secondary_partition)))
+    given = dict(zip(ARGUMENTS, (num_classes, depth, primary_partition, secondary_partition),
+                     strict=True))
     values = {a: entry.defaults.get(a) if v is None else v for a, v in given.items()}
     missing = [a for a in entry.required if values[a] is None]
     if missing:
@@ -532,11 +533,11 @@ def profile(symbol, data_shape):
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=shape)
     if arg_shapes is None:
         raise NetworkError('cannot infer the shapes of the symbol')
-    args = dict(zip(symbol.list_arguments(), arg_shapes))
-    aux = dict(zip(symbol.list_auxiliary_states(), aux_shapes))
+    args = dict(zip(symbol.list_arguments(), arg_shapes, strict=True))
+    aux = dict(zip(symbol.list_auxiliary_states(), aux_shapes, strict=True))
     internals = symbol.get_internals()
     _, out_shapes, _ = internals.infer_shape(data=shape)
-    outputs = dict(zip(internals.list_outputs(), out_shapes))
+    outputs = dict(zip(internals.list_outputs(), out_shapes, strict=True))
 
     nodes = json.loads(symbol.tojson())['nodes']
     # The op wrappers put an identity between a parameter and an extension op

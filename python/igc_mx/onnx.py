@@ -181,7 +181,7 @@ def _shapes(graph, symbol, input_shape):
     _, out_shapes, _ = infer_shape(internals, data=input_shape)
     if out_shapes is None:
         raise ExportError(f'cannot infer the shapes of the symbol for input {input_shape}')
-    by_name = dict(zip(internals.list_outputs(), out_shapes))
+    by_name = dict(zip(internals.list_outputs(), out_shapes, strict=True))
     shapes = {}
     for node in graph['nodes']:
         if node['op'] not in EXTENSION_OPS:

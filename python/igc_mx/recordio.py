@@ -12,7 +12,8 @@ import math
 import os
 import struct
 from array import array
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 
 class UserError(Exception):
@@ -135,6 +136,38 @@ def _check_image_header(head: bytes, total: int, offset: int, record: int,
                             record)
 
 
+def _walk_record(fd: int, start: int, size: int, record: int) -> tuple[int, int, bytes]:
+    """(end, payload bytes, head) of the record at byte ``start``: its chunks are followed
+    by their lengths, and ``head`` is the start of its first chunk (RecordIOError names a
+    missing magic word, a continuation flag out of sequence or a chunk past the end)."""
+    pos, total, head = start, 0, b""
+    while True:
+        chunk = os.pread(fd, HEAD_READ, pos)
+        if len(chunk) < 8:
+            raise RecordIOError(f"file ends inside a record header ({size} bytes)", pos, record)
+        magic, word = struct.unpack_from("<II", chunk)
+        if magic != RECORD_MAGIC:
+            raise RecordIOError(f"no RecordIO magic word (found 0x{magic:08x})", pos, record)
+        cflag, length = word >> 29, word & MAX_RECORD_CHUNK
+        if cflag not in ((0, 1) if pos == start else (2, 3)):
+            raise RecordIOError(f"continuation flag {cflag} out of sequence", pos, record)
+        end = pos + 8 + length + (-length % 4)
+        if end > size:
+            raise RecordIOError(f"record of {length} bytes runs past the end of the "
+                                f"file ({size} bytes)", pos, record)
+        if pos == start:
+            head = chunk[8:8 + length]
+        total += length
+        pos = end
+        if cflag in (0, 3):
+            return end, total, head
+        total += 4   # the magic word the writer split the payload at
+
+
+#: bytes read at the start of every chunk: the framing words and an image record's header
+HEAD_READ = 8 + IR_HEADER.size + 4
+
+
 def scan_records(path: str, num_classes: int | None = None) -> array:
     """The byte offset of every record of the RecordIO file ``path``, found by walking its
     framing with one small read per record (payloads are skipped, so this stays cheap
@@ -143,7 +176,6 @@ def scan_records(path: str, num_classes: int | None = None) -> array:
     the first problem: a missing magic word, a bad continuation flag, a record running
     past the end of the file, or a broken image header."""
     offsets = array("q")
-    head_size = 8 + IR_HEADER.size + 4
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
@@ -153,37 +185,14 @@ def scan_records(path: str, num_classes: int | None = None) -> array:
         while pos < size:
             start, record = pos, len(offsets)
             offsets.append(start)
-            total, head = 0, b""
-            while True:
-                chunk = os.pread(fd, head_size, pos)
-                if len(chunk) < 8:
-                    raise RecordIOError(f"file ends inside a record header ({size} bytes)",
-                                        pos, record)
-                magic, word = struct.unpack_from("<II", chunk)
-                if magic != RECORD_MAGIC:
-                    raise RecordIOError(f"no RecordIO magic word (found 0x{magic:08x})", pos,
-                                        record)
-                cflag, length = word >> 29, word & MAX_RECORD_CHUNK
-                if cflag not in ((0, 1) if pos == start else (2, 3)):
-                    raise RecordIOError(f"continuation flag {cflag} out of sequence", pos,
-                                        record)
-                end = pos + 8 + length + (-length % 4)
-                if end > size:
-                    raise RecordIOError(f"record of {length} bytes runs past the end of the "
-                                        f"file ({size} bytes)", pos, record)
-                if pos == start:
-                    head = chunk[8:8 + length]
-                total += length
-                pos = end
-                if cflag in (0, 3):
-                    break
-                total += 4   # the magic word the writer split the payload at
-            if num_classes is not None:
-                if total < IR_HEADER.size:
-                    raise RecordIOError(f"record of {total} bytes is shorter than the "
-                                        f"{IR_HEADER.size}-byte image header", start, record)
-                if len(head) >= head_size - 8:   # else the header is split: not checked
-                    _check_image_header(head, total, start, record, num_classes)
+            pos, total, head = _walk_record(fd, start, size, record)
+            if num_classes is None:
+                continue
+            if total < IR_HEADER.size:
+                raise RecordIOError(f"record of {total} bytes is shorter than the "
+                                    f"{IR_HEADER.size}-byte image header", start, record)
+            if len(head) >= HEAD_READ - 8:   # else the header is split: not checked
+                _check_image_header(head, total, start, record, num_classes)
     finally:
         os.close(fd)
     return offsets

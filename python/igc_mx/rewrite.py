@@ -179,14 +179,14 @@ def _inferred_channels(symbol, graph, shapes):
     except mx.base.MXNetError as err:
         if not shapes:
             return {}
-        raise RewriteError('shape inference failed for %s: %s' % (
-            shapes, str(err).strip().splitlines()[-1])) from None
-    by_name = dict(zip(internals.list_outputs(), out_shapes or []))
+        raise RewriteError(f'shape inference failed for {shapes}: '
+                           f'{str(err).strip().splitlines()[-1]}') from None
+    by_name = dict(zip(internals.list_outputs(), out_shapes or [], strict=bool(out_shapes)))
     found = {}
     for index, node in enumerate(graph['nodes']):
         names = ([(node['name'], 0)] if node['op'] == 'null' else
                  [(node['name'] + '_output', 0)] +
-                 [(node['name'] + '_output%d' % k, k) for k in range(8)])
+                 [(f"{node['name']}_output{k}", k) for k in range(8)])
         for name, out in names:
             shape = by_name.get(name)
             if shape and len(shape) == 4 and shape[1] > 0:

@@ -178,10 +178,9 @@ def run(argv=None):
               'batch_size': opts.test_batch_size, **result}
     print(results_row(label, args.graph, result))
     if args.json:
-        with atomic_path(args.json) as tmp:
-            with open(tmp, 'w') as f:
-                json.dump(result, f, indent=1)
-                f.write('\n')
+        with atomic_path(args.json) as tmp, open(tmp, 'w') as f:
+            json.dump(result, f, indent=1)
+            f.write('\n')
     return result
 
 

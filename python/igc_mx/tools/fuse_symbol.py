@@ -33,7 +33,7 @@ def _shape(text):
         dims = ()
     if len(dims) < 2 or min(dims) < 1:
         raise argparse.ArgumentTypeError('expected positive comma-separated sizes such as '
-                                         '1,3,224,224, got %r' % text)
+                                         f'1,3,224,224, got {text!r}')
     return dims
 
 

@@ -106,7 +106,7 @@ def group_members(groups):
         if not entry.isdigit():
             continue
         try:
-            with open('/proc/%s/stat' % entry, 'rb') as f:
+            with open(f'/proc/{entry}/stat', 'rb') as f:
                 fields = f.read().rsplit(b')', 1)[1].split()
         except OSError:
             continue
@@ -161,8 +161,8 @@ def launch_local(command, num_workers, num_servers, timeout=None, extra_env=None
             proc = subprocess.Popen(cmd, shell=True, executable='/bin/bash', env=env,
                                     start_new_session=True)
             procs.append(proc)
-            roles[proc.pid] = '%s %d' % (role, task_id)
-            watchdog.stdin.write('%d\n' % proc.pid)
+            roles[proc.pid] = f'{role} {task_id}'
+            watchdog.stdin.write(f'{proc.pid}\n')
             watchdog.stdin.flush()
             return proc
 
@@ -259,15 +259,15 @@ def _seconds(text, zero_ok=False):
     except ValueError:
         value = -1.0
     if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        raise argparse.ArgumentTypeError('expected a %s number of seconds, got %r'
-                                         % ('non-negative' if zero_ok else 'positive', text))
+        kind = 'non-negative' if zero_ok else 'positive'
+        raise argparse.ArgumentTypeError(f'expected a {kind} number of seconds, got {text!r}')
     return value
 
 
 def _env_pair(text):
     key, sep, _ = text.partition(':')
     if not sep or not key:
-        raise argparse.ArgumentTypeError('expected KEY:VALUE, got %r' % text)
+        raise argparse.ArgumentTypeError(f'expected KEY:VALUE, got {text!r}')
     return text
 
 
@@ -300,7 +300,7 @@ def main(argv=None):
     if opts.num_servers is None:
         opts.num_servers = opts.num_workers
     if opts.launcher in ('ssh', 'mpi') and not opts.hostfile:
-        parser.error('--launcher %s needs --hostfile' % opts.launcher)
+        parser.error(f'--launcher {opts.launcher} needs --hostfile')
     logging.basicConfig(format='%(asctime)s launch %(levelname)s %(message)s',
                         level=logging.INFO)
     if opts.launcher == 'local':

@@ -19,6 +19,7 @@ stats. Also ``python tools/make_rec.py`` in a checkout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import hashlib
 import json
@@ -29,9 +30,10 @@ import re
 import signal
 import stat
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -89,10 +91,8 @@ def resize_shorter_side(image: np.ndarray, size: int, interpolation: str) -> np.
     if size <= 0:
         return image
     height, width = image.shape[:2]
-    if height > width:
-        new_size = (size, height * size // width)
-    else:
-        new_size = (width * size // height, size)
+    new_size = ((size, height * size // width) if height > width
+                else (width * size // height, size))
     if new_size == (width, height):
         return image
     return cv2.resize(image, new_size, interpolation=INTERPOLATIONS[interpolation])
@@ -158,7 +158,7 @@ def encode_chunk(task: tuple) -> list[Encoded]:
     kind, keys, labels, data = task
     recipe = _WORKER_RECIPE
     out = []
-    for i, (key, label) in enumerate(zip(keys, labels)):
+    for i, (key, label) in enumerate(zip(keys, labels, strict=True)):
         digest = None
         try:
             if kind == "pixels":
@@ -298,7 +298,7 @@ class HashingFile:
     def __init__(self, path: str):
         self.path = path
         with naming_path(path):
-            self.file = open(path, "wb")
+            self.file = open(path, "wb")  # noqa: SIM115 (closed by close() or abandon())
         self.hash = hashlib.sha256()
         self.size = 0
 
@@ -316,10 +316,8 @@ class HashingFile:
         return {"bytes": self.size, "sha256": self.hash.hexdigest()}
 
     def abandon(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.file.close()
-        except OSError:
-            pass
 
 
 @dataclass
@@ -747,12 +745,11 @@ def stats(args: argparse.Namespace) -> int:
 
 def image_chunks(stream: BinaryIO, limit: int = 0, size: int = 256) -> Iterator[list[bytes]]:
     """Image bytes of the first `limit` records (0 = all), in chunks."""
-    chunk, seen = [], 0
-    for _, payload in iter_records(stream):
+    chunk = []
+    for seen, (_, payload) in enumerate(iter_records(stream)):
         if limit and seen >= limit:
             break
         chunk.append(unpack_image_record(payload)[3])
-        seen += 1
         if len(chunk) == size:
             yield chunk
             chunk = []
@@ -768,14 +765,15 @@ def channel_statistics(chunks: Iterable[list[bytes]], workers: int) -> dict:
             for n_images, n, s, q in results:
                 images += n_images
                 count += n
-                sums = [a + b for a, b in zip(sums, s)]
-                squares = [a + b for a, b in zip(squares, q)]
+                sums = [a + b for a, b in zip(sums, s, strict=True)]
+                squares = [a + b for a, b in zip(squares, q, strict=True)]
     except ValueError as e:
         raise UserError(str(e)) from None
     if count == 0:
         raise UserError("no images to compute statistics on")
     mean = [s / count for s in sums]
-    std = [((count * q - s * s) / (count * count)) ** 0.5 for s, q in zip(sums, squares)]
+    std = [((count * q - s * s) / (count * count)) ** 0.5
+           for s, q in zip(sums, squares, strict=True)]
     return {"images": images, "pixels": count, "mean_rgb": mean, "std_rgb": std}
 
 

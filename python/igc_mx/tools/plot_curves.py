@@ -49,18 +49,18 @@ def pyplot():
 def plot(logs, out, labels=None, title=None):
     runs = [parse_log(p) for p in logs]
     if not any(r['train'] or r['test'] for r in runs):
-        raise ValueError('no "Epoch[N] Train-accuracy=" or "Validation-accuracy=" lines in %s'
-                         % ', '.join(logs))
+        raise ValueError('no "Epoch[N] Train-accuracy=" or "Validation-accuracy=" lines in '
+                         + ', '.join(logs))
     labels = labels or [os.path.splitext(os.path.basename(p))[0] for p in logs]
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
-    for run, label in zip(runs, labels):
-        for ax, kind in zip(axes, ('train', 'test')):
+    for run, label in zip(runs, labels, strict=True):
+        for ax, kind in zip(axes, ('train', 'test'), strict=True):
             points = sorted(run[kind].items())
             if points:
                 ax.plot([e for e, _ in points], [v for _, v in points], label=label, lw=1.2,
                         marker='o' if len(points) < 30 else None, ms=3)
-    for ax, name in zip(axes, ('training error (%)', 'test error (%)')):
+    for ax, name in zip(axes, ('training error (%)', 'test error (%)'), strict=True):
         ax.set_xlabel('epoch')
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
@@ -83,12 +83,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     labels = args.labels.split(',') if args.labels else None
     if labels and len(labels) != len(args.logs):
-        parser.error('%d labels for %d logs' % (len(labels), len(args.logs)))
+        parser.error(f'{len(labels)} labels for {len(args.logs)} logs')
     try:
         plot(args.logs, args.out, labels, args.title)
     except (OSError, ValueError, RuntimeError) as err:
-        sys.exit('error: %s' % err)
-    print('wrote %s' % args.out)
+        sys.exit(f'error: {err}')
+    print(f'wrote {args.out}')
     return 0
 
 

@@ -186,7 +186,7 @@ def expected_keys(manifest: dict, name: str) -> list[int]:
 def order_problem(name: str, keys: list[int], expected: list[int], seed: int) -> str | None:
     if keys == expected:
         return None
-    for i, (got, want) in enumerate(zip(keys, expected)):
+    for i, (got, want) in enumerate(zip(keys, expected, strict=True)):
         if got != want:
             return (f"{name}.rec: record {i} has key {got}, the recipe's order (seed {seed}) "
                     f"puts key {want} there")
@@ -252,14 +252,8 @@ def split_refs(out_dir: str, name: str, info: dict) -> list[tuple[int, str]]:
     return sorted(refs)
 
 
-def check_source(manifest: dict, out_dir: str, source: str | None) -> tuple[list[str], str]:
-    """(problems, what was checked) of the source against the manifest: its files' sizes
-    and SHA-256, the class folders, and each split's ``source_sha256`` (for image-file
-    sources, read again). A source that is not where the manifest (or ``source``) says
-    is not checked."""
-    path = source or manifest["source"]["path"]
-    if not os.path.exists(path):
-        return [], f"source not found at {path}, not checked (--source PATH checks it)"
+def _source_file_problems(manifest: dict, path: str) -> list[str]:
+    """Problems of the source's files (sizes, SHA-256) and class folders."""
     kind, dataset = manifest["source"]["kind"], manifest["dataset"]
     files = manifest["source"]["files"]
     problems = []
@@ -267,10 +261,7 @@ def check_source(manifest: dict, out_dir: str, source: str | None) -> tuple[list
         archive = path if os.path.isfile(path) else os.path.join(path, files[0]["name"])
         problems += _file_problems([(archive, files[0])])
     elif kind == "folder" and dataset in NUM_CLASSES and dataset != "svhn":
-        try:
-            folder = locate_cifar(dataset, path)[1]
-        except UserError as e:
-            return [str(e)], "source"
+        folder = locate_cifar(dataset, path)[1]
         problems += _file_problems([(os.path.join(folder, f["name"]), f) for f in files])
     elif kind in ("folder", "lst"):
         problems += _file_problems([(os.path.join(path, f["name"]), f) for f in files])
@@ -280,20 +271,42 @@ def check_source(manifest: dict, out_dir: str, source: str | None) -> tuple[list
             if os.path.isdir(train) else []
         if found != manifest["classes"]:
             problems.append(f"source {train}: class folders differ from the manifest's classes")
-    if kind in ("lst", "folders"):
-        root = path
-        argv = shlex.split(manifest["command"])
-        if kind == "lst" and "--image-root" in argv[:-1]:
-            root = argv[argv.index("--image-root") + 1]
-        for name, info in manifest["splits"].items():
-            digest = hashlib.sha256()
-            for _, ref in split_refs(out_dir, name, info):
-                image = ref if os.path.isabs(ref) else os.path.join(root, ref)
-                try:
-                    digest.update(f"{ref}\t{sha256_file(image)}\n".encode())
-                except OSError:
-                    continue   # unreadable files are not part of the digest
-            if digest.hexdigest() != info["source_sha256"]:
-                problems.append(f"{name}: the source images' SHA-256 differs from the "
-                                "manifest's source_sha256")
+    return problems
+
+
+def _image_digest_problems(manifest: dict, out_dir: str, path: str) -> list[str]:
+    """Problems of an image-file source: each split's ``source_sha256``, read again."""
+    root = path
+    argv = shlex.split(manifest["command"])
+    if manifest["source"]["kind"] == "lst" and "--image-root" in argv[:-1]:
+        root = argv[argv.index("--image-root") + 1]
+    problems = []
+    for name, info in manifest["splits"].items():
+        digest = hashlib.sha256()
+        for _, ref in split_refs(out_dir, name, info):
+            image = ref if os.path.isabs(ref) else os.path.join(root, ref)
+            try:
+                digest.update(f"{ref}\t{sha256_file(image)}\n".encode())
+            except OSError:
+                continue   # unreadable files are not part of the digest
+        if digest.hexdigest() != info["source_sha256"]:
+            problems.append(f"{name}: the source images' SHA-256 differs from the "
+                            "manifest's source_sha256")
+    return problems
+
+
+def check_source(manifest: dict, out_dir: str, source: str | None) -> tuple[list[str], str]:
+    """(problems, what was checked) of the source against the manifest: its files' sizes
+    and SHA-256, the class folders, and each split's ``source_sha256`` (for image-file
+    sources, read again). A source that is not where the manifest (or ``source``) says
+    is not checked."""
+    path = source or manifest["source"]["path"]
+    if not os.path.exists(path):
+        return [], f"source not found at {path}, not checked (--source PATH checks it)"
+    try:
+        problems = _source_file_problems(manifest, path)
+    except UserError as e:
+        return [str(e)], "source"
+    if manifest["source"]["kind"] in ("lst", "folders"):
+        problems += _image_digest_problems(manifest, out_dir, path)
     return problems, f"source {path}"

@@ -12,8 +12,8 @@ import pickle
 import sys
 import tarfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -171,10 +171,10 @@ def integer_array(values, what: str, lo: int, hi: int) -> np.ndarray:
                                      np.issubdtype(array.dtype, np.floating) or
                                      array.dtype == bool):
         raise UserError(f"{what} has dtype {array.dtype}, expected integers")
-    if array.size and np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise UserError(f"{what} holds values that are not integers, e.g. "
-                            f"{array[~np.isfinite(array) | (array != np.round(array))].flat[0]}")
+    if array.size and np.issubdtype(array.dtype, np.floating) and (
+            not np.all(np.isfinite(array)) or np.any(array != np.round(array))):
+        raise UserError(f"{what} holds values that are not integers, e.g. "
+                        f"{array[~np.isfinite(array) | (array != np.round(array))].flat[0]}")
     if array.size and (array.min() < lo or array.max() > hi):
         raise UserError(f"{what} holds values outside [{lo}, {hi}]: "
                         f"{array.min()} to {array.max()}")

@@ -52,8 +52,8 @@ def load(path):
 def arg_aux_shapes(symbol, data_shape):
     shape = (1,) + tuple(data_shape)
     args, _, aux = symbol.infer_shape(data=shape)
-    return (dict(zip(symbol.list_arguments(), args)),
-            dict(zip(symbol.list_auxiliary_states(), aux)))
+    return (dict(zip(symbol.list_arguments(), args, strict=True)),
+            dict(zip(symbol.list_auxiliary_states(), aux, strict=True)))
 
 
 def report(title, layers, per_layer=False):

@@ -85,7 +85,7 @@ def make_split(num, rng):
 
 def _batch(name, data, labels):
     return {b'batch_label': name.encode(), b'labels': labels, b'data': data,
-            b'filenames': [('synthetic_%s_%05d.png' % (name.split()[0], i)).encode()
+            b'filenames': [f'synthetic_{name.split()[0]}_{i:05d}.png'.encode()
                            for i in range(len(labels))]}
 
 
@@ -97,20 +97,20 @@ def write_archive(out, num_train=5000, num_test=1000, seed=0):
     bounds = np.linspace(0, num_train, 6).astype(int)
     for k in range(5):
         a, b = bounds[k], bounds[k + 1]
-        files['data_batch_%d' % (k + 1)] = _batch('training batch %d of 5' % (k + 1),
+        files[f'data_batch_{k + 1}'] = _batch(f'training batch {k + 1} of 5',
                                                   train[a:b], train_labels[a:b])
     files['test_batch'] = _batch('testing batch 1 of 1', test, test_labels)
     files['batches.meta'] = {b'label_names': [c.encode() for c in CLASSES],
                              b'num_cases_per_batch': int(bounds[1] - bounds[0]),
                              b'num_vis': 3 * SIDE * SIDE}
     with atomic_path(out) as tmp, open(tmp, 'wb') as raw, \
-            gzip.GzipFile(filename='', mode='wb', fileobj=raw, mtime=0) as gz:
-        with tarfile.open(fileobj=gz, mode='w') as tar:
-            for name in sorted(files):
-                blob = pickle.dumps(files[name], protocol=2)
-                info = tarfile.TarInfo('cifar-10-batches-py/' + name)
-                info.size, info.mtime, info.mode = len(blob), 0, 0o644
-                tar.addfile(info, io.BytesIO(blob))
+            gzip.GzipFile(filename='', mode='wb', fileobj=raw, mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode='w') as tar:
+        for name in sorted(files):
+            blob = pickle.dumps(files[name], protocol=2)
+            info = tarfile.TarInfo('cifar-10-batches-py/' + name)
+            info.size, info.mtime, info.mode = len(blob), 0, 0o644
+            tar.addfile(info, io.BytesIO(blob))
     return out
 
 
@@ -124,7 +124,7 @@ def main(argv=None):
     if args.num_train < 5 or args.num_test < 1:
         parser.error('need --num-train >= 5 and --num-test >= 1')
     write_archive(args.out, args.num_train, args.num_test, args.seed)
-    print('wrote %s: %d train, %d test images' % (args.out, args.num_train, args.num_test))
+    print(f'wrote {args.out}: {args.num_train} train, {args.num_test} test images')
     return 0
 
 

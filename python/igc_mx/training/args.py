@@ -21,7 +21,7 @@ def _number(cast, what, low=None, high=None, low_open=False, high_open=False):
         if (value is None or not math.isfinite(value)
                 or (low is not None and (value <= low if low_open else value < low))
                 or (high is not None and (value >= high if high_open else value > high))):
-            raise argparse.ArgumentTypeError('expected %s, got %r' % (what, text))
+            raise argparse.ArgumentTypeError(f'expected {what}, got {text!r}')
         return value
     parse.__name__ = what
     return parse
@@ -35,12 +35,14 @@ lr_factor = _number(float, 'a number in (0, 1]', 0, 1, low_open=True)
 momentum = _number(float, 'a number in [0, 1)', 0, 1, high_open=True)
 
 
-def _floats(text, count=None, item=_number(float, 'a finite number')):
+finite_float = _number(float, 'a finite number')
+
+
+def _floats(text, count=None, item=finite_float):
     """Comma-separated numbers, ``count`` of them when given."""
     values = [item(v.strip()) for v in text.split(',') if v.strip()]
     if count is not None and len(values) != count:
-        raise argparse.ArgumentTypeError('expected %d comma-separated numbers, got %r'
-                                         % (count, text))
+        raise argparse.ArgumentTypeError(f'expected {count} comma-separated numbers, got {text!r}')
     return values
 
 
@@ -65,13 +67,13 @@ def gpu_ids(text):
     for v in ids:
         non_negative_int(v)
     if len(set(map(int, ids))) != len(ids):
-        raise argparse.ArgumentTypeError('expected distinct GPU ids, got %r' % text)
+        raise argparse.ArgumentTypeError(f'expected distinct GPU ids, got {text!r}')
     return ','.join(ids)
 
 
 def _key_value(text):
     if '=' not in text:
-        raise argparse.ArgumentTypeError('expected key=value, got %r' % text)
+        raise argparse.ArgumentTypeError(f'expected key=value, got {text!r}')
     key, value = text.split('=', 1)
     for cast in (int, float):
         try:
@@ -172,8 +174,8 @@ def check(parser, args):
     """Errors that depend on several options, after the preset filled the unset ones:
     ``parser.error`` (one line, exit status 2) naming the options."""
     if args.load_epoch is not None and args.load_epoch >= args.num_epochs:
-        parser.error('--load-epoch %d leaves nothing to train: --num-epochs is %d'
-                     % (args.load_epoch, args.num_epochs))
+        parser.error(f'--load-epoch {args.load_epoch} leaves nothing to train: --num-epochs is '
+                     f'{args.num_epochs}')
     if args.dtype == 'float16' and not args.gpus:
         parser.error('--dtype float16 needs --gpus: the CPU kernels compute in float32 and '
                      'float64')
@@ -184,6 +186,6 @@ def check(parser, args):
         available = mx.context.num_gpus()
         wanted = max(int(i) for i in args.gpus.split(','))
         if wanted >= available:
-            parser.error('--gpus %s: this machine has %d GPU(s) visible to MXNet%s'
-                         % (args.gpus, available, '' if available else
-                            ' (a CUDA build of MXNet is needed: see the README)'))
+            hint = '' if available else ' (a CUDA build of MXNet is needed: see the README)'
+            parser.error(f'--gpus {args.gpus}: this machine has {available} GPU(s) visible to '
+                         f'MXNet{hint}')

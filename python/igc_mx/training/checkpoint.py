@@ -28,15 +28,15 @@ class CheckpointError(RuntimeError):
 
 
 def rank_prefix(prefix, rank):
-    return prefix if rank == 0 else '%s-%d' % (prefix, rank)
+    return prefix if rank == 0 else f'{prefix}-{rank}'
 
 
 def params_file(prefix, epoch):
-    return '%s-%04d.params' % (prefix, epoch)
+    return f'{prefix}-{epoch:04d}.params'
 
 
 def states_file(prefix, epoch):
-    return '%s-%04d.states' % (prefix, epoch)
+    return f'{prefix}-{epoch:04d}.states'
 
 
 def remove_stale_temps(prefix):
@@ -53,13 +53,13 @@ def _float32(array):
 
 def save(prefix, epoch, symbol, arg_params, aux_params, module=None):
     """Save one checkpoint atomically; optimizer states too when ``module`` is given."""
-    with atomic_path('%s-symbol.json' % prefix) as tmp:
+    with atomic_path(f'{prefix}-symbol.json') as tmp:
         symbol.save(tmp)
     if module is not None:
         with atomic_path(states_file(prefix, epoch)) as tmp:
             module.save_optimizer_states(tmp)
-    data = {'arg:%s' % k: _float32(v) for k, v in arg_params.items()}
-    data.update({'aux:%s' % k: _float32(v) for k, v in aux_params.items()})
+    data = {f'arg:{k}': _float32(v) for k, v in arg_params.items()}
+    data.update({f'aux:{k}': _float32(v) for k, v in aux_params.items()})
     with atomic_path(params_file(prefix, epoch)) as tmp:   # last: the checkpoint exists
         mx.nd.save(tmp, data)
     logging.info('Saved checkpoint to "%s"', params_file(prefix, epoch))
@@ -84,16 +84,15 @@ def load(prefix, epoch):
     is unreadable."""
     path = params_file(prefix, epoch)
     if not os.path.isfile(path):
-        raise CheckpointError('no checkpoint %s to resume from (--model-prefix %s '
-                              '--load-epoch %d)' % (path, prefix, epoch))
+        raise CheckpointError(f'no checkpoint {path} to resume from (--model-prefix {prefix} '
+                              f'--load-epoch {epoch})')
     try:
         saved = mx.nd.load(path)
     except mx.base.MXNetError as err:
-        raise CheckpointError('checkpoint %s is not readable (%s)'
-                              % (path, _first_line(err))) from None
+        raise CheckpointError(f'checkpoint {path} is not readable ({_first_line(err)})') from None
     if not isinstance(saved, dict) or not all(
             k.split(':', 1)[0] in ('arg', 'aux') and ':' in k for k in saved):
-        raise CheckpointError('checkpoint %s does not hold arg:/aux: arrays' % path)
+        raise CheckpointError(f'checkpoint {path} does not hold arg:/aux: arrays')
     arg_params, aux_params = {}, {}
     for key, value in saved.items():
         kind, name = key.split(':', 1)
@@ -105,10 +104,10 @@ def load(prefix, epoch):
         with open(states, 'rb') as f:
             content = pickle.load(f)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is a damaged file
-        raise CheckpointError('optimizer states %s are not readable (%s)'
-                              % (states, _first_line(err))) from None
+        raise CheckpointError(f'optimizer states {states} are not readable '
+                              f'({_first_line(err)})') from None
     if not isinstance(content, (dict, tuple)):
-        raise CheckpointError('optimizer states %s do not hold an optimizer state' % states)
+        raise CheckpointError(f'optimizer states {states} do not hold an optimizer state')
     return arg_params, aux_params, states
 
 
@@ -126,13 +125,13 @@ def check_fits(path, symbol, data_shape, arg_params, aux_params):
     if missing or extra or shapes:
         parts = []
         if missing:
-            parts.append('lacks %s' % ', '.join(missing[:3]) + (' ...' if len(missing) > 3
+            parts.append('lacks {}'.format(', '.join(missing[:3])) + (' ...' if len(missing) > 3
                                                               else ''))
         if extra:
-            parts.append('has %s, which the network has not' % ', '.join(extra[:3])
+            parts.append('has {}, which the network has not'.format(', '.join(extra[:3]))
                          + (' ...' if len(extra) > 3 else ''))
         for n in shapes[:3]:
-            parts.append('%s is %s, the network needs %s' % (n, have[n], wanted[n]))
-        raise CheckpointError('checkpoint %s does not fit this network: %s (same --network, '
-                              '--depth and partitions as the run that saved it?)'
-                              % (path, '; '.join(parts)))
+            parts.append(f'{n} is {have[n]}, the network needs {wanted[n]}')
+        raise CheckpointError(f"checkpoint {path} does not fit this network: {'; '.join(parts)} "
+                              '(same --network, --depth and partitions as the run that saved '
+                              'it?)')

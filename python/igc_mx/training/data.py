@@ -61,8 +61,8 @@ def rebuild_command(path, dataset='cifar10'):
 
 
 def _error(path, problem, dataset, verb='rebuild'):
-    return RecordFileError('record file %s %s; %s it with: %s'
-                           % (path, problem, verb, rebuild_command(path, dataset)))
+    return RecordFileError(f'record file {path} {problem}; {verb} it with: '
+                           f'{rebuild_command(path, dataset)}')
 
 
 def check_rec(path, dataset='cifar10', num_classes=None):
@@ -85,25 +85,25 @@ def record_count(path, dataset='cifar10', num_classes=None):
     try:
         offsets = scan_records(path, num_classes)
     except OSError as err:
-        raise _error(path, 'cannot be read (%s)' % err, dataset) from None
+        raise _error(path, f'cannot be read ({err})', dataset) from None
     except RecordIOError as err:
         if err.offset == 0 and 'magic' in err.problem:
             raise _error(path, 'is not an MXNet RecordIO file', dataset, 'create') from None
-        raise _error(path, 'is damaged: %s' % err, dataset) from None
+        raise _error(path, f'is damaged: {err}', dataset) from None
     idx = os.path.splitext(path)[0] + '.idx'
     if os.path.exists(idx):
         try:
             check_index(idx, offsets)
         except (OSError, ValueError) as err:
-            raise _error(path, 'has an index %s that does not match it: %s' % (idx, err),
+            raise _error(path, f'has an index {idx} that does not match it: {err}',
                          dataset) from None
     picks = np.unique(np.linspace(0, len(offsets) - 1, min(DECODE_SAMPLE, len(offsets)))
                       .round().astype(int))
     for record in picks:
         image = unpack_image_record(read_record(path, offsets[record]))[3]
         if cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR) is None:
-            raise _error(path, 'holds an image that does not decode at byte %d (record %d)'
-                         % (offsets[record], record), dataset)
+            raise _error(path, f'holds an image that does not decode at byte {offsets[record]} '
+                               f'(record {record})', dataset)
     return len(offsets)
 
 
@@ -111,9 +111,9 @@ def check_batch(path, records, batch_size, option, num_workers):
     """RecordFileError unless every worker's part of ``path`` fills a batch:
     ``ImageRecordIter`` stops with a C++ check otherwise."""
     if batch_size > records // num_workers:
-        raise RecordFileError('%s %d is larger than the %d records of %s%s' % (
-            option, batch_size, records // num_workers, path,
-            ' that each of the %d workers reads' % num_workers if num_workers > 1 else ''))
+        each = f' that each of the {num_workers} workers reads' if num_workers > 1 else ''
+        raise RecordFileError(f'{option} {batch_size} is larger than the '
+                              f'{records // num_workers} records of {path}{each}')
 
 
 def _image_head(f, offset, size):
@@ -171,17 +171,17 @@ class CheckedIter(mx.io.DataIter):
         except mx.base.MXNetError as err:
             mxnet_says = error_line(err)
             if 'OpenCV' not in mxnet_says and 'decod' not in mxnet_says.lower():
-                raise RecordFileError('record file %s could not be read: MXNet: %s'
-                                      % (self.path, mxnet_says)) from None
+                raise RecordFileError(f'record file {self.path} could not be read: '
+                                      f'MXNet: {mxnet_says}') from None
             found = find_broken_image(self.path)
             if found is None:
-                problem = ('holds an image that does not decode (MXNet: %s); '
-                           '`igc-make-rec verify %s` finds it'
-                           % (mxnet_says, os.path.dirname(os.path.abspath(self.path))))
+                folder = os.path.dirname(os.path.abspath(self.path))
+                problem = (f'holds an image that does not decode (MXNet: {mxnet_says}); '
+                           f'`igc-make-rec verify {folder}` finds it')
             else:
                 record, offset, why = found
-                problem = ('holds an image that does not decode at byte %d (record %d): %s'
-                           % (offset, record, why))
+                problem = (f'holds an image that does not decode at byte {offset} '
+                           f'(record {record}): {why}')
             raise _error(self.path, problem, self.dataset) from None
 
     def reset(self):
@@ -222,7 +222,7 @@ class PadCropMirrorIter(mx.io.DataIter):
         self.pad = pad
         self.provide_data = data_iter.provide_data
         self.provide_label = data_iter.provide_label
-        self.fill = np.array([(round(m) - m) / s for m, s in zip(mean_rgb, std_rgb)],
+        self.fill = np.array([(round(m) - m) / s for m, s in zip(mean_rgb, std_rgb, strict=True)],
                              dtype=np.float32)
         self.rng = np.random.RandomState(seed)
 

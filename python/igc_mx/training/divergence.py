@@ -35,9 +35,9 @@ class StopOnNonFiniteLoss:
         metric = _cross_entropy(param.eval_metric)
         if metric is None or math.isfinite(metric.global_sum_metric):
             return
+        update = param.epoch * self.updates_per_epoch + param.nbatch + 1
         raise TrainingDiverged(
-            'the training loss is %s at epoch %d, batch %d (update %d): the weights are no '
-            'longer finite, so the run stops here and saves nothing of this epoch; resume '
-            'from the last checkpoint with a lower --lr (the initial lr is %g)'
-            % (metric.global_sum_metric, param.epoch, param.nbatch + 1,
-               param.epoch * self.updates_per_epoch + param.nbatch + 1, self.lr))
+            f'the training loss is {metric.global_sum_metric} at epoch {param.epoch}, batch '
+            f'{param.nbatch + 1} (update {update}): the weights are no longer finite, so the run '
+            'stops here and saves nothing of this epoch; resume from the last checkpoint with '
+            f'a lower --lr (the initial lr is {self.lr:g})')

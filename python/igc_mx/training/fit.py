@@ -39,21 +39,21 @@ def run_paths(args, rank, num_workers):
     else:
         sub = args.dataset + ('_noaug' if args.aug_type == 0 else '')
         run_dir = os.path.join(args.log_dir, sub, args.network)
-        base = '%s_d%dL%sM%s_%s' % (args.network, args.depth, args.primary_partition or '',
-                                    args.secondary_partition or '', args.exp_name or 'exp')
+        base = (f"{args.network}_d{args.depth}L{args.primary_partition or ''}"
+                f"M{args.secondary_partition or ''}_{args.exp_name or 'exp'}")
         if num_workers > 1:
             run = base  # workers cannot agree on a free index without a barrier
         else:
             index = 1
-            while os.path.isfile(os.path.join(run_dir, '%s%d.txt' % (base, index))):
+            while os.path.isfile(os.path.join(run_dir, f'{base}{index}.txt')):
                 index += 1
             if args.load_epoch is not None:
                 index = max(1, index - 1)
-            run = '%s%d' % (base, index)
+            run = f'{base}{index}'
         log_file = args.log_file or os.path.join(run_dir, run + '.txt')
         prefix = os.path.join(run_dir, 'weights', run, run)
     if rank > 0 and not args.log_file:
-        log_file = log_file[:-len('.txt')] + '.rank%d.txt' % rank
+        log_file = log_file[:-len('.txt')] + f'.rank{rank}.txt'
     return log_file, prefix
 
 
@@ -211,9 +211,11 @@ def load_checkpoint(args, prefix, rank, network, local_updates):
                           arg_params, aux_params)
     if states is None and local_updates and not args.resume_without_states:
         raise checkpoint.CheckpointError(
-            '%s has no optimizer states (%s): resuming would restart the momentum at 0, '
+            f'{path} has no optimizer states '
+            f'({checkpoint.states_file(load_prefix, args.load_epoch)}): resuming would restart '
+            'the momentum at 0, '
             'which the uninterrupted run did not do; pass --resume-without-states to resume '
-            'so anyway' % (path, checkpoint.states_file(load_prefix, args.load_epoch)))
+            'so anyway')
     return path, arg_params, aux_params, (states if local_updates else None)
 
 
@@ -233,6 +235,6 @@ def main(parser, dataset_of, data_loader, argv=None, top_k=0):
     try:
         return fit(args, data_loader, network, top_k=top_k)
     except (RecordFileError, checkpoint.CheckpointError, divergence.TrainingDiverged) as err:
-        sys.exit('error: %s' % err)
+        sys.exit(f'error: {err}')
     except OSError as err:   # the log or checkpoint folder: read-only, full, not a folder
-        sys.exit('error: cannot write %s: %s' % (err.filename or 'a file', err.strerror or err))
+        sys.exit('error: cannot write {}: {}'.format(err.filename or 'a file', err.strerror or err))

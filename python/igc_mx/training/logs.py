@@ -40,7 +40,8 @@ def setup(log_file, rank=0, num_workers=1):
 def count_params(symbol, data_shape):
     """Number of learnable parameters (arguments other than data and labels)."""
     arg_shapes, _, _ = symbol.infer_shape(data=data_shape)
-    return int(sum(np.prod(shape) for name, shape in zip(symbol.list_arguments(), arg_shapes)
+    return int(sum(np.prod(shape)
+                   for name, shape in zip(symbol.list_arguments(), arg_shapes, strict=True)
                    if name != 'data' and not name.endswith('label')))
 
 
@@ -48,7 +49,7 @@ _FIELDS = (('cross-entropy', 'loss', 1.0), ('accuracy', 'top1', 100.0),
            ('top_k_accuracy_5', 'top5', 100.0))
 
 
-class BatchLogger(object):
+class BatchLogger:
     """``batch_end_callback``: speed, loss and top-1 (top-5) every ``frequent`` batches."""
 
     def __init__(self, batch_size, frequent=50):
@@ -65,15 +66,14 @@ class BatchLogger(object):
             return
         done = count - self.last_batch
         speed = done * self.batch_size / (time.time() - self.tic) if done > 0 else 0.0
-        line = 'Epoch[%d] Batch [%d]\tSpeed: %.0f' % (param.epoch, count, speed)
+        line = f'Epoch[{param.epoch}] Batch [{count}]\tSpeed: {speed:.0f}'
         metric = param.eval_metric
         if metric is not None:
             local = dict(metric.get_name_value())
             running = dict(metric.get_global_name_value())
             for name, label, scale in _FIELDS:
                 if name in local:
-                    line += '\t%s: %.4f(%.4f)' % (label, scale * local[name],
-                                                  scale * running[name])
+                    line += f'\t{label}: {scale * local[name]:.4f}({scale * running[name]:.4f})'
             metric.reset_local()
         logging.info(line)
         self.tic, self.last_batch = time.time(), count

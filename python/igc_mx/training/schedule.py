@@ -61,5 +61,5 @@ def describe(base_lr, factor, lr_steps, updates_per_epoch, begin_epoch=0):
     lr = lr_at_update(base_lr, factor, steps, begin_epoch * updates_per_epoch + 1)
     logging.info('training strategy: lr=%g (at epoch %d), factor=%g, steps(epochs)=%s, '
                  'steps(updates)=%s, updates/epoch=%d', lr, begin_epoch, factor,
-                 [float('%g' % s) for s in lr_steps], steps, updates_per_epoch)
+                 [float(f'{s:g}') for s in lr_steps], steps, updates_per_epoch)
     return lr

@@ -30,15 +30,15 @@ def run(src, dst, branch_factor, dtype_code=None, batch=None, channels=None, inn
 def test_kernel_matches_numpy(dtype, shape, branch_factor):
     src = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     dst = np.full_like(src, np.nan)
-    kernels.reorder_cpu(src, dst, branch_factor)
+    kernels.reorder(src, dst, branch_factor)
     np.testing.assert_array_equal(dst, reorder_reference(src, branch_factor))
 
 
 def test_inverse_branch_factor_undoes_the_permutation():
     src = np.random.default_rng(1).standard_normal((3, 20, 9)).astype('float32')
     mid, back = np.empty_like(src), np.empty_like(src)
-    kernels.reorder_cpu(src, mid, 4)
-    kernels.reorder_cpu(mid, back, 5)
+    kernels.reorder(src, mid, 4)
+    kernels.reorder(mid, back, 5)
     np.testing.assert_array_equal(back, src)
 
 
@@ -67,9 +67,9 @@ def test_null_and_aliased_pointers_are_refused():
 def test_python_helper_raises_with_the_reason():
     src = np.zeros((2, 6, 3), dtype='float32')
     with pytest.raises(ValueError, match='branch_factor=4.*bad shape'):
-        kernels.reorder_cpu(src, np.empty_like(src), 4)
+        kernels.reorder(src, np.empty_like(src), 4)
     with pytest.raises(ValueError, match='int32'):
-        kernels.reorder_cpu(src.astype('int32'), src.astype('int32'), 2)
+        kernels.reorder(src.astype('int32'), src.astype('int32'), 2)
 
 
 # ---------------------------------------------------------------- fused interleaved conv
@@ -91,9 +91,9 @@ def test_conv_kernels_match_numpy(dtype):
     w = rng.standard_normal((16, 8, 1, 1)).astype(dtype)
     dy = rng.standard_normal(x.shape).astype(dtype)
     y, dx, dw = np.full_like(x, np.nan), np.full_like(x, np.nan), np.full_like(w, np.nan)
-    kernels.interleaved_conv_cpu('forward', x, w, y, L, M)
-    kernels.interleaved_conv_cpu('backward_data', dy, w, dx, L, M)
-    kernels.interleaved_conv_cpu('backward_weight', dy, x, dw, L, M)
+    kernels.interleaved_conv('forward', x, w, y, L, M)
+    kernels.interleaved_conv('backward_data', dy, w, dx, L, M)
+    kernels.interleaved_conv('backward_weight', dy, x, dw, L, M)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == 'float32' else dict(rtol=1e-12)
     np.testing.assert_allclose(y, conv_reference(x, w, L, M), **tol)
     # The op is linear in x: <dy, f(x)> = <dx, x> and = <dw, w> (f linear in w too).
@@ -101,31 +101,14 @@ def test_conv_kernels_match_numpy(dtype):
     np.testing.assert_allclose((dw * w).sum(), (dy * conv_reference(x, w, L, M)).sum(), **tol)
 
 
-def test_deprecated_keywords_still_work():
-    src = np.arange(24, dtype='float32').reshape(2, 12)
-    dst = np.empty_like(src)
-    with pytest.warns(DeprecationWarning, match='use branch_factor'):
-        kernels.reorder_cpu(src, dst, groups=3)
-    np.testing.assert_array_equal(dst, reorder_reference(src, 3))
-    x = np.random.default_rng(2).standard_normal((1, 8, 2, 2)).astype('float32')
-    w = np.random.default_rng(3).standard_normal((8, 2, 1, 1)).astype('float32')
-    y, y_old = np.empty_like(x), np.empty_like(x)
-    kernels.interleaved_conv_cpu('forward', x, w, y, primary_partition=2, secondary_partition=4)
-    with pytest.warns(DeprecationWarning, match='use secondary_partition'):
-        kernels.interleaved_conv_cpu('forward', x, w, y_old, 2, groups=4)
-    np.testing.assert_array_equal(y_old, y)
-    with pytest.raises(TypeError, match='give branch_factor only'):
-        kernels.reorder_cpu(src, dst, 3, groups=3)
-
-
 def test_conv_kernel_statuses():
     x = np.ones((2, 8, 3, 3), 'float32')
     w = np.ones((8, 2, 1, 1), 'float32')
     y = np.ones_like(x)
     with pytest.raises(ValueError, match='L=3, M=4.*bad shape'):
-        kernels.interleaved_conv_cpu('forward', x, w, y, 3, 4)
+        kernels.interleaved_conv('forward', x, w, y, 3, 4)
     with pytest.raises(ValueError, match='unsupported dtype'):
-        kernels.interleaved_conv_cpu('forward', x.astype('float16'), w.astype('float16'),
+        kernels.interleaved_conv('forward', x.astype('float16'), w.astype('float16'),
                                      y.astype('float16'), 2, 4)
     assert np.all(y == 1)  # nothing written
 
@@ -133,5 +116,5 @@ def test_conv_kernel_statuses():
 def test_conv_weight_gradient_of_no_images_is_zero():
     dy = np.zeros((0, 8, 3, 3), 'float32')
     dw = np.ones((8, 2, 1, 1), 'float32')
-    kernels.interleaved_conv_cpu('backward_weight', dy, dy, dw, 2, 4)
+    kernels.interleaved_conv('backward_weight', dy, dy, dw, 2, 4)
     np.testing.assert_array_equal(dw, 0)

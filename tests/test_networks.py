@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import igc_mx  # noqa: F401  (registers Reorder)
-from igc_mx import blocks, networks
+from igc_mx import blocks, counting, networks
 from igc_mx.tools import summary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def shapes(symbol, data_shape):
 
 def learnable(symbol, data_shape=(1, 3, 32, 32)):
     args, _ = shapes(symbol, data_shape)
-    return sum(int(np.prod(s)) for n, s in args.items() if not networks.is_input(n))
+    return sum(int(np.prod(s)) for n, s in args.items() if not counting.is_input(n))
 
 
 # ------------------------------------------------------------ the registry
@@ -201,14 +201,14 @@ def test_imagenet_row_matches_published_symbol(row):
     assert shapes(ours, IMAGENET) == shapes(published, IMAGENET)
     assert layer_attrs(ours) == layer_attrs(published)
     # summary's counts of the published file and of our symbol agree, stage by stage
-    published_totals = networks.totals(networks.profile(published, IMAGENET[1:]))
-    assert networks.totals(networks.profile(ours, IMAGENET[1:])) == published_totals
+    published_totals = counting.totals(counting.profile(published, IMAGENET[1:]))
+    assert counting.totals(counting.profile(ours, IMAGENET[1:])) == published_totals
     if igc:
         # the default fused units: same parameters, shapes and counts
         fused = build_row(row)
         assert fused.list_arguments() == published.list_arguments()
         assert shapes(fused, IMAGENET) == shapes(published, IMAGENET)
-        assert networks.totals(networks.profile(fused, IMAGENET[1:])) == published_totals
+        assert counting.totals(counting.profile(fused, IMAGENET[1:])) == published_totals
 
 
 def test_imagenet_counts_as_published():
@@ -217,7 +217,7 @@ def test_imagenet_counts_as_published():
                 'IGC-L4M32': (12.251, 1.94), 'IGC-L16M16': (13.528, 2.27),
                 'IGC-L100M2': (8.638, 1.26)}
     for row in networks.PAPER_ROWS:
-        params, _, macs = networks.totals(networks.profile(build_row(row), IMAGENET[1:]))['total']
+        params, _, macs = counting.totals(counting.profile(build_row(row), IMAGENET[1:]))['total']
         assert (round(params / 1e6, 3), round(macs / 1e9, 2)) == expected[row.label], row.label
     # torchvision's resnet18 has the same layers: 11,689,512 parameters
     assert learnable(entry('resnet_imgnet_d18')(1000, 18, 64), IMAGENET) == 11_689_512
@@ -394,18 +394,6 @@ def test_every_partition_pair_builds_or_raises_value_error():
     assert built > 100 and refused == 18      # the odd-M pairs of widen='primary'
 
 
-def test_igc_unit_deprecated_secondary_groups_still_works():
-    data = mx.sym.Variable('data')
-    with mx.name.NameManager():
-        new = igc_mx.igc_unit(data, 'u', 12, (3, 3), (1, 1), (1, 1), primary_partition=3,
-                              secondary_partition=4)
-    with pytest.warns(DeprecationWarning, match='use secondary_partition'), \
-            mx.name.NameManager():
-        old = igc_mx.igc_unit(data, 'u', 12, (3, 3), (1, 1), (1, 1), primary_partition=3,
-                              secondary_groups=4)
-    assert old.tojson() == new.tojson()
-
-
 def test_igc_unit_rejects_non_dividing_partition():
     with pytest.raises(ValueError, match='does not divide'):
         igc_mx.igc_unit(mx.sym.Variable('data'), 'u', 12, (3, 3), (1, 1), (1, 1),
@@ -491,7 +479,7 @@ def test_builders_with_group_conv_keep_names_and_outputs(network, args, data_sha
         results.append((exe.outputs[0].asnumpy(), {k: g.asnumpy() for k, g in grads.items()}))
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
     # every parameter's gradient, the primary convs' (now GroupConvolution) among them
-    params = [name for name in plain.list_arguments() if not networks.is_input(name)]
+    params = [name for name in plain.list_arguments() if not counting.is_input(name)]
     assert sum(name.endswith('_conv1_weight') for name in params) >= 4
     for name in params:
         np.testing.assert_allclose(results[1][1][name], results[0][1][name],

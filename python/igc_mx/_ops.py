@@ -89,7 +89,7 @@ def _wrap(raw, op_name, is_leaf, identity, auto_variables=(), check_sizes=None):
 
 
 def _named_sym_identity(leaf):
-    # Named after the leaf so that tools which group layers by name (networks.profile)
+    # Named after the leaf so that tools which group layers by name (counting.profile)
     # see it beside the parameter it copies.
     return mx.sym.identity(leaf, name=leaf.name + '_identity')
 

@@ -7,7 +7,6 @@ a unit called ``name`` owns ``name_conv1``, ``name_reorder1``, ``name_conv2``,
 import mxnet as mx
 
 from . import devices
-from ._compat import renamed_argument
 
 # BatchNorm settings of the original: resnets use momentum 0.9, plain nets 0.99.
 BN_EPS = 2e-5
@@ -31,8 +30,8 @@ def conv_bn(data, name, num_filter, kernel, stride, pad, num_group=1,
 
 
 def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
-             secondary_partition=None, relu=True, momentum=0.9, eps=BN_EPS, fused=None,
-             group_conv=None, device='cpu', *, secondary_groups=None):
+             secondary_partition, relu=True, momentum=0.9, eps=BN_EPS, fused=None,
+             group_conv=None, device='cpu'):
     """One interleaved group convolution unit.
 
     primary group conv (``primary_partition`` = L groups, spatial ``kernel``)
@@ -41,8 +40,7 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
 
     In the paper's notation C = L*M, but the original CIFAR resnet_igc passes other
     values of M (kin/L), so both are free parameters here that must divide
-    ``num_filter``. ``secondary_groups`` is the deprecated name of
-    ``secondary_partition``.
+    ``num_filter``.
 
     ``group_conv`` picks the primary convolution's op (see ``primary_conv_op``);
     the layer and its ``name_conv1_weight`` are the same either way.
@@ -56,9 +54,6 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     or 'gpu'; see ``igc_mx.devices``): the fast ops on the CPU, the original ops on
     the GPU except where a GPU measurement says otherwise.
     """
-    secondary_partition = renamed_argument('igc_unit', 'secondary_partition',
-                                           secondary_partition, 'secondary_groups',
-                                           secondary_groups)
     _check_partition(name, 'primary_partition', primary_partition, num_filter)
     _check_partition(name, 'secondary_partition', secondary_partition, num_filter)
     if fused is None:

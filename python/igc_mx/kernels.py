@@ -19,7 +19,6 @@ import ctypes
 import functools
 from pathlib import Path
 
-from ._compat import renamed_argument
 from ._locate import KERNELS_HINT, find_kernels_library
 
 #: element type codes of igc_common.h (MXNet's MXDType numbering)
@@ -229,26 +228,3 @@ def group_conv_workspace(geometry, dtype, lib=None):
 def cpu_isa():
     """The instruction-set variant the direct CPU kernels run here."""
     return load().igc_cpu_isa().decode()
-
-
-# The CPU entry points under their earlier names (and deprecated keywords).
-def reorder_cpu(src, dst, branch_factor=None, *, groups=None):
-    """reorder() on the CPU; ``groups`` is the deprecated name of ``branch_factor``."""
-    reorder(src, dst, renamed_argument('reorder_cpu', 'branch_factor', branch_factor, 'groups',
-                                       groups))
-
-
-def interleaved_conv_cpu(pass_name, a, b, c, primary_partition, secondary_partition=None, *,
-                         groups=None):
-    """interleaved_conv() on the CPU; ``groups`` is the deprecated name of
-    ``secondary_partition``."""
-    interleaved_conv(pass_name, a, b, c, primary_partition,
-                     renamed_argument('interleaved_conv_cpu', 'secondary_partition',
-                                      secondary_partition, 'groups', groups))
-
-
-def group_conv_cpu(pass_name, geometry, a, b, out, dtype):
-    """group_conv() on the CPU."""
-    group_conv(pass_name, geometry, a, b, out, dtype)
-
-

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import mxnet as mx
 
-from .. import networks
+from .. import counting, networks
 from ..atomic import atomic_path
 
 DATASETS = {'cifar10': (10, 'cifar'), 'cifar100': (100, 'cifar'), 'svhn': (10, 'cifar'),
@@ -65,9 +65,9 @@ def report(title, layers, per_layer=False):
                 lines.append(f'  {layer.name:<30} {layer.op:<15} {layer.params:>12,} '
                              f'{layer.macs:>15,}')
     lines.append(f"{'stage':<8} {'params':>13} {'MACs':>15}")
-    for stage, (params, _aux, macs) in networks.totals(layers).items():
+    for stage, (params, _aux, macs) in counting.totals(layers).items():
         lines.append(f'{stage:<8} {params:>13,} {macs:>15,}')
-    params, aux, macs = networks.totals(layers)['total']
+    params, aux, macs = counting.totals(layers)['total']
     lines.append(f'total: {params / 1e6:.4f}M parameters ({aux:,} BatchNorm moving '
                  f'statistics not counted), {macs / 1e9:.3f}G multiply-adds per image')
     return '\n'.join(lines)
@@ -102,7 +102,7 @@ def paper_table(reference_dir):
             '|---|---|---|---|---|---|---|---|---|---|---|']
     for row in networks.PAPER_ROWS:
         symbol, shape = build(row.network, 18, row.primary_partition, row.secondary_partition)
-        ours = networks.profile(symbol, shape)
+        ours = counting.profile(symbol, shape)
         flags = f'`--network {row.network} --primary-partition {row.primary_partition}'
         if row.secondary_partition is not None:
             flags += f' --secondary-partition {row.secondary_partition}'
@@ -110,17 +110,17 @@ def paper_table(reference_dir):
         path = Path(reference_dir) / row.published
         if path.exists():
             published_symbol = load(path)
-            published = networks.profile(published_symbol, shape)
-            pub_params = f"{networks.totals(published)['total'][0] / 1e6:.3f}"
-            pub_macs = f"{networks.totals(published)['total'][2] / 1e9:.2f}"
+            published = counting.profile(published_symbol, shape)
+            pub_params = f"{counting.totals(published)['total'][0] / 1e6:.3f}"
+            pub_macs = f"{counting.totals(published)['total'][2] / 1e9:.2f}"
             same = 'yes' if (arg_aux_shapes(symbol, shape)
                              == arg_aux_shapes(published_symbol, shape)) else 'NO'
         else:
             pub_params = pub_macs = same = 'n/a'
-        total = networks.totals(ours)['total']
+        total = counting.totals(ours)['total']
         rows.append(f'| {row.label} | {flags} | {total[0] / 1e6:.3f} | {pub_params} | '
-                    f"{params_of(ours, networks.CONV_OPS) / 1e6:.3f} | "
-                    f"{params_of(ours, networks.CONV_OPS + ('FullyConnected',)) / 1e6:.3f} | "
+                    f"{params_of(ours, counting.CONV_OPS) / 1e6:.3f} | "
+                    f"{params_of(ours, counting.CONV_OPS + ('FullyConnected',)) / 1e6:.3f} | "
                     f'{row.paper_params_m} | '
                     f'{total[2] / 1e9:.2f} | {pub_macs} | {row.paper_flops_g} | {same} |')
     return '\n'.join(rows)
@@ -171,7 +171,7 @@ def main(argv=None):
                              shape)
     except ValueError as err:
         p.error(str(err))
-    print(report(title, networks.profile(symbol, shape), args.layers))
+    print(report(title, counting.profile(symbol, shape), args.layers))
     if args.save_json:
         with atomic_path(args.save_json) as tmp:
             symbol.save(tmp)

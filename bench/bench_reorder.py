@@ -52,7 +52,7 @@ def bench_shape(name, shape, g, repeat):
     reorder = mx.nd.Reorder.raw
     ms = common.side_by_side({
         'copy': lambda: np.copyto(dst, src),
-        'kernel': lambda: kernels.reorder_cpu(src, dst, g),
+        'kernel': lambda: kernels.reorder(src, dst, g),
         'ours': lambda: forward_backward(lambda t: reorder(t, branch_factor=g), x, head),
         'transpose': lambda: forward_backward(lambda t: transpose_shuffle(t, g), x, head),
     }, repeat)

@@ -264,9 +264,9 @@ def test_kernels_alone_match_convolution():
     y_ref, dx_ref, dw_ref = run(convolution, x, w, head, **conv_params(shape))
     geometry = kernels.conv_geometry(x.shape, w.shape, shape[5], shape[7], shape[8])
     y, dx, dw = (np.full(a.shape, np.nan) for a in (y_ref, x, w))
-    kernels.group_conv_cpu('forward', geometry, x, w, y, 'float64')
-    kernels.group_conv_cpu('backward_data', geometry, head, w, dx, 'float64')
-    kernels.group_conv_cpu('backward_weight', geometry, head, x, dw, 'float64')
+    kernels.group_conv('forward', geometry, x, w, y, 'float64')
+    kernels.group_conv('backward_data', geometry, head, w, dx, 'float64')
+    kernels.group_conv('backward_weight', geometry, head, x, dw, 'float64')
     for a, b in ((y, y_ref), (dx, dx_ref), (dw, dw_ref)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
     assert kernels.cpu_isa() in ('avx512', 'avx2', 'generic')
@@ -276,7 +276,7 @@ def test_kernels_empty_batch_zeroes_the_weight_grad():
     geometry = kernels.ConvGeometry(0, 4, 5, 5, 4, 2, 3, 3, 1, 1, 1, 1)
     dw = np.full((4, 2, 3, 3), np.nan, dtype='float32')
     empty = np.zeros((0, 4, 5, 5), dtype='float32')
-    kernels.group_conv_cpu('backward_weight', geometry, empty, empty, dw, 'float32')
+    kernels.group_conv('backward_weight', geometry, empty, empty, dw, 'float32')
     assert not dw.any()
 
 
@@ -295,7 +295,7 @@ def test_kernels_reject_bad_arguments(fields, dtype, status):
     geometry = kernels.ConvGeometry(**values)
     buf = np.zeros(1024, dtype=dtype)
     with pytest.raises(ValueError, match=f'status {status} '):
-        kernels.group_conv_cpu('forward', geometry, buf, buf[:100], buf[200:], dtype)
+        kernels.group_conv('forward', geometry, buf, buf[:100], buf[200:], dtype)
 
 
 # Runs the kernels in a fresh process (the variant is chosen once per process), through
@@ -309,7 +309,7 @@ geometry = kernels.conv_geometry(x.shape, w.shape, 4, stride=(2, 1), pad=(1, 0))
 outputs = {'y': np.empty_like(head), 'dx': np.empty_like(x), 'dw': np.empty_like(w)}
 for name, a, b, out in (('forward', x, w, 'y'), ('backward_data', head, w, 'dx'),
                         ('backward_weight', head, x, 'dw')):
-    kernels.group_conv_cpu(name, geometry, a, b, outputs[out], 'float32')
+    kernels.group_conv(name, geometry, a, b, outputs[out], 'float32')
 np.savez(sys.argv[3], isa=kernels.cpu_isa(), **outputs)
 '''
 

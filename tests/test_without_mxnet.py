@@ -34,7 +34,7 @@ from igc_mx import atomic, kernels
 assert 'mxnet' not in sys.modules and not igc_mx.HAS_MXNET
 x = np.arange(24, dtype='float32').reshape(2, 12)
 y = np.empty_like(x)
-kernels.reorder_cpu(x, y, 3)
+kernels.reorder(x, y, 3)
 print(y[0].astype(int).tolist())
 try:
     igc_mx.build_info

@@ -29,8 +29,8 @@ from ..training.config import DataConfig
 from ..training.fit import contexts
 
 #: the validation record file that train_model.py / train_imagenet.py read by default
-VAL_RECORDS = {'cifar10': 'test.rec', 'cifar100': 'test.rec', 'svhn': 'test.rec',
-               'imagenet': 'imagenet_val.rec'}
+#: by the preset's readers (presets.Preset.iterators)
+VAL_RECORDS = {'small': 'test.rec', 'imagenet': 'imagenet_val.rec'}
 TOP_K = 5
 
 
@@ -73,7 +73,8 @@ def record_file(args):
     if args.rec:
         return args.rec
     data_dir = args.data_dir or os.path.join('data', args.dataset)
-    return os.path.join(data_dir, args.val_dataset or VAL_RECORDS[args.dataset])
+    default = VAL_RECORDS[presets.DATASETS[args.dataset].iterators]
+    return os.path.join(data_dir, args.val_dataset or default)
 
 
 def with_softmax_head(symbol):

@@ -29,6 +29,8 @@ MAKE_REC_HINT = {
     'svhn': 'igc-make-rec svhn <dir with train_32x32.mat, extra_32x32.mat, '
             'test_32x32.mat> {dir}',
     'imagenet': 'igc-make-rec imagenet <ILSVRC2012 image dir> {dir}',
+    'fashion-mnist': 'igc-make-rec fashion-mnist /usr/share/datasets/fashion-mnist {dir}',
+    'mnist': 'igc-make-rec mnist <dir with the four MNIST IDX files> {dir}',
 }
 DECODE_SAMPLE = 8   # images decoded by check_rec, spread evenly over the file
 # A file whose images all have sound headers while one does not decode is searched by

@@ -15,11 +15,19 @@ Jobs:
    "min_time"}
       inference images/s (eval mode, no autograd, softmax output) of that network, one
       value per batch size
+  {"kind": "trajectory", "graph", "arg_shapes", "params", "batches", "lr", "momentum",
+   "wd", "dtype", "out"}
+      training steps of that network from the MXNet parameters in the .npz file
+      `params` on the images and labels of the .npz file `batches` (arrays `data`,
+      `label`, one batch per step), with SGD, Nesterov momentum and weight decay on every
+      parameter (MXNet's recipe decays all of them); returns the loss of every step and
+      writes the parameters after the last one to the .npz file `out`, by MXNet's names
 """
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -125,6 +133,47 @@ class GraphNet(nn.Module):
         return values[self.head]
 
 
+def mxnet_names(net):
+    """{MXNet parameter name: the PyTorch tensor that holds it} of a GraphNet."""
+    names = {}
+    for layer, module in net.layers.items():
+        if isinstance(module, nn.BatchNorm2d):
+            names.update({f'{layer}_gamma': module.weight, f'{layer}_beta': module.bias,
+                          f'{layer}_moving_mean': module.running_mean,
+                          f'{layer}_moving_var': module.running_var})
+        else:
+            names[f'{layer}_weight'] = module.weight
+            if module.bias is not None:
+                names[f'{layer}_bias'] = module.bias
+    return names
+
+
+def trajectory_job(job):
+    dtype = getattr(torch, job['dtype'])
+    net = GraphNet(job['graph'], {k: tuple(v) for k, v in job['arg_shapes'].items()})
+    # channels_last: PyTorch's fast layout for these grouped convolutions on the CPU
+    net.to(dtype=dtype, memory_format=torch.channels_last)
+    tensors = mxnet_names(net)
+    with np.load(job['params']) as params, torch.no_grad():
+        for name, tensor in tensors.items():
+            tensor.copy_(torch.from_numpy(params[name]))
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=job['lr'], momentum=job['momentum'],
+                          weight_decay=job['wd'], nesterov=True)
+    losses = []
+    with np.load(job['batches']) as batches:
+        data, labels = batches['data'], batches['label']
+    for x, y in zip(data, labels, strict=True):
+        opt.zero_grad(set_to_none=True)
+        images = torch.from_numpy(x).to(dtype=dtype, memory_format=torch.channels_last)
+        loss = F.cross_entropy(net(images), torch.from_numpy(y).long())
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    np.savez(job['out'], **{name: t.detach().numpy() for name, t in tensors.items()})
+    return losses
+
+
 def network_job(job):
     net = GraphNet(job['graph'], {k: tuple(v) for k, v in job['arg_shapes'].items()})
     net.train()
@@ -160,7 +209,7 @@ def main():
     job = json.loads(sys.stdin.read())
     torch.manual_seed(0)
     run = {'shuffle': shuffle_job, 'block': block_job, 'network': network_job,
-           'inference': inference_job}[job['kind']]
+           'inference': inference_job, 'trajectory': trajectory_job}[job['kind']]
     print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads(),
                       'result': run(job)}))
 

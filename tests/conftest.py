@@ -123,3 +123,25 @@ def run_ort(ort_python, model_path, images, tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return np.load(y)
+
+
+#: where `apt-get install dataset-fashion-mnist` puts the real Fashion-MNIST
+FASHION_MNIST = Path(os.environ.get('IGC_FASHION_MNIST') or '/usr/share/datasets/fashion-mnist')
+
+
+@pytest.fixture(scope='session')
+def fashion_mnist_images():
+    """``read(split)`` -> (uint8 images (n, 28, 28), int labels (n,)) of the real
+    Fashion-MNIST's 'train' or 't10k' split."""
+    if not (FASHION_MNIST / 'train-images-idx3-ubyte.gz').is_file():
+        required('the real Fashion-MNIST', f'the real Fashion-MNIST is not in {FASHION_MNIST}'
+                 ' (apt-get install dataset-fashion-mnist, as root)')
+    import gzip
+
+    def read(split):
+        with gzip.open(FASHION_MNIST / f'{split}-images-idx3-ubyte.gz') as f:
+            images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+        with gzip.open(FASHION_MNIST / f'{split}-labels-idx1-ubyte.gz') as f:
+            labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(int)
+        return images, labels
+    return read

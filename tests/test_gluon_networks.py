@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import igc_mx  # noqa: F401  (registers the ops)
+from igc_mx import counting, model_files, networks
 from igc_mx import gluon as igc_gluon
-from igc_mx import model_files, networks
 from igc_mx.training import optim
 
 _IGC_OPTIONS = ([{}] + [{'fused': f, 'group_conv': g}
@@ -70,7 +70,7 @@ def test_symbol_cases_cover_every_builtin_network():
 # ------------------------------------------------------------ export = get_symbol
 
 #: the arguments a CIFAR network needs (no default); the ImageNet ones take their defaults
-NEEDED = {'plain': (10, 20, 16), 'plain_igc': (10, 38, 24, 2), 'resnet': (10, 20, 16),
+NEEDED = {'plain': (10, 20, 16), 'plain_igc': (10, 20, 24, 2), 'resnet': (10, 20, 16),
           'resnet_igc': (10, 20, 24, 2)}
 GRAPHS = {'default': {}, 'original': {'fused': False, 'group_conv': False}}
 
@@ -118,6 +118,9 @@ def test_export_is_the_symbol(network, graph, tmp_path):
     assert layers(exported) == layers(symbol)[:-1]                        # no SoftmaxOutput
     assert sorted(p.name for p in tmp_path.iterdir()) == ['net-0000.params',
                                                           'net-symbol.json']
+    # igc-summary counts the export as the symbol, stage by stage
+    assert counting.totals(counting.profile(exported, shape[1:])) == \
+        counting.totals(counting.profile(symbol, shape[1:]))
     if networks.FAMILIES[network].dataset == 'imagenet':
         return      # the values: test_outputs_and_gradients_are_the_symbols, on smaller nets
     arg_params, aux_params = model_files.load_params(str(tmp_path / 'net-0000.params'),
@@ -130,14 +133,28 @@ def test_export_is_the_symbol(network, graph, tmp_path):
                                rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize('row', networks.PAPER_ROWS, ids=lambda row: row.label)
+def test_parameters_are_the_published_files(row, published_models_dir):
+    """The Gluon network of each row of the paper's ImageNet table has the parameters
+    (names, shapes) of the authors' published symbol file, so their checkpoints load."""
+    published = mx.sym.load(str(published_models_dir / row.published))
+    args, aux = model_files.parameter_shapes(published, data_shape(row.network))
+    net = igc_gluon.Network(networks.plan(row.network, 1000, 18, row.primary_partition,
+                                          row.secondary_partition))
+    assert {k: p.shape for k, p in net.collect_params().items()} == {**args, **aux}
+
+
 # ------------------------------------------------------------ same parameters, same values
 
 # small widths; the ImageNet networks need 224x224 for their 7x7 average pooling
-SMALL = [('plain', (10, 5, 4)), ('plain_igc', (10, 5, 4, 2)), ('resnet', (10, 8, 4)),
-         ('resnet_igc', (10, 8, 4, 2)), ('resnet_imgnet_d18', (7, 18, 4)),
-         ('resnet_igc_imgnet_d18', (7, 18, 2, 2)), ('resnet_igc_imgnet_d18', (7, 18, 2))]
-SAME_CASES = [(network, args, graph) for network, args in SMALL
-              for graph in (GRAPHS if is_igc(network) else ['default'])]
+SMALL = {'plain': (10, 5, 4), 'plain_igc': (10, 5, 4, 2), 'resnet': (10, 8, 4),
+         'resnet_igc': (10, 8, 4, 2), 'resnet_imgnet_d18': (7, 18, 4),
+         'resnet_igc_imgnet_d18': (7, 18, 2, 2)}
+# both graphs of the CIFAR IGC networks; the ImageNet networks' layers are those of the
+# CIFAR ones, named otherwise (test_export_is_the_symbol), and cost 224x224 images
+SAME_CASES = [(network, args, graph) for network, args in SMALL.items()
+              for graph in (GRAPHS if is_igc(network) and 'imgnet' not in network
+                            else ['default'])]
 
 
 def random_params(symbol, shape, seed=0):

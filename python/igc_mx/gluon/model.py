@@ -74,8 +74,10 @@ class Network(HybridBlock):
                 self.features.add(NamedOp('Pooling', p.stem_pool, kernel=(3, 3), stride=(2, 2),
                                           pad=(1, 1), pool_type='max'))
             for block in p.blocks:
-                self.features.add(ResidualBlock(block) if block.residual
-                                  else _layer(block.units[0], block.name + '_'))
+                if block.residual:
+                    self.features.add(ResidualBlock(block))
+                else:
+                    self.features.add(*(_layer(unit, unit.name + '_') for unit in block.units))
             head = p.head
             self.features.add(NamedOp('Pooling', head.pool, kernel=(head.kernel, head.kernel),
                                       stride=(1, 1), pool_type='avg',

@@ -28,9 +28,13 @@ def symbol_run(symbol, params, x, head):
             {k: a.asnumpy() for k, a in exe.aux_dict.items()})
 
 
+HYBRIDIZE = {'imperative': None, 'hybridized': {},
+             'static': {'static_alloc': True, 'static_shape': True}}
+
+
 def gluon_run(block, x, head, hybridize):
-    if hybridize:
-        block.hybridize()
+    if hybridize is not None:
+        block.hybridize(**hybridize)
     data = mx.nd.array(x)
     data.attach_grad()
     with mx.autograd.record():
@@ -64,9 +68,9 @@ def assert_same(got, want, rtol=1e-5):
     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(np.abs(want).max(), 1e-30))
 
 
-@pytest.mark.parametrize('hybridize', [False, True], ids=['imperative', 'hybridized'])
+@pytest.mark.parametrize('mode', HYBRIDIZE)
 @pytest.mark.parametrize('fused,group_conv', [(True, True), (False, False), (True, False)])
-def test_igc_unit_equals_the_symbol_unit(fused, group_conv, hybridize):
+def test_igc_unit_equals_the_symbol_unit(fused, group_conv, mode):
     unit = igc_gluon.IGCUnit(**UNIT, fused=fused, group_conv=group_conv,
                              in_channels=IN_SHAPE[1], prefix='g1_b1_')
     symbol = blocks.igc_unit(mx.sym.var('data'), 'g1_b1', **UNIT, fused=fused,
@@ -81,7 +85,7 @@ def test_igc_unit_equals_the_symbol_unit(fused, group_conv, hybridize):
     x = rng.normal(size=IN_SHAPE).astype(np.float32)
     head = rng.normal(size=(2, 12, 4, 4)).astype(np.float32)
     want = symbol_run(symbol, values, x, head)
-    got = gluon_run(unit, x, head, hybridize)
+    got = gluon_run(unit, x, head, HYBRIDIZE[mode])
     assert_same(got[0], want[0])
     for expected, actual in zip(want[1:], got[1:], strict=True):
         assert sorted(actual) == sorted(expected)

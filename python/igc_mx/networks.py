@@ -339,6 +339,8 @@ class HeadPlan:
 
 @dataclasses.dataclass(frozen=True)
 class NetworkPlan:
+    """Every layer of a network, in order, with the names of the layers without
+    parameters."""
     input_cast: object          # name of the Cast to float16 after the input, or None
     stem: ConvBNLayer
     stem_pool: object           # name of the 3x3/2 max pooling after the stem, or None

@@ -4,6 +4,7 @@ import os
 import random
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,42 @@ def net_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp('net')
     (d / 'tiny.py').write_text(TINY_NET)
     return str(d)
+
+
+#: the images of the ``trained`` checkpoint's test records, and its batch: the last
+#: batch is padded
+TRAINED_TEST_IMAGES = 100
+TRAINED_BATCH = 32
+#: get_symbol's arguments of the ``trained`` network
+TRAINED_NETWORK = ('resnet_igc', 10, 8, 4, 2)
+
+
+@pytest.fixture(scope='session')
+def trained(tmp_path_factory):
+    """A tiny resnet_igc (TRAINED_NETWORK) trained 2 epochs by train_model.py on
+    synthetic CIFAR records made by igc_mx.tools.synthetic_cifar and make_rec (as
+    scripts/main.sh): ``prefix`` (epochs 1 and 2), ``rec`` (the record directory) and the
+    ``log``."""
+    from igc_mx.tools import make_rec, synthetic_cifar
+
+    from test_training import train_model
+    root = tmp_path_factory.mktemp('after')
+    archive = synthetic_cifar.write_archive(str(root / 'syn.tar.gz'), num_train=256,
+                                            num_test=TRAINED_TEST_IMAGES, seed=4)
+    rec = root / 'rec'
+    assert make_rec.main(['cifar10', archive, str(rec), '--workers', '1', '--quiet']) == 0
+    prefix = root / 'weights' / 'net'
+    log = root / 'train.log'
+    network, num_classes, depth, primary, secondary = TRAINED_NETWORK
+    assert num_classes == 10        # cifar10, train_model.py's default dataset
+    train_model.main(['--network', network, '--primary-partition', str(primary),
+                      '--secondary-partition', str(secondary), '--depth', str(depth),
+                      '--data-dir', str(rec), '--batch-size', str(TRAINED_BATCH),
+                      '--test-batch-size', str(TRAINED_BATCH), '--num-epochs', '2',
+                      '--checkpoint-epochs', '1', '--rand-seed', '0', '--log-iters', '4',
+                      '--data-nthreads', '1', '--log-file', str(log),
+                      '--model-prefix', str(prefix)])
+    return types.SimpleNamespace(prefix=str(prefix), rec=str(rec), log=log.read_text())
 
 
 def required(what, reason):

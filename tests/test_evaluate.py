@@ -1,11 +1,10 @@
 """After training: tools/evaluate.py (igc_mx.tools.evaluate) on a checkpoint that
-train_model.py wrote, every image counted once (igc_mx.scoring), the original graph,
-and the exported model in ONNX Runtime."""
+train_model.py wrote (conftest's ``trained``), every image counted once
+(igc_mx.scoring), the original graph, and the exported model in ONNX Runtime."""
 import json
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 from unittest import mock
 
@@ -17,36 +16,15 @@ import pytest
 from igc_mx import onnx as igc_onnx
 from igc_mx import scoring
 from igc_mx.rewrite import count_fused, fuse_igc
-from igc_mx.tools import evaluate, make_rec, synthetic_cifar
+from igc_mx.tools import evaluate
 from igc_mx.training import data
 from igc_mx.training.config import DataConfig
 
 from conftest import PUBLISHED_SYMBOLS, run_ort
-from test_training import train_model
+from conftest import TRAINED_BATCH as BATCH
+from conftest import TRAINED_TEST_IMAGES as NUM_TEST
 
 REPO = Path(__file__).resolve().parents[1]
-NUM_TEST = 100          # not a multiple of the batch: the last batch is padded
-BATCH = 32
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    """A tiny resnet_igc trained 2 epochs by train_model.py on synthetic CIFAR records
-    made by igc_mx.tools.synthetic_cifar and make_rec (as scripts/main.sh)."""
-    root = tmp_path_factory.mktemp('after')
-    archive = synthetic_cifar.write_archive(str(root / 'syn.tar.gz'), num_train=256,
-                                            num_test=NUM_TEST, seed=4)
-    rec = root / 'rec'
-    assert make_rec.main(['cifar10', archive, str(rec), '--workers', '1', '--quiet']) == 0
-    prefix = root / 'weights' / 'net'
-    log = root / 'train.log'
-    train_model.main(['--network', 'resnet_igc', '--primary-partition', '4',
-                      '--secondary-partition', '2', '--depth', '8', '--data-dir', str(rec),
-                      '--batch-size', str(BATCH), '--test-batch-size', str(BATCH),
-                      '--num-epochs', '2', '--checkpoint-epochs', '1', '--rand-seed', '0',
-                      '--log-iters', '4', '--data-nthreads', '1', '--log-file', str(log),
-                      '--model-prefix', str(prefix)])
-    return types.SimpleNamespace(prefix=str(prefix), rec=str(rec), log=log.read_text())
 
 
 def score(*argv):

@@ -2,7 +2,8 @@
 
 Layer names follow the 2017 original so that its checkpoints load:
 a unit called ``name`` owns ``name_conv1``, ``name_reorder1``, ``name_conv2``,
-``name_reorder2``, ``name_bn`` and ``name_relu``.
+``name_reorder2``, ``name_bn`` and ``name_relu``. ``unit_ops`` is the one choice of a
+unit's ops, for these builders and for the Gluon layers (``igc_mx.gluon``).
 """
 import mxnet as mx
 
@@ -42,8 +43,9 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     values of M (kin/L), so both are free parameters here that must divide
     ``num_filter``.
 
-    ``group_conv`` picks the primary convolution's op (see ``primary_conv_op``);
-    the layer and its ``name_conv1_weight`` are the same either way.
+    ``group_conv`` picks the primary convolution's op (see
+    ``uses_group_convolution``); the layer and its ``name_conv1_weight`` are the same
+    either way.
 
     ``fused=True`` computes reorder1 -> conv2 -> reorder2 as one
     ``InterleavedGroupConv`` node called ``name_conv2``, with the same weight
@@ -54,16 +56,9 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
     or 'gpu'; see ``igc_mx.devices``): the fast ops on the CPU, the original ops on
     the GPU except where a GPU measurement says otherwise.
     """
-    _check_partition(name, 'primary_partition', primary_partition, num_filter)
-    _check_partition(name, 'secondary_partition', secondary_partition, num_filter)
-    if fused is None:
-        fused = devices.fused(device, num_filter, primary_partition, secondary_partition)
-    if not isinstance(fused, bool):
-        raise ValueError(f'{name}: fused={fused!r}: expected True, False or None (the '
-                         "device's choice)")
-    if group_conv is None:
-        group_conv = devices.group_conv(device, num_filter, primary_partition)
-    conv = primary_conv_op(group_conv, num_filter // primary_partition)
+    fused, group_convolution = unit_ops(name, num_filter, primary_partition,
+                                        secondary_partition, fused, group_conv, device)
+    conv = mx.sym.GroupConvolution if group_convolution else mx.sym.Convolution
     data = conv(data=data, name=name + '_conv1', num_filter=num_filter, kernel=kernel,
                 stride=stride, pad=pad, num_group=primary_partition, no_bias=True)
     if fused:
@@ -94,17 +89,43 @@ def igc_unit(data, name, num_filter, kernel, stride, pad, primary_partition,
 AUTO_GROUP_CONV_MAX_PER_GROUP = 16
 
 
-def primary_conv_op(group_conv, per_group):
-    """The op of an IGC primary convolution with ``per_group`` filters per group:
-    ``group_conv`` False -> mx.sym.Convolution (the original), True ->
-    mx.sym.GroupConvolution, 'auto' -> GroupConvolution where it measured faster
-    (per_group <= AUTO_GROUP_CONV_MAX_PER_GROUP). Both take the same arguments
-    and own the same ``<name>_weight``."""
+def uses_group_convolution(group_conv, per_group):
+    """Whether an IGC primary convolution with ``per_group`` filters per group runs as
+    GroupConvolution: ``group_conv`` False -> no (MXNet's Convolution, the original),
+    True -> yes, 'auto' -> where it measured faster (per_group <=
+    AUTO_GROUP_CONV_MAX_PER_GROUP). Both ops take the same arguments and own the same
+    ``<name>_weight``."""
     if group_conv == 'auto':
         group_conv = per_group <= AUTO_GROUP_CONV_MAX_PER_GROUP
     if not isinstance(group_conv, bool):
         raise ValueError(f"group_conv={group_conv!r}: expected True, False or 'auto'")
-    return mx.sym.GroupConvolution if group_conv else mx.sym.Convolution
+    return group_conv
+
+
+def primary_conv_op(group_conv, per_group):
+    """The op of an IGC primary convolution with ``per_group`` filters per group
+    (``uses_group_convolution``): mx.sym.GroupConvolution or mx.sym.Convolution."""
+    return (mx.sym.GroupConvolution if uses_group_convolution(group_conv, per_group)
+            else mx.sym.Convolution)
+
+
+def unit_ops(name, num_filter, primary_partition, secondary_partition, fused, group_conv,
+             device):
+    """(fused, GroupConvolution for the primary convolution) of the IGC unit ``name``, with
+    ``fused`` and ``group_conv`` as ``igc_unit`` takes them (None: ``device``'s choice).
+    ValueError, naming the unit, for partitions that do not divide ``num_filter`` and
+    for options that are neither a choice nor None. The symbol and the Gluon units
+    both decide here."""
+    _check_partition(name, 'primary_partition', primary_partition, num_filter)
+    _check_partition(name, 'secondary_partition', secondary_partition, num_filter)
+    if fused is None:
+        fused = devices.fused(device, num_filter, primary_partition, secondary_partition)
+    if not isinstance(fused, bool):
+        raise ValueError(f'{name}: fused={fused!r}: expected True, False or None (the '
+                         "device's choice)")
+    if group_conv is None:
+        group_conv = devices.group_conv(device, num_filter, primary_partition)
+    return fused, uses_group_convolution(group_conv, num_filter // primary_partition)
 
 
 def _check_partition(unit, what, value, channels):

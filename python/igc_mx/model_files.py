@@ -92,9 +92,8 @@ def load_symbol(path):
                              f'{error_line(err)}') from None
 
 
-def load_params(path, symbol):
-    """(arg_params, aux_params) from a parameters file, split as ``symbol`` says when the
-    file has no ``arg:``/``aux:`` prefixes."""
+def read_params(path):
+    """{name: array} of a parameters file, the names as saved."""
     if not os.path.isfile(path):
         raise ModelFileError(f'parameters file {path} does not exist')
     try:
@@ -104,6 +103,13 @@ def load_params(path, symbol):
                              f'{error_line(err)}') from None
     if not isinstance(saved, dict):
         raise ModelFileError(f'parameters file {path} holds unnamed arrays, not parameters')
+    return saved
+
+
+def load_params(path, symbol):
+    """(arg_params, aux_params) from a parameters file, split as ``symbol`` says when the
+    file has no ``arg:``/``aux:`` prefixes."""
+    saved = read_params(path)
     aux_names = set(symbol.list_auxiliary_states())
     arg_params, aux_params = {}, {}
     for key, value in saved.items():

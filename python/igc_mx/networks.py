@@ -15,9 +15,14 @@ of this module, built by ``build``:
 * ``PAPER_ROWS``: the five ImageNet rows of the paper's table, with the flags that
   build them and the authors' published symbol files.
 
-``register_network`` adds a network of your own, ``register_directory`` every module
-of a directory (the train scripts' ``--network-dir``). ``network/<name>.py`` keep the
-original entry points, one call each into ``get_symbol``.
+``plan`` walks a network's layout once and lists its layers with their names and
+attributes; ``build`` makes the symbol of that list, ``igc_mx.gluon`` its HybridBlocks
+(``igc_mx.gluon.get_model`` takes ``get_symbol``'s arguments), so the two cannot differ.
+
+``register_network`` adds a network of your own, optionally with a Gluon builder,
+``register_directory`` every module of a directory (the train scripts'
+``--network-dir``). ``network/<name>.py`` keep the original entry points, one call each
+into ``get_symbol``.
 
 CIFAR-style depths follow the original's integer arithmetic (see ``cifar_blocks``).
 ``igc_mx.counting`` counts a network's parameters and multiply-adds.
@@ -271,7 +276,142 @@ def _check_stage_inputs(network, L, M, widen, stem, stages):
         kin = stage.width
 
 
-# ----------------------------------------------------------------------------- builder
+# ----------------------------------------------------------------------------- plan
+# The walk over a layout, written once: ``plan`` lists every layer of a network with its
+# name and attributes, ``build`` makes a symbol of it and ``igc_mx.gluon`` HybridBlocks.
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvBNLayer:
+    """Convolution (no bias) -> BatchNorm -> optional ReLU (``blocks.conv_bn``)."""
+    name: str
+    in_channels: int
+    num_filter: int
+    kernel: tuple
+    stride: tuple
+    pad: tuple
+    num_group: int = 1
+    relu: bool = True
+    momentum: float = 0.9
+    bare_conv: bool = False     # the convolution called '<name>', not '<name>_conv'
+
+
+@dataclasses.dataclass(frozen=True)
+class IGCLayer:
+    """One IGC unit (``blocks.igc_unit``); ``fused``, ``group_conv`` and ``device`` as
+    given to ``build``, resolved per unit by ``blocks.unit_ops``."""
+    name: str
+    in_channels: int
+    num_filter: int
+    kernel: tuple
+    stride: tuple
+    pad: tuple
+    primary_partition: int
+    secondary_partition: int
+    relu: bool
+    momentum: float
+    fused: object
+    group_conv: object
+    device: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockPlan:
+    """Units in sequence; a residual block adds its shortcut (the identity when None)
+    to their output and ends in the ReLU '<name>_relu'."""
+    name: str
+    units: tuple                # ConvBNLayer or IGCLayer
+    residual: bool
+    shortcut: object = None     # ConvBNLayer: a projection
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadPlan:
+    """Average pooling -> Flatten -> FullyConnected (with bias)."""
+    pool: str
+    kernel: int
+    global_pool: bool
+    flatten: str
+    fc: str
+    in_features: int
+    num_classes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkPlan:
+    """Every layer of a network, in order, with the names of the layers without
+    parameters."""
+    input_cast: object          # name of the Cast to float16 after the input, or None
+    stem: ConvBNLayer
+    stem_pool: object           # name of the 3x3/2 max pooling after the stem, or None
+    blocks: tuple               # BlockPlan
+    head: HeadPlan
+    output_cast: object         # name of the Cast of the scores to float32, or None
+    output: str                 # name of the SoftmaxOutput of the symbol
+
+
+def plan(network, num_classes, depth, primary_partition, secondary_partition=None,
+         widen=None, fused=None, group_conv=None, device='cpu', dtype='float32'):
+    """NetworkPlan of ``network`` (a key of FAMILIES): the arguments of ``build``, every
+    check done here."""
+    num_classes = _as_int('num_classes', num_classes, positive=True)
+    devices.check_device(device)
+    if dtype not in ('float32', 'float16'):
+        raise NetworkError(f"dtype={dtype!r}: expected 'float32' or 'float16'")
+    fam, stem_width, stages = layout(network, depth, primary_partition,
+                                     secondary_partition, widen)
+    in_channels = DATA_SHAPES[fam.dataset][0]
+    if fam.dataset == 'cifar':
+        stem = ConvBNLayer('g0', in_channels, stem_width, (3, 3), (1, 1), (1, 1),
+                           momentum=fam.bn_momentum)
+    else:
+        stem = ConvBNLayer('g0', in_channels, stem_width, (7, 7), (2, 2), (3, 3),
+                           momentum=fam.bn_momentum, bare_conv=fam.naming.bare_conv)
+    unit_options = {'fused': fused, 'group_conv': group_conv, 'device': device}
+    blocks, kin = [], stem_width
+    for s, stage in enumerate(stages, start=1):
+        for b in range(stage.blocks):
+            blocks.append(_block_plan(f'g{s}_b{b + 1}', fam, kin, stage,
+                                      stage.stride if b == 0 else 1, unit_options))
+            kin = stage.width
+    head = fam.head
+    float16 = dtype == 'float16'
+    return NetworkPlan(
+        input_cast='data_float16' if float16 else None, stem=stem,
+        stem_pool='g0_pool' if fam.dataset == 'imagenet' else None, blocks=tuple(blocks),
+        head=HeadPlan(head.pool, head.kernel, head.global_pool, 'flatten', head.fc, kin,
+                      num_classes),
+        output_cast=head.fc + '_float32' if float16 else None, output='softmax')
+
+
+def _block_plan(name, fam, kin, stage, stride, unit_options):
+    """One block: its units in sequence, plus (residual) shortcut and ReLU."""
+    units, channels = [], kin
+    last = len(fam.naming.units) - 1
+    for i, suffix in enumerate(fam.naming.units):
+        relu = not (fam.residual and i == last)      # a residual branch ends in BN
+        s = stride if i == 0 else 1
+        unit = name + suffix
+        if stage.primary_partition is None:
+            units.append(ConvBNLayer(unit, channels, stage.width, (3, 3), (s, s), (1, 1),
+                                     relu=relu, momentum=fam.bn_momentum,
+                                     bare_conv=fam.naming.bare_conv))
+        else:
+            L_s = stage.primary_partition
+            source = kin if (i == 0 and fam.first_secondary == 'in') else stage.width
+            units.append(IGCLayer(unit, channels, stage.width, (3, 3), (s, s), (1, 1),
+                                  L_s, source // L_s, relu, fam.bn_momentum, **unit_options))
+        channels = stage.width
+    shortcut = None
+    if fam.residual and kin != stage.width:
+        proj = name + fam.naming.shortcut
+        shortcut = ConvBNLayer(proj, kin, stage.width, (1, 1), (stride, stride), (0, 0),
+                               num_group=stage.primary_partition or 1, relu=False,
+                               momentum=fam.bn_momentum, bare_conv=fam.naming.bare_conv)
+    return BlockPlan(name, tuple(units), fam.residual, shortcut)
+
+
+# ----------------------------------------------------------------------------- symbols
 
 
 def build(network, num_classes, depth, primary_partition, secondary_partition=None,
@@ -282,74 +422,57 @@ def build(network, num_classes, depth, primary_partition, secondary_partition=No
     ``fused`` picks the IGC units' form (see ``blocks.igc_unit``): one
     InterleavedGroupConv node, or the original's Reorder -> conv -> Reorder.
     ``group_conv`` selects the op of the IGC primary convolutions (False, True or
-    'auto'; see ``blocks.primary_conv_op``). Left as None, both follow ``device``
+    'auto'; see ``blocks.uses_group_convolution``). Left as None, both follow ``device``
     ('cpu' or 'gpu', see ``igc_mx.devices``). ``dtype='float16'`` casts the data to
     float16 after the input and the scores back to float32 before the softmax
     (BatchNorm keeps float32 parameters and statistics, as MXNet does). Names and
     parameters never change."""
-    num_classes = _as_int('num_classes', num_classes, positive=True)
-    devices.check_device(device)
-    if dtype not in ('float32', 'float16'):
-        raise NetworkError(f"dtype={dtype!r}: expected 'float32' or 'float16'")
-    fam, stem_width, stages = layout(network, depth, primary_partition,
-                                     secondary_partition, widen)
-    bn = fam.bn_momentum
+    return plan_symbol(plan(network, num_classes, depth, primary_partition,
+                            secondary_partition, widen, fused, group_conv, device, dtype))
+
+
+def plan_symbol(network_plan):
+    """The symbol of a NetworkPlan."""
+    p = network_plan
     data = mx.sym.Variable('data')
-    if dtype == 'float16':
-        data = mx.sym.Cast(data, dtype='float16', name='data_float16')
-    if fam.dataset == 'cifar':
-        data = conv_bn(data, 'g0', stem_width, (3, 3), (1, 1), (1, 1), momentum=bn)
-    else:
-        data = conv_bn(data, 'g0', stem_width, (7, 7), (2, 2), (3, 3), momentum=bn,
-                       conv_name='g0' if fam.naming.bare_conv else None)
-        data = mx.sym.Pooling(data=data, name='g0_pool', kernel=(3, 3), stride=(2, 2),
+    if p.input_cast:
+        data = mx.sym.Cast(data, dtype='float16', name=p.input_cast)
+    data = _layer_symbol(data, p.stem)
+    if p.stem_pool:
+        data = mx.sym.Pooling(data=data, name=p.stem_pool, kernel=(3, 3), stride=(2, 2),
                               pad=(1, 1), pool_type='max')
-    kin = stem_width
-    for s, stage in enumerate(stages, start=1):
-        for b in range(stage.blocks):
-            data = _block(data, f'g{s}_b{b + 1}', fam, kin, stage,
-                          stage.stride if b == 0 else 1, fused, group_conv, device)
-            kin = stage.width
-    head = fam.head
+    for block in p.blocks:
+        data = _block_symbol(data, block)
+    head = p.head
     data = mx.sym.Pooling(data=data, name=head.pool, kernel=(head.kernel, head.kernel),
                           stride=(1, 1), pool_type='avg', global_pool=head.global_pool)
-    data = mx.sym.Flatten(data=data, name='flatten')
-    data = mx.sym.FullyConnected(data=data, name=head.fc, num_hidden=num_classes)
-    if dtype == 'float16':
-        data = mx.sym.Cast(data, dtype='float32', name=head.fc + '_float32')
-    return mx.sym.SoftmaxOutput(data=data, name='softmax')
+    data = mx.sym.Flatten(data=data, name=head.flatten)
+    data = mx.sym.FullyConnected(data=data, name=head.fc, num_hidden=head.num_classes)
+    if p.output_cast:
+        data = mx.sym.Cast(data, dtype='float32', name=p.output_cast)
+    return mx.sym.SoftmaxOutput(data=data, name=p.output)
 
 
-def _block(data, name, fam, kin, stage, stride, fused, group_conv, device):
-    """One block: its units in sequence, plus (residual) shortcut and ReLU."""
+def _layer_symbol(data, layer):
+    if isinstance(layer, IGCLayer):
+        return igc_unit(data, layer.name, layer.num_filter, layer.kernel, layer.stride,
+                        layer.pad, primary_partition=layer.primary_partition,
+                        secondary_partition=layer.secondary_partition, relu=layer.relu,
+                        momentum=layer.momentum, fused=layer.fused,
+                        group_conv=layer.group_conv, device=layer.device)
+    return conv_bn(data, layer.name, layer.num_filter, layer.kernel, layer.stride, layer.pad,
+                   num_group=layer.num_group, relu=layer.relu, momentum=layer.momentum,
+                   conv_name=layer.name if layer.bare_conv else None)
+
+
+def _block_symbol(data, block):
     out = data
-    last = len(fam.naming.units) - 1
-    for i, suffix in enumerate(fam.naming.units):
-        relu = not (fam.residual and i == last)      # a residual branch ends in BN
-        s = stride if i == 0 else 1
-        unit = name + suffix
-        if stage.primary_partition is None:
-            out = conv_bn(out, unit, stage.width, (3, 3), (s, s), (1, 1), relu=relu,
-                          momentum=fam.bn_momentum,
-                          conv_name=unit if fam.naming.bare_conv else None)
-        else:
-            L_s = stage.primary_partition
-            source = kin if (i == 0 and fam.first_secondary == 'in') else stage.width
-            out = igc_unit(out, unit, stage.width, (3, 3), (s, s), (1, 1),
-                           primary_partition=L_s, secondary_partition=source // L_s,
-                           relu=relu, momentum=fam.bn_momentum, fused=fused,
-                           group_conv=group_conv, device=device)
-    if not fam.residual:
+    for unit in block.units:
+        out = _layer_symbol(out, unit)
+    if not block.residual:
         return out
-    if kin == stage.width:
-        shortcut = data
-    else:
-        proj = name + fam.naming.shortcut
-        shortcut = conv_bn(data, proj, stage.width, (1, 1), (stride, stride), (0, 0),
-                           num_group=stage.primary_partition or 1, relu=False,
-                           momentum=fam.bn_momentum,
-                           conv_name=proj if fam.naming.bare_conv else None)
-    return mx.sym.Activation(data=shortcut + out, name=name + '_relu', act_type='relu')
+    shortcut = data if block.shortcut is None else _layer_symbol(data, block.shortcut)
+    return mx.sym.Activation(data=shortcut + out, name=block.name + '_relu', act_type='relu')
 
 
 def _as_int(what, value, positive=False):
@@ -370,30 +493,37 @@ def _as_int(what, value, positive=False):
 @dataclasses.dataclass(frozen=True)
 class Registered:
     """A registered network: ``builder(num_classes=..., depth=..., primary_partition=...,
-    secondary_partition=..., **options)`` returns its symbol."""
+    secondary_partition=..., **options)`` returns its symbol, ``gluon_builder`` (same
+    arguments; None when it has none) its HybridBlock for ``igc_mx.gluon.get_model``."""
     builder: object
     defaults: dict      # values for arguments left out
     required: tuple     # arguments without a default
     options: object     # names of the other keyword arguments, or None when any is taken
     source: str         # 'igc_mx' for the built-in networks, else the module's file
+    gluon_builder: object = None
 
 
 _REGISTRY = {}
 
 
-def register_network(name, builder, defaults=None, source=None):
-    """Register ``builder`` as network ``name``.
+def register_network(name, builder, defaults=None, source=None, gluon_builder=None):
+    """Register ``builder`` as network ``name``, and ``gluon_builder`` (optional) as its
+    Gluon network.
 
     ``defaults`` maps arguments of ARGUMENTS to the values used when a caller leaves
-    them out; by default they are the builder's own parameter defaults. A name is
-    registered once; registering it again from the same source replaces it (a module
-    loaded again), from another source is a ValueError."""
+    them out; by default they are the builder's own parameter defaults. Both builders
+    are called with the same arguments and options; the options accepted are those of
+    ``builder``. A name is registered once; registering it again from the same source
+    replaces it (a module loaded again), from another source is a ValueError."""
     if not isinstance(name, str) or not name.isidentifier():
         raise NetworkError(f'network name {name!r} must be a Python identifier')
     source = source or getattr(builder, '__module__', None) or repr(builder)
     if name in _REGISTRY and _REGISTRY[name].source != source:
         raise NetworkError(f'network {name!r} is already registered from '
                          f'{_REGISTRY[name].source}; {source} cannot take its name')
+    if gluon_builder is not None and not callable(gluon_builder):
+        raise NetworkError(f'network {name!r}: gluon_builder={gluon_builder!r} is not '
+                           'callable')
     params = inspect.signature(builder).parameters
     if defaults is None:
         defaults = {a: params[a].default for a in ARGUMENTS
@@ -403,7 +533,8 @@ def register_network(name, builder, defaults=None, source=None):
                      and params[a].default is inspect.Parameter.empty)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     options = None if takes_any else tuple(p for p in params if p not in ARGUMENTS)
-    _REGISTRY[name] = Registered(builder, dict(defaults), required, options, source)
+    _REGISTRY[name] = Registered(builder, dict(defaults), required, options, source,
+                                 gluon_builder)
     return builder
 
 
@@ -435,14 +566,10 @@ def resolve_arguments(name, num_classes=None, depth=None, primary_partition=None
     return values
 
 
-def get_symbol(name, num_classes=None, depth=None, primary_partition=None,
-               secondary_partition=None, **options):
-    """Symbol of the registered network ``name`` (see ``list_networks``).
-
-    Arguments left out or None take the network's defaults (``DEFAULTS`` for the
-    built-in ones). ``options`` go to the builder; the built-in networks take
-    ``widen`` (resnet_igc_imgnet_d18), ``fused`` and ``group_conv`` (the IGC ones),
-    ``device`` and ``dtype``: see ``build``."""
+def builder_arguments(name, num_classes=None, depth=None, primary_partition=None,
+                      secondary_partition=None, **options):
+    """The keyword arguments of network ``name``'s builders: the arguments, defaults
+    filled in (``resolve_arguments``), and the options, checked against the builder's."""
     entry = registered(name)
     values = resolve_arguments(name, num_classes, depth, primary_partition,
                                secondary_partition)
@@ -451,12 +578,32 @@ def get_symbol(name, num_classes=None, depth=None, primary_partition=None,
         if unknown:
             raise NetworkError(f"{name} takes no option {', '.join(map(repr, unknown))}; "
                              f"its options are {', '.join(entry.options) or 'none'}")
-    values = {a: v for a, v in values.items() if v is not None}
-    return entry.builder(**values, **options)
+    return {**{a: v for a, v in values.items() if v is not None}, **options}
+
+
+def get_symbol(name, num_classes=None, depth=None, primary_partition=None,
+               secondary_partition=None, **options):
+    """Symbol of the registered network ``name`` (see ``list_networks``).
+
+    Arguments left out or None take the network's defaults (``DEFAULTS`` for the
+    built-in ones). ``options`` go to the builder; the built-in networks take
+    ``widen`` (resnet_igc_imgnet_d18), ``fused`` and ``group_conv`` (the IGC ones),
+    ``device`` and ``dtype``: see ``build``. ``igc_mx.gluon.get_model`` takes the same
+    arguments."""
+    return registered(name).builder(**builder_arguments(
+        name, num_classes, depth, primary_partition, secondary_partition, **options))
+
+
+def _gluon_build(network, **arguments):
+    # igc_mx.gluon builds its blocks from ``plan`` of this module, so it is imported
+    # when a Gluon network is first asked for, not here.
+    from .gluon.model import build as gluon_build
+    return gluon_build(network, **arguments)
 
 
 for _name in FAMILIES:
-    register_network(_name, functools.partial(build, _name), DEFAULTS[_name], source='igc_mx')
+    register_network(_name, functools.partial(build, _name), DEFAULTS[_name], source='igc_mx',
+                     gluon_builder=functools.partial(_gluon_build, _name))
 
 
 def register_directory(directory):

@@ -77,6 +77,17 @@ def record_file(args):
     return os.path.join(data_dir, args.val_dataset or default)
 
 
+def data_config(args):
+    """The validation side of the dataset's recipe over the record file ``args`` name,
+    once the file is checked; the batch is at most the number of records."""
+    rec = records.check_rec(record_file(args), args.dataset)
+    count = records.count_records(rec)
+    batch = min(args.batch_size, count) if count else args.batch_size
+    return DataConfig.for_validation(args.dataset, rec, batch, args.data_nthreads,
+                                     args.data_shape, args.mean_rgb, args.std_rgb,
+                                     args.fb_mean)
+
+
 def with_softmax_head(symbol):
     """Symbols that end in class scores get the SoftmaxOutput that training uses."""
     if json.loads(symbol.tojson())['nodes'][-1]['op'] == 'SoftmaxOutput':
@@ -137,12 +148,9 @@ def run(argv=None):
     args = parser.parse_args(argv)
     try:
         symbol_path, params_path, label = model_files.files_from_args(parser, args)
-        rec = records.check_rec(record_file(args), args.dataset)
-        count = records.count_records(rec)
-        batch = min(args.batch_size, count) if count else args.batch_size
-        config = DataConfig.for_validation(args.dataset, rec, batch, args.data_nthreads,
-                                           args.data_shape, args.mean_rgb, args.std_rgb,
-                                           args.fb_mean)
+        config = data_config(args)
+        rec, batch, count = config.val_rec, config.val_batch_size, records.count_records(
+            config.val_rec)
         symbol, arg_params, aux_params = model_files.load(
             symbol_path, params_path, (batch, *config.image_shape), args.graph,
             'gpu' if args.gpus else 'cpu')

@@ -15,13 +15,14 @@ Jobs:
    "min_time"}
       inference images/s (eval mode, no autograd, softmax output) of that network, one
       value per batch size
-  {"kind": "trajectory", "graph", "arg_shapes", "params", "batches", "lr", "momentum",
-   "wd", "dtype", "out"}
-      training steps of that network from the MXNet parameters in the .npz file
-      `params` on the images and labels of the .npz file `batches` (arrays `data`,
-      `label`, one batch per step), with SGD, Nesterov momentum and weight decay on every
-      parameter (MXNet's recipe decays all of them); returns the loss of every step and
-      writes the parameters after the last one to the .npz file `out`, by MXNet's names
+  {"kind": "steps", "graph", "arg_shapes", "states", "steps", "lr", "momentum", "wd"}
+      one training step of that network from states MXNet's training passed through: for
+      each k of `steps`, `states/<k>.npz` holds, by MXNet's names, the parameters and
+      BatchNorm statistics before step k, PyTorch's momentum buffer of parameter p as
+      `momentum:p`, and the step's batch as
+      `data` and `label`. The step is SGD with Nesterov momentum and weight decay on every
+      parameter (MXNet's recipe decays all of them); it writes the parameters after it to
+      `states/<k>.torch.npz` and returns the loss of every step
 """
 import json
 import sys
@@ -148,29 +149,30 @@ def mxnet_names(net):
     return names
 
 
-def trajectory_job(job):
-    dtype = getattr(torch, job['dtype'])
+def steps_job(job):
     net = GraphNet(job['graph'], {k: tuple(v) for k, v in job['arg_shapes'].items()})
     # channels_last: PyTorch's fast layout for these grouped convolutions on the CPU
-    net.to(dtype=dtype, memory_format=torch.channels_last)
+    net.to(memory_format=torch.channels_last).train()
     tensors = mxnet_names(net)
-    with np.load(job['params']) as params, torch.no_grad():
-        for name, tensor in tensors.items():
-            tensor.copy_(torch.from_numpy(params[name]))
-    net.train()
     opt = torch.optim.SGD(net.parameters(), lr=job['lr'], momentum=job['momentum'],
                           weight_decay=job['wd'], nesterov=True)
     losses = []
-    with np.load(job['batches']) as batches:
-        data, labels = batches['data'], batches['label']
-    for x, y in zip(data, labels, strict=True):
+    for k in job['steps']:
+        with np.load(Path(job['states']) / f'{k}.npz') as state, torch.no_grad():
+            for name, tensor in tensors.items():
+                tensor.copy_(torch.from_numpy(state[name]))
+                if tensor.requires_grad:
+                    opt.state[tensor]['momentum_buffer'] = torch.from_numpy(
+                        state[f'momentum:{name}']).clone()
+            images = torch.from_numpy(state['data']).to(memory_format=torch.channels_last)
+            labels = torch.from_numpy(state['label']).long()
         opt.zero_grad(set_to_none=True)
-        images = torch.from_numpy(x).to(dtype=dtype, memory_format=torch.channels_last)
-        loss = F.cross_entropy(net(images), torch.from_numpy(y).long())
+        loss = F.cross_entropy(net(images), labels)
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    np.savez(job['out'], **{name: t.detach().numpy() for name, t in tensors.items()})
+        np.savez(Path(job['states']) / f'{k}.torch.npz',
+                 **{name: t.detach().numpy() for name, t in tensors.items()})
     return losses
 
 
@@ -209,7 +211,7 @@ def main():
     job = json.loads(sys.stdin.read())
     torch.manual_seed(0)
     run = {'shuffle': shuffle_job, 'block': block_job, 'network': network_job,
-           'inference': inference_job, 'trajectory': trajectory_job}[job['kind']]
+           'inference': inference_job, 'steps': steps_job}[job['kind']]
     print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads(),
                       'result': run(job)}))
 

@@ -1,16 +1,26 @@
-"""Training on real data gives the same trajectory in MXNet with igc_mx's ops as in
-PyTorch: resnet_igc L=24, M=2, depth 20 as the builders make it on the CPU
-(GroupConvolution and InterleavedGroupConv), its initial weights copied into the PyTorch
-twin of bench/torch_side.py (PyTorch's grouped convolutions and channel_shuffle), the same
-un-augmented Fashion-MNIST batches, and the recipe's SGD with Nesterov momentum and
-weight decay, for STEPS steps. The losses of every step and the weights after the last
-one agree: this checks the ops' gradients and the optimizer on real data, not only on
-random tensors.
+"""Training on real data takes the same steps in MXNet with igc_mx's ops as in PyTorch.
 
-Both sides compute in float64. Rounding differences then start near 1e-16 and, although
-training amplifies them step by step, stay below 1e-9 after STEPS steps, while a wrong
-gradient or update rule moves the weights by 1e-3 or more within a few steps; the
-tolerances (TOLERANCE) sit between the two.
+resnet_igc L=24, M=2, depth 20 as the builders make it on the CPU (GroupConvolution and
+InterleavedGroupConv) trains STEPS steps on un-augmented Fashion-MNIST batches with the
+recipe's SGD, Nesterov momentum and weight decay. From every state that training passes
+through (weights, momentum, BatchNorm statistics), the PyTorch twin of
+bench/torch_side.py (PyTorch's grouped convolutions and channel_shuffle, the same
+parameters) takes the same step on the same batch: the loss and the update of every
+parameter must agree with MXNet's. This checks the ops' gradients and the optimizer at
+every step of a real run, not only on random tensors.
+
+Why step by step: two float32 runs of the same training drift apart exponentially (the
+first steps from a random start are chaotic: an MXNet float32 run and a float64 run of
+these 100 steps end with weights 100 % apart, and MXNet and PyTorch in float32 no further
+apart than that), so whole trajectories cannot be compared tightly. One step from the same
+state can, up to float32's own noise, which this network makes large: at the first state,
+MXNet's float32 gradients differ from its float64 gradients by 0.4 % of the norm of all
+of them, and by up to 2.9 % of one parameter's (a BatchNorm shift, whose gradient is a
+sum of 12,544 terms that nearly cancel); PyTorch's step differs from MXNet's by the same
+amounts. GLOBAL_RTOL and PARAMETER_RTOL allow about four times that; a wrong gradient of
+an op or a wrong update rule changes the updates it touches by tens of percent. The
+losses, computed in the forward pass alone, agree to LOSS_RTOL. PyTorch takes the steps
+CHECKED of the STEPS that MXNet trains, one in five, to keep the test short.
 """
 import json
 import subprocess
@@ -24,66 +34,15 @@ from igc_mx.training import optim, presets
 
 from conftest import REPO_ROOT
 
-STEPS, BATCH = 100, 8
-LR, MOMENTUM, WD = 0.02, 0.9, 1e-4
-#: largest difference allowed, relative to the largest magnitude of each array
-TOLERANCE = 1e-7
-
-
-def mxnet_trajectory(data, labels, params, dtype=np.float32):
-    """(losses, parameters after the last step) of the default CPU graph in MXNet."""
-    symbol = networks.get_symbol('resnet_igc', 10, 20, 24, 2)
-    module = mx.mod.Module(symbol, context=mx.cpu())
-    module.bind(data_shapes=[mx.io.DataDesc('data', data.shape[1:], dtype)],
-                label_shapes=[mx.io.DataDesc('softmax_label', (BATCH,), dtype)])
-    arg_params = {k: mx.nd.array(v, dtype=dtype) for k, v in params.items()
-                  if not k.endswith(('_moving_mean', '_moving_var'))}
-    aux_params = {k: mx.nd.array(v, dtype=dtype) for k, v in params.items()
-                  if k.endswith(('_moving_mean', '_moving_var'))}
-    module.init_params(arg_params=arg_params, aux_params=aux_params)
-    module.init_optimizer(optimizer='nesterov', optimizer_params={
-        'learning_rate': LR, 'momentum': MOMENTUM, 'wd': WD})
-    losses = []
-    for x, y in zip(data, labels, strict=True):
-        batch = mx.io.DataBatch([mx.nd.array(x, dtype=dtype)],
-                                [mx.nd.array(y, dtype=dtype)])
-        module.forward_backward(batch)
-        prob = module.get_outputs()[0].asnumpy()
-        losses.append(-np.log(prob[np.arange(BATCH), y.astype(int)]).mean())
-        module.update()
-    arg_params, aux_params = module.get_params()
-    return losses, {k: v.asnumpy() for k, v in {**arg_params, **aux_params}.items()}
-
-
-def initial_params(shape):
-    """The recipe's initialization of the network, seeded, in float64."""
-    symbol = networks.get_symbol('resnet_igc', 10, 20, 24, 2)
-    module = mx.mod.Module(symbol, context=mx.cpu())
-    module.bind(data_shapes=[('data', shape)], label_shapes=[('softmax_label', (BATCH,))])
-    mx.random.seed(0)
-    module.init_params(optim.initializer())
-    arg_params, aux_params = module.get_params()
-    return {k: v.asnumpy() for k, v in {**arg_params, **aux_params}.items()}
-
-
-def torch_trajectory(torch_python, data, labels, params, work, dtype='float32'):
-    """(losses, parameters after the last step) of the PyTorch twin."""
-    original = networks.get_symbol('resnet_igc', 10, 20, 24, 2, fused=False, group_conv=False)
-    arg_shapes, _, _ = original.infer_shape(data=data.shape[1:])
-    np.savez(work / 'params.npz', **params)
-    np.savez(work / 'batches.npz', data=data, label=labels)
-    job = {'kind': 'trajectory', 'graph': json.loads(original.tojson()),
-           'arg_shapes': dict(zip(original.list_arguments(), arg_shapes, strict=True)),
-           'params': str(work / 'params.npz'), 'batches': str(work / 'batches.npz'),
-           'lr': LR, 'momentum': MOMENTUM, 'wd': WD, 'dtype': dtype,
-           'out': str(work / 'after.npz')}
-    proc = subprocess.run([torch_python, str(REPO_ROOT / 'bench' / 'torch_side.py')],
-                          input=json.dumps(job), capture_output=True, text=True, timeout=600,
-                          env={'OMP_NUM_THREADS': '2', 'PATH': '/usr/bin:/bin'})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    losses = json.loads(proc.stdout.strip().splitlines()[-1])['result']
-    with np.load(work / 'after.npz') as after:
-        return losses, dict(after)
+STEPS, BATCH = 100, 16
+LR, MOMENTUM, WD = 0.1, 0.9, 1e-4
+NETWORK = ('resnet_igc', 10, 20, 24, 2)
+CHECKED = range(0, STEPS, 5)
+LOSS_RTOL = 1e-4
+#: the difference of the updates relative to their size, over all parameters together
+GLOBAL_RTOL = 0.02
+#: the same for each parameter alone
+PARAMETER_RTOL = 0.12
 
 
 @pytest.fixture(scope='module')
@@ -93,22 +52,89 @@ def batches(fashion_mnist_images):
     preset = presets.DATASETS['fashion-mnist']
     n = STEPS * BATCH
     x = (images[:n].astype(np.float32) - preset.mean[0]) / preset.std[0]
-    return (x.reshape(STEPS, BATCH, 1, 28, 28),
-            labels[:n].astype(np.float32).reshape(STEPS, BATCH))
+    return x.reshape(STEPS, BATCH, 1, 28, 28), labels[:n].astype(np.float32).reshape(STEPS,
+                                                                                    BATCH)
 
 
-def test_training_steps_equal_pytorch(batches, torch_python, tmp_path):
+def mxnet_training(data, labels, states):
+    """Train STEPS steps in MXNet from the recipe's seeded initialization, writing the state
+    before each step k of CHECKED to ``states/<k>.npz`` and the one after it to
+    ``states/<k>.after.npz``; returns the losses."""
+    symbol = networks.get_symbol(*NETWORK)
+    module = mx.mod.Module(symbol, context=mx.cpu())
+    module.bind(data_shapes=[('data', data.shape[1:])],
+                label_shapes=[('softmax_label', (BATCH,))])
+    mx.random.seed(0)
+    module.init_params(optim.initializer())
+    module.init_optimizer(optimizer='nesterov', optimizer_params={
+        'learning_rate': LR, 'momentum': MOMENTUM, 'wd': WD})
+    names = module._exec_group.param_names     # the updater's index -> parameter
+    def state():
+        arg_params, aux_params = module.get_params()
+        values = {name: v.asnumpy() for name, v in {**arg_params, **aux_params}.items()}
+        for index, name in enumerate(names):
+            # MXNet's NAG keeps the velocity v (v <- momentum*v - lr*g, the weight moves by
+            # momentum*v - lr*g); PyTorch's momentum buffer is -v/lr
+            velocity = module._updater.states.get(index)
+            values[f'momentum:{name}'] = (np.zeros_like(values[name]) if velocity is None
+                                          else -velocity.asnumpy() / LR)
+        return values
+
+    losses = []
+    for k in range(STEPS):
+        if k in CHECKED:
+            np.savez(states / f'{k}.npz', data=data[k], label=labels[k], **state())
+        batch = mx.io.DataBatch([mx.nd.array(data[k])], [mx.nd.array(labels[k])])
+        module.forward_backward(batch)
+        prob = module.get_outputs()[0].asnumpy()
+        losses.append(-np.log(prob[np.arange(BATCH), labels[k].astype(int)]).mean())
+        module.update()
+        if k in CHECKED:
+            np.savez(states / f'{k}.after.npz', **state())
+    return losses
+
+
+def torch_steps(torch_python, data, states):
+    """PyTorch's loss of each step of CHECKED, its parameters after it in
+    ``states/<k>.torch.npz``."""
+    original = networks.get_symbol(*NETWORK, fused=False, group_conv=False)
+    arg_shapes, _, _ = original.infer_shape(data=data.shape[1:])
+    job = {'kind': 'steps', 'graph': json.loads(original.tojson()),
+           'arg_shapes': dict(zip(original.list_arguments(), arg_shapes, strict=True)),
+           'states': str(states), 'steps': list(CHECKED), 'lr': LR, 'momentum': MOMENTUM, 'wd': WD}
+    proc = subprocess.run([torch_python, str(REPO_ROOT / 'bench' / 'torch_side.py')],
+                          input=json.dumps(job), capture_output=True, text=True, timeout=900,
+                          env={'OMP_NUM_THREADS': '2', 'PATH': '/usr/bin:/bin'})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])['result']
+
+
+def relative_differences(before, after, torch_after):
+    """{parameter: |MXNet's update - PyTorch's| / |MXNet's|} (2-norms), and the same over
+    all parameters together as ``'all'``."""
+    out, num, den = {}, 0.0, 0.0
+    for name in torch_after:
+        if name.endswith(('_moving_mean', '_moving_var')):
+            continue   # statistics, not learned; PyTorch's variance is unbiased
+        ours = after[name].astype(np.float64) - before[name]
+        theirs = torch_after[name].astype(np.float64) - before[name]
+        out[name] = np.linalg.norm(ours - theirs) / np.linalg.norm(ours)
+        num, den = num + np.sum((ours - theirs) ** 2), den + np.sum(ours ** 2)
+    out['all'] = np.sqrt(num / den)
+    return out
+
+
+def test_training_steps_equal_pytorchs(batches, torch_python, tmp_path):
     data, labels = batches
-    params = initial_params(data.shape[1:])
-    ours_losses, ours = mxnet_trajectory(data, labels, params)
-    theirs_losses, theirs = torch_trajectory(torch_python, data, labels, params, tmp_path)
-    np.testing.assert_allclose(ours_losses, theirs_losses, rtol=TOLERANCE)
-    assert ours_losses[-1] < 0.8 * ours_losses[0]     # it learned something
-    assert sorted(ours) == sorted(theirs)
-    for name, value in ours.items():
-        if name.endswith('_moving_var'):
-            continue   # PyTorch tracks the unbiased batch variance, MXNet the biased one
-        scale = np.abs(theirs[name]).max()
-        assert np.abs(value - theirs[name]).max() <= TOLERANCE * scale, name
-        moved = np.abs(value - params[name]).max()
-        assert moved > 1e3 * TOLERANCE * scale or name.endswith('_moving_mean'), name
+    ours = mxnet_training(data, labels, tmp_path)
+    theirs = torch_steps(torch_python, data, tmp_path)
+    np.testing.assert_allclose(theirs, [ours[k] for k in CHECKED], rtol=LOSS_RTOL)
+    assert np.mean(ours[-10:]) < 0.6 * np.mean(ours[:10])     # it learned
+    for k in CHECKED:
+        with np.load(tmp_path / f'{k}.npz') as before, \
+                np.load(tmp_path / f'{k}.after.npz') as after, \
+                np.load(tmp_path / f'{k}.torch.npz') as torch_after:
+            errors = relative_differences(before, after, torch_after)
+        assert errors.pop('all') <= GLOBAL_RTOL, k
+        worst = max(errors, key=errors.get)
+        assert errors[worst] <= PARAMETER_RTOL, (k, worst, errors[worst])

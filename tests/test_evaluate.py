@@ -16,8 +16,9 @@ import pytest
 
 from igc_mx import onnx as igc_onnx
 from igc_mx import scoring
+from igc_mx.datasets import synthetic_cifar
 from igc_mx.rewrite import count_fused, fuse_igc
-from igc_mx.tools import evaluate, make_rec, synthetic_cifar
+from igc_mx.tools import evaluate, make_rec
 from igc_mx.training import data, presets
 
 from conftest import PUBLISHED_SYMBOLS, run_ort
@@ -31,7 +32,7 @@ BATCH = 32
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """A tiny resnet_igc trained 2 epochs by train_model.py on synthetic CIFAR records
-    made by igc_mx.tools.synthetic_cifar and make_rec (as scripts/main.sh)."""
+    made by igc_mx.datasets.synthetic_cifar and make_rec (as scripts/main.sh)."""
     root = tmp_path_factory.mktemp('after')
     archive = synthetic_cifar.write_archive(str(root / 'syn.tar.gz'), num_train=256,
                                             num_test=NUM_TEST, seed=4)

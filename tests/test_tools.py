@@ -13,6 +13,7 @@ import mxnet as mx
 import pytest
 
 from igc_mx import networks
+from igc_mx.datasets import synthetic_cifar
 from igc_mx.tools import (
     evaluate,
     export_onnx,
@@ -21,7 +22,6 @@ from igc_mx.tools import (
     make_rec,
     plot_curves,
     summary,
-    synthetic_cifar,
 )
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from igc_mx.datasets import synthetic_cifar as synthetic
 from igc_mx.tools import plot_curves
-from igc_mx.tools import synthetic_cifar as synthetic
 from igc_mx.training import checkpoint, data, optim, schedule
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,16 +4,14 @@
 =================== =================== ==============================================
 command             module              what
 =================== =================== ==============================================
-``igc-make-rec``    ``make_rec``        RecordIO datasets from the published downloads
-                                        (read by ``rec_sources``); ``verify``, ``stats``
+``igc-make-rec``    ``make_rec``        RecordIO datasets from the published downloads;
+                                        ``verify``, ``stats`` (``igc_mx.datasets``)
 ``igc-summary``     ``summary``         parameters and multiply-adds of a network, per
                                         stage; the paper's ImageNet table
 ``igc-fuse-symbol`` ``fuse_symbol``     a saved symbol rewritten to the fast IGC ops
 ``igc-plot-curves`` ``plot_curves``     train/test error curves of training logs
 ``igc-launch``      ``launch``          a distributed job: workers, servers, scheduler
-(tools/make_synthetic_cifar.py)
-                    ``synthetic_cifar`` a small synthetic CIFAR-10 archive
 =================== =================== ==============================================
 
-``make_rec``, ``plot_curves``, ``launch`` and ``synthetic_cifar`` need no MXNet.
+``make_rec``, ``plot_curves`` and ``launch`` need no MXNet.
 """

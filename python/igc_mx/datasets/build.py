@@ -16,7 +16,7 @@ import numpy as np
 from ..atomic import atomic_paths
 from ..recordio import UserError
 from .command import BuildRequest
-from .dataset import SPLITS, Dataset, Split
+from .dataset import SPLITS, Dataset, Split, escaped
 from .encoding import BadImage, Encoded, encode_chunk, init_worker
 from .manifest import LOCK_NAME, MANIFEST, build_manifest, output_names, write_manifest
 from .recipes import split_order
@@ -187,6 +187,25 @@ def out_dir_lock(out_dir: str) -> Iterator[None]:
         yield
 
 
+def check_out_dir(out_dir: str, source: str, reads: list[str]) -> None:
+    """UserError when writing to ``out_dir`` would change the source: OUT_DIR is SOURCE,
+    lies in a folder the build reads (a new folder there is a new class), or an output
+    file would replace a file the build reads."""
+    out = os.path.realpath(out_dir)
+    if out == os.path.realpath(source):
+        raise UserError(f"OUT_DIR {out_dir} is SOURCE: the records would be written among "
+                        "the files they are made from; choose another OUT_DIR")
+    outputs = {os.path.join(out, name) for name in output_names() + [LOCK_NAME]}
+    for path in reads:
+        real = os.path.realpath(path)
+        if os.path.isdir(real) and os.path.commonpath([out, real]) == real:
+            raise UserError(f"OUT_DIR {out_dir} lies inside {path}, which the build reads "
+                            "(its images and class folders); choose another OUT_DIR")
+        if real in outputs:
+            raise UserError(f"OUT_DIR {out_dir}: the build would overwrite {path}, one of its "
+                            "source files; choose another OUT_DIR")
+
+
 def class_count(request: BuildRequest, dataset: Dataset) -> int:
     """The dataset row's number of classes; for a source that decides it, its class folders,
     or the largest label + 1."""
@@ -201,6 +220,7 @@ def build(request: BuildRequest) -> int:
     """Build ``request``: OUT_DIR gets the record files and the manifest, all at once."""
     dataset = request.spec.read(request.source, **dict(request.options))
     num_classes = class_count(request, dataset)
+    check_out_dir(request.out_dir, request.source, dataset.reads)
     os.makedirs(request.out_dir, exist_ok=True)
     names = output_names()
     with out_dir_lock(request.out_dir), \
@@ -216,6 +236,6 @@ def build(request: BuildRequest) -> int:
         for name, r in results.items():
             note = f", skipped {len(r.skipped)}" if r.skipped else ""
             print(f"{name}: {r.count} records -> "
-                  f"{os.path.join(request.out_dir, name + '.rec')}{note}")
-        print(f"manifest: {os.path.join(request.out_dir, MANIFEST)}")
+                  f"{escaped(os.path.join(request.out_dir, name + '.rec'))}{note}")
+        print(f"manifest: {escaped(os.path.join(request.out_dir, MANIFEST))}")
     return 0

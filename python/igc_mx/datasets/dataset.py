@@ -48,6 +48,12 @@ def describe_file(path: str) -> dict:
             "sha256": sha256_file(path)}
 
 
+def escaped(path: str) -> str:
+    """``path`` printable in any text stream: the bytes of a file name that is not UTF-8
+    shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def integer_array(values, what: str, lo: int, hi: int) -> np.ndarray:
     """``values`` as an array when every entry is an integer in [lo, hi] (pixel bytes,
     class labels), so that casting it loses nothing; UserError naming ``what``

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..recordio import iter_records, unpack_image_record
-from .dataset import sha256_file
+from .dataset import escaped, sha256_file
 from .manifest import load_manifest
 from .manifest_checks import (
     ImageRule,
@@ -240,9 +240,9 @@ def verify(out_dir: str, workers: int = 1, decode: bool = True, source: str | No
             print(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more", file=sys.stderr)
         return 1
     total = sum(info["count"] for info in manifest["splits"].values())
-    print(f"verify OK: {out_dir}: {total} records, checksums match the manifest"
+    print(f"verify OK: {escaped(out_dir)}: {total} records, checksums match the manifest"
           + ("" if not decode else ", every image decodes"))
-    print("checked against the manifest: " + "; ".join(checked))
+    print("checked against the manifest: " + escaped("; ".join(checked)))
     built_with = manifest.get("versions", {}).get("opencv")
     if built_with != cv2.__version__:
         print(f"note: built with OpenCV {built_with}, this is {cv2.__version__}; a rebuild "

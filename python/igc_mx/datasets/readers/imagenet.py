@@ -11,9 +11,11 @@ from collections.abc import Iterator
 import numpy as np
 
 from ...recordio import UserError
-from ..dataset import Dataset, Split, describe_file
+from ..dataset import Dataset, Split, describe_file, escaped
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+# A record's label is a float32: every integer up to 2**24 is exact, 2**24 + 1 is not.
+MAX_EXACT_LABEL = 2 ** 24
 IMAGENET_EXPECTED = ("expected a folder with train/<class>/*.jpg and val/<class>/*.jpg "
                      "(class folders sorted by name give labels 0..K-1), or with train.lst and "
                      "val.lst (im2rec format, paths relative to SOURCE or --image-root)")
@@ -55,24 +57,33 @@ def list_class_folder(split_dir: str, classes: list[str]) -> tuple[list[str], li
 
 
 def lst_label(text: str, where: str) -> int:
-    """The class of a .lst label field: a non-negative integer."""
+    """The class of a .lst label field: a non-negative integer that a record's float32
+    label holds exactly."""
     try:
         label = float(text)
     except ValueError:
         raise UserError(f"{where}: label {text!r} is not a number") from None
     if not math.isfinite(label) or label != int(label) or label < 0:
         raise UserError(f"{where}: label {text!r} must be a non-negative integer")
+    if label > MAX_EXACT_LABEL:
+        raise UserError(f"{where}: label {text!r} is above {MAX_EXACT_LABEL}, the largest "
+                        "class a record's float32 label holds exactly")
     return int(label)
 
 
 def read_lst(path: str) -> tuple[list[str], list[int]]:
     """Read an im2rec .lst (index, label, path) in file order."""
     paths, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{line_no}: not UTF-8 text (byte 0x{raw[e.start]:02x} "
+                                f"at column {e.start + 1})") from None
             if not line.strip():
                 continue
-            fields = line.rstrip("\n").split("\t")
+            fields = line.rstrip("\r\n").split("\t")
             if len(fields) != 3:
                 raise UserError(f"{path}:{line_no}: expected 3 tab-separated fields "
                                 f"'index<TAB>label<TAB>path', got {len(fields)}")
@@ -86,6 +97,11 @@ def folder_split(root: str, rel_paths: list[str], labels: list[int]) -> Split:
         if "\t" in p or "\n" in p:
             raise UserError(f"image path {p!r} contains a tab or newline, which .lst files "
                             "cannot hold")
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"{escaped(os.path.join(root, p))}: the file name is not UTF-8, "
+                            "which the .lst and manifest files hold; rename the file") from None
     abs_paths = [p if os.path.isabs(p) else os.path.join(root, p) for p in rel_paths]
     return Split(np.asarray(labels, np.int64), list(rel_paths), paths=abs_paths)
 

@@ -11,7 +11,7 @@ See docs/training.md.
 import argparse
 
 from igc_mx.training import args as targs
-from igc_mx.training import data, fit
+from igc_mx.training import fit, presets
 
 
 def build_parser():
@@ -23,8 +23,8 @@ def build_parser():
     # original README's command); with it, L stays fixed and M doubles.
     targs.add_network_args(parser, network='resnet_igc_imgnet_d18', depth=18, primary=None,
                            secondary=None)
-    targs.add_data_args(parser, ['imagenet'], 'imagenet_train.rec', 'imagenet_val.rec',
-                        data_nthreads=8)
+    targs.add_data_args(parser, presets.datasets_for('imagenet'), 'imagenet_train.rec',
+                        'imagenet_val.rec', data_nthreads=8)
     parser.add_argument('--fb-mean', action='store_true',
                         help="normalize with fb.resnet.torch's mean/std instead of the authors'")
     targs.add_fit_args(parser, batch_size=256, log_iters=10)
@@ -32,7 +32,7 @@ def build_parser():
 
 
 def main(argv=None):
-    return fit.main(build_parser(), lambda a: 'imagenet', data.imagenet_iters, argv, top_k=5)
+    return fit.main(build_parser(), argv, top_k=5)
 
 
 if __name__ == '__main__':

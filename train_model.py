@@ -10,22 +10,23 @@ and 7/8 of training. See docs/training.md.
 import argparse
 
 from igc_mx.training import args as targs
-from igc_mx.training import data, fit
+from igc_mx.training import fit, presets
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         description='train on CIFAR-10/100 or SVHN record files',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    targs.add_network_args(parser, network='resnet_igc', depth=62, primary=1, secondary=1)
-    targs.add_data_args(parser, ['cifar10', 'cifar100', 'svhn'], 'train.rec', 'test.rec',
+    # The paper's CIFAR network: IGC-L24M2 as a depth-20 residual net.
+    targs.add_network_args(parser, network='resnet_igc', depth=20, primary=24, secondary=2)
+    targs.add_data_args(parser, presets.datasets_for('small'), 'train.rec', 'test.rec',
                         data_nthreads=4)
     targs.add_fit_args(parser, batch_size=64, log_iters=50)
     return parser
 
 
 def main(argv=None):
-    return fit.main(build_parser(), lambda a: a.dataset, data.small_image_iters, argv)
+    return fit.main(build_parser(), argv)
 
 
 if __name__ == '__main__':

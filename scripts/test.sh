@@ -8,8 +8,5 @@ echo "[test] ruff check (rules in pyproject.toml)"
 .venv/bin/ruff check .
 echo "[test] clang-format --dry-run -Werror (style in .clang-format)"
 find src \( -name '*.cc' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) -print0 | xargs -0 .venv/bin/clang-format --dry-run -Werror
-scripts/setup_ort.sh   # ONNX Runtime in .venv-ort, for the ONNX export tests
-ort_venv=${IGC_ORT_VENV:-.venv-ort}
-case $ort_venv in /*) ;; *) ort_venv=$PWD/$ort_venv ;; esac
-export IGC_ORT_PYTHON=${IGC_ORT_PYTHON:-$ort_venv/bin/python}
+source scripts/side_envs.sh   # ONNX Runtime and PyTorch, the tests' references
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -81,24 +81,36 @@ def net_dir(tmp_path_factory):
     return str(d)
 
 
-# ONNX Runtime needs numpy >= 1.24, MXNet 1.9.1 numpy < 1.24: it lives in its own
-# environment (.venv-ort, made by scripts/test.sh from requirements-ort.txt), and tests
-# run it in a subprocess. Without it they skip, except under CI.
-ORT_PYTHON = Path(os.environ.get('IGC_ORT_PYTHON') or REPO_ROOT / '.venv-ort' / 'bin' / 'python')
+def required(what, reason):
+    """Skip the test for want of ``what``, with ``reason``; under CI (``CI`` set), where
+    everything the suite needs is installed, fail instead."""
+    if os.environ.get('CI'):
+        pytest.fail(f'CI must run the tests that need {what}, but {reason}')
+    pytest.skip(reason)
+
+
+def side_python(variable, venv, module, what):
+    """The interpreter of a side environment (scripts/side_envs.sh) that imports
+    ``module``: ONNX Runtime and PyTorch need numpy >= 1.24, MXNet 1.9.1 numpy < 1.24, so
+    the tests run them in a subprocess."""
+    python = Path(os.environ.get(variable) or REPO_ROOT / venv / 'bin' / 'python')
+    probe = subprocess.run([str(python), '-c', f'import {module}'], capture_output=True,
+                           text=True) if python.is_file() else None
+    if probe is None or probe.returncode != 0:
+        required(what, f'{what} is not available: {python} cannot import {module} '
+                       f'(scripts/test.sh installs it into {venv}; that needs network access '
+                       'to PyPI)')
+    return str(python)
 
 
 @pytest.fixture(scope='session')
 def ort_python():
-    probe = subprocess.run([str(ORT_PYTHON), '-c', 'import onnxruntime'], capture_output=True,
-                           text=True) if ORT_PYTHON.is_file() else None
-    if probe is None or probe.returncode != 0:
-        reason = (f'ONNX Runtime is not available: {ORT_PYTHON} cannot import onnxruntime '
-                  '(scripts/test.sh installs requirements-ort.txt into .venv-ort; that needs '
-                  'network access to PyPI)')
-        if os.environ.get('CI'):
-            pytest.fail('CI must run the ONNX Runtime tests, but ' + reason)
-        pytest.skip(reason)
-    return str(ORT_PYTHON)
+    return side_python('IGC_ORT_PYTHON', '.venv-ort', 'onnxruntime', 'ONNX Runtime')
+
+
+@pytest.fixture(scope='session')
+def torch_python():
+    return side_python('IGC_TORCH_PYTHON', '.venv-torch', 'torch', 'PyTorch')
 
 
 def run_ort(ort_python, model_path, images, tmp_path):

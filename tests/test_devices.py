@@ -1,5 +1,4 @@
 """The builders' choice of ops by device (igc_mx.devices), and float16 symbols."""
-import argparse
 import json
 from collections import Counter
 
@@ -8,7 +7,8 @@ import pytest
 
 import igc_mx  # noqa: F401  (loads the ops)
 from igc_mx import devices, networks
-from igc_mx.training import netload
+
+from test_training import resolved, train_model
 
 FAST_OPS = ('InterleavedGroupConv', 'GroupConvolution')
 # (network, arguments, data shape)
@@ -82,12 +82,10 @@ def test_an_unknown_device_is_refused():
 
 
 @pytest.mark.parametrize('gpus,device', [('', 'cpu'), ('0', 'gpu'), ('0,1', 'gpu')])
-def test_the_train_scripts_build_for_the_device_of_gpus(gpus, device):
-    args = argparse.Namespace(network='resnet_igc', network_dir=None, network_arg=[],
-                              num_classes=10, depth=20, primary_partition=24,
-                              secondary_partition=2, gpus=gpus)
-    assert netload.device_of(args) == device
-    assert json_of(netload.load_symbol, args) == \
+def test_the_train_scripts_build_for_the_device_of_gpus(gpus, device, tmp_path):
+    cfg = resolved(train_model, ['--data-dir', str(tmp_path), '--gpus', gpus])
+    assert cfg.run.device == device
+    assert json_of(cfg.network.build) == \
         json_of(networks.get_symbol, 'resnet_igc', 10, 20, 24, 2, device=device)
 
 

@@ -19,7 +19,8 @@ from igc_mx import scoring
 from igc_mx.datasets import synthetic_cifar
 from igc_mx.rewrite import count_fused, fuse_igc
 from igc_mx.tools import evaluate, make_rec
-from igc_mx.training import data, presets
+from igc_mx.training import data
+from igc_mx.training.config import DataConfig
 
 from conftest import PUBLISHED_SYMBOLS, run_ort
 from test_training import train_model
@@ -75,13 +76,16 @@ def test_top1_equals_the_training_log(trained, tmp_path):
         assert round(saved['top1'] * NUM_TEST, 9) == int(round(saved['top1'] * NUM_TEST))
 
 
+def validation_iter(trained, batch_size):
+    """The CIFAR-10 recipe's validation iterator over the trained run's test records."""
+    return data.validation_iter(DataConfig.for_validation(
+        'cifar10', trained.rec + '/test.rec', batch_size, threads=1))
+
+
 def independent_scores(trained):
     """Top-1, top-5 and cross-entropy of all test images in one batch (no padding),
     from MXNet's own Module, computed with numpy."""
-    opts = presets.apply(types.SimpleNamespace(
-        dataset='cifar10', data_shape=None, mean_rgb=None, std_rgb=None, data_nthreads=1,
-        batch_size=NUM_TEST, test_batch_size=NUM_TEST), 'cifar10')
-    batch = next(iter(data.small_image_val_iter(opts, trained.rec + '/test.rec')))
+    batch = next(iter(validation_iter(trained, NUM_TEST)))
     assert batch.pad == 0
     sym, args, aux = mx.model.load_checkpoint(trained.prefix, 2)
     mod = mx.mod.Module(sym, context=mx.cpu())
@@ -117,10 +121,7 @@ def test_max_batches(trained):
 
 def test_each_validation_pass_reads_every_record(trained):
     # MXNet's ImageRecordIter starts its second pass after the records it padded with
-    opts = presets.apply(types.SimpleNamespace(
-        dataset='cifar10', data_shape=None, mean_rgb=None, std_rgb=None, data_nthreads=1,
-        batch_size=BATCH, test_batch_size=BATCH), 'cifar10')
-    it = data.small_image_val_iter(opts, trained.rec + '/test.rec')
+    it = validation_iter(trained, BATCH)
     passes = []
     for _ in range(3):
         it.reset()
@@ -216,11 +217,19 @@ def test_bad_input_is_a_one_line_error(trained, tmp_path, capsys):
         f'evaluate: error: record file {tmp_path}/test.rec does not exist; create it with: '
         f'igc-make-rec cifar10 <cifar-10-python.tar.gz> {tmp_path}')
     assert 'invalid choice' in fails(capsys, '--prefix', p, '--epoch', '1',
-                                     '--dataset', 'mnist')
+                                     '--dataset', 'bogus')
     assert fails(capsys, '--prefix', p, '--epoch', '1', '--batch-size', '0') == (
-        'evaluate: error: argument --batch-size: 0 is not a positive integer')
+        "evaluate: error: argument --batch-size: expected a positive integer, got '0'")
     assert fails(capsys, '--prefix', p, '--epoch', '1', '--batch-size', 'x') == (
-        "evaluate: error: argument --batch-size: 'x' is not an integer")
+        "evaluate: error: argument --batch-size: expected a positive integer, got 'x'")
+    assert fails(capsys, '--prefix', p, '--epoch', '1', '--data-dir', rec,
+                 '--mean-rgb', '1,2') == (
+        'evaluate: error: --mean-rgb has 2 values; the images have 3 channel(s)')
+    assert fails(capsys, '--prefix', p, '--epoch', '1', '--data-dir', rec,
+                 '--mean-rgb', '1,2,3,4') == (
+        'evaluate: error: --mean-rgb has 4 values; the images have 3 channel(s)')
+    assert fails(capsys, '--prefix', p, '--epoch', '1', '--std-rgb', '0,1,1') == (
+        "evaluate: error: argument --std-rgb: expected a positive finite number, got '0'")
     assert fails(capsys, '--prefix', p) == 'evaluate: error: --prefix needs --epoch'
     # a symbol and parameters that do not belong together
     from igc_mx import networks
@@ -268,10 +277,7 @@ def test_exported_checkpoint_in_onnx_runtime(trained, tmp_path, ort_python):
     out = tmp_path / 'net.onnx'
     export_onnx.run(['--prefix', trained.prefix, '--epoch', '2', '-o', str(out),
                       '--input-shape', '1,3,32,32'])
-    opts = presets.apply(types.SimpleNamespace(
-        dataset='cifar10', data_shape=None, mean_rgb=None, std_rgb=None, data_nthreads=1,
-        batch_size=NUM_TEST, test_batch_size=NUM_TEST), 'cifar10')
-    batch = next(iter(data.small_image_val_iter(opts, trained.rec + '/test.rec')))
+    batch = next(iter(validation_iter(trained, NUM_TEST)))
     prob = run_ort(ort_python, out, batch.data[0].asnumpy(), tmp_path)
     labels = batch.label[0].asnumpy().astype(int)
     result = score('--prefix', trained.prefix, '--epoch', '2', '--data-dir', trained.rec,

@@ -18,13 +18,9 @@ import igc_mx  # noqa: F401  (registers Reorder)
 from igc_mx import blocks, counting, networks
 from igc_mx.tools import summary
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference' / 'original_models'
+import published_facts
 
-needs_reference = pytest.mark.skipif(
-    not REFERENCE.is_dir(),
-    reason=f'the published symbol files are not here: {REFERENCE} is absent '
-           '(../shared/reference/original_models next to the repository)')
+REPO = Path(__file__).resolve().parents[1]
 
 IMAGENET = (1, 3, 224, 224)
 
@@ -165,50 +161,29 @@ def test_network_modules_are_thin_entry_points(monkeypatch):
 
 # ------------------------------------------------------------ published ImageNet rows
 
-# layer attributes that decide whether a checkpoint's weights mean the same thing
-ATTRS = {'Convolution': ('num_filter', 'num_group', 'kernel', 'stride', 'pad', 'no_bias'),
-         'Reorder': ('branch_factor',),
-         'BatchNorm': ('momentum', 'eps', 'fix_gamma'),
-         'Pooling': ('kernel', 'stride', 'pad', 'pool_type', 'global_pool'),
-         'FullyConnected': ('num_hidden',), 'Activation': ('act_type',)}
-DEFAULTS = {'num_group': '1', 'stride': '(1,1)', 'pad': '(0,0)', 'global_pool': 'False',
-            'no_bias': 'False', 'fix_gamma': 'True'}
+PUBLISHED = published_facts.load()
 
 
-def layer_attrs(symbol):
-    out = {}
-    for node in json.loads(symbol.tojson())['nodes']:
-        if node['op'] not in ATTRS:
-            continue
-        attrs = node.get('attrs', {})
-        values = []
-        for key in ATTRS[node['op']]:
-            v = str(attrs.get(key, DEFAULTS.get(key))).replace(' ', '').lower()
-            if key in ('momentum', 'eps'):
-                v = float(v)
-            values.append(v)
-        out[node['name']] = (node['op'], tuple(values))
-    return out
-
-
-@needs_reference
 @pytest.mark.parametrize('row', networks.PAPER_ROWS, ids=lambda r: r.label)
 def test_imagenet_row_matches_published_symbol(row):
+    """Name for name and shape for shape, with the layer attributes and per-stage counts,
+    against the facts of the authors' file (tests/data/published_symbols.json)."""
     igc = row.network == 'resnet_igc_imgnet_d18'
     original_nodes = {'fused': False, 'group_conv': False} if igc else {}
-    ours = build_row(row, **original_nodes)
-    published = mx.sym.load(str(REFERENCE / row.published))
-    assert shapes(ours, IMAGENET) == shapes(published, IMAGENET)
-    assert layer_attrs(ours) == layer_attrs(published)
-    # summary's counts of the published file and of our symbol agree, stage by stage
-    published_totals = counting.totals(counting.profile(published, IMAGENET[1:]))
-    assert counting.totals(counting.profile(ours, IMAGENET[1:])) == published_totals
+    published = PUBLISHED[row.label]
+    ours = published_facts.facts(build_row(row, **original_nodes))
+    assert ours == published
     if igc:
         # the default fused units: same parameters, shapes and counts
         fused = build_row(row)
-        assert fused.list_arguments() == published.list_arguments()
-        assert shapes(fused, IMAGENET) == shapes(published, IMAGENET)
-        assert counting.totals(counting.profile(fused, IMAGENET[1:])) == published_totals
+        assert fused.list_arguments() == list(published['arguments'])
+        fused_facts = published_facts.facts(fused)
+        for key in ('arguments', 'aux', 'totals'):
+            assert fused_facts[key] == published[key], key
+
+
+def test_committed_facts_are_those_of_the_published_files(published_models_dir):
+    assert published_facts.from_files(published_models_dir) == PUBLISHED
 
 
 def test_imagenet_counts_as_published():
@@ -534,8 +509,7 @@ def test_summary_in_process(tmp_path, capsys):
                       '--primary-partition', '16'])
 
 
-@needs_reference
-def test_summary_paper_table():
-    table = summary.paper_table(REFERENCE)
+def test_summary_paper_table(published_models_dir):
+    table = summary.paper_table(published_models_dir)
     rows = table.splitlines()[2:]
     assert len(rows) == 5 and all(r.endswith('| yes |') for r in rows)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from igc_mx import recordio
-from igc_mx.training import data
+from igc_mx.training import records
 
 from test_training import REPO, train_model
 
@@ -126,8 +126,8 @@ def test_damaged_framing_names_path_byte_record_and_command(tmp_path, kind, with
     path = str(tmp_path / 'train.rec')
     offsets = write_records(path, image_records(12), idx=with_idx)
     byte, record = damage(path, offsets, kind)
-    with pytest.raises(data.RecordFileError) as err:
-        data.check_rec(path, 'cifar10', NUM_CLASSES)
+    with pytest.raises(records.RecordFileError) as err:
+        records.check_rec(path, 'cifar10', NUM_CLASSES)
     message = str(err.value)
     assert message.startswith(f'record file {path} is damaged: ')
     assert f'at byte {byte} (record {record})' in message
@@ -158,8 +158,8 @@ def test_index_that_does_not_match_its_records(tmp_path, kind, problem):
     else:
         lines[4] = f'0\t{offsets[4]}\n'
     (tmp_path / 'train.idx').write_text(''.join(lines))
-    with pytest.raises(data.RecordFileError) as err:
-        data.check_rec(path, 'cifar10', NUM_CLASSES)
+    with pytest.raises(records.RecordFileError) as err:
+        records.check_rec(path, 'cifar10', NUM_CLASSES)
     assert str(err.value) == (
         f"record file {path} has an index {tmp_path / 'train.idx'} that does not match it: "
         f'{problem}; rebuild it with: igc-make-rec cifar10 <cifar-10-python.tar.gz> {tmp_path}')
@@ -171,31 +171,31 @@ def test_the_rebuild_command_is_the_manifests(rec_dir):
     path = str(rec_dir / 'train.rec')
     with open(path, 'r+b') as f:
         f.truncate(os.path.getsize(path) - 3)
-    with pytest.raises(data.RecordFileError,
+    with pytest.raises(records.RecordFileError,
                        match=f'; rebuild it with: igc-make-rec cifar10 a.tar.gz {rec_dir} '
                              '--seed 3$'):
-        data.check_rec(path)
+        records.check_rec(path)
 
 
 def test_a_sampled_image_that_does_not_decode(tmp_path):
     path = str(tmp_path / 'train.rec')
-    records = image_records(12)
-    records[0] = recordio.pack_image_record(0, 0, b'not an image at all')
-    write_records(path, records)
-    with pytest.raises(data.RecordFileError) as err:
-        data.check_rec(path, 'cifar10', NUM_CLASSES)
+    payloads = image_records(12)
+    payloads[0] = recordio.pack_image_record(0, 0, b'not an image at all')
+    write_records(path, payloads)
+    with pytest.raises(records.RecordFileError) as err:
+        records.check_rec(path, 'cifar10', NUM_CLASSES)
     assert str(err.value).startswith(f'record file {path} holds an image that does not decode at '
                                      'byte 0 (record 0); rebuild it with: ')
 
 
 def test_image_that_fails_during_training_names_its_record(rec_dir, tmp_path):
     # record 5 is not among the images check_rec decodes; its PNG header is broken
-    records = image_records(64)
-    image = bytearray(records[5])
+    payloads = image_records(64)
+    image = bytearray(payloads[5])
     image[recordio.IR_HEADER.size + 12:recordio.IR_HEADER.size + 16] = b'XXXX'  # not IHDR
-    records[5] = bytes(image)
-    offsets = write_records(str(rec_dir / 'train.rec'), records)
-    picks = np.linspace(0, 63, data.DECODE_SAMPLE).round()
+    payloads[5] = bytes(image)
+    offsets = write_records(str(rec_dir / 'train.rec'), payloads)
+    picks = np.linspace(0, 63, records.DECODE_SAMPLE).round()
     assert 5 not in picks
     with pytest.raises(SystemExit) as exit_:
         train_model.main(['--network', 'resnet', '--depth', '8', '--primary-partition', '4',
@@ -227,7 +227,7 @@ FUZZ = textwrap.dedent('''
     import os, random, sys
     import mxnet as mx
     import igc_mx
-    from igc_mx.training import data
+    from igc_mx.training import data, records
     src, work = sys.argv[1], sys.argv[2]
     blob = open(src, 'rb').read()
     rng = random.Random(0)
@@ -246,8 +246,8 @@ FUZZ = textwrap.dedent('''
         with open(path, 'wb') as f:
             f.write(bytes(damaged))
         try:
-            data.check_rec(path, 'cifar10', 10)
-        except data.RecordFileError:
+            records.check_rec(path, 'cifar10', 10)
+        except records.RecordFileError:
             print('refused', case, flush=True)
             continue
         try:
@@ -257,7 +257,7 @@ FUZZ = textwrap.dedent('''
             for _ in it:
                 pass
             print('read', case, flush=True)
-        except data.RecordFileError:
+        except records.RecordFileError:
             print('refused while reading', case, flush=True)
 ''')
 

@@ -12,6 +12,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from igc_mx import atomic
 from igc_mx.atomic import atomic_path
 from igc_mx.training import checkpoint
 
@@ -116,7 +117,7 @@ def test_stale_temporary_files_of_killed_writes_are_removed(tmp_path):
     }
     for name in names:
         (tmp_path / name).write_bytes(b'x')
-    checkpoint.remove_stale_temps(str(tmp_path / 'm'))
+    atomic.remove_stale_temps(*checkpoint.owned_by(str(tmp_path / 'm')))
     assert sorted(os.listdir(tmp_path)) == sorted(n for n, kept in names.items() if kept)
     # any atomic write cleans up after killed writes of the same file
     with atomic_path(tmp_path / 'notes.txt') as tmp:

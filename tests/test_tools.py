@@ -3,6 +3,7 @@ main(argv) of an igc_mx.tools module, run in-process; and the tools/*.py entry p
 of a checkout. Each tool's own behaviour is tested in the files named after it."""
 import inspect
 import json
+import re
 import runpy
 import sys
 import tomllib
@@ -15,8 +16,6 @@ import pytest
 from igc_mx import networks
 from igc_mx.datasets import synthetic_cifar
 from igc_mx.tools import (
-    evaluate,
-    export_onnx,
     fuse_symbol,
     launch,
     make_rec,
@@ -25,9 +24,6 @@ from igc_mx.tools import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = {'igc-make-rec': make_rec, 'igc-summary': summary, 'igc-fuse-symbol': fuse_symbol,
-            'igc-plot-curves': plot_curves, 'igc-launch': launch, 'igc-evaluate': evaluate,
-            'igc-export-onnx': export_onnx}
 
 
 def console_scripts():
@@ -35,14 +31,28 @@ def console_scripts():
         return tomllib.load(f)['project']['scripts']
 
 
+#: the one table of commands: pyproject.toml's console scripts -> their modules
+COMMANDS = {command: import_module(target.split(':')[0])
+            for command, target in console_scripts().items()}
+
+
 def test_console_scripts_are_the_main_functions_of_the_tool_modules():
-    scripts = console_scripts()
-    assert sorted(scripts) == sorted(COMMANDS)
-    for command, target in scripts.items():
+    for command, target in console_scripts().items():
         module_name, function = target.split(':')
-        main = getattr(import_module(module_name), function)
-        assert main is COMMANDS[command].main, command
+        assert module_name.startswith('igc_mx.tools.') and function == 'main', command
+        main = COMMANDS[command].main
         assert list(inspect.signature(main).parameters) == ['argv'], command
+
+
+def test_the_readme_lists_every_command_and_its_checkout_script():
+    readme = (REPO / 'README.md').read_text()
+    table = readme[readme.index('## Tools'):].split('\n## ')[0]
+    rows = re.findall(r'^\| `(igc-[a-z-]+)` \| `([a-z_]+\.py)` \|', table, re.M)
+    assert sorted(command for command, _ in rows) == sorted(console_scripts())
+    for command, script in rows:
+        entry = (REPO / 'tools' / script).read_text()
+        module = COMMANDS[command].__name__
+        assert f'from {module} import main' in entry, (command, script)
 
 
 @pytest.mark.parametrize('command', sorted(COMMANDS))

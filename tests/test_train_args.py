@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from igc_mx.training import args as targs
-from igc_mx.training import checkpoint, fit, netload
+from igc_mx.training import checkpoint, fit
 
-from test_training import train_imagenet, train_model, usage_error
+from test_training import resolved, train_imagenet, train_model, usage_error
 
 NO_GPU = mx.context.num_gpus() == 0
 
@@ -21,7 +21,8 @@ BAD = [
     (['--batch-size', '1.5'], "argument --batch-size: expected a positive integer, got '1.5'"),
     (['--test-batch-size', '0'],
      "argument --test-batch-size: expected a positive integer, got '0'"),
-    (['--mean-rgb', '1,2'], "argument --mean-rgb: expected 3 comma-separated numbers, got '1,2'"),
+    (['--mean-rgb', '1,2'], '--mean-rgb has 2 values; the images have 3 channel(s)'),
+    (['--std-rgb', '1,2,3,4'], '--std-rgb has 4 values; the images have 3 channel(s)'),
     (['--mean-rgb', '1,2,x'], "argument --mean-rgb: expected a finite number, got 'x'"),
     (['--mean-rgb', '1,2,nan'], "argument --mean-rgb: expected a finite number, got 'nan'"),
     (['--std-rgb', '1,0,1'], "argument --std-rgb: expected a positive finite number, got '0'"),
@@ -34,8 +35,11 @@ BAD = [
     (['--lr', '-0.1'], "argument --lr: expected a positive finite number, got '-0.1'"),
     (['--lr-factor', '0'], "argument --lr-factor: expected a number in (0, 1], got '0'"),
     (['--lr-factor', '2'], "argument --lr-factor: expected a number in (0, 1], got '2'"),
-    (['--lr-steps', '10,x'], "argument --lr-steps: expected a finite number >= 0, got 'x'"),
-    (['--lr-steps', '-1'], "argument --lr-steps: expected a finite number >= 0, got '-1'"),
+    (['--lr-steps', '10,x'], "argument --lr-steps: expected an epoch > 0, got 'x'"),
+    (['--lr-steps', '-1'], "argument --lr-steps: expected an epoch > 0, got '-1'"),
+    (['--lr-steps', '0'], "argument --lr-steps: expected an epoch > 0, got '0'"),
+    (['--lr-steps', '1,1'], "argument --lr-steps: expected strictly increasing epochs, got "
+                            "'1,1'"),
     (['--mom', '1'], "argument --mom: expected a number in [0, 1), got '1'"),
     (['--mom', '-0.1'], "argument --mom: expected a number in [0, 1), got '-0.1'"),
     (['--wd', '-1'], "argument --wd: expected a finite number >= 0, got '-1'"),
@@ -75,6 +79,8 @@ BAD = [
     (['--dtype', 'float64'], "argument --dtype: invalid choice: 'float64' (choose from "
                              "'float32', 'float16')"),
     (['--kv-store', 'nccl'], '--kv-store nccl needs --gpus'),
+    (['--network-arg', 'dtype=float16'],
+     '--network-arg dtype=float16 needs --gpus: the CPU kernels compute in float32'),
     (['--aug-type', '3'], "argument --aug-type: invalid choice: 3 (choose from 0, 1, 2)"),
 ]
 
@@ -93,8 +99,8 @@ def test_bad_option_is_a_one_line_usage_error(argv, expected, dataset, tmp_path,
 @pytest.mark.parametrize('argv,expected', [
     (['--depth', '50'], 'invalid depth 50: valid ImageNet depths are [18]'),
     (['--network-arg', 'widen=bogus'], "widen='bogus': expected one of "),
-    (['--fb-mean', '--mean-rgb', '1,2'],
-     "argument --mean-rgb: expected 3 comma-separated numbers, got '1,2'"),
+    (['--fb-mean', '--mean-rgb', '1,2'], '--mean-rgb has 2 values; the images have 3 '
+                                         'channel(s)'),
 ])
 def test_bad_imagenet_option_is_a_one_line_usage_error(argv, expected, dataset, tmp_path,
                                                         capsys):
@@ -156,22 +162,19 @@ def test_a_loss_that_turns_nan_stops_the_run(dataset, net_dir, tmp_path):
 
 # --- float16 ---------------------------------------------------------------------
 
-def float16_args(dataset, tmp_path, *extra):
-    """The arguments of a float16 run on GPU 0, as main() prepares them (the GPU check is
+def float16_config(dataset, tmp_path, *extra):
+    """The configuration of a float16 run on GPU 0, as main() resolves it (the GPU check is
     left out: this machine may have none)."""
-    parser = train_model.build_parser()
-    args = fit.finish_args(parser.parse_args(
-        ['--data-dir', dataset, '--gpus', '0', '--dtype', 'float16', '--network', 'resnet_igc',
-         '--depth', '8', '--primary-partition', '4', '--secondary-partition', '2',
-         '--log-dir', str(tmp_path), *extra]), 'cifar10')
-    args.network_arg = fit.network_options(args)
-    return args
+    return resolved(train_model, [
+        '--data-dir', dataset, '--gpus', '0', '--dtype', 'float16', '--network', 'resnet_igc',
+        '--depth', '8', '--primary-partition', '4', '--secondary-partition', '2',
+        '--log-dir', str(tmp_path), *extra])
 
 
 def test_float16_run_builds_a_float16_network_and_a_multi_precision_optimizer(dataset,
                                                                               tmp_path):
-    args = float16_args(dataset, tmp_path)
-    sym = netload.load_symbol(args)
+    cfg = float16_config(dataset, tmp_path)
+    sym = cfg.network.build()
     arg_types, _, aux_types = sym.infer_type(data=np.float32)
     types = dict(zip(sym.list_arguments(), arg_types, strict=True))
     assert types['data'] == np.float32                    # the iterators' batches
@@ -179,19 +182,18 @@ def test_float16_run_builds_a_float16_network_and_a_multi_precision_optimizer(da
     assert types['g0_bn_gamma'] == np.float32              # BatchNorm keeps float32
     assert set(aux_types) == {np.float32}
     assert sym.infer_type(data=np.float32)[1] == [np.float32]   # scores cast back
-    params = fit.optimizer_params(args, None, 0)
+    params = fit.optimizer_params(cfg.optim, None, 0)
     assert params['multi_precision'] is True
     opt = mx.optimizer.create('nesterov', **params)
     weight = mx.nd.ones((2, 2), dtype='float16')
     state = opt.create_state_multi_precision(0, weight)
     assert state[1].dtype == np.float32                   # the float32 master weight
-    assert fit.optimizer_params(fit.finish_args(train_model.build_parser().parse_args(
-        ['--data-dir', dataset]), 'cifar10'), None, 0)['multi_precision'] is False
+    assert fit.optimizer_params(resolved(train_model, ['--data-dir', dataset]).optim, None,
+                                0)['multi_precision'] is False
 
 
 def test_float32_checkpoint_loads_into_a_float16_module_and_saves_as_float32(dataset, tmp_path):
-    args = float16_args(dataset, tmp_path)
-    sym = netload.load_symbol(args)
+    sym = float16_config(dataset, tmp_path).network.build()
     mod = mx.mod.Module(sym, context=mx.cpu())
     mod.bind(data_shapes=[('data', (2, 3, 32, 32))], label_shapes=[('softmax_label', (2,))])
     rng = np.random.RandomState(0)
@@ -216,8 +218,8 @@ def test_float32_checkpoint_loads_into_a_float16_module_and_saves_as_float32(dat
 
 
 def test_option_types_accept_the_good_values():
-    assert targs.rgb('1, 2.5,3') == [1.0, 2.5, 3.0]
+    assert targs.numbers('1, 2.5,3') == [1.0, 2.5, 3.0]
     assert targs.epochs('200,300.5') == [200.0, 300.5]
-    assert targs.gpu_ids(' 0, 3') == '0,3' and targs.gpu_ids('') == ''
+    assert targs.gpu_ids(' 0, 3') == (0, 3) and targs.gpu_ids('') == ()
     assert targs.lr_factor('1') == 1.0 and targs.momentum('0') == 0.0
     assert math.isclose(targs.positive_float('1e-5'), 1e-5)

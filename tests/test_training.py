@@ -1,5 +1,6 @@
 """The training harness: optimizer rule, schedule, data checks, checkpoints,
 a real CPU training run, resume, the curve plotter and the synthetic dataset."""
+import dataclasses
 import importlib.util
 import math
 import os
@@ -14,9 +15,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from igc_mx import networks
 from igc_mx.datasets import synthetic_cifar as synthetic
 from igc_mx.tools import plot_curves
-from igc_mx.training import checkpoint, data, optim, schedule
+from igc_mx.training import checkpoint, config, data, optim, records, schedule
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -43,6 +45,11 @@ def load_path(name, path):
 
 train_model = load_path('train_model', REPO / 'train_model.py')
 train_imagenet = load_path('train_imagenet', REPO / 'train_imagenet.py')
+
+
+def resolved(script, argv, top_k=0):
+    """The TrainConfig of ``script``'s command line (without the GPU visibility check)."""
+    return config.resolve(script.build_parser().parse_args(argv), top_k)
 
 
 def write_rec(archive, out_dir):
@@ -196,15 +203,13 @@ def lrs_at(base, factor, lr_steps, per_epoch, updates):
     ('svhn', 40, [20, 30, 35], 604388),
 ])
 def test_small_dataset_schedule(dataset_name, epochs, steps, examples, tmp_path):
-    args = train_model.build_parser().parse_args(['--dataset', dataset_name,
-                                                  '--data-dir', str(tmp_path)])
-    from igc_mx.training import fit
-    fit.finish_args(args, dataset_name)
-    assert (args.num_epochs, args.lr_steps, args.num_examples) == (epochs, steps, examples)
-    per_epoch = schedule.epoch_size(args.num_examples, args.batch_size)
+    cfg = resolved(train_model, ['--dataset', dataset_name, '--data-dir', str(tmp_path)])
+    assert (cfg.run.num_epochs, cfg.optim.lr_steps, cfg.data.num_examples) == \
+        (epochs, tuple(steps), examples)
+    per_epoch = schedule.epoch_size(cfg.data.num_examples, cfg.data.batch_size)
     assert per_epoch == math.ceil(examples / 64)
     s1, s2, s3 = (s * per_epoch for s in steps)
-    got = lrs_at(0.1, 0.1, args.lr_steps, per_epoch,
+    got = lrs_at(0.1, 0.1, cfg.optim.lr_steps, per_epoch,
                  [1, s1, s1 + 1, s2, s2 + 1, s3, s3 + 1, epochs * per_epoch])
     assert got == pytest.approx([0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-4])
     # epoch -> lr, the original's resume rule
@@ -214,30 +219,45 @@ def test_small_dataset_schedule(dataset_name, epochs, steps, examples, tmp_path)
 
 
 def test_presets_fill_only_unset_options(tmp_path):
-    from igc_mx.training import fit
-    args = fit.finish_args(train_model.build_parser().parse_args(
-        ['--dataset', 'svhn', '--data-dir', str(tmp_path)]), 'svhn')
-    assert (args.aug_type, args.test_batch_size, args.std_rgb) == (0, 280, [50.498, 51.259,
-                                                                           50.244])
-    args = fit.finish_args(train_model.build_parser().parse_args(
-        ['--dataset', 'cifar100', '--batch-size', '512', '--num-epochs', '8', '--aug-type', '2',
-         '--data-dir', str(tmp_path)]), 'cifar100')
-    assert (args.num_classes, args.test_batch_size, args.num_epochs, args.aug_type,
-            args.lr_steps, args.checkpoint_epochs) == (100, 512, 8, 2, [4, 6, 7], 1)
-    assert args.mean_rgb == [129.304, 124.070, 112.434]
+    cfg = resolved(train_model, ['--dataset', 'svhn', '--data-dir', str(tmp_path)])
+    assert (cfg.data.aug_type, cfg.data.val_batch_size, cfg.data.std) == \
+        (0, 280, (50.498, 51.259, 50.244))
+    cfg = resolved(train_model, ['--dataset', 'cifar100', '--batch-size', '512',
+                                 '--num-epochs', '8', '--aug-type', '2',
+                                 '--data-dir', str(tmp_path)])
+    assert (cfg.network.num_classes, cfg.data.val_batch_size, cfg.run.num_epochs,
+            cfg.data.aug_type, cfg.optim.lr_steps, cfg.run.checkpoint_epochs) == \
+        (100, 512, 8, 2, (4, 6, 7), 1)
+    assert cfg.data.mean == (129.304, 124.070, 112.434)
+
+
+def test_the_configuration_is_frozen(tmp_path):
+    cfg = resolved(train_model, ['--data-dir', str(tmp_path)])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.data.batch_size = 1
+
+
+def test_no_network_flags_build_the_papers_cifar_network(tmp_path):
+    cfg = resolved(train_model, ['--data-dir', str(tmp_path)])
+    assert (cfg.network.name, cfg.network.depth, cfg.network.primary_partition,
+            cfg.network.secondary_partition) == ('resnet_igc', 20, 24, 2)
+    with mx.name.NameManager():
+        ours = cfg.network.build().tojson()
+    with mx.name.NameManager():
+        assert ours == networks.get_symbol('resnet_igc', 10, 20, 24, 2, device='cpu').tojson()
 
 
 def test_imagenet_schedule(tmp_path):
-    from igc_mx.training import fit
-    args = fit.finish_args(train_imagenet.build_parser().parse_args(
-        ['--data-dir', str(tmp_path), '--network-arg', 'widen=primary']), 'imagenet')
-    assert (args.num_epochs, args.batch_size, args.lr_steps, args.test_batch_size,
-            args.network_arg) == (120, 256, [30, 60, 90], 256, [('widen', 'primary')])
+    cfg = resolved(train_imagenet, ['--data-dir', str(tmp_path), '--network-arg',
+                                    'widen=primary'])
+    assert (cfg.run.num_epochs, cfg.data.batch_size, cfg.optim.lr_steps,
+            cfg.data.val_batch_size, cfg.network.options) == \
+        (120, 256, (30, 60, 90), 256, (('device', 'cpu'), ('widen', 'primary')))
     for workers in (1, 2):
         per_epoch = schedule.epoch_size(1281167, 256, workers)
         assert per_epoch == math.ceil(1281167 // workers / 256)
         b = [30 * per_epoch, 60 * per_epoch, 90 * per_epoch]
-        got = lrs_at(0.1, 0.1, args.lr_steps, per_epoch,
+        got = lrs_at(0.1, 0.1, cfg.optim.lr_steps, per_epoch,
                      [b[0], b[0] + 1, b[1], b[1] + 1, b[2], b[2] + 1, 120 * per_epoch])
         assert got == pytest.approx([0.1, 0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-4])
 
@@ -254,21 +274,21 @@ def test_scheduler_restored_at_resume_point():
 
 def test_record_file_errors_name_path_and_command(tmp_path):
     missing = tmp_path / 'train.rec'
-    with pytest.raises(data.RecordFileError) as err:
-        data.check_rec(str(missing), 'cifar10')
+    with pytest.raises(records.RecordFileError) as err:
+        records.check_rec(str(missing), 'cifar10')
     assert str(missing) in str(err.value) and 'does not exist' in str(err.value)
     assert f'igc-make-rec cifar10 <cifar-10-python.tar.gz> {tmp_path}' \
         in str(err.value)
     missing.mkdir()
-    with pytest.raises(data.RecordFileError, match='train.rec is not a regular file'):
-        data.check_rec(str(missing), 'cifar10')
+    with pytest.raises(records.RecordFileError, match='train.rec is not a regular file'):
+        records.check_rec(str(missing), 'cifar10')
     missing.rmdir()
     missing.write_bytes(b'')
-    with pytest.raises(data.RecordFileError, match='is empty'):
-        data.check_rec(str(missing))
+    with pytest.raises(records.RecordFileError, match='is empty'):
+        records.check_rec(str(missing))
     missing.write_bytes(b'not a record file')
-    with pytest.raises(data.RecordFileError, match='not an MXNet RecordIO'):
-        data.check_rec(str(missing))
+    with pytest.raises(records.RecordFileError, match='not an MXNet RecordIO'):
+        records.check_rec(str(missing))
 
 
 def test_missing_rec_cli_message(tmp_path):
@@ -333,7 +353,7 @@ def test_cpu_training_learns_and_logs(dataset, net_dir, tmp_path):
     mod = train_model.main(tiny_args(dataset, net_dir, tmp_path, '--num-epochs', '4',
                                      '--network-arg', 'width=16', '--checkpoint-epochs', '2'))
     run = tmp_path / 'cifar10' / 'tiny'
-    log = (run / 'tiny_d62L1M1_exp1.txt').read_text()
+    log = (run / 'tiny_d20L24M2_exp1.txt').read_text()
     lines = log.splitlines()
     assert re.search(r'network parameters: \d+\.\d{4}M$', lines[0])
     assert sum(bool(LOG_BATCH.search(line)) for line in lines) == 4 * 4   # 20 batches, every 5
@@ -342,12 +362,12 @@ def test_cpu_training_learns_and_logs(dataset, net_dir, tmp_path):
     assert sorted(loss) == [0, 1, 2, 3] and loss[3] < loss[0] - 0.2
     assert acc[3] > 0.2                                            # chance is 0.1
     assert re.search(r'Epoch\[3\] Time cost=[0-9.]+', log)
-    weights = run / 'weights' / 'tiny_d62L1M1_exp1'
+    weights = run / 'weights' / 'tiny_d20L24M2_exp1'
     assert sorted(p.name for p in weights.iterdir()) == [
-        'tiny_d62L1M1_exp1-0002.params', 'tiny_d62L1M1_exp1-0002.states',
-        'tiny_d62L1M1_exp1-0004.params', 'tiny_d62L1M1_exp1-0004.states',
-        'tiny_d62L1M1_exp1-symbol.json']
-    saved = mx.nd.load(str(weights / 'tiny_d62L1M1_exp1-0004.params'))
+        'tiny_d20L24M2_exp1-0002.params', 'tiny_d20L24M2_exp1-0002.states',
+        'tiny_d20L24M2_exp1-0004.params', 'tiny_d20L24M2_exp1-0004.states',
+        'tiny_d20L24M2_exp1-symbol.json']
+    saved = mx.nd.load(str(weights / 'tiny_d20L24M2_exp1-0004.params'))
     args, _ = mod.get_params()
     np.testing.assert_array_equal(saved['arg:fc_weight'].asnumpy(), args['fc_weight'].asnumpy())
     assert mod.get_params()[0]['conv1_weight'].shape == (16, 3, 3, 3)
@@ -361,12 +381,12 @@ def test_resume_restores_lr_and_update_count(dataset, net_dir, tmp_path):
     resumed = train_model.main(common + ['--load-epoch', '2'])
     opt = resumed._optimizer
     assert opt.num_update == 12 and opt.learning_rate == pytest.approx(1e-3)
-    log = (tmp_path / 'cifar10_noaug' / 'tiny' / 'tiny_d62L1M1_exp1.txt').read_text()
+    log = (tmp_path / 'cifar10_noaug' / 'tiny' / 'tiny_d20L24M2_exp1.txt').read_text()
     tail = log[log.index('resumed from'):]
     assert 'lr=0.001 (at epoch 2)' in log and 'Epoch[2] Train-accuracy' in tail
     assert 'Epoch[0]' not in tail and 'Epoch[1]' not in tail
-    prefix = str(tmp_path / 'cifar10_noaug' / 'tiny' / 'weights' / 'tiny_d62L1M1_exp1' /
-                 'tiny_d62L1M1_exp1')
+    prefix = str(tmp_path / 'cifar10_noaug' / 'tiny' / 'weights' / 'tiny_d20L24M2_exp1' /
+                 'tiny_d20L24M2_exp1')
     _, _, states = checkpoint.load(prefix, 2)
     assert states and os.path.getsize(states) > 0   # the momentum was saved and reloaded
 
@@ -391,18 +411,20 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ['run-0001.params', 'run-symbol.json']
 
 
-def test_readme_command_with_resnet_igc(dataset, tmp_path):
+def test_train_model_without_network_flags_trains_resnet_igc_l24m2(dataset, tmp_path):
     proc = subprocess.run(
-        [PY, str(REPO / 'train_model.py'), '--network=resnet_igc', '--primary-partition=24',
-         '--secondary-partition=2', f'--data-dir={dataset}',
+        [PY, str(REPO / 'train_model.py'), f'--data-dir={dataset}',
          '--num-epochs', '1', '--max-batches', '2', '--max-val-batches', '1',
          '--batch-size', '16', '--test-batch-size', '16', '--log-iters', '1',
          '--log-dir', str(tmp_path)],
         capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    log = (tmp_path / 'cifar10' / 'resnet_igc' / 'resnet_igc_d62L24M2_exp1.txt').read_text()
+    log = (tmp_path / 'cifar10' / 'resnet_igc' / 'resnet_igc_d20L24M2_exp1.txt').read_text()
     assert 'Epoch[0] Validation-accuracy=' in log
-    assert re.match(r'\S+ \S+ network parameters: \d+\.\d{4}M', log)
+    from igc_mx.training import logs
+    expected = logs.count_params(networks.get_symbol('resnet_igc', 10, 20, 24, 2),
+                                 (1, 3, 32, 32))
+    assert re.match(rf'\S+ \S+ network parameters: {expected / 1e6:.4f}M', log)
 
 
 # --- curves --------------------------------------------------------------------
@@ -440,10 +462,8 @@ def test_plot_curves_png(tmp_path):
     (['--network', 'resnet_imgnet_d18', '--primary-partition', '69'], 13.542),
 ])
 def test_imagenet_network_args_reach_get_symbol(argv, millions, tmp_path):
-    from igc_mx.training import fit, logs, netload
-    args = fit.finish_args(train_imagenet.build_parser().parse_args(
-        argv + ['--data-dir', str(tmp_path)]), 'imagenet')
-    sym = netload.load_symbol(args)
+    from igc_mx.training import logs
+    sym = resolved(train_imagenet, argv + ['--data-dir', str(tmp_path)]).network.build()
     # parameter counts of the authors' published symbol files (FACTS.md)
     assert logs.count_params(sym, (1, 3, 224, 224)) / 1e6 == pytest.approx(millions, abs=5e-4)
 

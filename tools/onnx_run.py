@@ -87,7 +87,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if ort is None:
         parser.error('onnxruntime is not installed here (pip install onnxruntime; '
-                     'scripts/setup_ort.sh makes .venv-ort)')
+                     'scripts/side_envs.sh makes .venv-ort)')
     if not os.path.isfile(args.model):
         parser.error(f'model file {args.model} does not exist')
     sess = session(args.model, args.threads)

@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from . import symbol_attrs
 from ._library import ensure_loaded
 from .atomic import atomic_path
 from .model_files import ModelFileError, check_params, infer_shape
@@ -103,13 +104,6 @@ def _permute(x, out, shape, groups, kwargs):
                              name=out + '/merge')]
 
 
-def _pair(attrs, key, default):
-    text = attrs.get(key)
-    if text is None:
-        return list(default)
-    return [int(v) for v in text.strip('()[] ').split(',') if v.strip()]
-
-
 def convert_reorder(node, **kwargs):
     (x,) = _input_names(node, kwargs)
     return _permute(x, node['name'], _input_shape(node), int(node['attrs']['branch_factor']),
@@ -131,12 +125,14 @@ def convert_interleaved_group_conv(node, **kwargs):
 def convert_group_convolution(node, **kwargs):
     x, weight = _input_names(node, kwargs)
     attrs = node['attrs']
-    kernel = _pair(attrs, 'kernel', ())
-    pad = _pair(attrs, 'pad', [0] * len(kernel))
+    kernel = list(symbol_attrs.ints(attrs, 'kernel', ()))
+    pad = list(symbol_attrs.ints(attrs, 'pad', [0] * len(kernel)))
     return [helper.make_node('Conv', [x, weight], [node['name']], name=node['name'],
-                             kernel_shape=kernel, strides=_pair(attrs, 'stride', [1, 1]),
-                             pads=pad + pad, dilations=_pair(attrs, 'dilate', [1, 1]),
-                             group=int(attrs.get('num_group', 1)))]
+                             kernel_shape=kernel,
+                             strides=list(symbol_attrs.ints(attrs, 'stride', [1, 1])),
+                             pads=pad + pad,
+                             dilations=list(symbol_attrs.ints(attrs, 'dilate', [1, 1])),
+                             group=symbol_attrs.integer(attrs, 'num_group', 1))]
 
 
 def register_converters():
@@ -207,8 +203,8 @@ def _export_params(symbol, arg_params, aux_params, input_shape):
                                 else value, dtype=np.float32)
               for name, value in {**arg_params, **aux_params}.items() if name in wanted}
     for node in json.loads(symbol.tojson())['nodes']:
-        if node['op'] == 'BatchNorm' and node.get('attrs', {}).get('fix_gamma', 'True') in (
-                'True', 'true', '1'):
+        if node['op'] == 'BatchNorm' and symbol_attrs.flag(node.get('attrs', {}), 'fix_gamma',
+                                                           True):
             gamma = f"{node['name']}_gamma"
             if gamma in params:
                 params[gamma] = mx.nd.ones_like(params[gamma])
@@ -233,7 +229,7 @@ def split_head(symbol):
     head = json.loads(symbol.tojson())['nodes'][-1]
     if head['op'] != 'SoftmaxOutput':
         return symbol, None
-    multi = head.get('attrs', {}).get('multi_output', 'False') in ('True', 'true', '1')
+    multi = symbol_attrs.flag(head.get('attrs', {}), 'multi_output', False)
     return symbol.get_children()[0], (1 if multi else -1, not multi)
 
 

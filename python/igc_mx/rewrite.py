@@ -24,12 +24,12 @@ prove that, known from the shapes MXNet infers (given the input shapes, or
 layers such as BatchNorm and Activation). Any other pattern is left as it is and
 reported (``skipped``).
 """
-import ast
+
 import json
 
 import mxnet as mx
 
-from . import blocks, devices
+from . import blocks, devices, symbol_attrs
 from ._library import ensure_loaded
 
 FUSED_OP = 'InterleavedGroupConv'
@@ -154,13 +154,13 @@ class _ChannelFinder:
         node = self.nodes[key[0]]
         op, attrs = node['op'], node.get('attrs', {})
         if op == 'null':
-            shape = _value(attrs, '__shape__', ())
+            shape = symbol_attrs.ints(attrs, '__shape__', ())
             return int(shape[1]) if len(shape) > 1 and int(shape[1]) > 0 else None
         if op in FILTERING and key[1] == 0:
             return int(attrs['num_filter'])
         if op in CHANNEL_KEEPING and node['inputs'] and key[1] == 0:
             return self.channels(node['inputs'][0])
-        if op == 'Concat' and int(attrs.get('dim', 1)) == 1:
+        if op == 'Concat' and symbol_attrs.integer(attrs, 'dim', 1) == 1:
             parts = [self.channels(e) for e in node['inputs']]
             return None if None in parts else sum(parts)
         return None
@@ -211,11 +211,11 @@ def _primary_convs(nodes, group_conv, device='cpu'):
         attrs = conv.get('attrs', {})
         if conv['op'] != 'Convolution' or conv_out != 0 or len(conv['inputs']) != 2:
             continue
-        groups = int(attrs.get('num_group', 1))
+        groups = symbol_attrs.integer(attrs, 'num_group', 1)
         if (groups < 2 or groups != int(node['attrs']['branch_factor'])
-                or not _value(attrs, 'no_bias', False)
-                or len(tuple(_value(attrs, 'kernel', ()))) != 2
-                or tuple(_value(attrs, 'dilate', (1, 1))) != (1, 1)
+                or not symbol_attrs.flag(attrs, 'no_bias', False)
+                or len(symbol_attrs.ints(attrs, 'kernel', ())) != 2
+                or symbol_attrs.ints(attrs, 'dilate', (1, 1)) != (1, 1)
                 or attrs.get('layout', 'NCHW') not in ('NCHW', 'None')):
             continue
         filters = int(attrs['num_filter'])
@@ -249,20 +249,13 @@ def _match(nodes, uses, index):
     return first['inputs'][0], conv, L, M
 
 
-def _value(attrs, key, default):
-    """An operator attribute as a Python value (attributes are strings in JSON)."""
-    text = attrs.get(key)
-    return default if text is None else ast.literal_eval(text.replace('true', 'True')
-                                                          .replace('false', 'False'))
-
-
 def _is_pointwise_group_conv(attrs):
     ones = {(1, 1)}
-    return (tuple(_value(attrs, 'kernel', ())) in ones
-            and tuple(_value(attrs, 'stride', (1, 1))) in ones
-            and tuple(_value(attrs, 'dilate', (1, 1))) in ones
-            and tuple(_value(attrs, 'pad', (0, 0))) == (0, 0)
-            and bool(_value(attrs, 'no_bias', False))
+    return (symbol_attrs.ints(attrs, 'kernel', ()) in ones
+            and symbol_attrs.ints(attrs, 'stride', (1, 1)) in ones
+            and symbol_attrs.ints(attrs, 'dilate', (1, 1)) in ones
+            and symbol_attrs.ints(attrs, 'pad', (0, 0)) == (0, 0)
+            and symbol_attrs.flag(attrs, 'no_bias', False)
             and attrs.get('layout', 'NCHW') in ('NCHW', 'None'))
 
 

@@ -18,30 +18,20 @@ import math
 import os
 import sys
 import time
-import types
 
 import mxnet as mx
 
 from .. import model_files, scoring
 from ..atomic import atomic_path
 from ..training import args as targs
-from ..training import data, presets
-from ..training.fit import devices
+from ..training import data, presets, records
+from ..training.config import DataConfig
+from ..training.fit import contexts
 
 #: the validation record file that train_model.py / train_imagenet.py read by default
-VAL_RECORDS = {'cifar10': 'test.rec', 'cifar100': 'test.rec', 'svhn': 'test.rec',
-               'imagenet': 'imagenet_val.rec'}
+#: by the preset's readers (presets.Preset.iterators)
+VAL_RECORDS = {'small': 'test.rec', 'imagenet': 'imagenet_val.rec'}
 TOP_K = 5
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'{value} is not a positive integer')
-    return value
 
 
 def build_parser():
@@ -61,36 +51,30 @@ def build_parser():
     g.add_argument('--val-dataset', help='record file in --data-dir (default: the one the '
                                          'train script reads, test.rec or imagenet_val.rec)')
     g.add_argument('--rec', help='record file to score (instead of --data-dir/--val-dataset)')
-    g.add_argument('--data-shape', type=positive_int, help='image side (preset)')
-    g.add_argument('--mean-rgb', type=targs._floats, help='r,g,b mean (preset)')
-    g.add_argument('--std-rgb', type=targs._floats, help='r,g,b std (preset)')
+    g.add_argument('--data-shape', type=targs.positive_int, help='image side (preset)')
+    g.add_argument('--mean-rgb', type=targs.numbers, help='mean per channel, r,g,b (preset)')
+    g.add_argument('--std-rgb', type=targs.positive_numbers,
+                   help='std per channel, r,g,b (preset)')
     g.add_argument('--fb-mean', action='store_true',
                    help="ImageNet: fb.resnet.torch's mean/std, as train_imagenet.py --fb-mean")
-    g.add_argument('--data-nthreads', type=positive_int, default=4, help='decoding threads')
+    g.add_argument('--data-nthreads', type=targs.positive_int, default=4, help='decoding threads')
     r = parser.add_argument_group('Run')
-    r.add_argument('--batch-size', type=positive_int, default=100,
+    r.add_argument('--batch-size', type=targs.positive_int, default=100,
                    help='images per batch (at most the number of records)')
-    r.add_argument('--gpus', default='', help='GPU ids, e.g. 0,1; empty: the CPU')
-    r.add_argument('--max-batches', type=positive_int, help='score only the first N batches')
+    r.add_argument('--gpus', type=targs.gpu_ids, default=(),
+                   help='GPU ids, e.g. 0,1; empty: the CPU')
+    r.add_argument('--max-batches', type=targs.positive_int, help='score only the first N batches')
     r.add_argument('--json', help='write the results to this JSON file (atomically)')
     r.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser
-
-
-def data_options(args):
-    """The options the dataset's validation iterator reads, filled from its preset."""
-    opts = types.SimpleNamespace(
-        dataset=args.dataset, data_shape=args.data_shape, mean_rgb=args.mean_rgb,
-        std_rgb=args.std_rgb, fb_mean=args.fb_mean, data_nthreads=args.data_nthreads,
-        batch_size=args.batch_size, test_batch_size=args.batch_size)
-    return presets.apply(opts, args.dataset)
 
 
 def record_file(args):
     if args.rec:
         return args.rec
     data_dir = args.data_dir or os.path.join('data', args.dataset)
-    return os.path.join(data_dir, args.val_dataset or VAL_RECORDS[args.dataset])
+    default = VAL_RECORDS[presets.DATASETS[args.dataset].iterators]
+    return os.path.join(data_dir, args.val_dataset or default)
 
 
 def with_softmax_head(symbol):
@@ -153,29 +137,30 @@ def run(argv=None):
     args = parser.parse_args(argv)
     try:
         symbol_path, params_path, label = model_files.files_from_args(parser, args)
-        opts = data_options(args)
-        rec = data.check_rec(record_file(args), args.dataset)
-        records = data.count_records(rec)
-        if records:
-            opts.test_batch_size = min(opts.test_batch_size, records)
-        shape = (opts.test_batch_size, 3, opts.data_shape, opts.data_shape)
+        rec = records.check_rec(record_file(args), args.dataset)
+        count = records.count_records(rec)
+        batch = min(args.batch_size, count) if count else args.batch_size
+        config = DataConfig.for_validation(args.dataset, rec, batch, args.data_nthreads,
+                                           args.data_shape, args.mean_rgb, args.std_rgb,
+                                           args.fb_mean)
         symbol, arg_params, aux_params = model_files.load(
-            symbol_path, params_path, shape, args.graph, 'gpu' if args.gpus.strip() else 'cpu')
-        val_iter = data.VAL_ITERS[args.dataset](opts, rec)
-        total = records and math.ceil(records / opts.test_batch_size)
+            symbol_path, params_path, (batch, *config.image_shape), args.graph,
+            'gpu' if args.gpus else 'cpu')
+        val_iter = data.validation_iter(config)
+        total = count and math.ceil(count / batch)
         if total and args.max_batches:
             total = min(total, args.max_batches)
-        result = _run(symbol, arg_params, aux_params, val_iter, devices(args.gpus),
+        result = _run(symbol, arg_params, aux_params, val_iter, contexts(args.gpus),
                       args.max_batches, total, args.quiet)
         if not result['num_images']:
             raise ValueError(f'no images read from {rec}')
-    except (model_files.ModelFileError, data.RecordFileError, ValueError, RuntimeError,
+    except (model_files.ModelFileError, records.RecordFileError, ValueError, RuntimeError,
             mx.base.MXNetError) as err:
         # MXNet's bind errors are RuntimeErrors whose last line says what went wrong
         parser.exit(2, f'{parser.prog}: error: {model_files.error_line(err)}\n')
     result = {'model': label, 'symbol': symbol_path, 'params': params_path,
               'graph': args.graph, 'dataset': args.dataset, 'rec': rec,
-              'batch_size': opts.test_batch_size, **result}
+              'batch_size': batch, **result}
     print(results_row(label, args.graph, result))
     if args.json:
         with atomic_path(args.json) as tmp, open(tmp, 'w') as f:

@@ -21,6 +21,7 @@ ssh, mpi and slurm go through ``dmlc_tracker``, the tracker that ships in the
 mxnet wheel, made to work on Python >= 3.9 (it calls ``Thread.isAlive``).
 """
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -223,29 +224,59 @@ def _supervise(workers, helpers, timeout, grace, watch):
     return 0
 
 
-def launch_tracker(opts):
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A distributed job, resolved once from the command line."""
+    command: tuple
+    num_workers: int
+    num_servers: int
+    launcher: str
+    hostfile: str | None
+    sync_dst_dir: str | None
+    host_ip: str | None
+    env: tuple              # (KEY, VALUE) pairs set on every process
+    timeout: float | None
+    stopped_timeout: float
+
+    @classmethod
+    def from_args(cls, opts):
+        """ValueError names an option that does not fit."""
+        command = tuple(opts.command[1:] if opts.command[:1] == ['--'] else opts.command)
+        if not command:
+            raise ValueError('no command given')
+        if opts.launcher in ('ssh', 'mpi') and not opts.hostfile:
+            raise ValueError(f'--launcher {opts.launcher} needs --hostfile')
+        return cls(command=command, num_workers=opts.num_workers,
+                   num_servers=opts.num_servers or opts.num_workers, launcher=opts.launcher,
+                   hostfile=opts.hostfile, sync_dst_dir=opts.sync_dst_dir,
+                   host_ip=opts.host_ip,
+                   env=tuple(tuple(kv.split(':', 1)) for kv in opts.env),
+                   timeout=opts.timeout, stopped_timeout=opts.stopped_timeout)
+
+
+def launch_tracker(job):
     """ssh, mpi or slurm through the wheel's dmlc_tracker."""
     if not hasattr(threading.Thread, 'isAlive'):  # removed in Python 3.9
         threading.Thread.isAlive = threading.Thread.is_alive
     from dmlc_tracker import opts as dmlc_opts
     from dmlc_tracker import tracker
-    args = ['--cluster', opts.launcher, '--num-workers', str(opts.num_workers),
-            '--num-servers', str(opts.num_servers)]
-    if opts.hostfile:
-        args += ['--host-file', opts.hostfile]
-    if opts.sync_dst_dir:
-        args += ['--sync-dst-dir', opts.sync_dst_dir]
-    if opts.host_ip:
-        args += ['--host-ip', opts.host_ip]
+    args = ['--cluster', job.launcher, '--num-workers', str(job.num_workers),
+            '--num-servers', str(job.num_servers)]
+    if job.hostfile:
+        args += ['--host-file', job.hostfile]
+    if job.sync_dst_dir:
+        args += ['--sync-dst-dir', job.sync_dst_dir]
+    if job.host_ip:
+        args += ['--host-ip', job.host_ip]
         guess = tracker.get_host_ip
-        tracker.get_host_ip = lambda host_ip=None: guess(opts.host_ip)
-    command = list(opts.command)
-    if opts.env:  # KEY:VALUE pairs, set on the remote side
-        command = ['env'] + [kv.replace(':', '=', 1) for kv in opts.env] + command
+        tracker.get_host_ip = lambda host_ip=None: guess(job.host_ip)
+    command = list(job.command)
+    if job.env:  # set on the remote side
+        command = ['env'] + [f'{key}={value}' for key, value in job.env] + command
     dopts = dmlc_opts.get_opts(args + ['--'] + command)
-    if opts.launcher == 'ssh':
+    if job.launcher == 'ssh':
         from dmlc_tracker import ssh as backend
-    elif opts.launcher == 'mpi':
+    elif job.launcher == 'mpi':
         from dmlc_tracker import mpi as backend
     else:
         from dmlc_tracker import slurm as backend
@@ -293,22 +324,16 @@ def main(argv=None):
     parser.add_argument('command', nargs=argparse.REMAINDER,
                         help='the command every process runs')
     opts = parser.parse_args(argv)
-    if opts.command and opts.command[0] == '--':
-        opts.command = opts.command[1:]
-    if not opts.command:
-        parser.error('no command given')
-    if opts.num_servers is None:
-        opts.num_servers = opts.num_workers
-    if opts.launcher in ('ssh', 'mpi') and not opts.hostfile:
-        parser.error(f'--launcher {opts.launcher} needs --hostfile')
+    try:
+        job = Job.from_args(opts)
+    except ValueError as err:
+        parser.error(str(err))
     logging.basicConfig(format='%(asctime)s launch %(levelname)s %(message)s',
                         level=logging.INFO)
-    if opts.launcher == 'local':
-        extra = dict(kv.split(':', 1) for kv in opts.env)
-        return launch_local(opts.command, opts.num_workers, opts.num_servers,
-                            opts.timeout, extra, stopped_timeout=opts.stopped_timeout)
-    return launch_tracker(opts)
-
+    if job.launcher == 'local':
+        return launch_local(job.command, job.num_workers, job.num_servers, job.timeout,
+                            dict(job.env), stopped_timeout=job.stopped_timeout)
+    return launch_tracker(job)
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -1,9 +1,11 @@
-"""Argument groups shared by the train scripts.
+"""Argument groups shared by the train scripts, and the argparse types they use.
 
-Options whose default is ``None`` are filled from the dataset preset
-(:mod:`.presets`) after parsing, so a value given on the command line always wins.
+Options whose default is ``None`` are filled from the dataset preset when the
+configuration is resolved (:mod:`.config`), so a value given on the command line always
+wins.
 """
 import argparse
+import itertools
 import math
 
 KV_STORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync', 'dist_async')
@@ -38,37 +40,36 @@ momentum = _number(float, 'a number in [0, 1)', 0, 1, high_open=True)
 finite_float = _number(float, 'a finite number')
 
 
-def _floats(text, count=None, item=finite_float):
-    """Comma-separated numbers, ``count`` of them when given."""
-    values = [item(v.strip()) for v in text.split(',') if v.strip()]
-    if count is not None and len(values) != count:
-        raise argparse.ArgumentTypeError(f'expected {count} comma-separated numbers, got {text!r}')
-    return values
+def _floats(text, item=finite_float):
+    """Comma-separated numbers, each checked by ``item``."""
+    return [item(v.strip()) for v in text.split(',') if v.strip()]
 
 
-def rgb(text):
-    """Three comma-separated finite numbers (r,g,b)."""
-    return _floats(text, 3)
+def numbers(text):
+    """Comma-separated finite numbers, e.g. a mean per channel (r,g,b)."""
+    return _floats(text)
 
 
-def positive_rgb(text):
-    """Three comma-separated positive finite numbers (r,g,b)."""
-    return _floats(text, 3, positive_float)
+def positive_numbers(text):
+    """Comma-separated positive finite numbers, e.g. a std per channel (r,g,b)."""
+    return _floats(text, positive_float)
 
 
 def epochs(text):
-    """Comma-separated epochs >= 0 (fractions allowed), e.g. 200,300,350."""
-    return _floats(text, None, non_negative_float)
+    """Strictly increasing comma-separated epochs > 0 (fractions allowed), e.g. 200,300,350:
+    a step at epoch 0 or a repeated step would not be a step of the schedule."""
+    values = _floats(text, _number(float, 'an epoch > 0', 0, low_open=True))
+    if any(b <= a for a, b in itertools.pairwise(values)):
+        raise argparse.ArgumentTypeError(f'expected strictly increasing epochs, got {text!r}')
+    return values
 
 
 def gpu_ids(text):
-    """Comma-separated GPU ids, e.g. 0,1; empty for the CPU."""
-    ids = [v.strip() for v in text.split(',') if v.strip()]
-    for v in ids:
-        non_negative_int(v)
-    if len(set(map(int, ids))) != len(ids):
+    """Comma-separated GPU ids, e.g. 0,1, as a tuple of ints; empty for the CPU."""
+    ids = tuple(non_negative_int(v.strip()) for v in text.split(',') if v.strip())
+    if len(set(ids)) != len(ids):
         raise argparse.ArgumentTypeError(f'expected distinct GPU ids, got {text!r}')
-    return ','.join(ids)
+    return ids
 
 
 def _key_value(text):
@@ -117,17 +118,18 @@ def add_data_args(parser, dataset_choices, train_rec, val_rec, data_nthreads):
                    help='training examples per epoch (preset)')
     g.add_argument('--num-classes', type=positive_int, help='number of classes (preset)')
     g.add_argument('--data-shape', type=positive_int, help='image side (preset)')
-    g.add_argument('--mean-rgb', type=rgb, help='r,g,b mean (preset)')
-    g.add_argument('--std-rgb', type=positive_rgb, help='r,g,b std (preset)')
+    g.add_argument('--mean-rgb', type=numbers, help='mean per channel, r,g,b (preset)')
+    g.add_argument('--std-rgb', type=positive_numbers, help='std per channel, r,g,b (preset)')
     g.add_argument('--aug-type', type=int, choices=[0, 1, 2], help='augmentation type (preset)')
     g.add_argument('--data-nthreads', type=positive_int, default=data_nthreads,
                    help='decoding threads per iterator')
+    parser.set_defaults(fb_mean=False)   # train_imagenet.py's --fb-mean
     return g
 
 
 def add_fit_args(parser, batch_size, log_iters):
     g = parser.add_argument_group('Training', 'optimizer, schedule, devices, checkpoints')
-    g.add_argument('--gpus', type=gpu_ids, default='',
+    g.add_argument('--gpus', type=gpu_ids, default=(),
                    help='GPU ids, e.g. 0,1; empty (the default) trains on the CPU')
     g.add_argument('--kv-store', type=str, default='device', choices=KV_STORES,
                    help='kvstore type')
@@ -168,24 +170,3 @@ def add_fit_args(parser, batch_size, log_iters):
                    help='resume from a checkpoint that has no .states file, the momentum '
                         'restarting at 0 (refused otherwise)')
     return g
-
-
-def check(parser, args):
-    """Errors that depend on several options, after the preset filled the unset ones:
-    ``parser.error`` (one line, exit status 2) naming the options."""
-    if args.load_epoch is not None and args.load_epoch >= args.num_epochs:
-        parser.error(f'--load-epoch {args.load_epoch} leaves nothing to train: --num-epochs is '
-                     f'{args.num_epochs}')
-    if args.dtype == 'float16' and not args.gpus:
-        parser.error('--dtype float16 needs --gpus: the CPU kernels compute in float32 and '
-                     'float64')
-    if args.kv_store == 'nccl' and not args.gpus:
-        parser.error('--kv-store nccl needs --gpus')
-    if args.gpus:
-        import mxnet as mx
-        available = mx.context.num_gpus()
-        wanted = max(int(i) for i in args.gpus.split(','))
-        if wanted >= available:
-            hint = '' if available else ' (a CUDA build of MXNet is needed: see the README)'
-            parser.error(f'--gpus {args.gpus}: this machine has {available} GPU(s) visible to '
-                         f'MXNet{hint}')

@@ -18,7 +18,7 @@ import re
 import mxnet as mx
 import numpy as np
 
-from .. import atomic, model_files
+from .. import model_files
 from ..atomic import atomic_path
 
 
@@ -39,11 +39,12 @@ def states_file(prefix, epoch):
     return f'{prefix}-{epoch:04d}.states'
 
 
-def remove_stale_temps(prefix):
-    """Remove the temporary files of this prefix's checkpoints that killed writes left."""
+def owned_by(prefix):
+    """(directory, select): the folder of ``prefix``'s checkpoint files and a test of a file
+    name being one of them, for ``atomic.remove_stale_temps``."""
     directory, base = os.path.split(os.path.abspath(prefix))
     own = re.compile(re.escape(base) + r'-(\d{4,}\.(params|states)|symbol\.json)$')
-    return atomic.remove_stale_temps(directory, own.match)
+    return directory, own.match
 
 
 def _float32(array):

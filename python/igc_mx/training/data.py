@@ -1,156 +1,17 @@
-"""Record-file iterators for the two recipes.
+"""Record-file iterators for the two recipes, configured by a ``DataConfig``.
 
 Every iterator is split across workers with ``num_parts=kv.num_workers`` and
-``part_index=kv.rank``. Record files are checked before MXNet opens them, since
-MXNet's own error for a missing or broken file is a C++ abort message: the RecordIO
-framing and image headers of every record (a walk over the headers, one small read
-per record), the ``.idx`` beside it, and that a few images spread over the file
-decode. An image that still fails to decode during training stops the run with a
-RecordFileError naming the first record whose image header is broken.
+``part_index=kv.rank``. The record files are checked first (``records``); an image that
+still fails to decode during training stops the run with a RecordFileError naming the
+first record whose image header is broken.
 """
-import json
 import os
 
-import cv2
 import mxnet as mx
 import numpy as np
 
-from ..image_headers import ImageHeaderError, TruncatedHeader, image_info
 from ..model_files import error_line
-from ..recordio import (
-    IR_HEADER,
-    RECORD_MAGIC,
-    RecordIOError,
-    check_index,
-    read_record,
-    scan_records,
-    unpack_image_record,
-)
-
-RECORDIO_MAGIC = RECORD_MAGIC   # the name this module used for it
-
-MAKE_REC_HINT = {
-    'cifar10': 'igc-make-rec cifar10 <cifar-10-python.tar.gz> {dir}',
-    'cifar100': 'igc-make-rec cifar100 <cifar-100-python.tar.gz> {dir}',
-    'svhn': 'igc-make-rec svhn <dir with train_32x32.mat, extra_32x32.mat, '
-            'test_32x32.mat> {dir}',
-    'imagenet': 'igc-make-rec imagenet <ILSVRC2012 image dir> {dir}',
-}
-DECODE_SAMPLE = 8   # images decoded by check_rec, spread evenly over the file
-# A file whose images all have sound headers while one does not decode is searched by
-# decoding every image when it has at most this many records (CIFAR, SVHN's test set).
-LOCATE_BY_DECODING = 100_000
-
-
-class RecordFileError(RuntimeError):
-    """A training or validation record file is missing, empty, damaged or unreadable."""
-
-
-def rebuild_command(path, dataset='cifar10'):
-    """The command that (re)builds the record files of ``path``'s folder: the one its
-    igc-make-rec manifest recorded, else the dataset's generic one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        with open(os.path.join(directory, 'manifest.json'), encoding='utf-8') as f:
-            command = json.load(f).get('command')
-    except (OSError, ValueError, AttributeError):
-        command = None
-    if isinstance(command, str) and command.startswith('igc-make-rec '):
-        return command
-    return MAKE_REC_HINT.get(dataset, MAKE_REC_HINT['cifar10']).format(dir=directory)
-
-
-def _error(path, problem, dataset, verb='rebuild'):
-    return RecordFileError(f'record file {path} {problem}; {verb} it with: '
-                           f'{rebuild_command(path, dataset)}')
-
-
-def check_rec(path, dataset='cifar10', num_classes=None):
-    """``path``, once ``record_count`` found nothing wrong with it."""
-    record_count(path, dataset, num_classes)
-    return path
-
-
-def record_count(path, dataset='cifar10', num_classes=None):
-    """The number of records of ``path``. RecordFileError naming ``path``, what is wrong
-    (with the byte offset and record number of a damaged record) and the command that
-    rebuilds it, unless ``path`` is a complete MXNet RecordIO file of single-label image
-    records (labels in 0..num_classes-1 when given), its ``.idx`` (if any) lists exactly
-    its records, and a sample of its images decodes."""
-    if not os.path.isfile(path):
-        what = 'is not a regular file' if os.path.exists(path) else 'does not exist'
-        raise _error(path, what, dataset, 'create')
-    if os.path.getsize(path) == 0:
-        raise _error(path, 'is empty', dataset, 'create')
-    try:
-        offsets = scan_records(path, num_classes)
-    except OSError as err:
-        raise _error(path, f'cannot be read ({err})', dataset) from None
-    except RecordIOError as err:
-        if err.offset == 0 and 'magic' in err.problem:
-            raise _error(path, 'is not an MXNet RecordIO file', dataset, 'create') from None
-        raise _error(path, f'is damaged: {err}', dataset) from None
-    idx = os.path.splitext(path)[0] + '.idx'
-    if os.path.exists(idx):
-        try:
-            check_index(idx, offsets)
-        except (OSError, ValueError) as err:
-            raise _error(path, f'has an index {idx} that does not match it: {err}',
-                         dataset) from None
-    picks = np.unique(np.linspace(0, len(offsets) - 1, min(DECODE_SAMPLE, len(offsets)))
-                      .round().astype(int))
-    for record in picks:
-        image = unpack_image_record(read_record(path, offsets[record]))[3]
-        if cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR) is None:
-            raise _error(path, f'holds an image that does not decode at byte {offsets[record]} '
-                               f'(record {record})', dataset)
-    return len(offsets)
-
-
-def check_batch(path, records, batch_size, option, num_workers):
-    """RecordFileError unless every worker's part of ``path`` fills a batch:
-    ``ImageRecordIter`` stops with a C++ check otherwise."""
-    if batch_size > records // num_workers:
-        each = f' that each of the {num_workers} workers reads' if num_workers > 1 else ''
-        raise RecordFileError(f'{option} {batch_size} is larger than the '
-                              f'{records // num_workers} records of {path}{each}')
-
-
-def _image_head(f, offset, size):
-    """The first ``size`` bytes of the image of the record at ``offset``."""
-    f.seek(offset)
-    head = f.read(8 + IR_HEADER.size + 4 + size)
-    if len(head) < 8 + IR_HEADER.size or (int.from_bytes(head[4:8], 'little') >> 29) != 0:
-        return unpack_image_record(read_record(f.name, offset))[3][:size]
-    flag = IR_HEADER.unpack_from(head, 8)[0]
-    return head[8 + IR_HEADER.size + 4 * flag:]
-
-
-def find_broken_image(path):
-    """(record, offset, problem) of the first record of ``path`` whose image does not
-    decode, or None: first by its header (a few KB read per record), then, in files of
-    up to LOCATE_BY_DECODING records, by decoding every image."""
-    offsets = scan_records(path)
-    with open(path, 'rb') as f:
-        for record, offset in enumerate(offsets):
-            size = 4096
-            while True:
-                try:
-                    image_info(_image_head(f, offset, size))
-                    break
-                except TruncatedHeader:
-                    if size >= 1 << 22:
-                        return record, offset, 'image header longer than 4 MB'
-                    size *= 16
-                except ImageHeaderError as err:
-                    return record, offset, str(err)
-    if len(offsets) > LOCATE_BY_DECODING:
-        return None
-    for record, offset in enumerate(offsets):
-        image = unpack_image_record(read_record(path, offset))[3]
-        if cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR) is None:
-            return record, offset, 'its image data is damaged'
-    return None
+from .records import RecordFileError, check_batch, error, find_broken_image, record_count
 
 
 class CheckedIter(mx.io.DataIter):
@@ -182,7 +43,7 @@ class CheckedIter(mx.io.DataIter):
                 record, offset, why = found
                 problem = (f'holds an image that does not decode at byte {offset} '
                            f'(record {record}): {why}')
-            raise _error(self.path, problem, self.dataset) from None
+            raise error(self.path, problem, self.dataset) from None
 
     def reset(self):
         self._checked(self.data_iter.reset)
@@ -191,19 +52,12 @@ class CheckedIter(mx.io.DataIter):
         return self._checked(self.data_iter.next)
 
 
-def count_records(rec_path):
-    """Number of records listed in the ``.idx`` beside ``rec_path``, or None."""
-    idx = os.path.splitext(rec_path)[0] + '.idx'
-    try:
-        with open(idx) as f:
-            return sum(1 for line in f if line.strip())
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _normalize_args(args):
-    return dict(mean_r=args.mean_rgb[0], mean_g=args.mean_rgb[1], mean_b=args.mean_rgb[2],
-                std_r=args.std_rgb[0], std_g=args.std_rgb[1], std_b=args.std_rgb[2])
+def _normalization(data):
+    """ImageRecordIter's per-channel normalization arguments (r, g, b order)."""
+    out = {}
+    for channel, mean, std in zip('rgb', data.mean, data.std, strict=False):
+        out[f'mean_{channel}'], out[f'std_{channel}'] = mean, std
+    return out
 
 
 class PadCropMirrorIter(mx.io.DataIter):
@@ -216,13 +70,13 @@ class PadCropMirrorIter(mx.io.DataIter):
     wrapper.
     """
 
-    def __init__(self, data_iter, pad, mean_rgb, std_rgb, seed=None):
+    def __init__(self, data_iter, pad, mean, std, seed=None):
         super().__init__(data_iter.batch_size)
         self.data_iter = data_iter
         self.pad = pad
         self.provide_data = data_iter.provide_data
         self.provide_label = data_iter.provide_label
-        self.fill = np.array([(round(m) - m) / s for m, s in zip(mean_rgb, std_rgb, strict=True)],
+        self.fill = np.array([(round(m) - m) / s for m, s in zip(mean, std, strict=True)],
                              dtype=np.float32)
         self.rng = np.random.RandomState(seed)
 
@@ -324,56 +178,53 @@ class FreshPassIter(mx.io.DataIter):
         return self._iter.next()
 
 
-def _common(args, kv):
+def _common(data, kv):
     """Iterator arguments shared by training and validation: size, worker's part,
     decoding threads, normalization."""
-    return dict(data_shape=(3, args.data_shape, args.data_shape),
+    return dict(data_shape=data.image_shape,
                 num_parts=kv.num_workers if kv else 1, part_index=kv.rank if kv else 0,
-                preprocess_threads=args.data_nthreads, **_normalize_args(args))
+                preprocess_threads=data.threads, **_normalization(data))
 
 
-def checked_paths(args, kv, dataset):
-    """The training and validation record files of ``args``, checked (``check_rec``), and
-    each worker's share of them at least one batch. A test batch the preset chose
-    (``args.cap_test_batch``) is first capped at each worker's share."""
-    train = os.path.join(args.data_dir, args.train_dataset)
-    check_batch(train, record_count(train, dataset, args.num_classes), args.batch_size,
-                '--batch-size', kv.num_workers)
-    val = os.path.join(args.data_dir, args.val_dataset)
-    records = record_count(val, dataset, args.num_classes)
-    if getattr(args, 'cap_test_batch', False):
-        args.test_batch_size = max(1, min(args.test_batch_size, records // kv.num_workers))
-    check_batch(val, records, args.test_batch_size, '--test-batch-size', kv.num_workers)
-    return train, val
+def checked_records(data, num_workers=1):
+    """The validation batch of ``data``'s run, once its record files are checked
+    (``records.record_count``) and each worker's share of them fills at least one batch.
+    A validation batch the preset chose is capped at each worker's share."""
+    check_batch(data.train_rec, record_count(data.train_rec, data.dataset, data.num_classes),
+                data.batch_size, '--batch-size', num_workers)
+    records = record_count(data.val_rec, data.dataset, data.num_classes)
+    batch = data.val_batch_size
+    if data.val_batch_from_preset:
+        batch = max(1, min(batch, records // num_workers))
+    check_batch(data.val_rec, records, batch, '--test-batch-size', num_workers)
+    return batch
 
 
-def small_image_val_iter(args, path, kv=None):
-    """The CIFAR-10/100 and SVHN validation iterator: the record's own 32x32 image,
-    normalized, in file order, batches of ``args.test_batch_size``."""
+def _small_image_val(data, batch_size, kv):
+    """CIFAR-10/100, SVHN: the record's own image, normalized, in file order."""
     return CheckedIter(lambda: FreshPassIter(lambda: mx.io.ImageRecordIter(
-        path_imgrec=path, batch_size=args.test_batch_size, shuffle=False,
-        rand_crop=False, rand_mirror=False, **_common(args, kv))), path,
-        getattr(args, 'dataset', 'cifar10'))
+        path_imgrec=data.val_rec, batch_size=batch_size, shuffle=False,
+        rand_crop=False, rand_mirror=False, **_common(data, kv))), data.val_rec, data.dataset)
 
 
-def small_image_iters(args, kv):
-    """CIFAR-10/100 and SVHN (train_model.py): (``make_train(epoch)``, validation
-    iterator). Augmentation types: 0 none; 1 pad 4 + random crop + random mirror;
-    2 random crop + random mirror without padding (a crop of the record's own size,
-    so a mirror on 32x32 records)."""
-    train_path, val_path = checked_paths(args, kv, args.dataset)
+#: the pad of augmentation type 1 (pad, random crop of the original size, mirror)
+PAD = 4
 
-    def make_train(epoch):
-        seed = epoch_seed(args.rand_seed, epoch, kv.rank)
+
+def _small_image_train(data, seed, kv):
+    """CIFAR-10/100 and SVHN training: ``make(epoch)``. Augmentation types: 0 none; 1 pad 4
+    + random crop + random mirror; 2 random crop + random mirror without padding (a crop of
+    the record's own size, so a mirror on 32x32 records)."""
+    def make(epoch):
+        epoch_rng = epoch_seed(seed, epoch, kv.rank)
         train = CheckedIter(lambda: mx.io.ImageRecordIter(
-            path_imgrec=train_path, batch_size=args.batch_size, shuffle=True,
-            seed=seed, seed_aug=seed, rand_crop=args.aug_type == 2,
-            rand_mirror=args.aug_type == 2, **_common(args, kv)), train_path, args.dataset)
-        if args.aug_type == 1:
-            train = PadCropMirrorIter(train, 4, args.mean_rgb, args.std_rgb, seed=seed)
+            path_imgrec=data.train_rec, batch_size=data.batch_size, shuffle=True,
+            seed=epoch_rng, seed_aug=epoch_rng, rand_crop=data.aug_type == 2,
+            rand_mirror=data.aug_type == 2, **_common(data, kv)), data.train_rec, data.dataset)
+        if data.aug_type == 1:
+            train = PadCropMirrorIter(train, PAD, data.mean, data.std, seed=epoch_rng)
         return train
-
-    return make_train, small_image_val_iter(args, val_path, kv)
+    return make
 
 
 # Both ImageNet iterators: never below short side 256; inter_method 9 lets OpenCV pick
@@ -381,36 +232,48 @@ def small_image_iters(args, kv):
 IMAGENET_RESIZE = dict(min_img_size=256, inter_method=9)
 
 
-def imagenet_val_iter(args, path, kv=None):
-    """The ImageNet validation iterator: scale by 0.533 (short side 480 -> 256), centre
-    224 crop, normalized, in file order, batches of ``args.test_batch_size``."""
+def _imagenet_val(data, batch_size, kv):
+    """ImageNet: scale by 0.533 (short side 480 -> 256), centre 224 crop, normalized, in
+    file order."""
     return CheckedIter(lambda: FreshPassIter(lambda: mx.io.ImageRecordIter(
-        path_imgrec=path, batch_size=args.test_batch_size, shuffle=False,
+        path_imgrec=data.val_rec, batch_size=batch_size, shuffle=False,
         rand_crop=False, rand_mirror=False, min_random_scale=0.533, max_random_scale=0.533,
-        **IMAGENET_RESIZE, **_common(args, kv))), path, 'imagenet')
+        **IMAGENET_RESIZE, **_common(data, kv))), data.val_rec, data.dataset)
 
 
-def imagenet_iters(args, kv):
-    """ImageNet (train_imagenet.py), on records with short side 480: (``make_train(epoch)``,
-    validation iterator). Training: random scale 0.533-1 (short side 256-480), aspect
-    0.75-1.25, HSL jitter, random 224 crop and mirror; validation as
-    ``imagenet_val_iter``. ``--aug-type 0`` turns scale, aspect and colour jitter off."""
-    train_path, val_path = checked_paths(args, kv, 'imagenet')
-    aug = args.aug_type > 0
+def _imagenet_train(data, seed, kv):
+    """ImageNet training on records with short side 480: ``make(epoch)``. Random scale
+    0.533-1 (short side 256-480), aspect 0.75-1.25, HSL jitter, random 224 crop and
+    mirror; ``--aug-type 0`` turns scale, aspect and colour jitter off."""
+    aug = data.aug_type > 0
 
-    def make_train(epoch):
-        seed = epoch_seed(args.rand_seed, epoch, kv.rank)
+    def make(epoch):
+        epoch_rng = epoch_seed(seed, epoch, kv.rank)
         return CheckedIter(lambda: mx.io.ImageRecordIter(
-            path_imgrec=train_path, batch_size=args.batch_size, shuffle=True,
-            seed=seed, seed_aug=seed, rand_crop=True, rand_mirror=True,
+            path_imgrec=data.train_rec, batch_size=data.batch_size, shuffle=True,
+            seed=epoch_rng, seed_aug=epoch_rng, rand_crop=True, rand_mirror=True,
             min_random_scale=0.533, max_random_scale=1.0 if aug else 0.533,
             max_aspect_ratio=0.25 if aug else 0.0,
             random_h=36 if aug else 0, random_s=50 if aug else 0, random_l=50 if aug else 0,
-            **IMAGENET_RESIZE, **_common(args, kv)), train_path, 'imagenet')
+            **IMAGENET_RESIZE, **_common(data, kv)), data.train_rec, data.dataset)
+    return make
 
-    return make_train, imagenet_val_iter(args, val_path, kv)
+
+#: each preset's readers (``Preset.iterators``): (training ``make(epoch)``, validation)
+READERS = {'small': (_small_image_train, _small_image_val),
+           'imagenet': (_imagenet_train, _imagenet_val)}
 
 
-#: the validation iterator of each dataset's recipe
-VAL_ITERS = {'cifar10': small_image_val_iter, 'cifar100': small_image_val_iter,
-             'svhn': small_image_val_iter, 'imagenet': imagenet_val_iter}
+def validation_iter(data, batch_size=None, kv=None):
+    """The validation iterator of ``data``'s recipe over ``data.val_rec`` (batches of
+    ``batch_size``, default ``data.val_batch_size``)."""
+    return READERS[data.iterators][1](data, batch_size or data.val_batch_size, kv)
+
+
+def training_iters(data, seed, kv):
+    """(``make_train(epoch)``, validation iterator) of ``data``'s recipe, after the
+    record files are checked (``checked_records``); ``seed`` seeds every epoch's order and
+    augmentation (``epoch_seed``)."""
+    val_batch = checked_records(data, kv.num_workers)
+    return (READERS[data.iterators][0](data, seed, kv),
+            validation_iter(data, val_batch, kv))

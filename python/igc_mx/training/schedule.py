@@ -23,11 +23,6 @@ def epoch_size(num_examples, batch_size, num_workers=1, max_batches=None):
     return max(1, n)
 
 
-def parse_steps(text):
-    """``'200,300,350'`` -> [200.0, 300.0, 350.0]; epochs may be fractional."""
-    return [float(v) for v in str(text).split(',') if v.strip()]
-
-
 def steps_in_updates(lr_steps, updates_per_epoch):
     """Epoch steps -> strictly increasing update counts >= 1 (duplicates dropped)."""
     out = []

@@ -1,0 +1,48 @@
+"""Operator attributes of a symbol's JSON, read as Python values.
+
+MXNet stores every attribute as a string (``"(3, 3)"``, ``"True"``, ``"64"``) and parses
+it with the operator's own parameter types; the graph rewrites and the ONNX exporter read
+them back here, one parser for the three kinds they need. A value that is not of the kind
+asked for is a ValueError naming the attribute.
+"""
+
+TRUE = ('True', 'true', '1')
+FALSE = ('False', 'false', '0')
+
+
+def flag(attrs, key, default):
+    """A boolean attribute (MXNet writes ``True``/``False``, and reads ``1``/``0`` too)."""
+    text = attrs.get(key)
+    if text is None:
+        return default
+    if text in TRUE:
+        return True
+    if text in FALSE:
+        return False
+    raise ValueError(f'attribute {key}={text!r} is not a boolean')
+
+
+def integer(attrs, key, default):
+    """An integer attribute."""
+    text = attrs.get(key)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f'attribute {key}={text!r} is not an integer') from None
+
+
+def ints(attrs, key, default):
+    """A tuple-of-integers attribute such as ``kernel``: ``(3, 3)``, ``[3,3]``, ``(3,)``,
+    ``()``; ``None`` (MXNet's unset optional tuple) gives ``default``."""
+    text = attrs.get(key)
+    if text is None or text.strip() == 'None':
+        return tuple(default)
+    items = [v.strip() for v in text.strip().strip('()[]').split(',')]
+    if items and not items[-1]:
+        items.pop()              # the trailing comma of "(3,)"
+    try:
+        return tuple(int(v) for v in items)
+    except ValueError:
+        raise ValueError(f'attribute {key}={text!r} is not a tuple of integers') from None

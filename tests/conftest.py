@@ -89,6 +89,22 @@ def required(what, reason):
     pytest.skip(reason)
 
 
+# The real Fashion-MNIST download (apt-get install dataset-fashion-mnist puts it there).
+FASHION_MNIST = Path(os.environ.get('IGC_FASHION_MNIST') or '/usr/share/datasets/fashion-mnist')
+FASHION_MNIST_FILES = [f'{split}-{kind}-ubyte.gz' for split in ('train', 't10k')
+                       for kind in ('images-idx3', 'labels-idx1')]
+
+
+@pytest.fixture(scope='session')
+def fashion_mnist_dir():
+    missing = [f for f in FASHION_MNIST_FILES if not (FASHION_MNIST / f).is_file()]
+    if missing:
+        required('the Fashion-MNIST files', f'the Fashion-MNIST files are not available: '
+                 f'{FASHION_MNIST} lacks {", ".join(missing)} (apt-get install '
+                 'dataset-fashion-mnist, or set IGC_FASHION_MNIST to a folder holding them)')
+    return FASHION_MNIST
+
+
 def side_python(variable, venv, module, what):
     """The interpreter of a side environment (scripts/side_envs.sh) that imports
     ``module``: ONNX Runtime and PyTorch need numpy >= 1.24, MXNet 1.9.1 numpy < 1.24, so

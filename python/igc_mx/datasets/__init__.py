@@ -8,8 +8,8 @@ module                 its job
 =====================  =================================================================
 ``recipes``            the table of datasets (``DatasetSpec``: reader, classes, image
                        size, channels, default encoding) and the ``Recipe`` of a build
-``readers``            one module per source format (``cifar``, ``svhn``,
-                       ``imagenet``): a download read into a ``dataset.Dataset``
+``readers``            one module per source format (``cifar``, ``svhn``, ``imagenet``,
+                       ``idx``): a download read into a ``dataset.Dataset``
 ``dataset``            ``Dataset`` and ``Split``, what a reader returns
 ``command``            the build command's options, ``BuildRequest``, and the command
                        line that rebuilds a folder

@@ -45,8 +45,11 @@ class HashingFile:
         self.size = 0
 
     def write(self, data: bytes) -> None:
-        with naming_path(self.path):
+        try:   # not naming_path: three calls per record, where a context manager is costly
             self.file.write(data)
+        except OSError as e:
+            e.filename = e.filename or self.path
+            raise
         self.hash.update(data)
         self.size += len(data)
 

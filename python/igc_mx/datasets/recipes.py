@@ -16,7 +16,11 @@ import numpy as np
 
 from ..recordio import UserError
 from .dataset import Dataset
-from .readers import cifar, imagenet, svhn
+from .readers import cifar, idx, imagenet, svhn
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+DIGITS = tuple(str(d) for d in range(10))
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class DatasetSpec:
 
 
 SMALL = {"image_size": (32, 32), "channels": 3, "encoding": "png"}
+IDX_GREY = {"image_size": (28, 28), "channels": 1, "encoding": "png", "num_classes": 10}
 DATASETS = {spec.name: spec for spec in (
     DatasetSpec("cifar10", partial(cifar.load_cifar, "cifar10"),
                 "cifar-10-python.tar.gz, or the folder cifar-10-batches-py/ (or one holding "
@@ -61,6 +66,10 @@ DATASETS = {spec.name: spec for spec in (
                 encoding="jpg", resize=480,
                 options=(Option("--image-root", "image_root",
                                 "base of relative paths in train.lst/val.lst", True),)),
+    DatasetSpec("fashion-mnist", partial(idx.load_idx, "fashion-mnist", FASHION_MNIST_CLASSES),
+                "a folder with the four IDX files (.gz or unpacked)", **IDX_GREY),
+    DatasetSpec("mnist", partial(idx.load_idx, "mnist", DIGITS),
+                "a folder with the four IDX files (.gz or unpacked)", **IDX_GREY),
 )}
 
 DEFAULT_QUALITY = 95

@@ -1,6 +1,7 @@
-"""Build byte-reproducible MXNet RecordIO datasets (CIFAR-10/100, SVHN, ImageNet).
+"""Build byte-reproducible MXNet RecordIO datasets (CIFAR-10/100, SVHN, ImageNet,
+Fashion-MNIST, MNIST).
 
-    igc-make-rec {cifar10,cifar100,svhn,imagenet} SOURCE OUT_DIR [options]
+    igc-make-rec {cifar10,cifar100,svhn,imagenet,fashion-mnist,mnist} SOURCE OUT_DIR [options]
     igc-make-rec verify OUT_DIR
     igc-make-rec stats OUT_DIR [--split train]
 

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from igc_mx.datasets import synthetic_cifar
+from igc_mx.datasets import stats, synthetic_cifar
+from igc_mx.datasets.workers import worker_pool
 
 FORK = {"IGC_MX_NO_MXNET": "1"}   # igc_mx without MXNet: workers are forked
 SPAWN = {}                          # igc_mx imports MXNet: workers are spawned
@@ -176,3 +177,15 @@ def test_a_worker_that_dies_ends_the_build_with_one_line(slow_build, tmp_path):
     assert err == f"make_rec: error: worker process {workers[0]} was killed by SIGKILL\n"
     assert sorted(os.listdir(out)) == [".make_rec.lock"]
     assert wait_gone(workers) == []
+
+
+def test_the_pool_keeps_task_order_and_raises_a_workers_exception():
+    rng = np.random.default_rng(2)
+    png = [cv2.imencode(".png", rng.integers(0, 256, (4, 4), dtype=np.uint8))[1].tobytes()
+           for _ in range(9)]
+    chunks = [(1, png[:n]) for n in (5, 1, 9, 2, 7, 3, 8)]   # uneven work per task
+    with worker_pool(stats.channel_sums, 2) as pool:
+        assert list(pool.imap(chunks)) == [stats.channel_sums(c) for c in chunks]
+        with pytest.raises(ValueError, match="an image does not decode"):
+            list(pool.imap([(1, png), (1, [b"not an image"]), (1, png)]))
+        assert list(pool.imap(chunks[:2])) == [stats.channel_sums(c) for c in chunks[:2]]

@@ -88,6 +88,7 @@ class OrderedPool:
         context = pool_context()
         self.workers: list[Worker] = []
         self.in_flight = 0
+        self.stale = deque()   # workers owing the result of an imap that ended early
         try:
             # Spawned workers import igc_mx; they never use MXNet, so they start without
             # importing it (NO_MXNET_ENV, see igc_mx/__init__.py).
@@ -111,18 +112,33 @@ class OrderedPool:
         return Worker(process, task_writer, result_reader)
 
     def imap(self, tasks: Iterable) -> Iterator:
+        while self.stale:
+            self._discard(self.stale.popleft())
         tasks = iter(tasks)
         turns = deque()   # the worker of every task in flight, in task order
-        for worker in self.workers:
-            if not self._send(worker, tasks):
-                break
-            turns.append(worker)
-        while turns:
-            worker = turns.popleft()
-            result = self._receive(worker)
-            if self._send(worker, tasks):
+        try:
+            for worker in self.workers:
+                if not self._send(worker, tasks):
+                    break
                 turns.append(worker)
-            yield result
+            while turns:
+                worker = turns.popleft()
+                result = self._receive(worker)
+                if self._send(worker, tasks):
+                    turns.append(worker)
+                yield result
+        finally:
+            self.stale.extend(turns)
+
+    def _discard(self, worker: Worker) -> None:
+        """Receive and drop a result owed to an imap that ended early (an exception, or
+        a consumer that stopped); a worker that died still raises."""
+        try:
+            self._receive(worker)
+        except WorkerDied:
+            raise
+        except Exception:  # noqa: BLE001 - the abandoned imap's, not this one's
+            pass
 
     def _send(self, worker: Worker, tasks: Iterator) -> bool:
         task = next(tasks, _END)
@@ -159,16 +175,17 @@ class OrderedPool:
         return WorkerDied(f"worker process {pid} closed its pipe without exiting")
 
     def close(self) -> None:
-        """Stop the workers: a stop message when they are idle, SIGKILL otherwise."""
-        if self.in_flight:
+        """Stop the workers: a stop message when they are idle, SIGKILL otherwise (also
+        for one that does not end, or when a signal interrupts the wait)."""
+        try:
+            if not self.in_flight:
+                for worker in self.workers:
+                    with contextlib.suppress(OSError):   # a worker that is gone needs none
+                        worker.tasks.send(None)
+                for worker in self.workers:
+                    worker.process.join(JOIN_SECONDS)
+        finally:
             self.kill()
-            return
-        for worker in self.workers:
-            with contextlib.suppress(OSError):   # a worker that is gone needs no message
-                worker.tasks.send(None)
-        for worker in self.workers:
-            worker.process.join(JOIN_SECONDS)
-        self.kill()
 
     def kill(self) -> None:
         """Kill the workers still running and wait for them."""

@@ -21,7 +21,8 @@ import numpy as np
 
 from igc_mx import networks
 from igc_mx.atomic import atomic_path
-from igc_mx.tools import make_rec, synthetic_cifar
+from igc_mx.datasets import synthetic_cifar
+from igc_mx.tools import make_rec
 from igc_mx.training import optim
 
 RESULTS = Path(__file__).resolve().parent / 'results'

@@ -93,10 +93,11 @@ TRAINED_NETWORK = ('resnet_igc', 10, 8, 4, 2)
 @pytest.fixture(scope='session')
 def trained(tmp_path_factory):
     """A tiny resnet_igc (TRAINED_NETWORK) trained 2 epochs by train_model.py on
-    synthetic CIFAR records made by igc_mx.tools.synthetic_cifar and make_rec (as
+    synthetic CIFAR records made by igc_mx.datasets.synthetic_cifar and make_rec (as
     scripts/main.sh): ``prefix`` (epochs 1 and 2), ``rec`` (the record directory) and the
     ``log``."""
-    from igc_mx.tools import make_rec, synthetic_cifar
+    from igc_mx.datasets import synthetic_cifar
+    from igc_mx.tools import make_rec
 
     from test_training import train_model
     root = tmp_path_factory.mktemp('after')
@@ -124,6 +125,22 @@ def required(what, reason):
     if os.environ.get('CI'):
         pytest.fail(f'CI must run the tests that need {what}, but {reason}')
     pytest.skip(reason)
+
+
+# The real Fashion-MNIST download (apt-get install dataset-fashion-mnist puts it there).
+FASHION_MNIST = Path(os.environ.get('IGC_FASHION_MNIST') or '/usr/share/datasets/fashion-mnist')
+FASHION_MNIST_FILES = [f'{split}-{kind}-ubyte.gz' for split in ('train', 't10k')
+                       for kind in ('images-idx3', 'labels-idx1')]
+
+
+@pytest.fixture(scope='session')
+def fashion_mnist_dir():
+    missing = [f for f in FASHION_MNIST_FILES if not (FASHION_MNIST / f).is_file()]
+    if missing:
+        required('the Fashion-MNIST files', f'the Fashion-MNIST files are not available: '
+                 f'{FASHION_MNIST} lacks {", ".join(missing)} (apt-get install '
+                 'dataset-fashion-mnist, or set IGC_FASHION_MNIST to a folder holding them)')
+    return FASHION_MNIST
 
 
 def side_python(variable, venv, module, what):
@@ -162,23 +179,26 @@ def run_ort(ort_python, model_path, images, tmp_path):
     return np.load(y)
 
 
-#: where `apt-get install dataset-fashion-mnist` puts the real Fashion-MNIST
-FASHION_MNIST = Path(os.environ.get('IGC_FASHION_MNIST') or '/usr/share/datasets/fashion-mnist')
+
+def read_idx(path):
+    """The array of an IDX file of unsigned bytes (gzipped when its name ends in .gz),
+    parsed here with numpy: the tests' reference for igc_mx.datasets' reader."""
+    import gzip
+    import struct
+    with open(path, 'rb') as f:
+        data = f.read()
+    if str(path).endswith('.gz'):
+        data = gzip.decompress(data)
+    ndim = data[3]
+    shape = struct.unpack_from(f'>{ndim}I', data, 4)
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 @pytest.fixture(scope='session')
-def fashion_mnist_images():
+def fashion_mnist_images(fashion_mnist_dir):
     """``read(split)`` -> (uint8 images (n, 28, 28), int labels (n,)) of the real
     Fashion-MNIST's 'train' or 't10k' split."""
-    if not (FASHION_MNIST / 'train-images-idx3-ubyte.gz').is_file():
-        required('the real Fashion-MNIST', f'the real Fashion-MNIST is not in {FASHION_MNIST}'
-                 ' (apt-get install dataset-fashion-mnist, as root)')
-    import gzip
-
     def read(split):
-        with gzip.open(FASHION_MNIST / f'{split}-images-idx3-ubyte.gz') as f:
-            images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-        with gzip.open(FASHION_MNIST / f'{split}-labels-idx1-ubyte.gz') as f:
-            labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(int)
-        return images, labels
+        return (read_idx(fashion_mnist_dir / f'{split}-images-idx3-ubyte.gz'),
+                read_idx(fashion_mnist_dir / f'{split}-labels-idx1-ubyte.gz').astype(int))
     return read

@@ -1,5 +1,5 @@
-"""Tests for igc-make-rec (igc_mx.tools.make_rec) on small inputs written in the real
-published formats.
+"""Tests for igc-make-rec (igc_mx.datasets, run through igc_mx.tools.make_rec) on small
+inputs written in the real published formats.
 
 References are independent of the tool: source pixels/labels generated here,
 MXNet's own RecordIO reader/writer and ImageRecordIter, cv2/mx decoders, numpy.
@@ -11,11 +11,9 @@ import json
 import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 
 import cv2
 import mxnet as mx
@@ -24,6 +22,7 @@ import pytest
 import scipy.io
 
 from igc_mx import recordio
+from igc_mx.datasets import build
 from igc_mx.tools import make_rec
 
 FINAL_NAMES = ([f"{s}.{e}" for s in ("train", "test") for e in ("rec", "idx", "lst")]
@@ -356,10 +355,10 @@ def test_disk_full_gives_message_and_leaves_no_output(cifar10, tmp_path, capsys,
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def open_on_full_disk(path, mode="r", *args, **kwargs):
-        if str(path).endswith(".rec.partial"):
+        if os.path.basename(path).startswith(".train.rec."):
             return FullDisk(path, "w")
         return open(path, mode, *args, **kwargs)
-    monkeypatch.setattr(make_rec, "open", open_on_full_disk, raising=False)
+    monkeypatch.setattr(build, "open", open_on_full_disk, raising=False)
     out = tmp_path / "out"
     assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", "1", "--quiet"]) == 1
     err = capsys.readouterr().err
@@ -370,7 +369,7 @@ def test_disk_full_gives_message_and_leaves_no_output(cifar10, tmp_path, capsys,
 def test_permission_error_gives_message(cifar10, tmp_path, capsys, monkeypatch):
     def denied(src, dst):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), dst)
-    monkeypatch.setattr(make_rec.os, "replace", denied)
+    monkeypatch.setattr(os, "replace", denied)
     out = tmp_path / "out"
     assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", "1", "--quiet"]) == 1
     err = capsys.readouterr().err
@@ -380,7 +379,7 @@ def test_permission_error_gives_message(cifar10, tmp_path, capsys, monkeypatch):
 def test_interrupted_run_leaves_nothing_final_and_rerun_cleans_stale_temps(cifar10, tmp_path,
                                                                            monkeypatch):
     out = tmp_path / "out"
-    real_write_item = make_rec.write_item
+    real_write_item = build.write_item
     calls = []
 
     def interrupt_later(*args, **kwargs):
@@ -388,11 +387,12 @@ def test_interrupted_run_leaves_nothing_final_and_rerun_cleans_stale_temps(cifar
         if len(calls) == 50:
             raise KeyboardInterrupt
         return real_write_item(*args, **kwargs)
-    monkeypatch.setattr(make_rec, "write_item", interrupt_later)
+    monkeypatch.setattr(build, "write_item", interrupt_later)
     assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", "1", "--quiet"]) == 130
     assert not any(n in FINAL_NAMES for n in os.listdir(out))
-    monkeypatch.setattr(make_rec, "write_item", real_write_item)
-    (out / ".train.rec.partial").write_bytes(b"stale")  # e.g. left by a killed run
+    monkeypatch.setattr(build, "write_item", real_write_item)
+    stale = out / ".train.rec.99999999-0123abcd.tmp"   # left by a killed run (no such pid)
+    stale.write_bytes(b"stale")
     assert make_rec.main(["cifar10", str(cifar10[0]), str(out), "--workers", "1", "--quiet"]) == 0
     assert sorted(os.listdir(out)) == sorted(FINAL_NAMES + [".make_rec.lock"])
 
@@ -591,65 +591,6 @@ def test_verify_checks_jpeg_quality_and_image_source_digests(jpeg_tree, tmp_path
     assert make_rec.main(["verify", str(built), "--workers", "1"]) == 0
     assert f"source not found at {root}, not checked" in capsys.readouterr().out
     assert make_rec.main(["verify", str(built), "--workers", "1", "--source", str(moved)]) == 1
-
-
-# Ctrl-C in a terminal: a process started in the background by a shell without job
-# control inherits SIGINT ignored, which Python keeps, so the build sets Python's own.
-BUILD_SCRIPT = """
-import signal, sys
-signal.signal(signal.SIGINT, signal.default_int_handler)
-from igc_mx.tools import make_rec
-sys.exit(make_rec.main(sys.argv[1:]))
-"""
-
-
-@pytest.fixture(scope="module")
-def slow_build(tmp_path_factory):
-    """An image-folder source whose build takes a few seconds with 2 workers."""
-    rng = np.random.default_rng(5)
-    root = tmp_path_factory.mktemp("slow") / "src"
-    for split, n in (("train", 240), ("val", 8)):
-        for cls in ("a", "b"):
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(n):
-                cv2.imwrite(str(folder / f"{i}.jpg"), rng.integers(0, 256, (300, 400, 3),
-                                                                   dtype=np.uint8))
-    return root
-
-
-def start_build(src, out):
-    proc = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, "imagenet", str(src), str(out),
-                             "--workers", "2", "--resize", "600", "--quality", "100"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    partial = out / ".train.rec.partial"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None and not (
-            partial.exists() and partial.stat().st_size > 0):
-        time.sleep(0.02)
-    assert proc.poll() is None, "the build ended before it could be interrupted"
-    return proc
-
-
-@pytest.mark.parametrize("sig,to_group", [(signal.SIGKILL, False), (signal.SIGTERM, False),
-                                          (signal.SIGINT, True), (signal.SIGHUP, False)])
-def test_interrupted_build_is_quiet_and_leaves_no_worker(slow_build, tmp_path, sig, to_group):
-    out = tmp_path / "out"
-    proc = start_build(slow_build, out)
-    if to_group:      # Ctrl-C reaches the whole foreground group: the workers too
-        os.killpg(proc.pid, sig)
-    else:
-        proc.send_signal(sig)
-    # stderr closes once every process holding it, the workers too, has exited
-    _, err = proc.communicate(timeout=120)
-    assert "Traceback" not in err and "Error" not in err, err
-    assert proc.returncode == (-sig if sig == signal.SIGKILL else 128 + sig)
-    if sig != signal.SIGKILL:
-        assert err.strip() == (f"make_rec: interrupted ({sig.name}); no output file was "
-                               "finalised")
-        assert sorted(os.listdir(out)) == [".make_rec.lock"]
-    assert not (out / "manifest.json").exists()
 
 
 def cifar10_with(tmp_path, edit):

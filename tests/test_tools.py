@@ -14,13 +14,13 @@ import mxnet as mx
 import pytest
 
 from igc_mx import networks
+from igc_mx.datasets import synthetic_cifar
 from igc_mx.tools import (
     fuse_symbol,
     launch,
     make_rec,
     plot_curves,
     summary,
-    synthetic_cifar,
 )
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from igc_mx import networks
+from igc_mx.datasets import synthetic_cifar as synthetic
 from igc_mx.tools import plot_curves
-from igc_mx.tools import synthetic_cifar as synthetic
 from igc_mx.training import checkpoint, config, data, optim, records, schedule
 
 REPO = Path(__file__).resolve().parents[1]

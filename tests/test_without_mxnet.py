@@ -92,7 +92,8 @@ def test_missing_kernels_library_names_the_variable():
 
 def test_dataset_curve_and_launch_tools_without_mxnet(tmp_path):
     out = run_without_mxnet(f"""
-from igc_mx.tools import launch, make_rec, plot_curves, synthetic_cifar
+from igc_mx.datasets import synthetic_cifar
+from igc_mx.tools import launch, make_rec, plot_curves
 archive = synthetic_cifar.write_archive({str(tmp_path / 'c.tar.gz')!r}, 20, 10, seed=2)
 rec = {str(tmp_path / 'rec')!r}
 status = [make_rec.main(['cifar10', archive, rec, '--workers', '2', '--quiet']),

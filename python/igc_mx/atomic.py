@@ -1,9 +1,10 @@
 """Write files so that nothing half-written is ever left under a final name.
 
 A file is written under a temporary name in its directory, ``.<name>.<pid>-<random>.tmp``,
-and renamed into place when complete. The writer's process id in the name tells a
-temporary file that a killed writer left behind from one still being written:
-``remove_stale_temps`` removes the first kind only.
+and renamed into place when complete (``atomic_path``; ``atomic_paths`` for several
+files renamed together, such as record files and their manifest). The writer's process
+id in the name tells a temporary file that a killed writer left behind from one still
+being written: ``remove_stale_temps`` removes the first kind only.
 """
 import contextlib
 import os
@@ -73,4 +74,55 @@ def atomic_path(final_path):
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+def _fsync_directory(directory):
+    """Make the renames in ``directory`` durable (where the file system allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_paths(*final_paths):
+    """Like ``atomic_path`` for several files that belong together: yield a list of
+    temporary paths, one per final path in the same order, and rename them all into
+    place only if the body finishes without raising (all temporary files are removed
+    otherwise). The last path seals the set: its old file is removed before any other is
+    renamed, and it is renamed last, so a reader that trusts the files only beside the
+    last one (a manifest) never finds it beside a mix of old and new files. The
+    directories are synced after the renames. Temporary files of the final paths that
+    killed writers left are removed first."""
+    finals = [os.path.abspath(os.fspath(p)) for p in final_paths]
+    if not finals or len(set(finals)) != len(finals):
+        raise ValueError(f'atomic_paths needs distinct paths, got {final_paths!r}')
+    names = {}
+    for final in finals:
+        names.setdefault(os.path.dirname(final), set()).add(os.path.basename(final))
+    temps = []
+    try:
+        for directory, wanted in names.items():
+            os.makedirs(directory, exist_ok=True)
+            remove_stale_temps(directory, wanted.__contains__)
+        for final in finals:
+            temps.append(_temp_path(final))
+        yield list(temps)
+        if len(finals) > 1:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(finals[-1])
+        for tmp, final in zip(temps, finals, strict=True):
+            os.replace(tmp, final)
+        for directory in names:
+            _fsync_directory(directory)
+    except BaseException:
+        for tmp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise

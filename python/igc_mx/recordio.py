@@ -3,7 +3,7 @@
 dmlc-core's framing: every record starts with a magic word and a 32-bit word
 holding a 3-bit continuation flag and a 29-bit length, padded to 4 bytes. An
 image record's payload is mxnet.recordio.IRHeader (struct 'IfQQ') followed by
-the encoded image. Used by ``igc_mx.tools.make_rec`` and the train scripts' record
+the encoded image. Used by ``igc_mx.datasets`` (igc-make-rec) and the train scripts' record
 checks (``igc_mx.training.data``).
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Write a small synthetic dataset in the CIFAR-10 python format.
 
     python tools/make_synthetic_cifar.py OUT.tar.gz [--num-train N] [--num-test N] [--seed S]
-    python -m igc_mx.tools.synthetic_cifar OUT.tar.gz ...
+    python -m igc_mx.datasets.synthetic_cifar OUT.tar.gz ...
 
 The archive holds ``cifar-10-batches-py/data_batch_1..5``, ``test_batch`` and
 ``batches.meta``, pickled dicts as in the real archive (``b'data'``: uint8

@@ -8,18 +8,16 @@ it can be found, its source.
 - the order of the records: the seed's permutation (``split_order``) for a shuffled
   split, the source order otherwise, less the skipped images;
 - every image's header (read without decoding, so also under ``--no-decode``): the
-  recipe's format, 3 channels, its size (``resize_shorter_side``, or 32x32), and the
-  encoder settings a header shows (JPEG: quantization tables of the quality, baseline,
-  4:2:0, standard Huffman tables; PNG: 8-bit RGB, not interlaced, the zlib level class);
+  recipe's format, the dataset's channels, its size (``resize_shorter_side``, or the
+  dataset's image size), and the encoder settings a header shows (JPEG: quantization
+  tables of the quality, baseline, 4:2:0, standard Huffman tables; PNG: 8-bit RGB or
+  grey, not interlaced, the zlib level class);
 - the source: the size and SHA-256 of its files, each split's ``source_sha256`` and the
   class folders, when the source is where the manifest says (or at ``--source``).
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hashlib
-import io
 import os
 import re
 import shlex
@@ -29,13 +27,14 @@ import numpy as np
 
 from ..image_headers import ImageHeaderError, image_info
 from ..recordio import UserError
-from .rec_recipe import DATASETS, RECORD_FORMAT, Recipe, recipe_from_args, split_order
-from .rec_sources import SPLITS, locate_cifar, sha256_file
+from .command import parse_build_command
+from .dataset import SPLITS, sha256_file
+from .readers.cifar import CIFAR_LAYOUT, locate_cifar
+from .recipes import DATASETS, RECORD_FORMAT, DatasetSpec, Recipe, make_recipe, split_order
 
 TOP_FIELDS = {"format", "manifest_version", "dataset", "num_classes", "classes", "recipe",
               "source", "versions", "record_format", "command", "splits"}
 SPLIT_FIELDS = {"count", "class_counts", "skipped", "source_sha256", "files"}
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10}
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -49,23 +48,20 @@ def recipe_of(manifest: dict) -> Recipe:
     fields = manifest.get("recipe")
     if not isinstance(fields, dict) or manifest.get("dataset") not in DATASETS:
         raise UserError("recipe: not a recipe of a known dataset")
-    encoding = fields.get("encoding")
-    args = argparse.Namespace(
-        dataset=manifest["dataset"], encoding=encoding,
-        quality=fields.get("jpeg_quality") if encoding == "jpg" else None,
-        png_compression=fields.get("png_compression") if encoding == "png" else None,
-        resize=fields.get("resize_shorter_side"), interpolation=fields.get("interpolation"),
-        seed=fields.get("seed"), no_shuffle=fields.get("shuffle_train") is False, workers=1)
-    if encoding not in ("png", "jpg") or args.interpolation not in ("linear", "area", "cubic"):
+    encoding, interpolation = fields.get("encoding"), fields.get("interpolation")
+    if encoding not in ("png", "jpg") or interpolation not in ("linear", "area", "cubic"):
         raise UserError(f"recipe: encoding {encoding!r} / interpolation "
-                        f"{args.interpolation!r} unknown")
-    for name in ("quality", "png_compression", "resize", "seed"):
-        value = getattr(args, name)
+                        f"{interpolation!r} unknown")
+    values = {"quality": fields.get("jpeg_quality") if encoding == "jpg" else None,
+              "png_compression": fields.get("png_compression") if encoding == "png" else None,
+              "resize": fields.get("resize_shorter_side"), "seed": fields.get("seed")}
+    for name, value in values.items():
         if value is not None and not _is_int(value, -2 ** 63):
             raise UserError(f"recipe: {name} {value!r} is not an integer")
-    if args.resize is None or args.seed is None:
+    if values["resize"] is None or values["seed"] is None:
         raise UserError("recipe: resize_shorter_side or seed missing")
-    recipe = recipe_from_args(args)
+    recipe = make_recipe(manifest["dataset"], encoding, interpolation=interpolation,
+                         shuffle=fields.get("shuffle_train") is not False, **values)
     if recipe.as_dict() != fields:
         differ = sorted(k for k in set(fields) | set(recipe.as_dict())
                         if fields.get(k, ...) != recipe.as_dict().get(k, ...))
@@ -74,7 +70,7 @@ def recipe_of(manifest: dict) -> Recipe:
     return recipe
 
 
-def check_fields(manifest: dict, parser: argparse.ArgumentParser) -> list[str]:
+def check_fields(manifest: dict) -> list[str]:
     """Problems of the manifest's own fields: missing or unknown ones, values out of range,
     and fields that disagree with each other (recipe, command, counts)."""
     problems = []
@@ -86,7 +82,8 @@ def check_fields(manifest: dict, parser: argparse.ArgumentParser) -> list[str]:
     dataset, num_classes = manifest.get("dataset"), manifest.get("num_classes")
     if dataset not in DATASETS:
         return problems + [f"dataset {dataset!r}: expected one of {', '.join(DATASETS)}"]
-    if not _is_int(num_classes, 1) or NUM_CLASSES.get(dataset, num_classes) != num_classes:
+    expected = DATASETS[dataset].num_classes
+    if not _is_int(num_classes, 1) or (expected or num_classes) != num_classes:
         problems.append(f"num_classes {num_classes!r} is not {dataset}'s")
     classes = manifest.get("classes")
     if classes is not None and (not isinstance(classes, list) or len(classes) != num_classes
@@ -98,7 +95,7 @@ def check_fields(manifest: dict, parser: argparse.ArgumentParser) -> list[str]:
         recipe = recipe_of(manifest)
     except UserError as e:
         return problems + [str(e)]
-    problems += _check_command(manifest, recipe, parser)
+    problems += _check_command(manifest, recipe)
     problems += _check_splits(manifest)
     source = manifest.get("source")
     if not (isinstance(source, dict) and isinstance(source.get("path"), str)
@@ -111,34 +108,29 @@ def check_fields(manifest: dict, parser: argparse.ArgumentParser) -> list[str]:
     return problems
 
 
-def _check_command(manifest: dict, recipe: Recipe, parser: argparse.ArgumentParser) -> list[str]:
+def _check_command(manifest: dict, recipe: Recipe) -> list[str]:
     command = manifest.get("command")
     try:
-        argv = shlex.split(command)
-        if argv[0] != "igc-make-rec":
-            raise ValueError
-        with contextlib.redirect_stderr(io.StringIO()):
-            args = parser.parse_args(argv[1:])
-        built = recipe_from_args(args)
-    except (ValueError, TypeError, IndexError, AttributeError, SystemExit, UserError):
-        return [f"command {command!r} is not an igc-make-rec build command"]
+        request = parse_build_command(command)
+    except ValueError as e:
+        return [str(e)]
     problems = []
     source = manifest.get("source")
     source = source if isinstance(source, dict) else {}
-    if args.dataset != manifest["dataset"] or args.source != source.get("path"):
+    if request.dataset != manifest["dataset"] or request.source != source.get("path"):
         problems.append("command builds another dataset or source than the manifest names")
-    if built != recipe:
+    if request.recipe != recipe:
         problems.append("command builds another recipe than the manifest's recipe")
     splits = manifest.get("splits")
     skipped = isinstance(splits, dict) and any(isinstance(s, dict) and s.get("skipped")
                                                for s in splits.values())
-    if skipped and not args.skip_bad:
+    if skipped and not request.skip_bad:
         problems.append("images were skipped, but command lacks --skip-bad")
     if manifest["dataset"] == "svhn":
         files = source.get("files")
         names = [f.get("name") for f in (files if isinstance(files, list) else [])
                  if isinstance(f, dict)]
-        if ("extra_32x32.mat" in names) == bool(args.no_extra):
+        if ("extra_32x32.mat" in names) == bool(dict(request.options).get("no_extra")):
             problems.append("command's --no-extra disagrees with the source files")
     return problems
 
@@ -186,7 +178,7 @@ def expected_keys(manifest: dict, name: str) -> list[int]:
 def order_problem(name: str, keys: list[int], expected: list[int], seed: int) -> str | None:
     if keys == expected:
         return None
-    for i, (got, want) in enumerate(zip(keys, expected, strict=True)):
+    for i, (got, want) in enumerate(zip(keys, expected, strict=False)):
         if got != want:
             return (f"{name}.rec: record {i} has key {got}, the recipe's order (seed {seed}) "
                     f"puts key {want} there")
@@ -196,11 +188,13 @@ def order_problem(name: str, keys: list[int], expected: list[int], seed: int) ->
 class ImageRule:
     """What every image's header must show for ``recipe``: compared with the header of a
     reference image that this OpenCV encodes with the recipe's settings (quantization and
-    Huffman tables, sampling and process for JPEG; the PNG format and zlib level)."""
+    Huffman tables, sampling and process for JPEG; the PNG format, colour type and zlib
+    level), in the dataset's channels."""
 
-    def __init__(self, recipe: Recipe, dataset: str):
-        self.recipe, self.dataset = recipe, dataset
-        gradient = np.arange(16 * 16 * 3, dtype=np.uint16).reshape(16, 16, 3) % 251
+    def __init__(self, recipe: Recipe, spec: DatasetSpec):
+        self.recipe, self.spec = recipe, spec
+        shape = (16, 16, 3) if spec.channels == 3 else (16, 16)
+        gradient = np.arange(int(np.prod(shape)), dtype=np.uint16).reshape(shape) % 251
         ok, buf = cv2.imencode("." + recipe.encoding, gradient.astype(np.uint8),
                                recipe.encode_params())
         self.reference = image_info(buf.tobytes())
@@ -222,8 +216,9 @@ class ImageRule:
         width, height = info["width"], info["height"]
         if self.recipe.resize and min(width, height) != self.recipe.resize:
             return f"image is {width}x{height}, the recipe's shorter side is {self.recipe.resize}"
-        if not self.recipe.resize and self.dataset != "imagenet" and (width, height) != (32, 32):
-            return f"image is {width}x{height}, expected 32x32"
+        size = self.spec.image_size
+        if not self.recipe.resize and size and (height, width) != size:
+            return f"image is {width}x{height}, expected {size[1]}x{size[0]}"
         return None
 
 
@@ -260,7 +255,7 @@ def _source_file_problems(manifest: dict, path: str) -> list[str]:
     if kind == "archive":
         archive = path if os.path.isfile(path) else os.path.join(path, files[0]["name"])
         problems += _file_problems([(archive, files[0])])
-    elif kind == "folder" and dataset in NUM_CLASSES and dataset != "svhn":
+    elif kind == "folder" and dataset in CIFAR_LAYOUT:
         folder = locate_cifar(dataset, path)[1]
         problems += _file_problems([(os.path.join(folder, f["name"]), f) for f in files])
     elif kind in ("folder", "lst"):

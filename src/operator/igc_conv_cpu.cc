@@ -107,8 +107,23 @@ int64_t column_chunks(int64_t tasks, int64_t inner) {
   return std::max<int64_t>(1, std::min(wanted, inner / kMinChunk));
 }
 
+// y += bias (by output channel), then the activation, on the `cols` columns of the
+// rows group g writes from yg on: right after the task's GEMMs, while its block of
+// output is still in cache.
 template <typename T>
-void forward(const T* x, const T* w, T* y, const Geometry& d) {
+void bias_act(T* yg, int64_t g, int64_t cols, const T* bias, bool relu, const Geometry& d) {
+  for (int64_t a = 0; a < d.K; ++a) {
+    T* row = yg + a * d.secondary * d.inner;
+    const T b = bias != nullptr ? bias[a * d.secondary + g] : T(0);
+    for (int64_t j = 0; j < cols; ++j) {
+      const T v = row[j] + b;
+      row[j] = relu ? (v > T(0) ? v : T(0)) : v;
+    }
+  }
+}
+
+template <typename T>
+void forward_bias_act(const T* x, const T* w, T* y, const Geometry& d, const T* bias, bool relu) {
   const int64_t chunks = column_chunks(d.batch * d.secondary, d.inner);
   const int64_t width = (d.inner + chunks - 1) / chunks;
   const int64_t tasks = d.batch * d.secondary * chunks;
@@ -127,7 +142,13 @@ void forward(const T* x, const T* w, T* y, const Geometry& d) {
            xn + d.slab_offset(g, t), d.P * d.inner, t == 0 ? T(0) : T(1), yg,
            d.secondary * d.inner);
     }
+    if (bias != nullptr || relu) bias_act(yg, g, cols, bias, relu, d);
   }
+}
+
+template <typename T>
+void forward(const T* x, const T* w, T* y, const Geometry& d) {
+  forward_bias_act<T>(x, w, y, d, nullptr, false);
 }
 
 template <typename T>
@@ -213,13 +234,16 @@ bool use_direct(igc::Pass pass, int64_t channels, int64_t inner, int64_t seconda
          (pass != igc::Pass::kBackwardWeight || inner >= kDirectMinInner);
 }
 
-// Checks, then runs the direct kernel or `f32`/`f64` (BLAS) on a non-empty problem.
+// Checks, then runs the direct kernel or `f32`/`f64` (BLAS) on a non-empty problem;
+// the forward pass with the epilogue `bias`, `activation` (see igc_conv_kernels.h).
 template <typename F32, typename F64>
 int dispatch(igc::Pass pass, const void* a, const void* b, void* c, int64_t batch, int64_t channels,
-             int64_t inner, int64_t primary, int64_t secondary, int dtype, F32 f32, F64 f64) {
+             int64_t inner, int64_t primary, int64_t secondary, int dtype, F32 f32, F64 f64,
+             const void* bias = nullptr, int activation = IGC_ACT_NONE) {
   const int status =
       igc_interleaved_conv_check(a, b, c, batch, channels, inner, primary, secondary, dtype);
   if (status != IGC_OK) return status;
+  if (activation != IGC_ACT_NONE && activation != IGC_ACT_RELU) return IGC_BAD_ACTIVATION;
   if (dtype != IGC_FLOAT32 && dtype != IGC_FLOAT64) return IGC_BAD_DTYPE;
   if (empty(batch, channels, inner)) {
     if (pass == igc::Pass::kBackwardWeight && channels > 0) {
@@ -229,9 +253,13 @@ int dispatch(igc::Pass pass, const void* a, const void* b, void* c, int64_t batc
     }
     return IGC_OK;
   }
-  if (use_direct(pass, channels, inner, secondary))
+  if (use_direct(pass, channels, inner, secondary)) {
+    if (pass == igc::Pass::kForward)
+      return igc::cpu::variant().interleaved_forward(a, b, bias, activation, c, batch, channels,
+                                                     inner, primary, secondary, dtype);
     return igc::cpu::variant().interleaved[static_cast<int>(pass)](a, b, c, batch, channels, inner,
                                                                    primary, secondary, dtype);
+  }
   if (blas().sgemm == nullptr) return IGC_NO_BLAS;
   const Geometry d(batch, channels, inner, primary, secondary);
   if (dtype == IGC_FLOAT32) {
@@ -269,6 +297,23 @@ extern "C" int igc_interleaved_conv_forward_cpu(const void* data, const void* we
                                                 int64_t primary, int64_t secondary, int dtype) {
   return dispatch(igc::Pass::kForward, data, weight, out, batch, channels, inner, primary,
                   secondary, dtype, forward<float>, forward<double>);
+}
+
+extern "C" int igc_interleaved_conv_forward_bias_act_cpu(const void* data, const void* weight,
+                                                         const void* bias, int activation,
+                                                         void* out, int64_t batch, int64_t channels,
+                                                         int64_t inner, int64_t primary,
+                                                         int64_t secondary, int dtype) {
+  const bool relu = activation == IGC_ACT_RELU;
+  return dispatch(
+      igc::Pass::kForward, data, weight, out, batch, channels, inner, primary, secondary, dtype,
+      [&](const float* x, const float* w, float* y, const Geometry& d) {
+        forward_bias_act(x, w, y, d, static_cast<const float*>(bias), relu);
+      },
+      [&](const double* x, const double* w, double* y, const Geometry& d) {
+        forward_bias_act(x, w, y, d, static_cast<const double*>(bias), relu);
+      },
+      bias, activation);
 }
 
 extern "C" int igc_interleaved_conv_backward_data_cpu(const void* out_grad, const void* weight,

@@ -50,10 +50,24 @@ T* interleaved_weights(const Rows& r, const T* weight, bool transpose) {
   return blocked;
 }
 
-// out rows (to_row) = blocked weights x in rows (from_row), per (image, group).
+// The bias of group g's output a at [g * K + a] (it is output channel a * M + g's),
+// so that a block of a group's outputs reads its biases in a row; null without one.
+template <typename T>
+T* group_order_bias(const Rows& r, const T* bias) {
+  if (bias == nullptr) return nullptr;
+  T* grouped = scratch<T>(r.C);
+  if (grouped == nullptr) return nullptr;
+  for (int64_t g = 0; g < r.M; ++g) {
+    for (int64_t a = 0; a < r.K; ++a) grouped[g * r.K + a] = bias[r.out_row(g, a)];
+  }
+  return grouped;
+}
+
+// out rows (to_row) = blocked weights x in rows (from_row), per (image, group), plus
+// the bias of the out row's group order (see group_order_bias), then the activation.
 template <typename T, typename FromRow, typename ToRow>
 int interleaved_sums(const Rows& r, const T* in, const T* weight, T* out, bool transpose,
-                     FromRow from_row, ToRow to_row) {
+                     FromRow from_row, ToRow to_row, const T* bias = nullptr, bool relu = false) {
   T* blocked = interleaved_weights(r, weight, transpose);
   if (blocked == nullptr) return IGC_OUT_OF_MEMORY;
   const int64_t image = r.C * r.HW;
@@ -71,7 +85,8 @@ int interleaved_sums(const Rows& r, const T* in, const T* weight, T* out, bool t
         for (int64_t a0 = 0; a0 < r.K; a0 += kOutputBlock) {
           const int nc = block_size(r.K, a0);
           for (int c = 0; c < nc; ++c) sums[c] = out + n * image + to_row(g, a0 + c) * r.HW;
-          sum_any<true>(sums, nc, r.HW, r.K, blocked + (g * r.K + a0) * r.K, src);
+          sum_any<true>(sums, nc, r.HW, r.K, blocked + (g * r.K + a0) * r.K, src,
+                        bias != nullptr ? bias + g * r.K + a0 : nullptr, relu);
         }
       });
   free(blocked);
@@ -79,10 +94,14 @@ int interleaved_sums(const Rows& r, const T* in, const T* weight, T* out, bool t
 }
 
 template <typename T>
-int interleaved_forward(const Rows& r, const T* x, const T* w, T* y) {
-  return interleaved_sums(
+int interleaved_forward(const Rows& r, const T* x, const T* w, const Epilogue& epilogue, T* y) {
+  T* bias = group_order_bias(r, epilogue.bias_as<T>());
+  if (epilogue.bias != nullptr && bias == nullptr) return IGC_OUT_OF_MEMORY;
+  const int status = interleaved_sums(
       r, x, w, y, false, [&](int64_t g, int64_t c) { return r.in_row(g, c); },
-      [&](int64_t g, int64_t a) { return r.out_row(g, a); });
+      [&](int64_t g, int64_t a) { return r.out_row(g, a); }, bias, epilogue.relu());
+  free(bias);
+  return status;
 }
 
 template <typename T>
@@ -125,11 +144,19 @@ int interleaved_backward_weight(const Rows& r, const T* dy, const T* x, T* dw) {
 }
 
 // Entry points of the variant table (sizes and dtype already checked).
+int interleaved_conv_forward_epilogue(const void* x, const void* w, const Epilogue& epilogue,
+                                      void* y, int64_t batch, int64_t channels, int64_t inner,
+                                      int64_t primary, int64_t secondary, int dtype) {
+  const Rows r(batch, channels, inner, primary, secondary);
+  return with_dtype(dtype, x, w, y, [&](auto a, auto b, auto c) {
+    return interleaved_forward(r, a, b, epilogue, c);
+  });
+}
+
 int interleaved_conv_forward(const void* x, const void* w, void* y, int64_t batch, int64_t channels,
                              int64_t inner, int64_t primary, int64_t secondary, int dtype) {
-  const Rows r(batch, channels, inner, primary, secondary);
-  return with_dtype(dtype, x, w, y,
-                    [&](auto a, auto b, auto c) { return interleaved_forward(r, a, b, c); });
+  return interleaved_conv_forward_epilogue(x, w, Epilogue{nullptr, IGC_ACT_NONE}, y, batch,
+                                           channels, inner, primary, secondary, dtype);
 }
 
 int interleaved_conv_backward_data(const void* dy, const void* w, void* dx, int64_t batch,

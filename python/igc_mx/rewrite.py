@@ -68,7 +68,7 @@ def fuse_igc_graph(graph, group_conv='auto', device='cpu', channels=None, skippe
 
 def _fuse_igc_graph(graph, group_conv, device, channels, skipped):
     nodes = [dict(node) for node in graph['nodes']]
-    uses = _use_counts(nodes, graph['heads'])
+    uses = use_counts(nodes, graph['heads'])
     primary = _primary_convs(nodes, group_conv, device)
     seen = _ChannelFinder(nodes, channels)
     out = []              # the rewritten node list, in topological order
@@ -76,7 +76,7 @@ def _fuse_igc_graph(graph, group_conv, device, channels, skipped):
 
     def weight_input(conv):
         """The conv's weight entry in `out`, through an identity if it is a variable."""
-        entry = _remap(conv['inputs'][1], position)
+        entry = remap(conv['inputs'][1], position)
         variable = nodes[conv['inputs'][1][0]]
         if variable['op'] != 'null':
             return entry
@@ -98,16 +98,16 @@ def _fuse_igc_graph(graph, group_conv, device, channels, skipped):
             weight_entry = weight_input(conv)
             node = {'op': FUSED_OP, 'name': conv['name'],
                     'attrs': {'primary_partition': str(L), 'secondary_partition': str(M)},
-                    'inputs': [_remap(data_entry, position), weight_entry]}
+                    'inputs': [remap(data_entry, position), weight_entry]}
         elif index in primary:
             weight_entry = weight_input(node)
             node = dict(node, op=GROUP_CONV_OP,
-                        inputs=[_remap(node['inputs'][0], position), weight_entry])
+                        inputs=[remap(node['inputs'][0], position), weight_entry])
         else:
-            node = dict(node, inputs=[_remap(e, position) for e in node['inputs']])
+            node = dict(node, inputs=[remap(e, position) for e in node['inputs']])
         position[index] = len(out)
         out.append(node)
-    return _rewritten_graph(graph, out, position)
+    return rewritten_graph(graph, out, position)
 
 
 def _not_an_igc_unit(match, seen):
@@ -154,7 +154,7 @@ class _ChannelFinder:
         node = self.nodes[key[0]]
         op, attrs = node['op'], node.get('attrs', {})
         if op == 'null':
-            shape = _value(attrs, '__shape__', ())
+            shape = attr_value(attrs, '__shape__', ())
             return int(shape[1]) if len(shape) > 1 and int(shape[1]) > 0 else None
         if op in FILTERING and key[1] == 0:
             return int(attrs['num_filter'])
@@ -213,9 +213,9 @@ def _primary_convs(nodes, group_conv, device='cpu'):
             continue
         groups = int(attrs.get('num_group', 1))
         if (groups < 2 or groups != int(node['attrs']['branch_factor'])
-                or not _value(attrs, 'no_bias', False)
-                or len(tuple(_value(attrs, 'kernel', ()))) != 2
-                or tuple(_value(attrs, 'dilate', (1, 1))) != (1, 1)
+                or not attr_value(attrs, 'no_bias', False)
+                or len(tuple(attr_value(attrs, 'kernel', ()))) != 2
+                or tuple(attr_value(attrs, 'dilate', (1, 1))) != (1, 1)
                 or attrs.get('layout', 'NCHW') not in ('NCHW', 'None')):
             continue
         filters = int(attrs['num_filter'])
@@ -249,7 +249,7 @@ def _match(nodes, uses, index):
     return first['inputs'][0], conv, L, M
 
 
-def _value(attrs, key, default):
+def attr_value(attrs, key, default):
     """An operator attribute as a Python value (attributes are strings in JSON)."""
     text = attrs.get(key)
     return default if text is None else ast.literal_eval(text.replace('true', 'True')
@@ -258,15 +258,15 @@ def _value(attrs, key, default):
 
 def _is_pointwise_group_conv(attrs):
     ones = {(1, 1)}
-    return (tuple(_value(attrs, 'kernel', ())) in ones
-            and tuple(_value(attrs, 'stride', (1, 1))) in ones
-            and tuple(_value(attrs, 'dilate', (1, 1))) in ones
-            and tuple(_value(attrs, 'pad', (0, 0))) == (0, 0)
-            and bool(_value(attrs, 'no_bias', False))
+    return (tuple(attr_value(attrs, 'kernel', ())) in ones
+            and tuple(attr_value(attrs, 'stride', (1, 1))) in ones
+            and tuple(attr_value(attrs, 'dilate', (1, 1))) in ones
+            and tuple(attr_value(attrs, 'pad', (0, 0))) == (0, 0)
+            and bool(attr_value(attrs, 'no_bias', False))
             and attrs.get('layout', 'NCHW') in ('NCHW', 'None'))
 
 
-def _use_counts(nodes, heads):
+def use_counts(nodes, heads):
     uses = [0] * len(nodes)
     for node in nodes:
         for entry in node['inputs']:
@@ -276,7 +276,7 @@ def _use_counts(nodes, heads):
     return uses
 
 
-def _remap(entry, position):
+def remap(entry, position):
     return [position[entry[0]], *entry[1:]]
 
 
@@ -324,8 +324,8 @@ def unfuse_igc_graph(graph, channels=None):
         index = node['inputs'][1][0]
         copy = nodes[index]
         if copy['op'] == '_copy' and nodes[copy['inputs'][0][0]]['op'] == 'null':
-            return _remap(copy['inputs'][0], position)
-        return _remap(node['inputs'][1], position)
+            return remap(copy['inputs'][0], position)
+        return remap(node['inputs'][1], position)
 
     def reorder(name, entry, groups):
         out.append({'op': 'Reorder', 'name': name, 'inputs': [entry],
@@ -341,7 +341,7 @@ def unfuse_igc_graph(graph, channels=None):
             unit = node['name'][:-len('_conv2')] if node['name'].endswith('_conv2') \
                 else node['name']
             weight = weight_input(node)
-            data = reorder(unit + '_reorder1', _remap(node['inputs'][0], position), L)
+            data = reorder(unit + '_reorder1', remap(node['inputs'][0], position), L)
             C = seen.channels(node['inputs'][0])
             if C is None:
                 raise ValueError(f"{FUSED_OP} '{node['name']}': cannot tell its channel "
@@ -354,18 +354,18 @@ def unfuse_igc_graph(graph, channels=None):
                     'inputs': [[len(out) - 1, 0, 0]], 'attrs': {'branch_factor': str(M)}}
         elif node['op'] == GROUP_CONV_OP:
             node = dict(node, op='Convolution',
-                        inputs=[_remap(node['inputs'][0], position), weight_input(node)])
+                        inputs=[remap(node['inputs'][0], position), weight_input(node)])
         else:
-            node = dict(node, inputs=[_remap(e, position) for e in node['inputs']])
+            node = dict(node, inputs=[remap(e, position) for e in node['inputs']])
         position[index] = len(out)
         out.append(node)
-    return _rewritten_graph(graph, out, position)
+    return rewritten_graph(graph, out, position)
 
 
-def _rewritten_graph(graph, nodes, position):
+def rewritten_graph(graph, nodes, position):
     """The graph of the rewritten ``nodes``: heads remapped through ``position`` (old
     node index -> new), unreachable nodes dropped, the graph's attributes kept."""
-    heads = [_remap(e, position) for e in graph['heads']]
+    heads = [remap(e, position) for e in graph['heads']]
     nodes, heads = _drop_unreachable(nodes, heads)
     result = {'nodes': nodes, 'heads': heads,
               'arg_nodes': [i for i, n in enumerate(nodes) if n['op'] == 'null']}

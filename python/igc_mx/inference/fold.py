@@ -1,0 +1,213 @@
+"""Folding an inference graph: BatchNorm into the convolution before it, ReLU into the
+extension op before it, the wrappers' identity copies out.
+
+Works on a symbol's JSON graph (a dict as ``Symbol.tojson`` writes it) and a dict of
+numpy parameters, both returned new. A BatchNorm at inference computes, per channel,
+``y = x * s + t`` with ``s = gamma / sqrt(var + eps)`` (gamma 1 where ``fix_gamma``) and
+``t = beta - mean * s``; after a convolution ``x = W * d + b`` that is the convolution
+with each output channel's weights scaled by ``s`` and bias ``b * s + t``. Between the
+convolution and the BatchNorm may stand Reorders (the original IGC unit: conv ->
+Reorder -> BatchNorm): they only permute the channels, so the BatchNorm's channel j
+scales the convolution's output channel that the Reorders move to j.
+"""
+import numpy as np
+
+from ..rewrite import attr_value, remap, rewritten_graph, use_counts
+
+CONVOLUTIONS = ('Convolution', 'GroupConvolution', 'InterleavedGroupConv')
+EXTENSION_CONVOLUTIONS = ('GroupConvolution', 'InterleavedGroupConv')
+COPIES = ('_copy', 'identity')
+
+
+def reorder_source(channels, groups):
+    """``source[j]``: the input channel that Reorder(groups) moves to output channel j
+    (input channel i * (C/groups) + j' goes to j' * groups + i)."""
+    return np.arange(channels).reshape(groups, channels // groups).T.ravel()
+
+
+def interleaved_rows(channels, secondary):
+    """``rows[r]``: the output channel of InterleavedGroupConv's weight row r; row
+    g * K + a (K = C / M) is group g's output a, which the op writes to channel a * M + g."""
+    k = channels // secondary
+    r = np.arange(channels)
+    return (r % k) * secondary + r // k
+
+
+def fold(graph, params, device='cpu'):
+    """(graph, params) with every BatchNorm that follows a convolution folded into it
+    (on ``device='gpu'`` into ``Convolution`` only: the extension ops' CUDA kernels have
+    no bias) and, on the CPU, every ReLU that follows GroupConvolution or
+    InterleavedGroupConv as their ``act_type``. ``params``: {name: numpy array} of the
+    arguments and auxiliary states; the result holds the folded weights and biases."""
+    params = dict(params)
+    graph = _fold_batchnorms(graph, params, device)
+    if device == 'cpu':
+        graph = _fold_relus(graph)
+    return graph, params
+
+
+# ----------------------------------------------------------------------------- BatchNorm
+
+
+def _fold_batchnorms(graph, params, device):
+    nodes = graph['nodes']
+    uses = use_counts(nodes, graph['heads'])
+    foldable = CONVOLUTIONS if device == 'cpu' else ('Convolution',)
+    alias = {}           # node index -> the entry that replaces its output 0
+    folds = {}           # convolution index -> (scale, shift) by its output channel
+    for index, node in enumerate(nodes):
+        if node['op'] in COPIES and nodes[node['inputs'][0][0]]['op'] == 'null':
+            alias[index] = node['inputs'][0]
+        elif node['op'] == 'BatchNorm':
+            found = _conv_before(nodes, uses, node, foldable)
+            if found is not None and found[0] not in folds:
+                conv, reorders = found
+                folds[conv] = _channel_affine(nodes, node, params, reorders)
+                alias[index] = node['inputs'][0]
+    readers = _variable_readers(nodes, alias)
+    out, position = [], {}
+    taken = {n['name'] for n in nodes}
+    for index, node in enumerate(nodes):
+        if index in alias:
+            continue
+        node = dict(node, inputs=[_entry(e, alias, position) for e in node['inputs']])
+        if index in folds:
+            node = _folded_conv(node, folds[index], params, out, readers, taken)
+        position[index] = len(out)
+        out.append(node)
+    heads = [_entry(e, alias, position) for e in graph['heads']]
+    return rewritten_graph(dict(graph, heads=heads), out, {i: i for i in range(len(out))})
+
+
+def _entry(entry, alias, position):
+    while entry[0] in alias:
+        entry = alias[entry[0]]
+    return remap(entry, position)
+
+
+def _variable_readers(nodes, alias):
+    """{variable name: how many nodes read it}, an identity copy's readers counted as
+    the variable's own."""
+    readers = {}
+    for index, node in enumerate(nodes):
+        if index in alias:
+            continue
+        for entry in node['inputs']:
+            while entry[0] in alias:
+                entry = alias[entry[0]]
+            source = nodes[entry[0]]
+            if source['op'] == 'null':
+                readers[source['name']] = readers.get(source['name'], 0) + 1
+    return readers
+
+
+def _conv_before(nodes, uses, bn, foldable):
+    """(convolution index, branch factors) when ``bn`` reads a convolution's only output
+    through Reorders (their branch factors, nearest the BatchNorm first) that nothing
+    else reads, and the convolution's weight and bias are variables. None where the
+    BatchNorm cannot fold."""
+    attrs = bn.get('attrs', {})
+    if int(attr_value(attrs, 'axis', 1)) != 1 or attr_value(attrs, 'output_mean_var', False):
+        return None
+    entry, permutations = bn['inputs'][0], []
+    while True:
+        index, output = entry[0], entry[1]
+        node = nodes[index]
+        if output != 0 or uses[index] != 1:
+            return None
+        if node['op'] != 'Reorder':
+            break
+        permutations.append(int(node['attrs']['branch_factor']))
+        entry = node['inputs'][0]
+    if node['op'] not in foldable:
+        return None
+    for parameter in node['inputs'][1:]:
+        while nodes[parameter[0]]['op'] in COPIES:
+            parameter = nodes[parameter[0]]['inputs'][0]
+        if nodes[parameter[0]]['op'] != 'null':
+            return None
+    return index, permutations
+
+
+def _channel_affine(nodes, bn, params, reorders):
+    """(scale, shift) of the BatchNorm ``bn`` at inference, by the output channel of the
+    convolution before it (through the branch factors ``reorders``, nearest first)."""
+    attrs = bn.get('attrs', {})
+    gamma, beta, mean, var = (params[nodes[e[0]]['name']].astype(np.float64)
+                              for e in bn['inputs'][1:5])
+    if attr_value(attrs, 'fix_gamma', True):
+        gamma = np.ones_like(gamma)
+    scale = gamma / np.sqrt(var + float(attr_value(attrs, 'eps', 1e-3)))
+    shift = beta - mean * scale
+    source = np.arange(len(scale))
+    for groups in reorders:
+        source = reorder_source(len(scale), groups)[source]
+    conv_scale, conv_shift = np.empty_like(scale), np.empty_like(shift)
+    conv_scale[source], conv_shift[source] = scale, shift
+    return conv_scale, conv_shift
+
+
+def _folded_conv(node, affine, params, out, readers, taken):
+    """The convolution ``node`` (inputs already remapped into ``out``) with the affine
+    map folded into its weight and bias, new variables appended to ``out``: named as
+    the old ones where nothing else reads those (the old ones then drop out of the
+    graph), else '<convolution>_weight' or '_bias' made unique."""
+    scale, shift = affine
+    old = [out[e[0]]['name'] for e in node['inputs'][1:]]
+    weight = params[old[0]].astype(np.float64)
+    rows = scale
+    if node['op'] == 'InterleavedGroupConv':
+        rows = scale[interleaved_rows(len(scale), int(node['attrs']['secondary_partition']))]
+    bias = params[old[1]].astype(np.float64) if len(old) > 1 else 0.0
+    values = {'weight': weight * rows.reshape(-1, *[1] * (weight.ndim - 1)),
+              'bias': bias * scale + shift}
+    inputs = [node['inputs'][0]]
+    for k, (role, value) in enumerate(values.items()):
+        if k < len(old) and readers.get(old[k]) == 1:
+            name = old[k]
+        else:
+            name = _fresh(f"{node['name']}_{role}", taken)
+        params[name] = value.astype(params[old[0]].dtype)
+        out.append({'op': 'null', 'name': name, 'inputs': []})
+        inputs.append([len(out) - 1, 0, 0])
+    return dict(node, attrs=dict(node.get('attrs', {}), no_bias='False'), inputs=inputs)
+
+
+def _fresh(name, taken):
+    """``name``, or with a numbered suffix where the graph already has it."""
+    candidate, k = name, 1
+    while candidate in taken:
+        candidate, k = f'{name}_folded{k}', k + 1
+    taken.add(candidate)
+    return candidate
+
+
+# ----------------------------------------------------------------------------- ReLU
+
+
+def _is_relu(node):
+    return (node['op'] == 'Activation' and node.get('attrs', {}).get('act_type') == 'relu') \
+        or node['op'] == 'relu'
+
+
+def _fold_relus(graph):
+    nodes = [dict(n) for n in graph['nodes']]
+    uses = use_counts(nodes, graph['heads'])
+    alias = {}
+    for index, node in enumerate(nodes):
+        if not _is_relu(node):
+            continue
+        source, output = node['inputs'][0][:2]
+        op = nodes[source]
+        if (op['op'] in EXTENSION_CONVOLUTIONS and output == 0 and uses[source] == 1
+                and op.get('attrs', {}).get('act_type', 'None') == 'None'):
+            op['attrs'] = dict(op['attrs'], act_type='relu')
+            alias[index] = node['inputs'][0]
+    out, position = [], {}
+    for index, node in enumerate(nodes):
+        if index in alias:
+            continue
+        position[index] = len(out)
+        out.append(dict(node, inputs=[_entry(e, alias, position) for e in node['inputs']]))
+    heads = [_entry(e, alias, position) for e in graph['heads']]
+    return rewritten_graph(dict(graph, heads=heads), out, {i: i for i in range(len(out))})

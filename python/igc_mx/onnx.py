@@ -7,6 +7,9 @@ registers converters for the three extension ops:
     InterleavedGroupConv(L, M)      permutation(L) -> Conv(1x1, group=M) -> permutation(M)
     GroupConvolution(num_group=G)   Conv(group=G)
 
+with the ops' bias (no_bias=False) as the Conv's bias and their act_type='relu' as a
+Relu after it (what ``igc_mx.inference.optimize`` folds BatchNorm and ReLU into),
+
 and post-processes the model: parameters are initializers only (MXNet's exporter also
 lists them as graph inputs, which makes ONNX Runtime treat them as overridable and skip
 constant folding), Identity nodes (such as the ``<weight>_identity`` copies that the op
@@ -33,6 +36,7 @@ from onnx import helper, numpy_helper
 
 from ._library import ensure_loaded
 from .atomic import atomic_path
+from .inference.fold import interleaved_rows
 from .model_files import ModelFileError, check_params, infer_shape
 
 #: how a channel permutation is exported
@@ -116,27 +120,61 @@ def convert_reorder(node, **kwargs):
                     kwargs)
 
 
+def _parameter(node, position, kwargs):
+    """The value of the parameter that input ``position`` of ``node`` reads (through the
+    wrappers' identity copies)."""
+    graph = kwargs['mx_graph']
+    source = graph[node['inputs'][position][0]]
+    while source['op'] in ('_copy', 'identity'):
+        source = graph[source['inputs'][0][0]]
+    return kwargs['weights'][source['name']]
+
+
+def _relu(attrs):
+    """Whether an extension op's act_type asks for a ReLU after it."""
+    act = attrs.get('act_type', 'None')
+    if act not in ('None', 'relu'):
+        raise ExportError(f"act_type={act!r}: expected 'relu' or None")
+    return act == 'relu'
+
+
+def _with_relu(nodes, produced, name):
+    """``nodes`` making ``produced``, then Relu(produced) as ``name``."""
+    return nodes + [helper.make_node('Relu', [produced], [name], name=name)]
+
+
 def convert_interleaved_group_conv(node, **kwargs):
-    x, weight = _input_names(node, kwargs)
+    x, weight, *bias = _input_names(node, kwargs)
     name, attrs = node['name'], node['attrs']
     L, M = int(attrs['primary_partition']), int(attrs['secondary_partition'])
     shape = _input_shape(node)
     nodes = _permute(x, name + '/primary_order', shape, L, kwargs)
-    nodes.append(helper.make_node('Conv', [name + '/primary_order', weight],
+    if bias:
+        # the op adds bias[c] to output channel c; the Conv's bias goes by weight row
+        by_row = _parameter(node, 2, kwargs)[interleaved_rows(shape[1], M)]
+        bias = [name + '/bias']
+        kwargs['initializer'].append(numpy_helper.from_array(by_row, bias[0]))
+    nodes.append(helper.make_node('Conv', [name + '/primary_order', weight, *bias],
                                   [name + '/secondary_conv'], name=name + '/secondary_conv',
                                   kernel_shape=[1, 1], group=M))
-    return nodes + _permute(name + '/secondary_conv', name, shape, M, kwargs)
+    if not _relu(attrs):
+        return nodes + _permute(name + '/secondary_conv', name, shape, M, kwargs)
+    return _with_relu(nodes + _permute(name + '/secondary_conv', name + '/secondary_order',
+                                       shape, M, kwargs), name + '/secondary_order', name)
 
 
 def convert_group_convolution(node, **kwargs):
-    x, weight = _input_names(node, kwargs)
-    attrs = node['attrs']
+    inputs = _input_names(node, kwargs)
+    name, attrs = node['name'], node['attrs']
     kernel = _pair(attrs, 'kernel', ())
     pad = _pair(attrs, 'pad', [0] * len(kernel))
-    return [helper.make_node('Conv', [x, weight], [node['name']], name=node['name'],
-                             kernel_shape=kernel, strides=_pair(attrs, 'stride', [1, 1]),
-                             pads=pad + pad, dilations=_pair(attrs, 'dilate', [1, 1]),
-                             group=int(attrs.get('num_group', 1)))]
+    relu = _relu(attrs)
+    conv = name + '/conv' if relu else name
+    nodes = [helper.make_node('Conv', inputs, [conv], name=conv,
+                              kernel_shape=kernel, strides=_pair(attrs, 'stride', [1, 1]),
+                              pads=pad + pad, dilations=_pair(attrs, 'dilate', [1, 1]),
+                              group=int(attrs.get('num_group', 1)))]
+    return _with_relu(nodes, conv, name) if relu else nodes
 
 
 def register_converters():

@@ -39,6 +39,7 @@ class Predictor:
         symbol_path, params_path = model_files.checkpoint_files(prefix, epoch)
         self.symbol = model_files.load_symbol(symbol_path)
         self.arg_params, self.aux_params = model_files.load_params(params_path, self.symbol)
+        self.params_path = params_path
         self.graph, self.optimized = graph, optimized
         self.context = context or mx.cpu()
         self._models = {}       # image shape (C, H, W) -> (symbol, arg_params, aux_params)
@@ -65,7 +66,8 @@ class Predictor:
     def _model(self, shape):
         if shape[1:] not in self._models:
             device = 'gpu' if self.context.device_type == 'gpu' else 'cpu'
-            model_files.check_params(self.symbol, self.arg_params, self.aux_params, shape)
+            model_files.check_params(self.symbol, self.arg_params, self.aux_params, shape,
+                                     source=self.params_path)
             symbol = with_probabilities(model_files.as_graph(self.symbol, self.graph, shape,
                                                              device))
             model = (symbol, self.arg_params, self.aux_params)

@@ -22,7 +22,7 @@ import types
 
 import mxnet as mx
 
-from .. import model_files, scoring
+from .. import inference, model_files, scoring
 from ..atomic import atomic_path
 from ..training import args as targs
 from ..training import data, presets
@@ -54,6 +54,9 @@ def build_parser():
                              "fast ops on the CPU, see igc_mx.devices) or the original's "
                              "Reorder, 1x1 Convolution and Convolution ('original'); same "
                              "parameters")
+    parser.add_argument('--no-optimize', action='store_true',
+                        help='run the graph as it is, without folding BatchNorm and ReLU '
+                             'into the convolutions (igc_mx.inference.optimize)')
     g = parser.add_argument_group('Data', "the dataset's validation recipe")
     g.add_argument('--dataset', choices=sorted(presets.DATASETS), default='cifar10',
                    help='dataset preset: normalization, image size and validation iterator')
@@ -141,7 +144,8 @@ def evaluate(symbol, arg_params, aux_params, val_iter, contexts=None, max_batche
 
 
 def results_row(label, graph, result):
-    return (f"model={label} graph={graph} images={result['num_images']} "
+    return (f"model={label} graph={graph} optimized={'yes' if result['optimized'] else 'no'} "
+            f"images={result['num_images']} "
             f"top1={100 * result['top1']:.3f}% top5={100 * result['top5']:.3f}% "
             f"cross_entropy={result['cross_entropy']:.4f} "
             f"images_per_s={result['images_per_s']:.1f}")
@@ -159,8 +163,12 @@ def run(argv=None):
         if records:
             opts.test_batch_size = min(opts.test_batch_size, records)
         shape = (opts.test_batch_size, 3, opts.data_shape, opts.data_shape)
+        device = 'gpu' if args.gpus.strip() else 'cpu'
         symbol, arg_params, aux_params = model_files.load(
-            symbol_path, params_path, shape, args.graph, 'gpu' if args.gpus.strip() else 'cpu')
+            symbol_path, params_path, shape, args.graph, device)
+        if not args.no_optimize:
+            symbol, arg_params, aux_params = inference.optimize(
+                symbol, arg_params, aux_params, shape, device)
         val_iter = data.VAL_ITERS[args.dataset](opts, rec)
         total = records and math.ceil(records / opts.test_batch_size)
         if total and args.max_batches:
@@ -174,7 +182,8 @@ def run(argv=None):
         # MXNet's bind errors are RuntimeErrors whose last line says what went wrong
         parser.exit(2, f'{parser.prog}: error: {model_files.error_line(err)}\n')
     result = {'model': label, 'symbol': symbol_path, 'params': params_path,
-              'graph': args.graph, 'dataset': args.dataset, 'rec': rec,
+              'graph': args.graph, 'optimized': not args.no_optimize,
+              'dataset': args.dataset, 'rec': rec,
               'batch_size': opts.test_batch_size, **result}
     print(results_row(label, args.graph, result))
     if args.json:

@@ -240,3 +240,24 @@ def test_optimized_graph_in_onnx_runtime(tmp_path, ort_python):
     model, _ = export_and_compare(*optimized, (3, 9, 7), tmp_path, ort_python)
     counts = igc_onnx.op_counts(model)
     assert counts['Conv'] == 3 and counts['Relu'] == 1 and counts['BatchNormalization'] == 1
+
+
+def test_filters_before_a_pooling_are_padded_for_onednn():
+    """A 20-filter stem convolution before a max pooling runs with 32 filters, the
+    pooling's readers get the 20 real channels."""
+    x = mx.sym.Convolution(mx.sym.Variable('data'), name='stem', num_filter=20, kernel=(3, 3),
+                           stride=(2, 2), pad=(1, 1), no_bias=True)
+    x = mx.sym.Activation(mx.sym.BatchNorm(x, name='bn', fix_gamma=False), act_type='relu')
+    x = mx.sym.Pooling(x, name='pool', kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type='max')
+    symbol = mx.sym.GroupConvolution(x, name='gconv', num_filter=20, kernel=(3, 3), num_group=10)
+    params = random_params(symbol, (1, 3, 17, 17))
+    optimized = inference.optimize(symbol, *params, (1, 3, 17, 17))
+    nodes = {n['name']: n for n in json.loads(optimized[0].tojson())['nodes']}
+    assert nodes['stem']['attrs']['num_filter'] == '32'
+    assert nodes['pool_channels']['op'] == 'slice_axis'
+    assert optimized[1]['stem_weight'].shape == (32, 3, 3, 3)
+    assert not optimized[1]['stem_weight'][20:].asnumpy().any()
+    images = np.random.RandomState(6).randn(2, 3, 17, 17).astype(np.float32)
+    want = forward(symbol, *params, images)
+    np.testing.assert_allclose(forward(*optimized, images), want, rtol=1e-4,
+                               atol=1e-5 * np.abs(want).max())

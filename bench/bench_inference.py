@@ -1,10 +1,12 @@
 """Inference speed on the CPU (images/s, class probabilities for a batch of random
 images), batch 1 and batch 32 side by side in one run, for one network (same
-parameters) run four ways:
+parameters) run five ways:
 
   default    MXNet, igc_mx.networks.get_symbol(...): InterleavedGroupConv units and
-             GroupConvolution where the 'auto' rule picks it (the graph tools/evaluate.py
-             runs by default)
+             GroupConvolution where the 'auto' rule picks it, as trained
+  optimized  MXNet, the default graph through igc_mx.inference.optimize: BatchNorm and
+             ReLU folded into the convolutions (what tools/evaluate.py and
+             igc_mx.inference.Predictor run)
   original   MXNet, the 2017 original's graph: Convolution -> Reorder -> 1x1 conv -> Reorder
   onnx       ONNX Runtime on the default graph exported by igc_mx.onnx (tools/export_onnx.py)
              with each permutation as Reshape -> Transpose -> Reshape; with
@@ -22,6 +24,7 @@ The 224x224 cases take at most IMAGENET_REPEAT timed runs, to keep the run short
 Writes bench/results/inference_cpu.{json,md}.
 """
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -33,7 +36,7 @@ import mxnet as mx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from igc_mx import networks  # noqa: E402
+from igc_mx import inference, networks  # noqa: E402
 from igc_mx import onnx as igc_onnx  # noqa: E402
 
 import common  # noqa: E402
@@ -90,12 +93,14 @@ def bench_case(label, network, args, image, repeat, torch_python, ort_python, wo
         repeat = min(repeat, IMAGENET_REPEAT)
     symbols = {v: networks.get_symbol(network, *args, **kw) for v, kw in VARIANTS.items()}
     params = random_params(symbols['original'], image)
+    models = {v: (s, *params) for v, s in symbols.items()}
+    models['optimized'] = inference.optimize(symbols['default'], *params, (1, *image))
     rows = {b: {'case': label, 'network': network, 'args': list(args), 'batch': b,
                 'image': list(image)} for b in BATCHES}
     for batch in BATCHES:
-        ms = common.side_by_side({v: mxnet_inference(s, *params, batch, image)
-                                  for v, s in symbols.items()}, repeat, min_time=MIN_TIME)
-        for variant in VARIANTS:
+        ms = common.side_by_side({v: mxnet_inference(*model, batch, image)
+                                  for v, model in models.items()}, repeat, min_time=MIN_TIME)
+        for variant in models:
             rows[batch][f'{variant}_img_s'] = batch / (ms[variant] / 1e3)
     ort_version = None
     for permutation in permutations:
@@ -117,8 +122,10 @@ def bench_case(label, network, args, image, repeat, torch_python, ort_python, wo
     for batch, row in rows.items():
         row['torch_img_s'] = torch and torch['result'][str(batch)]
         row['default_vs_original'] = row['default_img_s'] / row['original_img_s']
-        for other in ('onnx', 'torch'):
-            row[f'default_vs_{other}'] = common.ratio(row['default_img_s'], row[f'{other}_img_s'])
+        row['optimized_vs_default'] = row['optimized_img_s'] / row['default_img_s']
+        for variant, other in itertools.product(('default', 'optimized'), ('onnx', 'torch')):
+            row[f'{variant}_vs_{other}'] = common.ratio(row[f'{variant}_img_s'],
+                                                        row[f'{other}_img_s'])
         if 'conv' in permutations:
             row['transpose_vs_conv'] = common.ratio(row['onnx_img_s'], row['onnx_conv_img_s'])
         row['repeat'] = repeat
@@ -126,17 +133,20 @@ def bench_case(label, network, args, image, repeat, torch_python, ort_python, wo
 
 
 def markdown(rows):
-    lines = ['| inference (CPU) | batch | MXNet default img/s | MXNet original img/s '
-             '| ONNX Runtime img/s | PyTorch img/s | default vs original '
-             '| default vs ONNX Runtime | default vs PyTorch |',
-             '|' + '---|' * 9]
+    lines = ['| inference (CPU) | batch | MXNet default img/s | MXNet optimized img/s '
+             '| MXNet original img/s | ONNX Runtime img/s | PyTorch img/s '
+             '| optimized vs default | optimized vs ONNX Runtime | optimized vs PyTorch '
+             '| default vs ONNX Runtime |',
+             '|' + '---|' * 11]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['batch']} | {r['default_img_s']:.1f} | "
-            f"{r['original_img_s']:.1f} | {common.fmt(r['onnx_img_s'], '.1f')} | "
-            f"{common.fmt(r['torch_img_s'], '.1f')} | {r['default_vs_original']:.2f}x | "
-            f"**{common.fmt(r['default_vs_onnx'], suffix='x')}** | "
-            f"**{common.fmt(r['default_vs_torch'], suffix='x')}** |")
+            f"{r['optimized_img_s']:.1f} | {r['original_img_s']:.1f} | "
+            f"{common.fmt(r['onnx_img_s'], '.1f')} | {common.fmt(r['torch_img_s'], '.1f')} | "
+            f"{r['optimized_vs_default']:.2f}x | "
+            f"**{common.fmt(r['optimized_vs_onnx'], suffix='x')}** | "
+            f"**{common.fmt(r['optimized_vs_torch'], suffix='x')}** | "
+            f"{common.fmt(r['default_vs_onnx'], suffix='x')} |")
     if 'onnx_conv_img_s' not in rows[0]:
         return '\n'.join(lines) + '\n'
     lines += ['', '| ONNX Runtime, channel permutation as | batch | Reshape+Transpose img/s '

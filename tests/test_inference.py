@@ -234,12 +234,19 @@ def test_evaluate_scores_the_same_with_and_without_optimize(checkpoint, dataset,
 
 
 def test_optimized_graph_in_onnx_runtime(tmp_path, ort_python):
-    """The bias and ReLU of the extension ops export as the Conv's bias and a Relu."""
+    """The bias, residual and ReLU of the extension ops export as the Conv's bias, an Add
+    and a Relu."""
     symbol = every_fold_symbol()
     optimized = inference.optimize(symbol, *random_params(symbol, (1, 3, 9, 7)), (1, 3, 9, 7))
-    model, _ = export_and_compare(*optimized, (3, 9, 7), tmp_path, ort_python)
+    model, _ = export_and_compare(*optimized, (3, 9, 7), tmp_path / 'ops', ort_python)
     counts = igc_onnx.op_counts(model)
     assert counts['Conv'] == 3 and counts['Relu'] == 1 and counts['BatchNormalization'] == 1
+    symbol = networks.get_symbol('resnet_igc', 10, 8, 8, 2)
+    optimized = inference.optimize(symbol, *random_params(symbol, (1, 3, 32, 32)),
+                                   (1, 3, 32, 32))
+    assert ops(optimized[0])['elemwise_add'] == 2      # the projection blocks' sums
+    model, _ = export_and_compare(*optimized, (3, 32, 32), tmp_path / 'net', ort_python)
+    assert igc_onnx.op_counts(model)['Add'] == 3        # one residual inside an op
 
 
 def test_filters_before_a_pooling_are_padded_for_onednn():

@@ -29,6 +29,7 @@ ARRAY_INPUTS = {'Reorder': ('data',), 'InterleavedGroupConv': ('data', 'weight')
                 'GroupConvolution': ('data', 'weight')}
 # Ops that take a third input, 'bias', with no_bias=False (without no_bias, or with
 # no_bias=True, they have none: symbols saved before the bias existed omit it).
+# InterleavedGroupConv takes one more, 'residual', with with_residual=True.
 BIAS_OPS = ('InterleavedGroupConv', 'GroupConvolution')
 
 # Inputs that mx.sym creates as variables named '<op name>_<input>' when they are
@@ -37,6 +38,7 @@ AUTO_VARIABLES = {'GroupConvolution': ('weight', 'bias'),
                   'InterleavedGroupConv': ('weight', 'bias')}
 
 _FALSE = (False, 0, 'False', 'false', '0')
+_TRUE = (True, 1, 'True', 'true', '1')
 
 
 def input_names(op_name, params):
@@ -44,6 +46,8 @@ def input_names(op_name, params):
     names = ARRAY_INPUTS[op_name]
     if op_name in BIAS_OPS and params.get('no_bias', True) in _FALSE:
         names += ('bias',)
+    if op_name == 'InterleavedGroupConv' and params.get('with_residual', False) in _TRUE:
+        names += ('residual',)
     return names
 
 

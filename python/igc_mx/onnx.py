@@ -7,8 +7,9 @@ registers converters for the three extension ops:
     InterleavedGroupConv(L, M)      permutation(L) -> Conv(1x1, group=M) -> permutation(M)
     GroupConvolution(num_group=G)   Conv(group=G)
 
-with the ops' bias (no_bias=False) as the Conv's bias and their act_type='relu' as a
-Relu after it (what ``igc_mx.inference.optimize`` folds BatchNorm and ReLU into),
+with the ops' bias (no_bias=False) as the Conv's bias, InterleavedGroupConv's residual
+input (with_residual=True) as an Add and their act_type='relu' as a Relu after it
+(what ``igc_mx.inference.optimize`` folds BatchNorm, residual sums and ReLU into),
 
 and post-processes the model: parameters are initializers only (MXNet's exporter also
 lists them as graph inputs, which makes ONNX Runtime treat them as overridable and skip
@@ -138,18 +139,27 @@ def _relu(attrs):
     return act == 'relu'
 
 
-def _with_relu(nodes, produced, name):
-    """``nodes`` making ``produced``, then Relu(produced) as ``name``."""
-    return nodes + [helper.make_node('Relu', [produced], [name], name=name)]
+def _epilogue(nodes, produced, name, residual, relu):
+    """``nodes`` making ``produced``, then + ``residual`` (an input name, or None), then
+    Relu where ``relu``; the last of them writes ``name``."""
+    steps = ([('Add', [residual])] if residual else []) + ([('Relu', [])] if relu else [])
+    for k, (op, more) in enumerate(steps):
+        out = name if k == len(steps) - 1 else f'{name}/{op.lower()}'
+        nodes.append(helper.make_node(op, [produced, *more], [out], name=out))
+        produced = out
+    return nodes
 
 
 def convert_interleaved_group_conv(node, **kwargs):
-    x, weight, *bias = _input_names(node, kwargs)
+    x, weight, *rest = _input_names(node, kwargs)
     name, attrs = node['name'], node['attrs']
     L, M = int(attrs['primary_partition']), int(attrs['secondary_partition'])
+    residual = rest.pop() if attrs.get('with_residual', 'False') in ('True', 'true', '1') \
+        else None
     shape = _input_shape(node)
     nodes = _permute(x, name + '/primary_order', shape, L, kwargs)
-    if bias:
+    bias = []
+    if rest:
         # the op adds bias[c] to output channel c; the Conv's bias goes by weight row
         by_row = _parameter(node, 2, kwargs)[interleaved_rows(shape[1], M)]
         bias = [name + '/bias']
@@ -157,10 +167,10 @@ def convert_interleaved_group_conv(node, **kwargs):
     nodes.append(helper.make_node('Conv', [name + '/primary_order', weight, *bias],
                                   [name + '/secondary_conv'], name=name + '/secondary_conv',
                                   kernel_shape=[1, 1], group=M))
-    if not _relu(attrs):
-        return nodes + _permute(name + '/secondary_conv', name, shape, M, kwargs)
-    return _with_relu(nodes + _permute(name + '/secondary_conv', name + '/secondary_order',
-                                       shape, M, kwargs), name + '/secondary_order', name)
+    relu = _relu(attrs)
+    permuted = name + '/secondary_order' if residual or relu else name
+    nodes += _permute(name + '/secondary_conv', permuted, shape, M, kwargs)
+    return _epilogue(nodes, permuted, name, residual, relu)
 
 
 def convert_group_convolution(node, **kwargs):
@@ -174,7 +184,7 @@ def convert_group_convolution(node, **kwargs):
                               kernel_shape=kernel, strides=_pair(attrs, 'stride', [1, 1]),
                               pads=pad + pad, dilations=_pair(attrs, 'dilate', [1, 1]),
                               group=int(attrs.get('num_group', 1)))]
-    return _with_relu(nodes, conv, name) if relu else nodes
+    return _epilogue(nodes, conv, name, None, relu)
 
 
 def register_converters():

@@ -263,6 +263,16 @@ void dot_any(T* part, int64_t stride, int nf, int64_t nt, int64_t n, int64_t ima
   }
 }
 
+// What sum_taps does to each sum before it stores it: + bias[c] (null: none), +
+// residual[c][i] (null: none; rows laid out as the outputs'), then with `relu`
+// every value that is not above 0 (NaN too, as MXNet's relu) becomes 0.
+template <typename T>
+struct RowEpilogue {
+  const T* bias = nullptr;
+  const T* const* residual = nullptr;
+  bool relu = false;
+};
+
 // out[c][i] = sum_t w[t * NC + c] * src[t][i] for c < NC, i < n: NC x kVectorBlock
 // vectors of output stay in registers while every tap streams through. Each
 // source vector loaded serves NC outputs (filters in the forward pass, input
@@ -274,20 +284,25 @@ void dot_any(T* part, int64_t stride, int nf, int64_t nt, int64_t n, int64_t ima
 // them (the buffers below do; what lands there is junk, never used).
 // Exact: nothing past n is read or written (rows of the caller's arrays); the
 // last partial vector then goes lane by lane.
-// The epilogue is applied in registers, before the one store of each output
-// vector: the sums start at bias[c] (bias may be null: 0), and with `relu` every
-// value that is not above 0 (NaN too, as MXNet's relu) is stored as 0. A
-// separate pass for either would cost a read and a write of the whole output.
+// The epilogue `e` is applied in registers, before the one store of each output
+// vector (see RowEpilogue). A separate pass for it would cost a read and a write
+// of the whole output.
 template <int NC, bool Exact, typename T>
-void sum_taps(T* const* out, int64_t n, int64_t nt, const T* w, const T* const* src, const T* bias,
-              bool relu) {
+void sum_taps(T* const* out, int64_t n, int64_t nt, const T* w, const T* const* src,
+              const RowEpilogue<T>& e) {
   using V = Vector<T>;
   using Vec = typename V::type;
   constexpr int L = V::kLanes;
   constexpr int B = kVectorBlock;
   Vec start[NC];
-  for (int c = 0; c < NC; ++c) start[c] = (bias != nullptr ? bias[c] : T(0)) - Vec{};
-  auto finish = [relu](Vec v) { return relu ? (v > Vec{} ? v : Vec{}) : v; };
+  for (int c = 0; c < NC; ++c) start[c] = (e.bias != nullptr ? e.bias[c] : T(0)) - Vec{};
+  // sum + residual[c][i] (read like the output: up to kSlack past n unless Exact),
+  // then the ReLU
+  auto finish = [&e](Vec v, int c, int64_t i, int64_t part) {
+    if (e.residual != nullptr)
+      v += part < L ? V::load_part(e.residual[c] + i, part) : V::load(e.residual[c] + i);
+    return e.relu ? (v > Vec{} ? v : Vec{}) : v;
+  };
   int64_t i = 0;
   for (; i + B * L <= n; i += B * L) {
     Vec acc[NC][B];
@@ -305,7 +320,7 @@ void sum_taps(T* const* out, int64_t n, int64_t nt, const T* w, const T* const* 
       }
     }
     for (int c = 0; c < NC; ++c) {
-      for (int b = 0; b < B; ++b) V::store(out[c] + i + b * L, finish(acc[c][b]));
+      for (int b = 0; b < B; ++b) V::store(out[c] + i + b * L, finish(acc[c][b], c, i + b * L, L));
     }
   }
   // The tail in whole vectors, past n: a scalar tail is one long chain of
@@ -321,29 +336,29 @@ void sum_taps(T* const* out, int64_t n, int64_t nt, const T* w, const T* const* 
     }
     for (int c = 0; c < NC; ++c) {
       if (part) {
-        V::store_part(out[c] + i, finish(acc[c]), n - i);
+        V::store_part(out[c] + i, finish(acc[c], c, i, n - i), n - i);
       } else {
-        V::store(out[c] + i, finish(acc[c]));
+        V::store(out[c] + i, finish(acc[c], c, i, L));
       }
     }
   }
 }
 
-// sum_taps for a runtime number of outputs, 1 <= nc <= kOutputBlock; `bias`, when
-// not null, holds the nc outputs' biases.
+// sum_taps for a runtime number of outputs, 1 <= nc <= kOutputBlock, with the
+// epilogue of those nc outputs.
 template <bool Exact = false, typename T>
 void sum_any(T* const* out, int nc, int64_t n, int64_t nt, const T* w, const T* const* src,
-             const T* bias = nullptr, bool relu = false) {
+             const RowEpilogue<T>& e = RowEpilogue<T>()) {
   switch (nc) {
-    case 1: sum_taps<1, Exact>(out, n, nt, w, src, bias, relu); break;
-    case 2: sum_taps<2, Exact>(out, n, nt, w, src, bias, relu); break;
-    case 3: sum_taps<3, Exact>(out, n, nt, w, src, bias, relu); break;
-    case 4: sum_taps<4, Exact>(out, n, nt, w, src, bias, relu); break;
+    case 1: sum_taps<1, Exact>(out, n, nt, w, src, e); break;
+    case 2: sum_taps<2, Exact>(out, n, nt, w, src, e); break;
+    case 3: sum_taps<3, Exact>(out, n, nt, w, src, e); break;
+    case 4: sum_taps<4, Exact>(out, n, nt, w, src, e); break;
 #if IGC_CPU_OUTPUT_BLOCK > 4
-    case 5: sum_taps<5, Exact>(out, n, nt, w, src, bias, relu); break;
-    case 6: sum_taps<6, Exact>(out, n, nt, w, src, bias, relu); break;
-    case 7: sum_taps<7, Exact>(out, n, nt, w, src, bias, relu); break;
-    case 8: sum_taps<8, Exact>(out, n, nt, w, src, bias, relu); break;
+    case 5: sum_taps<5, Exact>(out, n, nt, w, src, e); break;
+    case 6: sum_taps<6, Exact>(out, n, nt, w, src, e); break;
+    case 7: sum_taps<7, Exact>(out, n, nt, w, src, e); break;
+    case 8: sum_taps<8, Exact>(out, n, nt, w, src, e); break;
 #endif
     default: break;
   }
@@ -450,14 +465,19 @@ int run_tasks(int64_t tasks, bool parallel, Allocate allocate, Run run) {
   return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
 }
 
-// A forward pass's epilogue (see sum_taps): a bias per output channel (null: none)
-// and an igc_activation.
+// A forward pass's epilogue (see RowEpilogue): a bias per output channel (null:
+// none), a residual tensor of the output's shape (null: none) and an igc_activation.
 struct Epilogue {
   const void* bias;
+  const void* residual;
   int activation;
   template <typename T>
   const T* bias_as() const {
     return static_cast<const T*>(bias);
+  }
+  template <typename T>
+  const T* residual_as() const {
+    return static_cast<const T*>(residual);
   }
   bool relu() const { return activation == IGC_ACT_RELU; }
 };

@@ -242,9 +242,10 @@ void forward_task(const Plan& p, int64_t n, int64_t g, const T* data, const T* b
     const int nc = block_size(p.Fg, f0);
     const int64_t f = g * p.Fg + f0;
     for (int c = 0; c < nc; ++c) sums[c] = acc + c * (p.run + kSlack);
-    const T* bias = epilogue.bias_as<T>();
-    sum_any(sums, nc, p.run, per_filter, blocked + f * per_filter, taps,
-            bias != nullptr ? bias + f : nullptr, epilogue.relu());
+    RowEpilogue<T> rows;
+    rows.bias = epilogue.bias != nullptr ? epilogue.bias_as<T>() + f : nullptr;
+    rows.relu = epilogue.relu();
+    sum_any(sums, nc, p.run, per_filter, blocked + f * per_filter, taps, rows);
     for (int c = 0; c < nc; ++c) {
       T* y = out + ((n * p.F + f + c) * p.OH) * p.OW;
       for (int64_t oh = 0; oh < p.OH; ++oh) copy_row(y + oh * p.OW, sums[c] + oh * p.Wq, p.OW);
@@ -468,7 +469,8 @@ int group_conv_forward_epilogue(const igc_group_conv_geometry& g, const void* da
 
 int group_conv_forward(const igc_group_conv_geometry& g, const void* data, const void* weight,
                        void* out, int dtype) {
-  return group_conv_forward_epilogue(g, data, weight, Epilogue{nullptr, IGC_ACT_NONE}, out, dtype);
+  return group_conv_forward_epilogue(g, data, weight, Epilogue{nullptr, nullptr, IGC_ACT_NONE}, out,
+                                     dtype);
 }
 
 int group_conv_backward_data(const igc_group_conv_geometry& g, const void* out_grad,

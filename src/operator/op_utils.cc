@@ -86,19 +86,31 @@ const char* dtype_name(int dtype) {
   }
 }
 
+bool parse_bool_param(const char* op, const Attrs& attrs, const char* key, bool fallback,
+                      bool* out) {
+  auto it = attrs.find(key);
+  if (it == attrs.end()) {
+    *out = fallback;
+    return true;
+  }
+  const std::string& v = it->second;
+  if (v == "True" || v == "true" || v == "1") {
+    *out = true;
+  } else if (v == "False" || v == "false" || v == "0") {
+    *out = false;
+  } else {
+    error_message(op) << key << "='" << v << "' is not a boolean (True or False)";
+    return false;
+  }
+  return true;
+}
+
 bool parse_bias_act(const char* op, const Attrs& attrs, BiasAct* out) {
   *out = BiasAct();
-  auto it = attrs.find("no_bias");
-  if (it != attrs.end()) {
-    const std::string& v = it->second;
-    if (v == "False" || v == "false" || v == "0") {
-      out->bias = true;
-    } else if (v != "True" && v != "true" && v != "1") {
-      error_message(op) << "no_bias='" << v << "' is not a boolean (True or False)";
-      return false;
-    }
-  }
-  it = attrs.find("act_type");
+  bool no_bias = true;
+  if (!parse_bool_param(op, attrs, "no_bias", true, &no_bias)) return false;
+  out->bias = !no_bias;
+  auto it = attrs.find("act_type");
   if (it != attrs.end() && it->second != "None") {
     if (it->second != "relu") {
       error_message(op) << "act_type='" << it->second
@@ -148,9 +160,8 @@ mxnet::ext::MXReturnValue bias_act_backward_cpu(const char* op, const BiasAct& e
 }
 
 mxnet::ext::MXReturnValue no_gpu_bias_act(const char* op) {
-  error_message(op) << "a bias (no_bias=False) or act_type runs on the CPU only: the GPU "
-                       "kernels have no epilogue; on the GPU add the bias and activation as "
-                       "separate ops";
+  error_message(op) << "a bias (no_bias=False), residual or act_type runs on the CPU only: "
+                       "the GPU kernels have no epilogue; on the GPU add them as separate ops";
   return mxnet::ext::MX_FAIL;
 }
 

@@ -111,6 +111,10 @@ struct BiasAct {
   bool any() const { return bias || activation != IGC_ACT_NONE; }
 };
 
+// Parses attrs[key] as a boolean (True/False, true/false, 1/0); `fallback` when absent.
+bool parse_bool_param(const char* op, const Attrs& attrs, const char* key, bool fallback,
+                      bool* out);
+
 // Parses no_bias and act_type as above; errors name the key and the value.
 bool parse_bias_act(const char* op, const Attrs& attrs, BiasAct* out);
 
@@ -132,7 +136,7 @@ mxnet::ext::MXReturnValue bias_act_backward_cpu(const char* op, const BiasAct& e
                                                 mxnet::ext::MXTensor* bias_grad, Scratch* scratch,
                                                 const void** pre_grad);
 
-// MX_FAIL for a bias or activation on the GPU, which the CUDA kernels lack.
+// MX_FAIL for a bias, residual or activation on the GPU, which the CUDA kernels lack.
 mxnet::ext::MXReturnValue no_gpu_bias_act(const char* op);
 
 template <typename Op>

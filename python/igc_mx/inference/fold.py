@@ -1,5 +1,5 @@
-"""Folding an inference graph: BatchNorm into the convolution before it, ReLU into the
-extension op before it, the wrappers' identity copies out.
+"""Folding an inference graph: BatchNorm into the convolution before it, a residual sum
+and a ReLU into the extension op before them, the wrappers' identity copies out.
 
 Works on a symbol's JSON graph (a dict as ``Symbol.tojson`` writes it) and a dict of
 numpy parameters, both returned new. A BatchNorm at inference computes, per channel,
@@ -36,7 +36,8 @@ def interleaved_rows(channels, secondary):
 def fold(graph, params, device='cpu'):
     """(graph, params) with every BatchNorm that follows a convolution folded into it
     (on ``device='gpu'`` into ``Convolution`` only: the extension ops' CUDA kernels have
-    no bias) and, on the CPU, every ReLU that follows GroupConvolution or
+    no bias) and, on the CPU, a residual sum after InterleavedGroupConv as its
+    ``with_residual`` input and every ReLU that follows GroupConvolution or
     InterleavedGroupConv as their ``act_type``, and the filters of a Convolution before a
     pooling padded for oneDNN (see ``_pad_before_pooling``). ``params``: {name: numpy
     array} of the arguments and auxiliary states; the result holds the folded weights
@@ -185,7 +186,9 @@ def _fresh(name, taken):
     return candidate
 
 
-# ----------------------------------------------------------------------------- ReLU
+# ----------------------------------------------------------------------------- sums, ReLU
+
+SUMS = ('elemwise_add', '_Plus', '_plus', '_add')
 
 
 def _is_relu(node):
@@ -193,19 +196,57 @@ def _is_relu(node):
         or node['op'] == 'relu'
 
 
+def _bare(node):
+    """Whether ``node`` is an extension convolution with no activation or residual yet."""
+    attrs = node.get('attrs', {})
+    return (node['op'] in EXTENSION_CONVOLUTIONS and attrs.get('act_type', 'None') == 'None'
+            and attrs.get('with_residual', 'False') == 'False')
+
+
+def _residual_fold(nodes, uses, index):
+    """(InterleavedGroupConv index, the other operand's entry) where the sum
+    ``nodes[index]`` can be computed inside the InterleavedGroupConv that is one of its
+    operands; else None. A sum with a Convolution is left to oneDNN, which fuses it
+    with the Convolution, and the other operand must come before the op in the graph."""
+    node = nodes[index]
+    if node['op'] not in SUMS or len(node['inputs']) != 2:
+        return None
+    for k in (1, 0):
+        source, other = node['inputs'][k], node['inputs'][1 - k]
+        op = nodes[source[0]]
+        if (op['op'] == 'InterleavedGroupConv' and source[1] == 0 and uses[source[0]] == 1
+                and _bare(op) and other[0] < source[0]
+                and not (nodes[other[0]]['op'] == 'Convolution' and uses[other[0]] == 1)):
+            return source[0], other
+    return None
+
+
 def _fold_relus(graph):
+    """A residual sum of an InterleavedGroupConv and another tensor into the op
+    (with_residual), then a ReLU after GroupConvolution or InterleavedGroupConv
+    (act_type)."""
     nodes = [dict(n) for n in graph['nodes']]
     uses = use_counts(nodes, graph['heads'])
     alias = {}
     for index, node in enumerate(nodes):
+        found = _residual_fold(nodes, uses, index)
+        if found is not None:
+            op, other = found
+            nodes[op] = dict(nodes[op], attrs=dict(nodes[op]['attrs'], with_residual='True'),
+                             inputs=[*nodes[op]['inputs'], other])
+            alias[index] = node['inputs'][0] if node['inputs'][0][0] == op else \
+                node['inputs'][1]
+            continue
         if not _is_relu(node):
             continue
         source, output = node['inputs'][0][:2]
+        while source in alias:
+            source, output = alias[source][:2]
         op = nodes[source]
         if (op['op'] in EXTENSION_CONVOLUTIONS and output == 0 and uses[source] == 1
                 and op.get('attrs', {}).get('act_type', 'None') == 'None'):
-            op['attrs'] = dict(op['attrs'], act_type='relu')
-            alias[index] = node['inputs'][0]
+            nodes[source] = dict(op, attrs=dict(op['attrs'], act_type='relu'))
+            alias[index] = [source, 0, 0]
     out, position = [], {}
     for index, node in enumerate(nodes):
         if index in alias:

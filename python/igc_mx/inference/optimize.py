@@ -47,12 +47,24 @@ def optimize(symbol, arg_params, aux_params, data_shape, device='cpu'):
     params = {name: np.asarray(value.asnumpy() if isinstance(value, mx.nd.NDArray) else value)
               for name, value in {**arg_params, **aux_params}.items() if name in wanted}
     graph, params = fold(json.loads(symbol.tojson()), params, device)
+    _declare_shapes(graph, params)
     optimized = mx.sym.load_json(json.dumps(graph))
 
     def arrays(names):
         return {n: mx.nd.array(params[n], dtype=params[n].dtype) for n in names if n in params}
     return (optimized, arrays(optimized.list_arguments()),
             arrays(optimized.list_auxiliary_states()))
+
+
+def _declare_shapes(graph, params):
+    """Every parameter variable's shape as its ``__shape__``. MXNet 1.9.1's extension
+    glue sizes a buffer of input dimensions counting an input of unknown shape as -1
+    dimensions and overruns it by one element per such input; an op with a bias and a
+    residual would otherwise meet its first shape inference with two unknown inputs."""
+    for node in graph['nodes']:
+        if node['op'] == 'null' and node['name'] in params:
+            node['attrs'] = dict(node.get('attrs', {}),
+                                 __shape__=str(tuple(params[node['name']].shape)))
 
 
 def check_inference_graph(symbol):

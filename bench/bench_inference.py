@@ -21,7 +21,10 @@ The 224x224 cases take at most IMAGENET_REPEAT timed runs, to keep the run short
     OMP_NUM_THREADS=2 python bench/bench_inference.py [--repeat 3] [--torch-python PY]
         [--ort-python PY] [--ort-permutations transpose,conv]
 
-Writes bench/results/inference_cpu.{json,md}.
+Writes bench/results/inference_cpu.{json,md}. ``--profile CASE`` (a case's label or part
+of it, e.g. L100M2) instead prints where MXNet's time goes in that case: milliseconds per
+forward pass of each operator type, default and optimized graphs (MXNet's profiler,
+operators run one at a time), at ``--profile-batch`` (default 8).
 """
 import argparse
 import itertools
@@ -132,6 +135,40 @@ def bench_case(label, network, args, image, repeat, torch_python, ort_python, wo
     return list(rows.values()), ort_version, torch and torch['torch']
 
 
+def profile(symbol, args, aux, batch, image, passes=2):
+    """{operator type: ms per forward pass} of the bound symbol, from MXNet's profiler."""
+    forward = mxnet_inference(symbol, args, aux, batch, image)
+    forward()
+    mx.profiler.set_config(profile_all=False, profile_symbolic=True,
+                           profile_imperative=False, aggregate_stats=True,
+                           filename=os.path.join(tempfile.gettempdir(), 'igc_mx_profile.json'))
+    mx.profiler.set_state('run')
+    for _ in range(passes):
+        forward()
+    mx.profiler.set_state('stop')
+    stats = json.loads(mx.profiler.dumps(format='json', reset=True))['Time']['operator']
+    return {op: value['Total'] / passes for op, value in stats.items()}
+
+
+def print_profile(case, batch):
+    """The operator times of ``case`` (part of a label), default and optimized graphs."""
+    matches = [c for c in CASES if case in c[0]]
+    if len(matches) != 1:
+        raise SystemExit(f'--profile {case!r}: expected part of one of '
+                         f"{', '.join(c[0] for c in CASES)}")
+    label, network, args, image = matches[0]
+    symbol = networks.get_symbol(network, *args)
+    params = random_params(networks.get_symbol(network, *args, **VARIANTS['original']), image)
+    models = {'default': (symbol, *params),
+              'optimized': inference.optimize(symbol, *params, (1, *image))}
+    print(f'{label}, batch {batch}, {common.threads()} threads: ms per forward pass')
+    for name, model in models.items():
+        times = profile(*model, batch, image)
+        print(f'  {name}: {sum(times.values()):.1f} ms')
+        for op, ms in sorted(times.items(), key=lambda kv: -kv[1]):
+            print(f'    {op:28s} {ms:9.1f}')
+
+
 def markdown(rows):
     lines = ['| inference (CPU) | batch | MXNet default img/s | MXNet optimized img/s '
              '| MXNet original img/s | ONNX Runtime img/s | PyTorch img/s '
@@ -167,8 +204,16 @@ def main(argv=None):
     parser.add_argument('--ort-permutations', type=lambda t: tuple(t.split(',')),
                         default=('transpose',),
                         help='ONNX exports to time: transpose (the default export), conv')
+    parser.add_argument('--profile', metavar='CASE',
+                        help="print each operator's time in one case (part of its label, "
+                             'e.g. L100M2) instead of the table')
+    parser.add_argument('--profile-batch', type=int, default=8, help='batch of --profile')
     parser.set_defaults(repeat=3)
     args = parser.parse_args(argv)
+    if args.profile:
+        # one operator at a time, so that the profiler times each
+        os.environ['MXNET_EXEC_BULK_EXEC_INFERENCE'] = '0'
+        return print_profile(args.profile, args.profile_batch)
     if set(args.ort_permutations) - set(PERMUTATION_KEYS) or 'transpose' not in \
             args.ort_permutations:
         parser.error(f'--ort-permutations: transpose and optionally conv, got '

@@ -13,6 +13,7 @@ from test_onnx import NETWORKS, export_and_compare, random_params
 from igc_mx import inference, networks
 from igc_mx import onnx as igc_onnx
 from igc_mx.model_files import ModelFileError
+from igc_mx.rewrite import unfuse_igc
 from igc_mx.tools import evaluate
 
 GRAPHS = {'default': {}, 'original': {'fused': False, 'group_conv': False}}
@@ -106,6 +107,17 @@ def test_a_shared_weight_gets_a_folded_copy():
     images = np.random.RandomState(5).randn(2, 3, 4, 4).astype(np.float32)
     np.testing.assert_allclose(forward(*optimized, images), forward(symbol, *params, images),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_an_optimized_graph_is_not_unfused():
+    """The original's ops cannot hold the folded bias, sum and ReLU: the rewrite back to
+    them refuses instead of dropping them."""
+    symbol = networks.get_symbol('resnet_igc', 10, 8, 4, 2)
+    optimized = inference.optimize(symbol, *random_params(symbol, (1, 3, 32, 32)),
+                                   (1, 3, 32, 32))[0]
+    with pytest.raises(ValueError, match="InterleavedGroupConv 'g1_b1_p2_two1_conv2' holds a "
+                                         'bias, residual or activation'):
+        unfuse_igc(optimized)
 
 
 def test_gpu_folds_into_convolution_only():

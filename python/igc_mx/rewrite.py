@@ -333,6 +333,7 @@ def unfuse_igc_graph(graph, channels=None):
         return [len(out) - 1, 0, 0]
 
     for index, node in enumerate(nodes):
+        _check_unfusable(node)
         if node['op'] == FUSED_OP:
             attrs = node['attrs']
             L, M = int(attrs['primary_partition']), int(attrs['secondary_partition'])
@@ -360,6 +361,19 @@ def unfuse_igc_graph(graph, channels=None):
         position[index] = len(out)
         out.append(node)
     return rewritten_graph(graph, out, position)
+
+
+def _check_unfusable(node):
+    """ValueError for an extension op that computes more than the original's layer: the
+    bias, residual sum or ReLU that igc_mx.inference.optimize folds into it."""
+    if node['op'] not in (FUSED_OP, GROUP_CONV_OP):
+        return
+    attrs = node.get('attrs', {})
+    if (not attr_value(attrs, 'no_bias', True) or attr_value(attrs, 'with_residual', False)
+            or attrs.get('act_type', 'None') != 'None'):
+        raise ValueError(f"{node['op']} '{node['name']}' holds a bias, residual or activation "
+                         '(a graph optimized for inference): rebuild from the graph it was '
+                         'optimized from')
 
 
 def rewritten_graph(graph, nodes, position):

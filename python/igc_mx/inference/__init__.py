@@ -1,7 +1,7 @@
-"""Inference with a trained model: ``optimize`` folds a symbol's BatchNorm and ReLU
-layers into its convolutions, ``Predictor`` serves a checkpoint's class probabilities
-for numpy batches."""
-from .optimize import InferenceError, check_inference_graph, optimize
+"""Inference with a trained model: ``optimize`` folds a symbol's BatchNorm, residual sum
+and ReLU layers into its convolutions, ``Predictor`` serves a checkpoint's class
+probabilities for numpy batches."""
+from .optimize import InferenceError, optimize
 from .predictor import Predictor
 
-__all__ = ['InferenceError', 'Predictor', 'check_inference_graph', 'optimize']
+__all__ = ['InferenceError', 'Predictor', 'optimize']

@@ -45,7 +45,7 @@ def fold(graph, params, device='cpu'):
     params = dict(params)
     graph = _fold_batchnorms(graph, params, device)
     if device == 'cpu':
-        graph = _fold_relus(graph)
+        graph = _fold_sums_and_relus(graph)
         graph = _pad_before_pooling(graph, params)
     return graph, params
 
@@ -221,7 +221,7 @@ def _residual_fold(nodes, uses, index):
     return None
 
 
-def _fold_relus(graph):
+def _fold_sums_and_relus(graph):
     """A residual sum of an InterleavedGroupConv and another tensor into the op
     (with_residual), then a ReLU after GroupConvolution or InterleavedGroupConv
     (act_type)."""

@@ -2,12 +2,14 @@
 
 Every BatchNorm that follows a convolution (``Convolution``, ``GroupConvolution``,
 ``InterleavedGroupConv``, through Reorders too) is folded into it, so the result holds
-no BatchNorm whatever executor binds it; on the CPU a ReLU after ``GroupConvolution``
-or ``InterleavedGroupConv`` becomes their ``act_type`` (MXNet's oneDNN subgraph backend
-already fuses ``Convolution`` with the ReLU or residual sum after it at bind time, and
-still does on the folded graph); the identity copies that the op wrappers put in front
-of parameters for training go. The outputs equal the original graph's to float32
-precision. See ``fold`` for the arithmetic.
+no BatchNorm whatever executor binds it. On the CPU a residual sum after
+``InterleavedGroupConv`` becomes its ``with_residual`` input and a ReLU after
+``GroupConvolution`` or ``InterleavedGroupConv`` their ``act_type`` (MXNet's oneDNN
+subgraph backend already fuses ``Convolution`` with the ReLU or residual sum after it at
+bind time, and still does on the folded graph), and a ``Convolution`` before a pooling
+gets its filters padded to oneDNN's channel block. The identity copies that the op
+wrappers put in front of parameters for training go. The outputs equal the original
+graph's to float32 precision. See ``fold`` for the details.
 """
 import json
 

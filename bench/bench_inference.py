@@ -1,10 +1,12 @@
 """Inference speed on the CPU (images/s, class probabilities for a batch of random
 images), batch 1 and batch 32 side by side in one run, for one network (same
-parameters) run four ways:
+parameters) run five ways:
 
   default    MXNet, igc_mx.networks.get_symbol(...): InterleavedGroupConv units and
-             GroupConvolution where the 'auto' rule picks it (the graph tools/evaluate.py
-             runs by default)
+             GroupConvolution where the 'auto' rule picks it, as trained
+  optimized  MXNet, the default graph through igc_mx.inference.optimize: BatchNorm and
+             ReLU folded into the convolutions (what tools/evaluate.py and
+             igc_mx.inference.Predictor run)
   original   MXNet, the 2017 original's graph: Convolution -> Reorder -> 1x1 conv -> Reorder
   onnx       ONNX Runtime on the default graph exported by igc_mx.onnx (tools/export_onnx.py)
              with each permutation as Reshape -> Transpose -> Reshape; with
@@ -19,9 +21,13 @@ The 224x224 cases take at most IMAGENET_REPEAT timed runs, to keep the run short
     OMP_NUM_THREADS=2 python bench/bench_inference.py [--repeat 3] [--torch-python PY]
         [--ort-python PY] [--ort-permutations transpose,conv]
 
-Writes bench/results/inference_cpu.{json,md}.
+Writes bench/results/inference_cpu.{json,md}. ``--profile CASE`` (a case's label or part
+of it, e.g. L100M2) instead prints where MXNet's time goes in that case: milliseconds per
+forward pass of each operator type, default and optimized graphs (MXNet's profiler,
+operators run one at a time), at ``--profile-batch`` (default 8).
 """
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -33,7 +39,7 @@ import mxnet as mx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from igc_mx import networks  # noqa: E402
+from igc_mx import inference, networks  # noqa: E402
 from igc_mx import onnx as igc_onnx  # noqa: E402
 
 import common  # noqa: E402
@@ -90,12 +96,14 @@ def bench_case(label, network, args, image, repeat, torch_python, ort_python, wo
         repeat = min(repeat, IMAGENET_REPEAT)
     symbols = {v: networks.get_symbol(network, *args, **kw) for v, kw in VARIANTS.items()}
     params = random_params(symbols['original'], image)
+    models = {v: (s, *params) for v, s in symbols.items()}
+    models['optimized'] = inference.optimize(symbols['default'], *params, (1, *image))
     rows = {b: {'case': label, 'network': network, 'args': list(args), 'batch': b,
                 'image': list(image)} for b in BATCHES}
     for batch in BATCHES:
-        ms = common.side_by_side({v: mxnet_inference(s, *params, batch, image)
-                                  for v, s in symbols.items()}, repeat, min_time=MIN_TIME)
-        for variant in VARIANTS:
+        ms = common.side_by_side({v: mxnet_inference(*model, batch, image)
+                                  for v, model in models.items()}, repeat, min_time=MIN_TIME)
+        for variant in models:
             rows[batch][f'{variant}_img_s'] = batch / (ms[variant] / 1e3)
     ort_version = None
     for permutation in permutations:
@@ -117,26 +125,65 @@ def bench_case(label, network, args, image, repeat, torch_python, ort_python, wo
     for batch, row in rows.items():
         row['torch_img_s'] = torch and torch['result'][str(batch)]
         row['default_vs_original'] = row['default_img_s'] / row['original_img_s']
-        for other in ('onnx', 'torch'):
-            row[f'default_vs_{other}'] = common.ratio(row['default_img_s'], row[f'{other}_img_s'])
+        row['optimized_vs_default'] = row['optimized_img_s'] / row['default_img_s']
+        for variant, other in itertools.product(('default', 'optimized'), ('onnx', 'torch')):
+            row[f'{variant}_vs_{other}'] = common.ratio(row[f'{variant}_img_s'],
+                                                        row[f'{other}_img_s'])
         if 'conv' in permutations:
             row['transpose_vs_conv'] = common.ratio(row['onnx_img_s'], row['onnx_conv_img_s'])
         row['repeat'] = repeat
     return list(rows.values()), ort_version, torch and torch['torch']
 
 
+def profile(symbol, args, aux, batch, image, passes=2):
+    """{operator type: ms per forward pass} of the bound symbol, from MXNet's profiler."""
+    forward = mxnet_inference(symbol, args, aux, batch, image)
+    forward()
+    mx.profiler.set_config(profile_all=False, profile_symbolic=True,
+                           profile_imperative=False, aggregate_stats=True,
+                           filename=os.path.join(tempfile.gettempdir(), 'igc_mx_profile.json'))
+    mx.profiler.set_state('run')
+    for _ in range(passes):
+        forward()
+    mx.profiler.set_state('stop')
+    stats = json.loads(mx.profiler.dumps(format='json', reset=True))['Time']['operator']
+    return {op: value['Total'] / passes for op, value in stats.items()}
+
+
+def print_profile(case, batch):
+    """The operator times of ``case`` (part of a label), default and optimized graphs."""
+    matches = [c for c in CASES if case in c[0]]
+    if len(matches) != 1:
+        raise SystemExit(f'--profile {case!r}: expected part of one of '
+                         f"{', '.join(c[0] for c in CASES)}")
+    label, network, args, image = matches[0]
+    symbol = networks.get_symbol(network, *args)
+    params = random_params(networks.get_symbol(network, *args, **VARIANTS['original']), image)
+    models = {'default': (symbol, *params),
+              'optimized': inference.optimize(symbol, *params, (1, *image))}
+    print(f'{label}, batch {batch}, {common.threads()} threads: ms per forward pass')
+    for name, model in models.items():
+        times = profile(*model, batch, image)
+        print(f'  {name}: {sum(times.values()):.1f} ms')
+        for op, ms in sorted(times.items(), key=lambda kv: -kv[1]):
+            print(f'    {op:28s} {ms:9.1f}')
+
+
 def markdown(rows):
-    lines = ['| inference (CPU) | batch | MXNet default img/s | MXNet original img/s '
-             '| ONNX Runtime img/s | PyTorch img/s | default vs original '
-             '| default vs ONNX Runtime | default vs PyTorch |',
-             '|' + '---|' * 9]
+    lines = ['| inference (CPU) | batch | MXNet default img/s | MXNet optimized img/s '
+             '| MXNet original img/s | ONNX Runtime img/s | PyTorch img/s '
+             '| optimized vs default | optimized vs ONNX Runtime | optimized vs PyTorch '
+             '| default vs ONNX Runtime |',
+             '|' + '---|' * 11]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['batch']} | {r['default_img_s']:.1f} | "
-            f"{r['original_img_s']:.1f} | {common.fmt(r['onnx_img_s'], '.1f')} | "
-            f"{common.fmt(r['torch_img_s'], '.1f')} | {r['default_vs_original']:.2f}x | "
-            f"**{common.fmt(r['default_vs_onnx'], suffix='x')}** | "
-            f"**{common.fmt(r['default_vs_torch'], suffix='x')}** |")
+            f"{r['optimized_img_s']:.1f} | {r['original_img_s']:.1f} | "
+            f"{common.fmt(r['onnx_img_s'], '.1f')} | {common.fmt(r['torch_img_s'], '.1f')} | "
+            f"{r['optimized_vs_default']:.2f}x | "
+            f"**{common.fmt(r['optimized_vs_onnx'], suffix='x')}** | "
+            f"**{common.fmt(r['optimized_vs_torch'], suffix='x')}** | "
+            f"{common.fmt(r['default_vs_onnx'], suffix='x')} |")
     if 'onnx_conv_img_s' not in rows[0]:
         return '\n'.join(lines) + '\n'
     lines += ['', '| ONNX Runtime, channel permutation as | batch | Reshape+Transpose img/s '
@@ -157,8 +204,16 @@ def main(argv=None):
     parser.add_argument('--ort-permutations', type=lambda t: tuple(t.split(',')),
                         default=('transpose',),
                         help='ONNX exports to time: transpose (the default export), conv')
+    parser.add_argument('--profile', metavar='CASE',
+                        help="print each operator's time in one case (part of its label, "
+                             'e.g. L100M2) instead of the table')
+    parser.add_argument('--profile-batch', type=int, default=8, help='batch of --profile')
     parser.set_defaults(repeat=3)
     args = parser.parse_args(argv)
+    if args.profile:
+        # one operator at a time, so that the profiler times each
+        os.environ['MXNET_EXEC_BULK_EXEC_INFERENCE'] = '0'
+        return print_profile(args.profile, args.profile_batch)
     if set(args.ort_permutations) - set(PERMUTATION_KEYS) or 'transpose' not in \
             args.ort_permutations:
         parser.error(f'--ort-permutations: transpose and optionally conv, got '

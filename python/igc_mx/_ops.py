@@ -27,10 +27,28 @@ NEVER = str(2 ** 31 - 1)
 # Extension ops and the names of their array inputs, in order.
 ARRAY_INPUTS = {'Reorder': ('data',), 'InterleavedGroupConv': ('data', 'weight'),
                 'GroupConvolution': ('data', 'weight')}
+# Ops that take a third input, 'bias', with no_bias=False (without no_bias, or with
+# no_bias=True, they have none: symbols saved before the bias existed omit it).
+# InterleavedGroupConv takes one more, 'residual', with with_residual=True.
+BIAS_OPS = ('InterleavedGroupConv', 'GroupConvolution')
 
 # Inputs that mx.sym creates as variables named '<op name>_<input>' when they are
 # not given, as MXNet's own ops do for their parameters.
-AUTO_VARIABLES = {'GroupConvolution': ('weight',), 'InterleavedGroupConv': ('weight',)}
+AUTO_VARIABLES = {'GroupConvolution': ('weight', 'bias'),
+                  'InterleavedGroupConv': ('weight', 'bias')}
+
+_FALSE = (False, 0, 'False', 'false', '0')
+_TRUE = (True, 1, 'True', 'true', '1')
+
+
+def input_names(op_name, params):
+    """The array inputs of ``op_name`` with the parameters ``params``, in order."""
+    names = ARRAY_INPUTS[op_name]
+    if op_name in BIAS_OPS and params.get('no_bias', True) in _FALSE:
+        names += ('bias',)
+    if op_name == 'InterleavedGroupConv' and params.get('with_residual', False) in _TRUE:
+        names += ('residual',)
+    return names
 
 
 def _is_nd_leaf(array):
@@ -56,10 +74,9 @@ def _check_nd_sizes(op_name, names, arrays):
 
 
 def _wrap(raw, op_name, is_leaf, identity, auto_variables=(), check_sizes=None):
-    names = ARRAY_INPUTS[op_name]
-
     @functools.wraps(raw)
     def op(*arrays, **kwargs):
+        names = input_names(op_name, kwargs)
         arrays = list(arrays)
         named_here = auto_variables and any(name not in kwargs
                                             for name in names[len(arrays):])

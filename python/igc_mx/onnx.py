@@ -7,6 +7,10 @@ registers converters for the three extension ops:
     InterleavedGroupConv(L, M)      permutation(L) -> Conv(1x1, group=M) -> permutation(M)
     GroupConvolution(num_group=G)   Conv(group=G)
 
+with the ops' bias (no_bias=False) as the Conv's bias, InterleavedGroupConv's residual
+input (with_residual=True) as an Add and their act_type='relu' as a Relu after it
+(what ``igc_mx.inference.optimize`` folds BatchNorm, residual sums and ReLU into),
+
 and post-processes the model: parameters are initializers only (MXNet's exporter also
 lists them as graph inputs, which makes ONNX Runtime treat them as overridable and skip
 constant folding), Identity nodes (such as the ``<weight>_identity`` copies that the op
@@ -34,6 +38,7 @@ from onnx import helper, numpy_helper
 from . import symbol_attrs
 from ._library import ensure_loaded
 from .atomic import atomic_path
+from .inference.fold import interleaved_rows
 from .model_files import ModelFileError, check_params, infer_shape
 
 #: how a channel permutation is exported
@@ -110,29 +115,70 @@ def convert_reorder(node, **kwargs):
                     kwargs)
 
 
+def _parameter(node, position, kwargs):
+    """The value of the parameter that input ``position`` of ``node`` reads (through the
+    wrappers' identity copies)."""
+    graph = kwargs['mx_graph']
+    source = graph[node['inputs'][position][0]]
+    while source['op'] in ('_copy', 'identity'):
+        source = graph[source['inputs'][0][0]]
+    return kwargs['weights'][source['name']]
+
+
+def _relu(attrs):
+    """Whether an extension op's act_type asks for a ReLU after it."""
+    act = attrs.get('act_type', 'None')
+    if act not in ('None', 'relu'):
+        raise ExportError(f"act_type={act!r}: expected 'relu' or None")
+    return act == 'relu'
+
+
+def _epilogue(nodes, produced, name, residual, relu):
+    """``nodes`` making ``produced``, then + ``residual`` (an input name, or None), then
+    Relu where ``relu``; the last of them writes ``name``."""
+    steps = ([('Add', [residual])] if residual else []) + ([('Relu', [])] if relu else [])
+    for k, (op, more) in enumerate(steps):
+        out = name if k == len(steps) - 1 else f'{name}/{op.lower()}'
+        nodes.append(helper.make_node(op, [produced, *more], [out], name=out))
+        produced = out
+    return nodes
+
+
 def convert_interleaved_group_conv(node, **kwargs):
-    x, weight = _input_names(node, kwargs)
+    x, weight, *rest = _input_names(node, kwargs)
     name, attrs = node['name'], node['attrs']
     L, M = int(attrs['primary_partition']), int(attrs['secondary_partition'])
+    residual = rest.pop() if symbol_attrs.flag(attrs, 'with_residual', False) else None
     shape = _input_shape(node)
     nodes = _permute(x, name + '/primary_order', shape, L, kwargs)
-    nodes.append(helper.make_node('Conv', [name + '/primary_order', weight],
+    bias = []
+    if rest:
+        # the op adds bias[c] to output channel c; the Conv's bias goes by weight row
+        by_row = _parameter(node, 2, kwargs)[interleaved_rows(shape[1], M)]
+        bias = [name + '/bias']
+        kwargs['initializer'].append(numpy_helper.from_array(by_row, bias[0]))
+    nodes.append(helper.make_node('Conv', [name + '/primary_order', weight, *bias],
                                   [name + '/secondary_conv'], name=name + '/secondary_conv',
                                   kernel_shape=[1, 1], group=M))
-    return nodes + _permute(name + '/secondary_conv', name, shape, M, kwargs)
+    relu = _relu(attrs)
+    permuted = name + '/secondary_order' if residual or relu else name
+    nodes += _permute(name + '/secondary_conv', permuted, shape, M, kwargs)
+    return _epilogue(nodes, permuted, name, residual, relu)
 
 
 def convert_group_convolution(node, **kwargs):
-    x, weight = _input_names(node, kwargs)
-    attrs = node['attrs']
+    inputs = _input_names(node, kwargs)
+    name, attrs = node['name'], node['attrs']
     kernel = list(symbol_attrs.ints(attrs, 'kernel', ()))
     pad = list(symbol_attrs.ints(attrs, 'pad', [0] * len(kernel)))
-    return [helper.make_node('Conv', [x, weight], [node['name']], name=node['name'],
-                             kernel_shape=kernel,
-                             strides=list(symbol_attrs.ints(attrs, 'stride', [1, 1])),
-                             pads=pad + pad,
-                             dilations=list(symbol_attrs.ints(attrs, 'dilate', [1, 1])),
-                             group=symbol_attrs.integer(attrs, 'num_group', 1))]
+    relu = _relu(attrs)
+    conv = name + '/conv' if relu else name
+    nodes = [helper.make_node('Conv', inputs, [conv], name=conv, kernel_shape=kernel,
+                              strides=list(symbol_attrs.ints(attrs, 'stride', [1, 1])),
+                              pads=pad + pad,
+                              dilations=list(symbol_attrs.ints(attrs, 'dilate', [1, 1])),
+                              group=symbol_attrs.integer(attrs, 'num_group', 1))]
+    return _epilogue(nodes, conv, name, None, relu)
 
 
 def register_converters():

@@ -68,7 +68,7 @@ def fuse_igc_graph(graph, group_conv='auto', device='cpu', channels=None, skippe
 
 def _fuse_igc_graph(graph, group_conv, device, channels, skipped):
     nodes = [dict(node) for node in graph['nodes']]
-    uses = _use_counts(nodes, graph['heads'])
+    uses = use_counts(nodes, graph['heads'])
     primary = _primary_convs(nodes, group_conv, device)
     seen = _ChannelFinder(nodes, channels)
     out = []              # the rewritten node list, in topological order
@@ -76,7 +76,7 @@ def _fuse_igc_graph(graph, group_conv, device, channels, skipped):
 
     def weight_input(conv):
         """The conv's weight entry in `out`, through an identity if it is a variable."""
-        entry = _remap(conv['inputs'][1], position)
+        entry = remap(conv['inputs'][1], position)
         variable = nodes[conv['inputs'][1][0]]
         if variable['op'] != 'null':
             return entry
@@ -98,16 +98,16 @@ def _fuse_igc_graph(graph, group_conv, device, channels, skipped):
             weight_entry = weight_input(conv)
             node = {'op': FUSED_OP, 'name': conv['name'],
                     'attrs': {'primary_partition': str(L), 'secondary_partition': str(M)},
-                    'inputs': [_remap(data_entry, position), weight_entry]}
+                    'inputs': [remap(data_entry, position), weight_entry]}
         elif index in primary:
             weight_entry = weight_input(node)
             node = dict(node, op=GROUP_CONV_OP,
-                        inputs=[_remap(node['inputs'][0], position), weight_entry])
+                        inputs=[remap(node['inputs'][0], position), weight_entry])
         else:
-            node = dict(node, inputs=[_remap(e, position) for e in node['inputs']])
+            node = dict(node, inputs=[remap(e, position) for e in node['inputs']])
         position[index] = len(out)
         out.append(node)
-    return _rewritten_graph(graph, out, position)
+    return rewritten_graph(graph, out, position)
 
 
 def _not_an_igc_unit(match, seen):
@@ -259,7 +259,7 @@ def _is_pointwise_group_conv(attrs):
             and attrs.get('layout', 'NCHW') in ('NCHW', 'None'))
 
 
-def _use_counts(nodes, heads):
+def use_counts(nodes, heads):
     uses = [0] * len(nodes)
     for node in nodes:
         for entry in node['inputs']:
@@ -269,7 +269,7 @@ def _use_counts(nodes, heads):
     return uses
 
 
-def _remap(entry, position):
+def remap(entry, position):
     return [position[entry[0]], *entry[1:]]
 
 
@@ -317,8 +317,8 @@ def unfuse_igc_graph(graph, channels=None):
         index = node['inputs'][1][0]
         copy = nodes[index]
         if copy['op'] == '_copy' and nodes[copy['inputs'][0][0]]['op'] == 'null':
-            return _remap(copy['inputs'][0], position)
-        return _remap(node['inputs'][1], position)
+            return remap(copy['inputs'][0], position)
+        return remap(node['inputs'][1], position)
 
     def reorder(name, entry, groups):
         out.append({'op': 'Reorder', 'name': name, 'inputs': [entry],
@@ -326,6 +326,7 @@ def unfuse_igc_graph(graph, channels=None):
         return [len(out) - 1, 0, 0]
 
     for index, node in enumerate(nodes):
+        _check_unfusable(node)
         if node['op'] == FUSED_OP:
             attrs = node['attrs']
             L, M = int(attrs['primary_partition']), int(attrs['secondary_partition'])
@@ -334,7 +335,7 @@ def unfuse_igc_graph(graph, channels=None):
             unit = node['name'][:-len('_conv2')] if node['name'].endswith('_conv2') \
                 else node['name']
             weight = weight_input(node)
-            data = reorder(unit + '_reorder1', _remap(node['inputs'][0], position), L)
+            data = reorder(unit + '_reorder1', remap(node['inputs'][0], position), L)
             C = seen.channels(node['inputs'][0])
             if C is None:
                 raise ValueError(f"{FUSED_OP} '{node['name']}': cannot tell its channel "
@@ -347,18 +348,32 @@ def unfuse_igc_graph(graph, channels=None):
                     'inputs': [[len(out) - 1, 0, 0]], 'attrs': {'branch_factor': str(M)}}
         elif node['op'] == GROUP_CONV_OP:
             node = dict(node, op='Convolution',
-                        inputs=[_remap(node['inputs'][0], position), weight_input(node)])
+                        inputs=[remap(node['inputs'][0], position), weight_input(node)])
         else:
-            node = dict(node, inputs=[_remap(e, position) for e in node['inputs']])
+            node = dict(node, inputs=[remap(e, position) for e in node['inputs']])
         position[index] = len(out)
         out.append(node)
-    return _rewritten_graph(graph, out, position)
+    return rewritten_graph(graph, out, position)
 
 
-def _rewritten_graph(graph, nodes, position):
+def _check_unfusable(node):
+    """ValueError for an extension op that computes more than the original's layer: the
+    bias, residual sum or ReLU that igc_mx.inference.optimize folds into it."""
+    if node['op'] not in (FUSED_OP, GROUP_CONV_OP):
+        return
+    attrs = node.get('attrs', {})
+    if (not symbol_attrs.flag(attrs, 'no_bias', True)
+            or symbol_attrs.flag(attrs, 'with_residual', False)
+            or attrs.get('act_type', 'None') != 'None'):
+        raise ValueError(f"{node['op']} '{node['name']}' holds a bias, residual or activation "
+                         '(a graph optimized for inference): rebuild from the graph it was '
+                         'optimized from')
+
+
+def rewritten_graph(graph, nodes, position):
     """The graph of the rewritten ``nodes``: heads remapped through ``position`` (old
     node index -> new), unreachable nodes dropped, the graph's attributes kept."""
-    heads = [_remap(e, position) for e in graph['heads']]
+    heads = [remap(e, position) for e in graph['heads']]
     nodes, heads = _drop_unreachable(nodes, heads)
     result = {'nodes': nodes, 'heads': heads,
               'arg_nodes': [i for i, n in enumerate(nodes) if n['op'] == 'null']}

@@ -33,6 +33,17 @@ def integer(attrs, key, default):
         raise ValueError(f'attribute {key}={text!r} is not an integer') from None
 
 
+def number(attrs, key, default):
+    """A floating-point attribute."""
+    text = attrs.get(key)
+    if text is None:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f'attribute {key}={text!r} is not a number') from None
+
+
 def ints(attrs, key, default):
     """A tuple-of-integers attribute such as ``kernel``: ``(3, 3)``, ``[3,3]``, ``(3,)``,
     ``()``; ``None`` (MXNet's unset optional tuple) gives ``default``."""

@@ -263,6 +263,16 @@ void dot_any(T* part, int64_t stride, int nf, int64_t nt, int64_t n, int64_t ima
   }
 }
 
+// What sum_taps does to each sum before it stores it: + bias[c] (null: none), +
+// residual[c][i] (null: none; rows laid out as the outputs'), then with `relu`
+// every value that is not above 0 (NaN too, as MXNet's relu) becomes 0.
+template <typename T>
+struct RowEpilogue {
+  const T* bias = nullptr;
+  const T* const* residual = nullptr;
+  bool relu = false;
+};
+
 // out[c][i] = sum_t w[t * NC + c] * src[t][i] for c < NC, i < n: NC x kVectorBlock
 // vectors of output stay in registers while every tap streams through. Each
 // source vector loaded serves NC outputs (filters in the forward pass, input
@@ -274,15 +284,31 @@ void dot_any(T* part, int64_t stride, int nf, int64_t nt, int64_t n, int64_t ima
 // them (the buffers below do; what lands there is junk, never used).
 // Exact: nothing past n is read or written (rows of the caller's arrays); the
 // last partial vector then goes lane by lane.
+// The epilogue `e` is applied in registers, before the one store of each output
+// vector (see RowEpilogue). A separate pass for it would cost a read and a write
+// of the whole output.
 template <int NC, bool Exact, typename T>
-void sum_taps(T* const* out, int64_t n, int64_t nt, const T* w, const T* const* src) {
+void sum_taps(T* const* out, int64_t n, int64_t nt, const T* w, const T* const* src,
+              const RowEpilogue<T>& e) {
   using V = Vector<T>;
   using Vec = typename V::type;
   constexpr int L = V::kLanes;
   constexpr int B = kVectorBlock;
+  Vec start[NC];
+  for (int c = 0; c < NC; ++c) start[c] = (e.bias != nullptr ? e.bias[c] : T(0)) - Vec{};
+  // sum + residual[c][i] (read like the output: up to kSlack past n unless Exact),
+  // then the ReLU
+  auto finish = [&e](Vec v, int c, int64_t i, int64_t part) {
+    if (e.residual != nullptr)
+      v += part < L ? V::load_part(e.residual[c] + i, part) : V::load(e.residual[c] + i);
+    return e.relu ? (v > Vec{} ? v : Vec{}) : v;
+  };
   int64_t i = 0;
   for (; i + B * L <= n; i += B * L) {
-    Vec acc[NC][B] = {};
+    Vec acc[NC][B];
+    for (int c = 0; c < NC; ++c) {
+      for (int b = 0; b < B; ++b) acc[c][b] = start[c];
+    }
     const T* wt = w;
     for (int64_t t = 0; t < nt; ++t, wt += NC) {
       const T* s = src[t] + i;
@@ -294,14 +320,15 @@ void sum_taps(T* const* out, int64_t n, int64_t nt, const T* w, const T* const* 
       }
     }
     for (int c = 0; c < NC; ++c) {
-      for (int b = 0; b < B; ++b) V::store(out[c] + i + b * L, acc[c][b]);
+      for (int b = 0; b < B; ++b) V::store(out[c] + i + b * L, finish(acc[c][b], c, i + b * L, L));
     }
   }
   // The tail in whole vectors, past n: a scalar tail is one long chain of
   // dependent multiply-adds, slow on small maps (docs/group_conv.md).
   for (; i < n; i += L) {
     const bool part = Exact && n - i < L;
-    Vec acc[NC] = {};
+    Vec acc[NC];
+    for (int c = 0; c < NC; ++c) acc[c] = start[c];
     const T* wt = w;
     for (int64_t t = 0; t < nt; ++t, wt += NC) {
       const Vec sv = part ? V::load_part(src[t] + i, n - i) : V::load(src[t] + i);
@@ -309,27 +336,29 @@ void sum_taps(T* const* out, int64_t n, int64_t nt, const T* w, const T* const* 
     }
     for (int c = 0; c < NC; ++c) {
       if (part) {
-        V::store_part(out[c] + i, acc[c], n - i);
+        V::store_part(out[c] + i, finish(acc[c], c, i, n - i), n - i);
       } else {
-        V::store(out[c] + i, acc[c]);
+        V::store(out[c] + i, finish(acc[c], c, i, L));
       }
     }
   }
 }
 
-// sum_taps for a runtime number of outputs, 1 <= nc <= kOutputBlock.
+// sum_taps for a runtime number of outputs, 1 <= nc <= kOutputBlock, with the
+// epilogue of those nc outputs.
 template <bool Exact = false, typename T>
-void sum_any(T* const* out, int nc, int64_t n, int64_t nt, const T* w, const T* const* src) {
+void sum_any(T* const* out, int nc, int64_t n, int64_t nt, const T* w, const T* const* src,
+             const RowEpilogue<T>& e = RowEpilogue<T>()) {
   switch (nc) {
-    case 1: sum_taps<1, Exact>(out, n, nt, w, src); break;
-    case 2: sum_taps<2, Exact>(out, n, nt, w, src); break;
-    case 3: sum_taps<3, Exact>(out, n, nt, w, src); break;
-    case 4: sum_taps<4, Exact>(out, n, nt, w, src); break;
+    case 1: sum_taps<1, Exact>(out, n, nt, w, src, e); break;
+    case 2: sum_taps<2, Exact>(out, n, nt, w, src, e); break;
+    case 3: sum_taps<3, Exact>(out, n, nt, w, src, e); break;
+    case 4: sum_taps<4, Exact>(out, n, nt, w, src, e); break;
 #if IGC_CPU_OUTPUT_BLOCK > 4
-    case 5: sum_taps<5, Exact>(out, n, nt, w, src); break;
-    case 6: sum_taps<6, Exact>(out, n, nt, w, src); break;
-    case 7: sum_taps<7, Exact>(out, n, nt, w, src); break;
-    case 8: sum_taps<8, Exact>(out, n, nt, w, src); break;
+    case 5: sum_taps<5, Exact>(out, n, nt, w, src, e); break;
+    case 6: sum_taps<6, Exact>(out, n, nt, w, src, e); break;
+    case 7: sum_taps<7, Exact>(out, n, nt, w, src, e); break;
+    case 8: sum_taps<8, Exact>(out, n, nt, w, src, e); break;
 #endif
     default: break;
   }
@@ -435,6 +464,23 @@ int run_tasks(int64_t tasks, bool parallel, Allocate allocate, Run run) {
   }
   return failed ? static_cast<int>(IGC_OUT_OF_MEMORY) : IGC_OK;
 }
+
+// A forward pass's epilogue (see RowEpilogue): a bias per output channel (null:
+// none), a residual tensor of the output's shape (null: none) and an igc_activation.
+struct Epilogue {
+  const void* bias;
+  const void* residual;
+  int activation;
+  template <typename T>
+  const T* bias_as() const {
+    return static_cast<const T*>(bias);
+  }
+  template <typename T>
+  const T* residual_as() const {
+    return static_cast<const T*>(residual);
+  }
+  bool relu() const { return activation == IGC_ACT_RELU; }
+};
 
 // run(a, b, c) with the arrays as double (IGC_FLOAT64) or float.
 template <typename Run>

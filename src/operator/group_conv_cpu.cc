@@ -53,9 +53,10 @@ int check_cpu(const igc_group_conv_geometry* g, const void* a, const void* b, co
 }
 
 int run(igc::Pass pass, const igc_group_conv_geometry* g, const void* a, const void* b, void* c,
-        int dtype) {
+        int dtype, const void* bias = nullptr, int activation = IGC_ACT_NONE) {
   const int status = check_cpu(g, a, b, c, dtype);
   if (status != IGC_OK) return status;
+  if (activation != IGC_ACT_NONE && activation != IGC_ACT_RELU) return IGC_BAD_ACTIVATION;
   if (g->batch == 0) {
     if (pass != igc::Pass::kBackwardWeight) return IGC_OK;  // nothing to compute
     // No images: the weight gradient is zero, not untouched.
@@ -64,6 +65,8 @@ int run(igc::Pass pass, const igc_group_conv_geometry* g, const void* a, const v
     memset(c, 0, elements * igc_dtype_size(dtype));
     return IGC_OK;
   }
+  if (pass == igc::Pass::kForward)
+    return igc::cpu::variant().group_conv_forward(*g, a, b, bias, activation, c, dtype);
   return igc::cpu::variant().group_conv[static_cast<int>(pass)](*g, a, b, c, dtype);
 }
 
@@ -72,6 +75,13 @@ int run(igc::Pass pass, const igc_group_conv_geometry* g, const void* a, const v
 extern "C" int igc_group_conv_forward_cpu(const igc_group_conv_geometry* g, const void* data,
                                           const void* weight, void* out, int dtype) {
   return run(igc::Pass::kForward, g, data, weight, out, dtype);
+}
+
+extern "C" int igc_group_conv_forward_bias_act_cpu(const igc_group_conv_geometry* g,
+                                                   const void* data, const void* weight,
+                                                   const void* bias, int activation, void* out,
+                                                   int dtype) {
+  return run(igc::Pass::kForward, g, data, weight, out, dtype, bias, activation);
 }
 
 extern "C" int igc_group_conv_backward_data_cpu(const igc_group_conv_geometry* g,

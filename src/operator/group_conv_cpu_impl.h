@@ -226,8 +226,8 @@ void pack_out(const Plan& p, const T* __restrict src, T* __restrict dst) {
 // ---- the three passes, one (image, group) task at a time --------------------
 
 template <typename T>
-void forward_task(const Plan& p, int64_t n, int64_t g, const T* data, const T* blocked, T* out,
-                  T* packed, T* acc, const T** taps) {
+void forward_task(const Plan& p, int64_t n, int64_t g, const T* data, const T* blocked,
+                  const Epilogue& epilogue, T* out, T* packed, T* acc, const T** taps) {
   for (int64_t ci = 0; ci < p.Cg; ++ci)
     pack_in(p, data + ((n * p.C + g * p.Cg + ci) * p.H) * p.W, packed + ci * p.in_stride());
   // Taps in (ci, kh, kw) order: the order of a filter's weights, and one source
@@ -242,7 +242,10 @@ void forward_task(const Plan& p, int64_t n, int64_t g, const T* data, const T* b
     const int nc = block_size(p.Fg, f0);
     const int64_t f = g * p.Fg + f0;
     for (int c = 0; c < nc; ++c) sums[c] = acc + c * (p.run + kSlack);
-    sum_any(sums, nc, p.run, per_filter, blocked + f * per_filter, taps);
+    RowEpilogue<T> rows;
+    rows.bias = epilogue.bias != nullptr ? epilogue.bias_as<T>() + f : nullptr;
+    rows.relu = epilogue.relu();
+    sum_any(sums, nc, p.run, per_filter, blocked + f * per_filter, taps, rows);
     for (int c = 0; c < nc; ++c) {
       T* y = out + ((n * p.F + f + c) * p.OH) * p.OW;
       for (int64_t oh = 0; oh < p.OH; ++oh) copy_row(y + oh * p.OW, sums[c] + oh * p.Wq, p.OW);
@@ -381,7 +384,7 @@ int64_t weight_chunk(const Plan& p, int64_t most) {
 // ---- drivers ----------------------------------------------------------------
 
 template <typename T>
-int forward(const Plan& p, const T* data, const T* weight, T* out) {
+int forward(const Plan& p, const T* data, const T* weight, const Epilogue& epilogue, T* out) {
   const int64_t per_filter = p.Cg * p.KH * p.KW;
   T* blocked = scratch<T>(p.F * per_filter);
   if (blocked == nullptr) return IGC_OUT_OF_MEMORY;
@@ -395,8 +398,9 @@ int forward(const Plan& p, const T* data, const T* weight, T* out) {
         return 3;
       },
       [&](int64_t task, Buffers& b) {
-        forward_task(p, task / p.G, task % p.G, data, blocked, out, static_cast<T*>(b.p[0]),
-                     static_cast<T*>(b.p[1]), static_cast<const T**>(b.p[2]));
+        forward_task(p, task / p.G, task % p.G, data, blocked, epilogue, out,
+                     static_cast<T*>(b.p[0]), static_cast<T*>(b.p[1]),
+                     static_cast<const T**>(b.p[2]));
       });
   free(blocked);
   return status;
@@ -455,11 +459,18 @@ int backward_weight(const Plan& p, const T* out_grad, const T* data, T* weight_g
 }
 
 // Entry points of the variant table (geometry and dtype already checked).
-int group_conv_forward(const igc_group_conv_geometry& g, const void* data, const void* weight,
-                       void* out, int dtype) {
+int group_conv_forward_epilogue(const igc_group_conv_geometry& g, const void* data,
+                                const void* weight, const Epilogue& epilogue, void* out,
+                                int dtype) {
   const Plan p(g);
   return with_dtype(dtype, data, weight, out,
-                    [&](auto x, auto w, auto y) { return forward(p, x, w, y); });
+                    [&](auto x, auto w, auto y) { return forward(p, x, w, epilogue, y); });
+}
+
+int group_conv_forward(const igc_group_conv_geometry& g, const void* data, const void* weight,
+                       void* out, int dtype) {
+  return group_conv_forward_epilogue(g, data, weight, Epilogue{nullptr, nullptr, IGC_ACT_NONE}, out,
+                                     dtype);
 }
 
 int group_conv_backward_data(const igc_group_conv_geometry& g, const void* out_grad,

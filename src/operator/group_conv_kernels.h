@@ -53,6 +53,11 @@ int igc_group_conv_check(const igc_group_conv_geometry* geometry, int dtype);
  */
 int igc_group_conv_forward_cpu(const igc_group_conv_geometry* geometry, const void* data,
                                const void* weight, void* out, int dtype);
+/* forward, then per output value: + bias[filter] (bias: `filters` values, or NULL for
+ * none), then `activation` (igc_activation), in the loop that stores it. */
+int igc_group_conv_forward_bias_act_cpu(const igc_group_conv_geometry* geometry, const void* data,
+                                        const void* weight, const void* bias, int activation,
+                                        void* out, int dtype);
 int igc_group_conv_backward_data_cpu(const igc_group_conv_geometry* geometry, const void* out_grad,
                                      const void* weight, void* data_grad, int dtype);
 int igc_group_conv_backward_weight_cpu(const igc_group_conv_geometry* geometry,

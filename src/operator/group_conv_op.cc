@@ -1,8 +1,9 @@
-// Registers `GroupConvolution(data, weight, kernel, stride, pad, num_filter,
+// Registers `GroupConvolution(data, weight, [bias,] kernel, stride, pad, num_filter,
 // num_group, ...)` with MXNet through the extension API: MXNet Convolution's
-// parameters and weight layout (NCHW, no bias, no dilation), so that the two are
-// interchangeable and checkpoints carry over. The work is done by the
-// group_conv_{cpu,cuda} kernels.
+// parameters and weight layout (NCHW, no dilation), so that the two are
+// interchangeable and checkpoints carry over. no_bias defaults to true (saved
+// symbols from before the bias omit it); act_type='relu' applies a ReLU as the
+// output is stored (CPU only). The work is done by the group_conv_{cpu,cuda} kernels.
 #include <climits>
 #include <string>
 #include <vector>
@@ -90,16 +91,9 @@ bool parse_pair(const igc::Attrs& attrs, const char* key, bool required, long lo
 }
 
 // Accepted for symmetry with Convolution as long as they describe what this op
-// does: no bias, no dilation, NCHW. cudnn_* and workspace only tune
-// Convolution's own implementations.
+// does: no dilation, NCHW. cudnn_* and workspace only tune Convolution's own
+// implementations.
 bool check_convolution_compat(const igc::Attrs& attrs) {
-  auto it = attrs.find("no_bias");
-  if (it != attrs.end() && it->second != "True" && it->second != "true" && it->second != "1") {
-    igc::error_message(kOp) << "no_bias='" << it->second
-                            << "' is not supported: GroupConvolution has no bias input; "
-                               "pass no_bias=True (or leave it out) and add a bias separately";
-    return false;
-  }
   long long dilate[2] = {1, 1};
   if (!parse_pair(attrs, "dilate", false, 1, dilate)) return false;
   if (dilate[0] != 1 || dilate[1] != 1) {
@@ -107,7 +101,7 @@ bool check_convolution_compat(const igc::Attrs& attrs) {
                             << "' is not supported: only dilate=(1, 1)";
     return false;
   }
-  it = attrs.find("layout");
+  auto it = attrs.find("layout");
   if (it != attrs.end() && it->second != "NCHW" && it->second != "None") {
     igc::error_message(kOp) << "layout='" << it->second << "' is not supported: only NCHW";
     return false;
@@ -131,24 +125,28 @@ bool check_convolution_compat(const igc::Attrs& attrs) {
 
 struct GroupConvolutionOp {
   static constexpr const char* kName = kOp;
-  static constexpr int kInputs = 2;
   static constexpr const char* kDtypes = "float32 or float64 (float16 on GPU)";
 
   struct Params {
     long long kernel[2], stride[2] = {1, 1}, pad[2] = {0, 0};
     long long num_filter, num_group;
+    igc::BiasAct epilogue;
   };
 
   static bool parse(const igc::Attrs& attrs, Params* p) {
-    return igc::check_known_params(kOp, attrs,
-                                   {"kernel", "stride", "pad", "num_filter", "num_group", "no_bias",
-                                    "dilate", "layout", "workspace", "cudnn_tune", "cudnn_off"}) &&
-           check_convolution_compat(attrs) && parse_pair(attrs, "kernel", true, 1, p->kernel) &&
+    return igc::check_known_params(
+               kOp, attrs,
+               {"kernel", "stride", "pad", "num_filter", "num_group", "no_bias", "act_type",
+                "dilate", "layout", "workspace", "cudnn_tune", "cudnn_off"}) &&
+           igc::parse_bias_act(kOp, attrs, &p->epilogue) && check_convolution_compat(attrs) &&
+           parse_pair(attrs, "kernel", true, 1, p->kernel) &&
            parse_pair(attrs, "stride", false, 1, p->stride) &&
            parse_pair(attrs, "pad", false, 0, p->pad) &&
            igc::parse_int_param(kOp, attrs, "num_filter", true, 0, 1, INT_MAX, &p->num_filter) &&
            igc::parse_int_param(kOp, attrs, "num_group", false, 1, 1, INT_MAX, &p->num_group);
   }
+
+  static int num_inputs(const Params& p) { return p.epilogue.bias ? 3 : 2; }
 
   static bool supported_dtype(int dtype) { return igc::float_dtype(dtype); }
 
@@ -235,32 +233,35 @@ struct GroupConvolutionOp {
     std::vector<unsigned int>& weight = in_shapes->at(1);
     if (weight.empty()) weight = weight_shape(g);  // unknown: a fresh parameter
     if (!check_weight(g, weight)) return MX_FAIL;
+    if (p.epilogue.bias &&
+        !igc::infer_bias_shape(kOp, &in_shapes->at(2), static_cast<unsigned>(g.filters)))
+      return MX_FAIL;
     out_shapes->at(0) = {static_cast<unsigned>(g.batch), static_cast<unsigned>(g.filters),
                          static_cast<unsigned>(out_size(g, 0)),
                          static_cast<unsigned>(out_size(g, 1))};
     return MX_SUCCESS;
   }
 
-  // One kernel call on the device of `a`. Inputs are (a, b) -> out as in
-  // group_conv_kernels.h.
-  static MXReturnValue run(igc::Pass pass, const igc_group_conv_geometry& g, const MXTensor& a,
-                           const MXTensor& b, MXTensor* out, const OpResource& res) {
-    const int dtype = a.dtype;
+  // One kernel call on the device of `on`. Inputs are (a, b) -> out as in
+  // group_conv_kernels.h, and the forward pass's bias (null: none).
+  static MXReturnValue run(igc::Pass pass, const Params& p, const igc_group_conv_geometry& g,
+                           const MXTensor& on, const void* a, const void* b, MXTensor* out,
+                           const OpResource& res, const void* bias = nullptr) {
+    const int dtype = on.dtype;
     int status;
-    if (a.ctx.dev_type == "gpu") {
+    if (on.ctx.dev_type == "gpu") {
 #ifdef IGC_WITH_CUDA
+      if (p.epilogue.any()) return igc::no_gpu_bias_act(kOp);
       void* stream = res.get_cuda_stream();
       if (pass == igc::Pass::kForward) {
-        status =
-            igc_group_conv_forward_cuda(&g, a.data_ptr, b.data_ptr, out->data_ptr, dtype, stream);
+        status = igc_group_conv_forward_cuda(&g, a, b, out->data_ptr, dtype, stream);
       } else if (pass == igc::Pass::kBackwardData) {
-        status = igc_group_conv_backward_data_cuda(&g, a.data_ptr, b.data_ptr, out->data_ptr, dtype,
-                                                   stream);
+        status = igc_group_conv_backward_data_cuda(&g, a, b, out->data_ptr, dtype, stream);
       } else {
         const int64_t bytes = igc_group_conv_backward_weight_cuda_workspace(&g, dtype);
         void* workspace = bytes > 0 ? res.alloc_gpu(bytes) : nullptr;
-        status = igc_group_conv_backward_weight_cuda(&g, a.data_ptr, b.data_ptr, out->data_ptr,
-                                                     dtype, workspace, bytes, stream);
+        status = igc_group_conv_backward_weight_cuda(&g, a, b, out->data_ptr, dtype, workspace,
+                                                     bytes, stream);
       }
       return igc::kernel_result(kOp, status, igc_last_cuda_error());
 #else
@@ -269,42 +270,62 @@ struct GroupConvolutionOp {
     }
     if (dtype == kFloat16) return igc::no_cpu_float16(kOp);
     if (pass == igc::Pass::kForward) {
-      status = igc_group_conv_forward_cpu(&g, a.data_ptr, b.data_ptr, out->data_ptr, dtype);
+      status = igc_group_conv_forward_bias_act_cpu(&g, a, b, bias, p.epilogue.activation,
+                                                   out->data_ptr, dtype);
     } else if (pass == igc::Pass::kBackwardData) {
-      status = igc_group_conv_backward_data_cpu(&g, a.data_ptr, b.data_ptr, out->data_ptr, dtype);
+      status = igc_group_conv_backward_data_cpu(&g, a, b, out->data_ptr, dtype);
     } else {
-      status = igc_group_conv_backward_weight_cpu(&g, a.data_ptr, b.data_ptr, out->data_ptr, dtype);
+      status = igc_group_conv_backward_weight_cpu(&g, a, b, out->data_ptr, dtype);
     }
     return igc::kernel_result(kOp, status);
   }
 
-  // Re-validates at compute time: arrays reach forward without shape inference
-  // when an imperative call skips it.
-  static bool prepare(const igc::Attrs& attrs, const MXTensor& data, const MXTensor& weight,
-                      igc_group_conv_geometry* g) {
-    Params p;
-    return parse(attrs, &p) && make_geometry(p, data.shape, g) && check_weight(*g, weight.shape) &&
-           igc::check_dtypes<GroupConvolutionOp>({&data, &weight});
+  // Re-validates data, weight and bias (inputs[first...]) at compute time: arrays
+  // reach forward without shape inference when an imperative call skips it.
+  static bool prepare(const igc::Attrs& attrs, const std::vector<MXTensor>& inputs, size_t first,
+                      Params* p, igc_group_conv_geometry* g) {
+    const MXTensor& data = inputs.at(first);
+    const MXTensor& weight = inputs.at(first + 1);
+    if (!parse(attrs, p) || !make_geometry(*p, data.shape, g) || !check_weight(*g, weight.shape))
+      return false;
+    if (!p->epilogue.bias) return igc::check_dtypes<GroupConvolutionOp>({&data, &weight});
+    const MXTensor& bias = inputs.at(first + 2);
+    std::vector<unsigned int> shape(bias.shape.begin(), bias.shape.end());
+    return igc::infer_bias_shape(kOp, &shape, static_cast<unsigned>(g->filters)) &&
+           igc::check_dtypes<GroupConvolutionOp>({&data, &weight, &bias});
   }
 
   static MXReturnValue forward(const igc::Attrs& attrs, std::vector<MXTensor>* inputs,
                                std::vector<MXTensor>* outputs, const OpResource& res) {
+    Params p;
     igc_group_conv_geometry g;
-    if (!prepare(attrs, inputs->at(0), inputs->at(1), &g)) return MX_FAIL;
-    return run(igc::Pass::kForward, g, inputs->at(0), inputs->at(1), &outputs->at(0), res);
+    if (!prepare(attrs, *inputs, 0, &p, &g)) return MX_FAIL;
+    return run(igc::Pass::kForward, p, g, inputs->at(0), inputs->at(0).data_ptr,
+               inputs->at(1).data_ptr, &outputs->at(0), res,
+               p.epilogue.bias ? inputs->at(2).data_ptr : nullptr);
   }
 
-  // Backward inputs are (out_grad, data, weight, out); outputs (data_grad, weight_grad).
+  // Backward inputs are (out_grad, data, weight, [bias,] out); outputs (data_grad,
+  // weight_grad[, bias_grad]).
   static MXReturnValue backward(const igc::Attrs& attrs, std::vector<MXTensor>* inputs,
                                 std::vector<MXTensor>* outputs, const OpResource& res) {
+    Params p;
+    igc_group_conv_geometry g;
+    if (!prepare(attrs, *inputs, 1, &p, &g)) return MX_FAIL;
     const MXTensor& out_grad = inputs->at(0);
     const MXTensor& data = inputs->at(1);
     const MXTensor& weight = inputs->at(2);
-    igc_group_conv_geometry g;
-    if (!prepare(attrs, data, weight, &g)) return MX_FAIL;
-    if (run(igc::Pass::kBackwardData, g, out_grad, weight, &outputs->at(0), res) != MX_SUCCESS)
+    if (data.ctx.dev_type == "gpu" && p.epilogue.any()) return igc::no_gpu_bias_act(kOp);
+    const void* grad = out_grad.data_ptr;
+    igc::Scratch scratch;
+    if (igc::bias_act_backward_cpu(kOp, p.epilogue, out_grad, inputs->at(num_inputs(p) + 1),
+                                   p.epilogue.bias ? &outputs->at(2) : nullptr, &scratch,
+                                   &grad) != MX_SUCCESS)
       return MX_FAIL;
-    return run(igc::Pass::kBackwardWeight, g, out_grad, data, &outputs->at(1), res);
+    if (run(igc::Pass::kBackwardData, p, g, data, grad, weight.data_ptr, &outputs->at(0), res) !=
+        MX_SUCCESS)
+      return MX_FAIL;
+    return run(igc::Pass::kBackwardWeight, p, g, data, grad, data.data_ptr, &outputs->at(1), res);
   }
 };
 

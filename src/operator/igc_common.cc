@@ -27,6 +27,7 @@ extern "C" const char* igc_status_string(int status) {
     case IGC_TOO_LARGE:
       return "too large: a tensor or scratch buffer would exceed 2^31 - 1 elements";
     case IGC_BAD_WORKSPACE: return "workspace missing or smaller than its query asked for";
+    case IGC_BAD_ACTIVATION: return "unknown activation: expected IGC_ACT_NONE or IGC_ACT_RELU";
     default: return "unknown status";
   }
 }

@@ -29,8 +29,13 @@ enum igc_status {
   IGC_NO_BLAS = 5,       /* no cblas library found (InterleavedGroupConv on CPU) */
   IGC_OUT_OF_MEMORY = 6, /* scratch memory could not be allocated */
   IGC_TOO_LARGE = 7,     /* a tensor or scratch buffer would exceed IGC_MAX_ELEMENTS */
-  IGC_BAD_WORKSPACE = 8  /* the workspace is smaller than the *_workspace query asked for */
+  IGC_BAD_WORKSPACE = 8, /* the workspace is smaller than the *_workspace query asked for */
+  IGC_BAD_ACTIVATION = 9 /* an activation that is not one of igc_activation */
 };
+
+/* What a forward pass applies to each output value before it stores it, after the
+ * bias (a per-output-channel array, or NULL for none). */
+enum igc_activation { IGC_ACT_NONE = 0, IGC_ACT_RELU = 1 };
 
 /* The most elements any tensor or scratch buffer may hold: the index range of the
  * mxnet wheels (built without large-tensor support). Keeping every size below it

@@ -107,8 +107,34 @@ int64_t column_chunks(int64_t tasks, int64_t inner) {
   return std::max<int64_t>(1, std::min(wanted, inner / kMinChunk));
 }
 
+// The forward pass's epilogue (see igc_conv_kernels.h) on the BLAS path.
 template <typename T>
-void forward(const T* x, const T* w, T* y, const Geometry& d) {
+struct Epilogue {
+  const T* bias;      // by output channel, or null
+  const T* residual;  // of the output's shape, or null
+  bool relu;
+  bool any() const { return bias != nullptr || residual != nullptr || relu; }
+};
+
+// y = act(y + bias + residual) on the `cols` columns from `offset` (within an
+// image) of the rows group g writes: right after the task's GEMMs, while its
+// block of output is still in cache.
+template <typename T>
+void apply(const Epilogue<T>& e, T* y, int64_t offset, int64_t g, int64_t cols, const Geometry& d) {
+  for (int64_t a = 0; a < d.K; ++a) {
+    const int64_t at = offset + a * d.secondary * d.inner;
+    T* row = y + at;
+    const T* res = e.residual != nullptr ? e.residual + at : nullptr;
+    const T b = e.bias != nullptr ? e.bias[a * d.secondary + g] : T(0);
+    for (int64_t j = 0; j < cols; ++j) {
+      const T v = row[j] + b + (res != nullptr ? res[j] : T(0));
+      row[j] = e.relu ? (v > T(0) ? v : T(0)) : v;
+    }
+  }
+}
+
+template <typename T>
+void forward_epilogue(const T* x, const T* w, T* y, const Geometry& d, const Epilogue<T>& e) {
   const int64_t chunks = column_chunks(d.batch * d.secondary, d.inner);
   const int64_t width = (d.inner + chunks - 1) / chunks;
   const int64_t tasks = d.batch * d.secondary * chunks;
@@ -121,13 +147,19 @@ void forward(const T* x, const T* w, T* y, const Geometry& d) {
     const int64_t cols = std::min(width, d.inner - col);
     if (cols <= 0) continue;
     const T* xn = x + n * d.image() + col;
-    T* yg = y + n * d.image() + g * d.inner + col;
+    const int64_t offset = n * d.image() + g * d.inner + col;
     for (int64_t t = 0; t < d.S; ++t) {
       gemm(false, false, d.K, cols, d.primary, w + d.weight_offset(g, t), d.K,
-           xn + d.slab_offset(g, t), d.P * d.inner, t == 0 ? T(0) : T(1), yg,
+           xn + d.slab_offset(g, t), d.P * d.inner, t == 0 ? T(0) : T(1), y + offset,
            d.secondary * d.inner);
     }
+    if (e.any()) apply(e, y, offset, g, cols, d);
   }
+}
+
+template <typename T>
+void forward(const T* x, const T* w, T* y, const Geometry& d) {
+  forward_epilogue<T>(x, w, y, d, Epilogue<T>{nullptr, nullptr, false});
 }
 
 template <typename T>
@@ -213,13 +245,18 @@ bool use_direct(igc::Pass pass, int64_t channels, int64_t inner, int64_t seconda
          (pass != igc::Pass::kBackwardWeight || inner >= kDirectMinInner);
 }
 
-// Checks, then runs the direct kernel or `f32`/`f64` (BLAS) on a non-empty problem.
+// Checks, then runs the direct kernel or `f32`/`f64` (BLAS) on a non-empty problem;
+// the forward pass with the epilogue `bias`, `residual`, `activation` (see
+// igc_conv_kernels.h).
 template <typename F32, typename F64>
 int dispatch(igc::Pass pass, const void* a, const void* b, void* c, int64_t batch, int64_t channels,
-             int64_t inner, int64_t primary, int64_t secondary, int dtype, F32 f32, F64 f64) {
+             int64_t inner, int64_t primary, int64_t secondary, int dtype, F32 f32, F64 f64,
+             const void* bias = nullptr, const void* residual = nullptr,
+             int activation = IGC_ACT_NONE) {
   const int status =
       igc_interleaved_conv_check(a, b, c, batch, channels, inner, primary, secondary, dtype);
   if (status != IGC_OK) return status;
+  if (activation != IGC_ACT_NONE && activation != IGC_ACT_RELU) return IGC_BAD_ACTIVATION;
   if (dtype != IGC_FLOAT32 && dtype != IGC_FLOAT64) return IGC_BAD_DTYPE;
   if (empty(batch, channels, inner)) {
     if (pass == igc::Pass::kBackwardWeight && channels > 0) {
@@ -229,9 +266,13 @@ int dispatch(igc::Pass pass, const void* a, const void* b, void* c, int64_t batc
     }
     return IGC_OK;
   }
-  if (use_direct(pass, channels, inner, secondary))
+  if (use_direct(pass, channels, inner, secondary)) {
+    if (pass == igc::Pass::kForward)
+      return igc::cpu::variant().interleaved_forward(a, b, bias, residual, activation, c, batch,
+                                                     channels, inner, primary, secondary, dtype);
     return igc::cpu::variant().interleaved[static_cast<int>(pass)](a, b, c, batch, channels, inner,
                                                                    primary, secondary, dtype);
+  }
   if (blas().sgemm == nullptr) return IGC_NO_BLAS;
   const Geometry d(batch, channels, inner, primary, secondary);
   if (dtype == IGC_FLOAT32) {
@@ -269,6 +310,28 @@ extern "C" int igc_interleaved_conv_forward_cpu(const void* data, const void* we
                                                 int64_t primary, int64_t secondary, int dtype) {
   return dispatch(igc::Pass::kForward, data, weight, out, batch, channels, inner, primary,
                   secondary, dtype, forward<float>, forward<double>);
+}
+
+extern "C" int igc_interleaved_conv_forward_epilogue_cpu(const void* data, const void* weight,
+                                                         const void* bias, const void* residual,
+                                                         int activation, void* out, int64_t batch,
+                                                         int64_t channels, int64_t inner,
+                                                         int64_t primary, int64_t secondary,
+                                                         int dtype) {
+  const bool relu = activation == IGC_ACT_RELU;
+  return dispatch(
+      igc::Pass::kForward, data, weight, out, batch, channels, inner, primary, secondary, dtype,
+      [&](const float* x, const float* w, float* y, const Geometry& d) {
+        forward_epilogue(x, w, y, d,
+                         Epilogue<float>{static_cast<const float*>(bias),
+                                         static_cast<const float*>(residual), relu});
+      },
+      [&](const double* x, const double* w, double* y, const Geometry& d) {
+        forward_epilogue(x, w, y, d,
+                         Epilogue<double>{static_cast<const double*>(bias),
+                                          static_cast<const double*>(residual), relu});
+      },
+      bias, residual, activation);
 }
 
 extern "C" int igc_interleaved_conv_backward_data_cpu(const void* out_grad, const void* weight,

@@ -50,10 +50,26 @@ T* interleaved_weights(const Rows& r, const T* weight, bool transpose) {
   return blocked;
 }
 
-// out rows (to_row) = blocked weights x in rows (from_row), per (image, group).
+// The bias of group g's output a at [g * K + a] (it is output channel a * M + g's),
+// so that a block of a group's outputs reads its biases in a row; null without one.
+template <typename T>
+T* group_order_bias(const Rows& r, const T* bias) {
+  if (bias == nullptr) return nullptr;
+  T* grouped = scratch<T>(r.C);
+  if (grouped == nullptr) return nullptr;
+  for (int64_t g = 0; g < r.M; ++g) {
+    for (int64_t a = 0; a < r.K; ++a) grouped[g * r.K + a] = bias[r.out_row(g, a)];
+  }
+  return grouped;
+}
+
+// out rows (to_row) = blocked weights x in rows (from_row), per (image, group), plus
+// the bias of the out row's group order (see group_order_bias) and the residual's
+// rows at the out rows' places, then the activation.
 template <typename T, typename FromRow, typename ToRow>
 int interleaved_sums(const Rows& r, const T* in, const T* weight, T* out, bool transpose,
-                     FromRow from_row, ToRow to_row) {
+                     FromRow from_row, ToRow to_row, const T* bias = nullptr,
+                     const T* residual = nullptr, bool relu = false) {
   T* blocked = interleaved_weights(r, weight, transpose);
   if (blocked == nullptr) return IGC_OUT_OF_MEMORY;
   const int64_t image = r.C * r.HW;
@@ -67,11 +83,20 @@ int interleaved_sums(const Rows& r, const T* in, const T* weight, T* out, bool t
         const int64_t n = task / r.M, g = task % r.M;
         const T** src = static_cast<const T**>(b.p[0]);
         T* sums[kOutputBlock];
+        const T* residual_rows[kOutputBlock];
+        RowEpilogue<T> epilogue;
+        epilogue.relu = relu;
+        epilogue.residual = residual != nullptr ? residual_rows : nullptr;
         for (int64_t c = 0; c < r.K; ++c) src[c] = in + n * image + from_row(g, c) * r.HW;
         for (int64_t a0 = 0; a0 < r.K; a0 += kOutputBlock) {
           const int nc = block_size(r.K, a0);
-          for (int c = 0; c < nc; ++c) sums[c] = out + n * image + to_row(g, a0 + c) * r.HW;
-          sum_any<true>(sums, nc, r.HW, r.K, blocked + (g * r.K + a0) * r.K, src);
+          for (int c = 0; c < nc; ++c) {
+            const int64_t row = n * image + to_row(g, a0 + c) * r.HW;
+            sums[c] = out + row;
+            if (residual != nullptr) residual_rows[c] = residual + row;
+          }
+          epilogue.bias = bias != nullptr ? bias + g * r.K + a0 : nullptr;
+          sum_any<true>(sums, nc, r.HW, r.K, blocked + (g * r.K + a0) * r.K, src, epilogue);
         }
       });
   free(blocked);
@@ -79,10 +104,15 @@ int interleaved_sums(const Rows& r, const T* in, const T* weight, T* out, bool t
 }
 
 template <typename T>
-int interleaved_forward(const Rows& r, const T* x, const T* w, T* y) {
-  return interleaved_sums(
+int interleaved_forward(const Rows& r, const T* x, const T* w, const Epilogue& epilogue, T* y) {
+  T* bias = group_order_bias(r, epilogue.bias_as<T>());
+  if (epilogue.bias != nullptr && bias == nullptr) return IGC_OUT_OF_MEMORY;
+  const int status = interleaved_sums(
       r, x, w, y, false, [&](int64_t g, int64_t c) { return r.in_row(g, c); },
-      [&](int64_t g, int64_t a) { return r.out_row(g, a); });
+      [&](int64_t g, int64_t a) { return r.out_row(g, a); }, bias, epilogue.residual_as<T>(),
+      epilogue.relu());
+  free(bias);
+  return status;
 }
 
 template <typename T>
@@ -125,11 +155,19 @@ int interleaved_backward_weight(const Rows& r, const T* dy, const T* x, T* dw) {
 }
 
 // Entry points of the variant table (sizes and dtype already checked).
+int interleaved_conv_forward_epilogue(const void* x, const void* w, const Epilogue& epilogue,
+                                      void* y, int64_t batch, int64_t channels, int64_t inner,
+                                      int64_t primary, int64_t secondary, int dtype) {
+  const Rows r(batch, channels, inner, primary, secondary);
+  return with_dtype(dtype, x, w, y, [&](auto a, auto b, auto c) {
+    return interleaved_forward(r, a, b, epilogue, c);
+  });
+}
+
 int interleaved_conv_forward(const void* x, const void* w, void* y, int64_t batch, int64_t channels,
                              int64_t inner, int64_t primary, int64_t secondary, int dtype) {
-  const Rows r(batch, channels, inner, primary, secondary);
-  return with_dtype(dtype, x, w, y,
-                    [&](auto a, auto b, auto c) { return interleaved_forward(r, a, b, c); });
+  return interleaved_conv_forward_epilogue(x, w, Epilogue{nullptr, nullptr, IGC_ACT_NONE}, y, batch,
+                                           channels, inner, primary, secondary, dtype);
 }
 
 int interleaved_conv_backward_data(const void* dy, const void* w, void* dx, int64_t batch,

@@ -58,6 +58,16 @@ int igc_interleaved_conv_check(const void* a, const void* b, const void* c, int6
 int igc_interleaved_conv_forward_cpu(const void* data, const void* weight, void* out, int64_t batch,
                                      int64_t channels, int64_t inner, int64_t primary,
                                      int64_t secondary, int dtype);
+/* forward, then per output value: + bias[channel] (bias: C values, indexed by output
+ * channel, or NULL for none), + residual (NULL for none, else (N, C, inner) like out:
+ * a residual branch's sum), then `activation` (igc_activation), in the loop that
+ * stores it (the direct path) or on each task's block of output right after its
+ * GEMMs (the BLAS path). */
+int igc_interleaved_conv_forward_epilogue_cpu(const void* data, const void* weight,
+                                              const void* bias, const void* residual,
+                                              int activation, void* out, int64_t batch,
+                                              int64_t channels, int64_t inner, int64_t primary,
+                                              int64_t secondary, int dtype);
 int igc_interleaved_conv_backward_data_cpu(const void* out_grad, const void* weight,
                                            void* data_grad, int64_t batch, int64_t channels,
                                            int64_t inner, int64_t primary, int64_t secondary,

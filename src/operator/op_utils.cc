@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bias_act_kernels.h"
+
 namespace igc {
 
 namespace {
@@ -84,17 +86,101 @@ const char* dtype_name(int dtype) {
   }
 }
 
+bool parse_bool_param(const char* op, const Attrs& attrs, const char* key, bool fallback,
+                      bool* out) {
+  auto it = attrs.find(key);
+  if (it == attrs.end()) {
+    *out = fallback;
+    return true;
+  }
+  const std::string& v = it->second;
+  if (v == "True" || v == "true" || v == "1") {
+    *out = true;
+  } else if (v == "False" || v == "false" || v == "0") {
+    *out = false;
+  } else {
+    error_message(op) << key << "='" << v << "' is not a boolean (True or False)";
+    return false;
+  }
+  return true;
+}
+
+bool parse_bias_act(const char* op, const Attrs& attrs, BiasAct* out) {
+  *out = BiasAct();
+  bool no_bias = true;
+  if (!parse_bool_param(op, attrs, "no_bias", true, &no_bias)) return false;
+  out->bias = !no_bias;
+  auto it = attrs.find("act_type");
+  if (it != attrs.end() && it->second != "None") {
+    if (it->second != "relu") {
+      error_message(op) << "act_type='" << it->second
+                        << "' is not supported: expected 'relu' (or None, no activation)";
+      return false;
+    }
+    out->activation = IGC_ACT_RELU;
+  }
+  return true;
+}
+
+bool infer_bias_shape(const char* op, std::vector<unsigned int>* bias, unsigned int channels) {
+  if (bias->empty()) {
+    *bias = {channels};
+    return true;
+  }
+  if (bias->size() != 1 || (*bias)[0] != channels) {
+    error_message(op) << "bias shape " << shape_text(*bias) << " does not match (" << channels
+                      << ",), one value per output channel";
+    return false;
+  }
+  return true;
+}
+
+Scratch::~Scratch() { free(p); }
+
+mxnet::ext::MXReturnValue bias_act_backward_cpu(const char* op, const BiasAct& epilogue,
+                                                const mxnet::ext::MXTensor& out_grad,
+                                                const mxnet::ext::MXTensor& out,
+                                                mxnet::ext::MXTensor* bias_grad, Scratch* scratch,
+                                                const void** pre_grad) {
+  *pre_grad = out_grad.data_ptr;
+  if (!epilogue.any()) return mxnet::ext::MX_SUCCESS;
+  const int64_t batch = out.shape[0], channels = out.shape[1];
+  int64_t inner = 1;
+  for (size_t k = 2; k < out.shape.size(); ++k) inner *= out.shape[k];
+  if (epilogue.activation != IGC_ACT_NONE) {
+    const size_t bytes = static_cast<size_t>(out.size()) * igc_dtype_size(out.dtype);
+    scratch->p = malloc(bytes > 0 ? bytes : 1);
+    if (scratch->p == nullptr) return kernel_result(op, IGC_OUT_OF_MEMORY);
+    *pre_grad = scratch->p;
+  }
+  return kernel_result(
+      op, igc_bias_act_backward_cpu(out_grad.data_ptr, out.data_ptr, epilogue.activation,
+                                    scratch->p, bias_grad ? bias_grad->data_ptr : nullptr, batch,
+                                    channels, inner, out.dtype));
+}
+
+mxnet::ext::MXReturnValue no_gpu_bias_act(const char* op) {
+  error_message(op) << "a bias (no_bias=False), residual or act_type runs on the CPU only: "
+                       "the GPU kernels have no epilogue; on the GPU add them as separate ops";
+  return mxnet::ext::MX_FAIL;
+}
+
 mxnet::ext::MXReturnValue infer_shared_dtype(const char* op, std::vector<int>* in_types,
                                              std::vector<int>* out_types, bool (*supported)(int),
                                              const char* expected) {
+  static const char* const names[] = {"data", "weight", "bias"};
+  auto name = [](size_t k) { return k < 3 ? names[k] : "input"; };
   int dtype = -1;  // -1: not known yet
-  for (int t : *in_types) {
+  size_t first = 0;
+  for (size_t k = 0; k < in_types->size(); ++k) {
+    const int t = (*in_types)[k];
     if (t == -1) continue;
     if (dtype != -1 && t != dtype) {
-      error_message(op) << "data and weight dtypes differ: " << dtype_name(in_types->at(0))
-                        << " and " << dtype_name(in_types->at(1));
+      error_message(op) << name(first) << " and " << name(k)
+                        << " dtypes differ: " << dtype_name(dtype) << " and " << dtype_name(t);
       return mxnet::ext::MX_FAIL;
     }
+    if (dtype == -1) first = k;
     dtype = t;
   }
   if (dtype != -1 && !supported(dtype)) {

@@ -89,17 +89,55 @@ mxnet::ext::MXReturnValue kernel_result(const char* op, int status,
 mxnet::ext::MXReturnValue no_cuda(const char* op);
 
 // The registration hooks every op shares. An op type `Op` provides
-//   kName, kInputs (array inputs; one output), kDtypes (text for messages),
-//   struct Params, static bool parse(const Attrs&, Params*),
-//   static bool supported_dtype(int), and the infer_shape, forward and backward
-//   functions that IGC_REGISTER_OP names.
+//   kName, kDtypes (text for messages), struct Params,
+//   static bool parse(const Attrs&, Params*), static int num_inputs(const Params&)
+//   (array inputs; one output), static bool supported_dtype(int), and the
+//   infer_shape, forward and backward functions that IGC_REGISTER_OP names.
 template <typename Op>
 mxnet::ext::MXReturnValue parse_attrs(const Attrs& attrs, int* num_in, int* num_out) {
-  *num_in = Op::kInputs;
-  *num_out = 1;
   typename Op::Params params;
-  return Op::parse(attrs, &params) ? mxnet::ext::MX_SUCCESS : mxnet::ext::MX_FAIL;
+  if (!Op::parse(attrs, &params)) return mxnet::ext::MX_FAIL;
+  *num_in = Op::num_inputs(params);
+  *num_out = 1;
+  return mxnet::ext::MX_SUCCESS;
 }
+
+// The epilogue of the convolution ops' forward pass: a bias input (no_bias=False;
+// absent or true: none, as the ops had no bias at first and saved symbols omit it)
+// and act_type ('relu'; absent or 'None': none), applied as each output is stored.
+struct BiasAct {
+  bool bias = false;
+  int activation = IGC_ACT_NONE;
+  bool any() const { return bias || activation != IGC_ACT_NONE; }
+};
+
+// Parses attrs[key] as a boolean (True/False, true/false, 1/0); `fallback` when absent.
+bool parse_bool_param(const char* op, const Attrs& attrs, const char* key, bool fallback,
+                      bool* out);
+
+// Parses no_bias and act_type as above; errors name the key and the value.
+bool parse_bias_act(const char* op, const Attrs& attrs, BiasAct* out);
+
+// Fails, naming the shape, unless `bias` is (channels,); a bias of unknown shape
+// (empty) gets that shape. For shape inference.
+bool infer_bias_shape(const char* op, std::vector<unsigned int>* bias, unsigned int channels);
+
+// Backward through the epilogue on the CPU, for an output `out` of (N, C, inner...):
+// *pre_grad is the gradient before the activation (out_grad's data without one,
+// else computed into scratch memory that lives until the op returns), and
+// `bias_grad` (null: no bias) gets its sum per channel. `scratch` owns the memory.
+struct Scratch {
+  void* p = nullptr;
+  ~Scratch();
+};
+mxnet::ext::MXReturnValue bias_act_backward_cpu(const char* op, const BiasAct& epilogue,
+                                                const mxnet::ext::MXTensor& out_grad,
+                                                const mxnet::ext::MXTensor& out,
+                                                mxnet::ext::MXTensor* bias_grad, Scratch* scratch,
+                                                const void** pre_grad);
+
+// MX_FAIL for a bias, residual or activation on the GPU, which the CUDA kernels lack.
+mxnet::ext::MXReturnValue no_gpu_bias_act(const char* op);
 
 template <typename Op>
 mxnet::ext::MXReturnValue infer_type(const Attrs&, std::vector<int>* in_types,

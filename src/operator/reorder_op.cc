@@ -13,7 +13,6 @@ namespace {
 
 struct ReorderOp {
   static constexpr const char* kName = "Reorder";
-  static constexpr int kInputs = 1;
   static constexpr const char* kDtypes = "float32, float64 or float16";
 
   struct Params {
@@ -29,6 +28,8 @@ struct ReorderOp {
                                 &p->branch_factor) &&
            igc::parse_int_param(kName, attrs, "workspace", false, 1024, 0, 8192, &workspace);
   }
+
+  static int num_inputs(const Params&) { return 1; }
 
   // A permutation of whole rows: any element size runs on both devices.
   static bool supported_dtype(int dtype) {

@@ -21,7 +21,7 @@ import time
 
 import mxnet as mx
 
-from .. import model_files, scoring
+from .. import inference, model_files, scoring
 from ..atomic import atomic_path
 from ..training import args as targs
 from ..training import data, presets, records
@@ -44,6 +44,9 @@ def build_parser():
                              "fast ops on the CPU, see igc_mx.devices) or the original's "
                              "Reorder, 1x1 Convolution and Convolution ('original'); same "
                              "parameters")
+    parser.add_argument('--no-optimize', action='store_true',
+                        help='run the graph as it is, without folding BatchNorm and ReLU '
+                             'into the convolutions (igc_mx.inference.optimize)')
     g = parser.add_argument_group('Data', "the dataset's validation recipe")
     g.add_argument('--dataset', choices=sorted(presets.DATASETS), default='cifar10',
                    help='dataset preset: normalization, image size and validation iterator')
@@ -136,7 +139,8 @@ def evaluate(symbol, arg_params, aux_params, val_iter, contexts=None, max_batche
 
 
 def results_row(label, graph, result):
-    return (f"model={label} graph={graph} images={result['num_images']} "
+    return (f"model={label} graph={graph} optimized={'yes' if result['optimized'] else 'no'} "
+            f"images={result['num_images']} "
             f"top1={100 * result['top1']:.3f}% top5={100 * result['top5']:.3f}% "
             f"cross_entropy={result['cross_entropy']:.4f} "
             f"images_per_s={result['images_per_s']:.1f}")
@@ -151,9 +155,13 @@ def run(argv=None):
         config = data_config(args)
         rec, batch, count = config.val_rec, config.val_batch_size, records.count_records(
             config.val_rec)
+        shape = (batch, *config.image_shape)
+        device = 'gpu' if args.gpus else 'cpu'
         symbol, arg_params, aux_params = model_files.load(
-            symbol_path, params_path, (batch, *config.image_shape), args.graph,
-            'gpu' if args.gpus else 'cpu')
+            symbol_path, params_path, shape, args.graph, device)
+        if not args.no_optimize:
+            symbol, arg_params, aux_params = inference.optimize(
+                symbol, arg_params, aux_params, shape, device)
         val_iter = data.validation_iter(config)
         total = count and math.ceil(count / batch)
         if total and args.max_batches:
@@ -167,8 +175,8 @@ def run(argv=None):
         # MXNet's bind errors are RuntimeErrors whose last line says what went wrong
         parser.exit(2, f'{parser.prog}: error: {model_files.error_line(err)}\n')
     result = {'model': label, 'symbol': symbol_path, 'params': params_path,
-              'graph': args.graph, 'dataset': args.dataset, 'rec': rec,
-              'batch_size': batch, **result}
+              'graph': args.graph, 'optimized': not args.no_optimize,
+              'dataset': args.dataset, 'rec': rec, 'batch_size': batch, **result}
     print(results_row(label, args.graph, result))
     if args.json:
         with atomic_path(args.json) as tmp, open(tmp, 'w') as f:

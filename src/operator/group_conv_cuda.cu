@@ -443,8 +443,12 @@ size_t backward_data_shared_bytes(const Conv& d, int ct, int dtype) {
   return static_cast<size_t>(d.step) * (d.DH * d.DW + ct * d.KK) * igc::cuda::acc_bytes(dtype);
 }
 
-// Weight gradient: filters per register tile, up to 4.
-int weight_filters_per_thread(int filters) { return filters >= 4 ? 4 : filters >= 2 ? 2 : 1; }
+// Weight gradient: filters per register tile, up to 4 (2 in float64, whose 4 x
+// kTapsPerThread sums do not fit the registers of 2 blocks per multiprocessor).
+int weight_filters_per_thread(int filters, int dtype) {
+  const int most = dtype == IGC_FLOAT64 ? 2 : 4;
+  return filters >= most ? most : filters >= 2 ? 2 : 1;
+}
 
 // Weight gradient: register tiles per block (at most kMaxOwners, as few element
 // tiles per group as that allows, split evenly) and chunks of pixels enough to fill
@@ -452,7 +456,7 @@ int weight_filters_per_thread(int filters) { return filters >= 4 ? 4 : filters >
 // workspace limit.
 void plan_backward_weight(Conv* d, int dtype) {
   d->CT = d->Cg * d->KK;
-  const int rf = weight_filters_per_thread(d->Fg);
+  const int rf = weight_filters_per_thread(d->Fg, dtype);
   const int need_f = ceil_div(d->Fg, rf), need_c = ceil_div(d->CT, kTapsPerThread);
   d->owners_f = need_f < 4 || need_f * need_c <= kMaxOwners ? need_f : 4;
   d->tiles_f = ceil_div(need_f, d->owners_f);
@@ -532,11 +536,14 @@ void with_registers(int count, Fn fn) {
   }
 }
 
-// fn(RF) with RF = weight_filters_per_thread(filters) as a compile-time constant.
-template <typename Fn>
-void with_weight_filters(int filters, Fn fn) {
-  switch (weight_filters_per_thread(filters)) {
-    case 4: fn(std::integral_constant<int, 4>()); break;
+// fn(RF) with RF = weight_filters_per_thread(filters, dtype) as a compile-time
+// constant (no 4 in float64).
+template <typename T, typename Fn>
+void with_weight_filters(int filters, int dtype, Fn fn) {
+  switch (weight_filters_per_thread(filters, dtype)) {
+    case 4:
+      if constexpr (sizeof(typename Acc<T>::type) == 4) fn(std::integral_constant<int, 4>());
+      break;
     case 2: fn(std::integral_constant<int, 2>()); break;
     default: fn(std::integral_constant<int, 1>());
   }
@@ -557,7 +564,7 @@ int launch(Pass pass, Conv d, const void* a, const void* b, void* out, int dtype
     plan_backward_weight(&d, dtype);
     const int64_t bytes = workspace_bytes(d, dtype);
     if (bytes > 0 && (workspace == nullptr || workspace_size < bytes)) return IGC_BAD_WORKSPACE;
-    with_weight_filters(d.Fg, [&](auto r) {
+    with_weight_filters<T>(d.Fg, dtype, [&](auto r) {
       launch_backward_weight<T, decltype(r)::value>(d, a, b, out, workspace, dtype, s);
     });
   }

@@ -15,6 +15,7 @@ makes a case fail, two threads doing one thread's work is a race, and an access
 one element past either end of any buffer or of the dynamic shared memory is an
 out-of-bounds error naming the kernel, the thread and the offset.
 """
+import importlib.util
 import re
 from pathlib import Path
 
@@ -284,8 +285,8 @@ PLANTED_BUGS = {
                                r'which thread \(\d,0,0\) wrote in the same phase \(before the '
                                r'first __syncthreads\(\)\): a shared-memory race',
     'shared read-write race': r'thread \(\d,0,0\) (reads|writes) byte offset 20 of a '
-                              r'__shared__ variable \(256 bytes\), which thread \(\d,0,0\) (wrote|read) in the same '
-                              r'phase .*: a shared-memory race',
+                              r'__shared__ variable \(256 bytes\), which thread \(\d,0,0\) '
+                              r'(wrote|read) in the same phase .*: a shared-memory race',
     'global write-write race': r"thread \(\d,0,0\) writes byte offset 0 of global buffer 'out' "
                                r'.*, which thread \(\d,0,0\) of block \(0,0,0\) wrote in the same '
                                r'phase .*: a global-memory race',
@@ -493,6 +494,58 @@ def test_every_thread_of_the_group_conv_weight_gradient_works(emu, thread):
             check_group_conv(emu, GROUP_CONV_CASES[0], 'float32')
     finally:
         emu.igc_emu_reset()
+
+
+class Planned:
+    """An array for plan-only launches: shape, dtype and a pointer never read."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = shape, np.dtype(dtype)
+        self.nbytes = int(np.prod(shape)) * self.dtype.itemsize
+        self.ctypes = type('Pointer', (), {'data': 1 << 40})()
+
+
+def load_resources():
+    spec = importlib.util.spec_from_file_location('resources', SOURCES.parents[1] / 'bench' /
+                                                  'gpu' / 'resources.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_dynamic_shared_memory_is_at_most_what_the_resource_table_counts(emu, dtype):
+    # The test cases and 3x3 convolutions of up to 32 channels per group on
+    # 56x56 maps at batch 64, planned but not run.
+    limits = load_resources().MAX_DYNAMIC_SHARED
+    acc = np.dtype(dtype).itemsize
+    cases = GROUP_CONV_CASES + [(64, c, 56, 56, c, c // g, 3, 1, 1)
+                                for c, g in ((200, 2), (256, 16), (128, 32))]
+    emu.igc_emu_reset()
+    emu.igc_emu_plan_only(1)
+    try:
+        for case in cases:
+            g = geometry_of(case)
+            w = Planned((case[4], case[1] // case[5], case[6], case[6]), dtype)
+            x, y = Planned(case[:4], dtype), Planned(out_shape(case), dtype)
+            space = Planned((max(kernels.group_conv_workspace(g, dtype, lib=emu), 1),), 'uint8')
+            for pass_name, (a, b, out) in {'forward': (x, w, y), 'backward_data': (y, w, x),
+                                           'backward_weight': (y, x, w)}.items():
+                kernels.group_conv(pass_name, g, a, b, out, device='cuda', lib=emu,
+                                   workspace=space)
+        launches = emu.igc_emu_launches().decode().splitlines()
+    finally:
+        emu.igc_emu_reset()
+    most = {}
+    for line in launches:
+        name, dims = line.split('\t')
+        base = name.strip('()').split('<')[0].replace('igc::cuda::', '')
+        most[base] = max(most.get(base, 0), int(dims.split()[-1]))
+    assert set(most) == {'forward_kernel', 'backward_data_kernel', 'weight_grad_kernel',
+                         'sum_chunks_kernel'}
+    for base, bytes_ in most.items():
+        limit = limits.get(f'group_conv_cuda.cu: {base}', lambda acc: 0)(acc)
+        assert bytes_ <= limit, f'{base}: {bytes_} bytes of dynamic shared memory, table: {limit}'
 
 
 def test_the_fault_lists_are_not_empty():

@@ -26,7 +26,8 @@
 // Memory checks. Kernels reach memory only through checked types: global and
 // dynamic shared memory through igc::cuda::ptr<T> (Ptr<T> here, T* under nvcc),
 // static __shared__ arrays through igc::cuda::shared_array<T, N> (Array here, T[N]
-// under nvcc). Each load and store goes through a Ref, which
+// under nvcc). Each load and store goes through a Ref (ArrayRef for an element of
+// a shared array), which
 //   - checks the address against its region: the device buffer a kernel argument
 //     points into (igc_emu_device_buffer registers the buffers of a call; each
 //     pointer argument finds its buffer at launch), the block's dynamic shared
@@ -350,6 +351,7 @@ struct Block {
   std::vector<Site> shared_sites;  // the __shared__ variables declared so far
   std::vector<Hits> hits;          // this thread's barrier counts
   std::string error;               // the first error of the block
+  bool illegal_address = false;    // whether it is an access out of bounds
 };
 inline thread_local Block* block = nullptr;
 static_assert(sizeof(Block) <= kBlockSpan, "a Block must fit its span");
@@ -387,12 +389,14 @@ inline std::string phase_text(const Block& b) {
          std::to_string(b.phase_line) + ", before the next";
 }
 
-// The first error of the current block: "<kernel>: block (..), thread (..) <what>".
-inline void report(const std::string& what) {
+// The first error of the current block: "<kernel>: block (..), thread (..) <what>";
+// an access out of bounds with illegal_address.
+inline void report(const std::string& what, bool illegal_address = false) {
   Block* b = block;
   if (!b->error.empty()) return;
   b->error = std::string(b->kernel) + ": block " + text(blockIdx) + ", thread " +
              text(b->fibers[b->current].own) + " " + what;
+  b->illegal_address = illegal_address;
 }
 
 // An access outside its region: the error, then somewhere harmless to go.
@@ -407,7 +411,7 @@ inline void* outside(const Region* r, uintptr_t a, size_t size, Access access) {
   } else {
     what += "at " + where(*r, a) + ": out of bounds";
   }
-  report(what);
+  report(what, true);
   alignas(16) static thread_local unsigned char scratch[64];
   memset(scratch, 0, sizeof scratch);
   return scratch;
@@ -718,7 +722,8 @@ struct IsArray<Array<T, N>> : std::true_type {};
 
 inline void bad_index(int64_t i, int n) {
   report("indexes a shared array of " + std::to_string(n) + " elements with " + std::to_string(i) +
-         ": out of bounds");
+             ": out of bounds",
+         true);
 }
 
 // items[i] of a shared array: the sub-array, or an ArrayRef to the element.
@@ -825,6 +830,7 @@ inline std::string run_block(Block* b, const char* name, int64_t linear, size_t 
   b->phase = 0;
   b->phase_file = nullptr;
   b->error.clear();
+  b->illegal_address = false;
   next_phase(b);
   const uintptr_t arena = reinterpret_cast<uintptr_t>(b->shared);
   const size_t trim = static_cast<size_t>(faults.trim_dynamic) < dynamic
@@ -958,6 +964,7 @@ inline void run_grid(const char* name, dim3 grid, dim3 threads, size_t dynamic,
   ++launch_epoch;
   const int64_t blocks = int64_t{grid.x} * grid.y * grid.z;
   std::string error;
+  bool illegal = false;
   std::atomic<bool> failed{false};  // the rest of the grid is skipped, as a GPU aborts it
 #pragma omp parallel
   {
@@ -977,7 +984,10 @@ inline void run_grid(const char* name, dim3 grid, dim3 threads, size_t dynamic,
       if (!message.empty()) {
         failed = true;
 #pragma omp critical(igc_emu_error)
-        if (error.empty()) error = message;
+        if (error.empty()) {
+          error = message;
+          illegal = mine->illegal_address;
+        }
       }
     }
 #pragma omp critical(igc_emu_hits)
@@ -985,7 +995,6 @@ inline void run_grid(const char* name, dim3 grid, dim3 threads, size_t dynamic,
     block = nullptr;
   }
   if (error.empty()) return;
-  const bool illegal = error.find(": out of bounds") != std::string::npos;
   fail(illegal ? cudaErrorIllegalAddress : cudaErrorLaunchFailure,
        (illegal ? "an illegal memory access was encountered: " : "unspecified launch failure: ") +
            error);

@@ -486,8 +486,8 @@ def test_group_conv_kernels_use_all_the_dynamic_shared_memory_they_get(emu, pass
 
 @pytest.mark.parametrize('thread', [1, 71, 72, 143, 144, 200, 255])
 def test_every_thread_of_the_group_conv_weight_gradient_works(emu, thread):
-    # 2 channels per group, the case that left threads idle when each thread owned
-    # weight elements and replicas split a tile's rows.
+    # 2 channels per group: 3 register tiles of 85 or 86 replicas, each with pixels
+    # of its own; a thread that does not run leaves its share out of the sum.
     emu.igc_emu_skip_thread(b'(weight_grad_kernel<T, RF>)', 0, thread)
     try:
         with pytest.raises(AssertionError):

@@ -1,11 +1,15 @@
 """The CMake build: against an MXNet tree given by -DMXNET_ROOT, and with CUDA.
-Each test configures and builds in a temporary directory."""
+Each test configures and builds in a temporary directory; the CUDA tests share one
+build, whose compile also reports each kernel's registers, shared memory and
+spills for the resource checks (bench/gpu/resources.py)."""
+import importlib.util
 import os
 import re
 import shutil
 import struct
 import subprocess
 import sys
+from collections import namedtuple
 from pathlib import Path
 
 import mxnet as mx
@@ -22,6 +26,7 @@ def tool(name):
 
 
 def cmake_build(build_dir, *options):
+    """Configures and builds; the build's output is left in build_dir/build-output.txt."""
     cmake = tool('cmake')
     if cmake is None:
         pytest.skip('cmake is not installed')
@@ -29,8 +34,9 @@ def cmake_build(build_dir, *options):
     subprocess.run([cmake, '-S', str(REPO_ROOT), '-B', str(build_dir), *generator,
                     f'-DPython_EXECUTABLE={sys.executable}', *options],
                    check=True, capture_output=True, text=True, timeout=300)
-    subprocess.run([cmake, '--build', str(build_dir), '--parallel', '2'], check=True,
-                   capture_output=True, text=True, timeout=900)
+    result = subprocess.run([cmake, '--build', str(build_dir), '--parallel', '2'], check=True,
+                            capture_output=True, text=True, timeout=900)
+    (build_dir / 'build-output.txt').write_text(result.stdout + result.stderr)
     return build_dir
 
 
@@ -105,16 +111,47 @@ def supported_architectures(nvcc):
 CANDIDATES = {50, 60, 70, 75, 80, 86, 89, 90}
 
 
-@pytest.mark.slow
-def test_cuda_sources_compile(tmp_path):
+CudaBuild = namedtuple('CudaBuild', 'nvcc build keep')
+
+
+@pytest.fixture(scope='module')
+def cuda_build(tmp_path_factory):
+    """Both libraries built with CUDA, once for this module's tests. The compile
+    reports each kernel's resources (-Xptxas=-v, in build-output.txt) and keeps the
+    PTX, which holds the kernels' __launch_bounds__ (--keep)."""
     nvcc = find_nvcc()
     if nvcc is None:
         if os.environ.get('CI'):
             pytest.fail('CI must compile the CUDA sources, but no nvcc was found '
                         '(set CUDACXX or put nvcc on PATH)')
         pytest.skip('no CUDA compiler (nvcc) found')
-    build = cmake_build(tmp_path / 'build', '-DIGC_USE_CUDA=ON', '-DIGC_CUDA_EMULATION=OFF',
-                        f'-DCMAKE_CUDA_COMPILER={nvcc}')
+    root = tmp_path_factory.mktemp('cuda')
+    keep = root / 'keep'
+    keep.mkdir()
+    build = cmake_build(root / 'build', '-DIGC_USE_CUDA=ON', '-DIGC_CUDA_EMULATION=OFF',
+                        f'-DCMAKE_CUDA_COMPILER={nvcc}',
+                        f'-DCMAKE_CUDA_FLAGS=-Xptxas=-v --keep --keep-dir={keep}')
+    return CudaBuild(nvcc, build, keep)
+
+
+def load_resources():
+    """bench/gpu/resources.py, the resource checks and table."""
+    spec = importlib.util.spec_from_file_location('resources',
+                                                  REPO_ROOT / 'bench' / 'gpu' / 'resources.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def kernel_resources(cuda_build):
+    resources = load_resources()
+    log = (cuda_build.build / 'build-output.txt').read_text()
+    return resources, resources.from_compile(log, cuda_build.keep)
+
+
+@pytest.mark.slow
+def test_cuda_sources_compile(cuda_build):
+    nvcc, build = cuda_build.nvcc, cuda_build.build
     for name in ('libigc_kernels.so', 'libigc_mx_ops.so'):
         symbols = subprocess.run(['nm', '-D', '--defined-only', str(build / name)],
                                  capture_output=True, text=True, check=True).stdout
@@ -133,6 +170,26 @@ def test_cuda_sources_compile(tmp_path):
     assert {n for kind, n in targets if kind == 'compute'} == {max(expected)}
     if 90 in supported_architectures(nvcc):
         assert ('sm', 90) in targets   # Hopper
+
+
+@pytest.mark.slow
+def test_cuda_kernels_neither_spill_nor_break_their_launch_bounds(cuda_build):
+    resources, kernels = kernel_resources(cuda_build)
+    names = {k.name for k in kernels}
+    # every kernel of every source, for both architectures
+    assert {k.arch for k in kernels} == set(resources.ARCHS)
+    assert len(kernels) == len(names) * len(resources.ARCHS)
+    for source in ('reorder_cuda.cu', 'igc_conv_cuda.cu', 'group_conv_cuda.cu'):
+        assert any(name.startswith(source) for name in names), source
+    assert resources.problems(kernels) == []
+
+
+@pytest.mark.slow
+def test_the_docs_show_the_resources_the_compiler_reports(cuda_build):
+    resources, kernels = kernel_resources(cuda_build)
+    assert resources.docs_table() == resources.markdown(kernels), (
+        'docs/gpu_kernels.md is out of date: regenerate its table with '
+        '`python bench/gpu/resources.py --write`')
 
 
 def configure_cuda(tmp_path, *options, env=None):

@@ -3,13 +3,19 @@
 libigc_kernels_emulated.so compiles src/operator/*.cu with the host compiler
 against src/operator/cuda_emulation.h: each block's threads are fibers with a
 real __syncthreads() barrier, run in an order that exposes a missing barrier,
-with shared memory that starts as NaN. scripts/test.sh rebuilds it, so an edit
-to a .cu file is tested by `scripts/test.sh tests/test_cuda_emulated.py`.
+with shared memory that starts as NaN; every load and store is checked against
+the buffers of the call and the shared memory of the block, and for races
+between threads. scripts/test.sh rebuilds it, so an edit to a .cu file is tested
+by `scripts/test.sh tests/test_cuda_emulated.py`.
 
 Besides the results in float32, float64 and float16, the tests show that they
 would catch the GPU bugs that matter: dropping any one __syncthreads() of any
-.cu file, or one thread skipping its share of the work, makes a case fail.
+.cu file is a race naming the kernel, one thread skipping its share of the work
+makes a case fail, two threads doing one thread's work is a race, and an access
+one element past either end of any buffer or of the dynamic shared memory is an
+out-of-bounds error naming the kernel, the thread and the offset.
 """
+import importlib.util
 import re
 from pathlib import Path
 
@@ -124,7 +130,7 @@ def check_interleaved_conv(emu, case, dtype, seed=3):
                       (n, c, h, w_))
     got = igc_passes(emu, 'cuda', x, w, dy, L, M)
     want = igc_passes(kernels.load(), 'cpu', *cpu_inputs((x, w, dy)), L, M)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         close(a, b, dtype)
 
 
@@ -147,6 +153,7 @@ GROUP_CONV_CASES = [
     (2, 8, 10, 9, 8, 8, 3, 4, 1),       # stride larger than the kernel, depthwise
     (1, 64, 6, 6, 64, 2, 3, 1, 1),      # 32 per group
     (1, 64, 17, 34, 64, 2, 3, 1, 1),    # 32 per group on a wide map: several staged steps
+    (2, 16, 12, 12, 16, 2, 3, 1, 1),    # 8 per group, weight gradient in 2 chunks
 ]
 
 
@@ -173,7 +180,7 @@ def check_group_conv(emu, case, dtype, seed=4):
                       (f, c // groups, k, k), out_shape(case))
     got = group_conv_passes(emu, 'cuda', case, x, w, dy)
     want = group_conv_passes(kernels.load(), 'cpu', case, *cpu_inputs((x, w, dy)))
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         close(a, b, dtype)
 
 
@@ -229,11 +236,10 @@ def test_bad_arguments_are_refused_before_any_launch(emu):
 
 
 def test_a_workspace_smaller_than_asked_is_refused(emu):
-    case = GROUP_CONV_CASES[0]
+    case = GROUP_CONV_CASES[-1]
     g = geometry_of(case)
     size = kernels.group_conv_workspace(g, 'float32', lib=emu)
-    if size == 0:
-        pytest.skip('this weight gradient needs no workspace')
+    assert size > 0, f'{case}: expected a weight gradient in chunks'
     x = np.zeros(case[:4], 'float32')
     dw = np.zeros((case[4], case[1] // case[5], case[6], case[6]), 'float32')
     with pytest.raises(ValueError, match='workspace'):
@@ -260,7 +266,53 @@ def test_emulated_launches_enforce_cuda_limits(emu, grid, block, big_shared, ear
         assert text == ''
 
 
-# ---- the tests catch missing barriers and idle threads --------------------------
+# ---- the emulation's memory and race checks --------------------------------------
+
+#: bug_kernel's planted bugs (cuda_emulation.cc) and what the launch must report
+PLANTED_BUGS = {
+    'load past the end': r"thread \(63,0,0\) reads 4 bytes at byte offset 252 of global buffer "
+                         r"'in' \(252 bytes\): out of bounds",
+    'load before the start': r"thread \(0,0,0\) reads 4 bytes at byte offset -4 of global "
+                             r"buffer 'in' \(256 bytes\): out of bounds",
+    'store past the end': r"thread \(63,0,0\) writes 4 bytes at byte offset 252 of global "
+                          r"buffer 'out' \(252 bytes\): out of bounds",
+    'shared index past the end': r'thread \(63,0,0\) indexes a shared array of 64 elements '
+                                 r'with 64: out of bounds',
+    'dynamic shared past the end': r'thread \(63,0,0\) writes 4 bytes at byte offset 256 of '
+                                   r'dynamic shared memory \(256 bytes\): out of bounds',
+    'shared write-write race': r'thread \(\d,0,0\) writes byte offset 0 of a __shared__ '
+                               r'variable \(256 bytes\), '
+                               r'which thread \(\d,0,0\) wrote in the same phase \(before the '
+                               r'first __syncthreads\(\)\): a shared-memory race',
+    'shared read-write race': r'thread \(\d,0,0\) (reads|writes) byte offset 20 of a '
+                              r'__shared__ variable \(256 bytes\), which thread \(\d,0,0\) '
+                              r'(wrote|read) in the same phase .*: a shared-memory race',
+    'global write-write race': r"thread \(\d,0,0\) writes byte offset 0 of global buffer 'out' "
+                               r'.*, which thread \(\d,0,0\) of block \(0,0,0\) wrote in the same '
+                               r'phase .*: a global-memory race',
+    'blocks write one element': r"block \(\d,0,0\), thread \(0,0,0\) writes byte offset 0 of "
+                                r"global buffer 'out' .*, which thread \(0,0,0\) of block "
+                                r'\(\d,0,0\) wrote in the same launch \(nothing orders the '
+                                r'blocks of a launch\): a global-memory race',
+    'unregistered buffer': r'thread \(\d+,0,0\) writes 4 bytes at address 0x[0-9a-f]+, which '
+                           r'lies in no device buffer of the call',
+}
+
+
+@pytest.mark.parametrize('bug', sorted(PLANTED_BUGS))
+def test_a_planted_bug_is_a_launch_error_naming_kernel_thread_and_offset(emu, bug):
+    text = emu.igc_emu_bug_test(bug.encode()).decode()
+    assert text.startswith(('an illegal memory access was encountered: bug_kernel: block ',
+                            'unspecified launch failure: bug_kernel: block ')), text
+    assert re.search(PLANTED_BUGS[bug], text), text
+
+
+@pytest.mark.parametrize('case', ['no bug', 'atomics'])
+def test_ordered_accesses_and_atomics_are_not_races(emu, case):
+    assert emu.igc_emu_bug_test(case.encode()).decode() == ''
+
+
+# ---- the tests catch missing barriers, idle threads, races and bad accesses -----
 
 def check_reorder(emu, case):
     x, = inputs(np.random.default_rng(6), 'float32', case[0])
@@ -275,20 +327,22 @@ CHECKS = {'reorder_cuda.cu': (check_reorder, REORDER_CASES),
                                  GROUP_CONV_CASES)}
 
 
-def failures(emu, source):
-    """How many of the source's checks fail (a wrong result or a launch error), run
-    as they are and with at most 2 blocks per grid axis (so that blocks loop)."""
+def first_failure(emu, source):
+    """The first of the source's checks that fails (a wrong result or a launch error),
+    run as they are, then with at most 2 blocks per grid axis (so that blocks loop):
+    (case, error), or None when every check passes."""
     check, cases = CHECKS[source]
-    failed = 0
-    for cap in (0, 2):
-        emu.igc_emu_cap_grid(cap)
-        for case in cases:
-            try:
-                check(emu, case)
-            except (AssertionError, ValueError):
-                failed += 1
-    emu.igc_emu_cap_grid(0)
-    return failed
+    try:
+        for cap in (0, 2):
+            emu.igc_emu_cap_grid(cap)
+            for case in cases:
+                try:
+                    check(emu, case)
+                except (AssertionError, ValueError) as error:
+                    return case, error
+    finally:
+        emu.igc_emu_cap_grid(0)
+    return None
 
 
 def code_lines(path):
@@ -305,10 +359,22 @@ LAUNCHES = sorted({(path.name, match.group(1).strip())
                                             path.read_text())})
 
 
+def launch_error(failure, source, kind):
+    """The text of a failure that must be a launch error of `kind` ('race' or 'out of
+    bounds') naming a kernel of `source`."""
+    assert failure is not None, f'no case of {source} fails'
+    case, error = failure
+    text = str(error)
+    assert isinstance(error, ValueError) and kind in text, f'{case}: {text}'
+    assert any(kernel + ': block (' in text for name, kernel in LAUNCHES if name == source), \
+        f'{case}: the error names no kernel of {source}: {text}'
+    return text
+
+
 def test_every_kernel_and_barrier_is_reached(emu):
     emu.igc_emu_reset()
     for source in CHECKS:
-        assert failures(emu, source) == 0
+        assert first_failure(emu, source) is None
     launched = {line.split('\t')[0] for line in emu.igc_emu_launches().decode().splitlines()}
     for source, kernel in LAUNCHES:
         assert kernel in launched, f'no case launches {kernel} ({source})'
@@ -317,10 +383,10 @@ def test_every_kernel_and_barrier_is_reached(emu):
 
 
 @pytest.mark.parametrize('source,line', BARRIERS)
-def test_dropping_a_barrier_fails_a_case(emu, source, line):
+def test_dropping_a_barrier_is_a_race(emu, source, line):
     emu.igc_emu_drop_barrier(source.encode(), line)
     try:
-        assert failures(emu, source) > 0, f'no case fails without {source}:{line}'
+        launch_error(first_failure(emu, source), source, 'race')
     finally:
         emu.igc_emu_reset()
 
@@ -330,11 +396,159 @@ def test_dropping_a_barrier_fails_a_case(emu, source, line):
 def test_a_thread_skipping_its_work_fails_a_case(emu, source, kernel, block, thread):
     emu.igc_emu_skip_thread(kernel.encode(), block, thread)
     try:
-        assert failures(emu, source) > 0, f'no case fails with {kernel} thread skipped'
+        assert first_failure(emu, source) is not None, \
+            f'no case fails with {kernel} thread skipped'
     finally:
         emu.igc_emu_reset()
+
+
+@pytest.mark.parametrize('source,kernel', LAUNCHES)
+def test_two_threads_doing_one_threads_work_is_a_race(emu, source, kernel):
+    # Thread 1 of block 0 runs as thread 0: both write what thread 0 writes.
+    emu.igc_emu_alias_thread(kernel.encode(), 0, 1, 0)
+    try:
+        text = launch_error(first_failure(emu, source), source, 'race')
+        assert text.split(': block (')[0].endswith(kernel), text
+    finally:
+        emu.igc_emu_reset()
+
+
+#: a small case per source that launches every kernel of its file (the weight
+#: gradients in chunks), and the roles of the arrays its passes touch
+BUFFER_CASES = {
+    'reorder_cuda.cu': (REORDER_CASES[0], ('src', 'dst')),
+    'igc_conv_cuda.cu': ((2, 16, 8, 16, 4, 4), ('data', 'weight', 'out', 'out_grad',
+                                               'data_grad', 'weight_grad', 'workspace')),
+    'group_conv_cuda.cu': (GROUP_CONV_CASES[-1], ('data', 'weight', 'out', 'out_grad',
+                                                  'data_grad', 'weight_grad', 'workspace')),
+}
+
+
+def test_the_buffer_cases_split_the_weight_gradients(emu):
+    n, c, h, w, L, M = BUFFER_CASES['igc_conv_cuda.cu'][0]
+    assert kernels.interleaved_conv_workspace((n, c, h, w), L, M, 'float32', lib=emu) > 0
+    conv = geometry_of(BUFFER_CASES['group_conv_cuda.cu'][0])
+    assert kernels.group_conv_workspace(conv, 'float32', lib=emu) > 0
+
+
+@pytest.mark.parametrize('front,back', [(4, 0), (0, 4)], ids=['before the start', 'past the end'])
+@pytest.mark.parametrize('source,role', [(source, role) for source, (_, roles)
+                                         in BUFFER_CASES.items() for role in roles])
+def test_an_access_outside_a_buffer_names_kernel_thread_and_offset(emu, source, role, front,
+                                                                   back):
+    # The buffer registered one float shorter than the array: the kernel's access of
+    # the array's first or last element is outside it.
+    emu.igc_emu_trim_buffer(role.encode(), front, back)
+    case, _ = BUFFER_CASES[source]
+    try:
+        check, _ = CHECKS[source]
+        try:
+            check(emu, case)
+            failure = None
+        except (AssertionError, ValueError) as error:
+            failure = case, error
+        text = launch_error(failure, source, 'out of bounds')
+    finally:
+        emu.igc_emu_reset()
+    offset = '-4' if front else r'\d+'
+    assert re.search(r'block \(\d+,\d+,\d+\), thread \(\d+,\d+,\d+\) (reads|writes) \d+ bytes '
+                     rf"at byte offset {offset} of global buffer '{role}' \(\d+ bytes\): out "
+                     'of bounds', text), text
+
+
+def one_group_conv_pass(emu, case, pass_name):
+    """One pass of GroupConvolution on the emulated device, float32."""
+    g = geometry_of(case)
+    rng = np.random.default_rng(7)
+    x, w, dy = inputs(rng, 'float32', case[:4], (case[4], case[1] // case[5], case[6], case[6]),
+                      out_shape(case))
+    a, b, out = {'forward': (x, w, np.empty_like(dy)),
+                 'backward_data': (dy, w, np.empty_like(x)),
+                 'backward_weight': (dy, x, np.empty_like(w))}[pass_name]
+    size = kernels.group_conv_workspace(g, 'float32', lib=emu)
+    kernels.group_conv(pass_name, g, a, b, out, device='cuda', lib=emu,
+                       workspace=np.zeros(max(size, 1), np.uint8))
+
+
+@pytest.mark.parametrize('pass_name', kernels.PASSES)
+def test_group_conv_kernels_use_all_the_dynamic_shared_memory_they_get(emu, pass_name):
+    # One float less than the launch asks for: the kernel's last element is outside.
+    emu.igc_emu_trim_dynamic_shared(4)
+    try:
+        with pytest.raises(ValueError, match=r'kernel<T, R\w?>\): block \(\d+,\d+,\d+\), thread '
+                                             r'\(\d+,\d+,\d+\) (reads|writes) \d+ bytes at byte '
+                                             r'offset \d+ of dynamic shared memory \(\d+ bytes\): '
+                                             'out of bounds'):
+            one_group_conv_pass(emu, GROUP_CONV_CASES[1], pass_name)
+    finally:
+        emu.igc_emu_reset()
+
+
+@pytest.mark.parametrize('thread', [1, 71, 72, 143, 144, 200, 255])
+def test_every_thread_of_the_group_conv_weight_gradient_works(emu, thread):
+    # 2 channels per group: 3 register tiles of 85 or 86 replicas, each with pixels
+    # of its own; a thread that does not run leaves its share out of the sum.
+    emu.igc_emu_skip_thread(b'(weight_grad_kernel<T, RF>)', 0, thread)
+    try:
+        with pytest.raises(AssertionError):
+            check_group_conv(emu, GROUP_CONV_CASES[0], 'float32')
+    finally:
+        emu.igc_emu_reset()
+
+
+class Planned:
+    """An array for plan-only launches: shape, dtype and a pointer never read."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = shape, np.dtype(dtype)
+        self.nbytes = int(np.prod(shape)) * self.dtype.itemsize
+        self.ctypes = type('Pointer', (), {'data': 1 << 40})()
+
+
+def load_resources():
+    spec = importlib.util.spec_from_file_location('resources', SOURCES.parents[1] / 'bench' /
+                                                  'gpu' / 'resources.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_dynamic_shared_memory_is_at_most_what_the_resource_table_counts(emu, dtype):
+    # The test cases and 3x3 convolutions of up to 32 channels per group on
+    # 56x56 maps at batch 64, planned but not run.
+    limits = load_resources().MAX_DYNAMIC_SHARED
+    acc = np.dtype(dtype).itemsize
+    cases = GROUP_CONV_CASES + [(64, c, 56, 56, c, c // g, 3, 1, 1)
+                                for c, g in ((200, 2), (256, 16), (128, 32))]
+    emu.igc_emu_reset()
+    emu.igc_emu_plan_only(1)
+    try:
+        for case in cases:
+            g = geometry_of(case)
+            w = Planned((case[4], case[1] // case[5], case[6], case[6]), dtype)
+            x, y = Planned(case[:4], dtype), Planned(out_shape(case), dtype)
+            space = Planned((max(kernels.group_conv_workspace(g, dtype, lib=emu), 1),), 'uint8')
+            for pass_name, (a, b, out) in {'forward': (x, w, y), 'backward_data': (y, w, x),
+                                           'backward_weight': (y, x, w)}.items():
+                kernels.group_conv(pass_name, g, a, b, out, device='cuda', lib=emu,
+                                   workspace=space)
+        launches = emu.igc_emu_launches().decode().splitlines()
+    finally:
+        emu.igc_emu_reset()
+    most = {}
+    for line in launches:
+        name, dims = line.split('\t')
+        base = name.strip('()').split('<')[0].replace('igc::cuda::', '')
+        most[base] = max(most.get(base, 0), int(dims.split()[-1]))
+    assert set(most) == {'forward_kernel', 'backward_data_kernel', 'weight_grad_kernel',
+                         'sum_chunks_kernel'}
+    for base, bytes_ in most.items():
+        limit = limits.get(f'group_conv_cuda.cu: {base}', lambda acc: 0)(acc)
+        assert bytes_ <= limit, f'{base}: {bytes_} bytes of dynamic shared memory, table: {limit}'
 
 
 def test_the_fault_lists_are_not_empty():
     assert {name for name, _ in LAUNCHES} == {p.name for p in SOURCES.glob('*.cu')}
     assert BARRIERS
+    assert ('group_conv_cuda.cu', '(weight_grad_kernel<T, RF>)') in LAUNCHES

@@ -1,17 +1,16 @@
 """The CUDA kernels' work at the benchmark shapes, without a GPU: bytes moved,
 FLOPs, the time limits they imply on an H100/H200, and the grids the kernels
 launch (read from the code itself: the emulated library records each launch
-without running it). With nvcc, also each kernel's registers, shared memory and
-spills for sm_90 (ptxas -v).
+without running it). With nvcc, also how many blocks of each grid's main kernel
+reside on one sm_90 multiprocessor at once (resources.py) and so how many waves
+the grid takes.
 
     python bench/gpu/roofline.py [--out bench/results/gpu_roofline.md]
 
-The table goes into docs/gpu_kernels.md.
+The table goes into docs/gpu_kernels.md. Nothing here is measured.
 """
 import argparse
-import re
-import shutil
-import subprocess
+import functools
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'python'))
 from igc_mx import kernels  # noqa: E402
 from igc_mx.atomic import atomic_path  # noqa: E402
+import resources  # noqa: E402
 from shapes import STAGES  # noqa: E402
 # The limits of an H100/H200 SXM: device-to-device copy, fp32 on CUDA cores.
 COPY_BYTES_PER_S = 4.3e12
@@ -53,7 +53,7 @@ def launches(lib, call):
     rows = []
     for line in text.splitlines():
         name, dims = line.split('\t')
-        gx, gy, gz, bx, by, bz = map(int, dims.split())
+        gx, gy, gz, bx, by, bz, _ = map(int, dims.split())
         rows.append((name, gx * gy * gz, bx * by * bz))
     return rows
 
@@ -64,7 +64,24 @@ def limits(nbytes, flops):
     return memory, compute, max(memory, compute)
 
 
-def rows_for(lib, label, n, c, side, L, M, dtype):
+#: the source of each op's kernels, as resources.py names them
+SOURCE = {'Reorder': 'reorder_cuda.cu', 'InterleavedGroupConv': 'igc_conv_cuda.cu',
+          'GroupConvolution': 'group_conv_cuda.cu'}
+CTYPE = {'float32': 'float', 'float16': '__half'}
+
+
+def resident(residency, op, kernel, dtype):
+    """The fewest blocks of any instantiation of `kernel` (a launch's name) for
+    `dtype` that one sm_90 multiprocessor holds, or None without the compile."""
+    base = kernel.strip('()').split('<')[0].replace('igc::cuda::', '')
+    source = 'cuda_common.cuh' if base == 'sum_chunks_kernel' else SOURCE[op]
+    counts = [blocks for name, blocks in residency.items()
+              if name.startswith(f'{source}: {base}<')
+              and (op == 'Reorder' or f'<{CTYPE[dtype]}' in name)]
+    return min(counts) if counts else None
+
+
+def rows_for(lib, label, n, c, side, L, M, dtype, residency):
     size = np.dtype(dtype).itemsize
     hw = side * side
     act = n * c * hw
@@ -73,9 +90,10 @@ def rows_for(lib, label, n, c, side, L, M, dtype):
     def add(op, pass_name, nbytes, flops, grid):
         memory, compute, bound = limits(nbytes, flops)
         blocks = ', '.join(f'{name.split("<")[0].strip("(")} {b} x {t}' for name, b, t in grid)
-        main = max(b for _, b, _ in grid)
+        main, launched, _ = max(grid, key=lambda g: g[1])
+        fit = resident(residency, op, main, dtype)
         out.append((label, op, pass_name, nbytes / 1e6, flops / 1e9, memory, compute, bound,
-                    blocks, main / SMS))
+                    blocks, fit, launched / (SMS * fit) if fit else None))
 
     x, y = Fake((n, c, side, side), dtype), Fake((n, c, side, side), dtype)
     grid = launches(lib, lambda: kernels.reorder(x, y, L, device='cuda', lib=lib))
@@ -91,9 +109,9 @@ def rows_for(lib, label, n, c, side, L, M, dtype):
             space = kernels.interleaved_conv_workspace(x.shape, L, M, dtype, lib=lib)
             extra = dict(workspace=Fake((max(space, 1),), 'uint8'))
             nbytes += 2 * space
-        grid = launches(lib, lambda: kernels.interleaved_conv(
-            pass_name, x, w if pass_name != 'backward_weight' else y,
-            y if pass_name != 'backward_weight' else w, L, M, device='cuda', lib=lib, **extra))
+        b, result = (y, w) if pass_name == 'backward_weight' else (w, y)
+        grid = launches(lib, functools.partial(kernels.interleaved_conv, pass_name, x, b, result,
+                                               L, M, device='cuda', lib=lib, **extra))
         add('InterleavedGroupConv', pass_name, nbytes, 2 * act * K, grid)
 
     # GroupConvolution: the primary 3x3 conv, L groups of C/L channels.
@@ -107,69 +125,45 @@ def rows_for(lib, label, n, c, side, L, M, dtype):
             space = kernels.group_conv_workspace(geometry, dtype, lib=lib)
             extra = dict(workspace=Fake((max(space, 1),), 'uint8'))
             nbytes += 2 * space
-        target = wg if pass_name == 'backward_weight' else y
-        grid = launches(lib, lambda: kernels.group_conv(
-            pass_name, geometry, x, wg if pass_name != 'backward_weight' else y, target,
-            dtype=dtype, device='cuda', lib=lib, **extra))
+        b, result = (y, wg) if pass_name == 'backward_weight' else (wg, y)
+        grid = launches(lib, functools.partial(kernels.group_conv, pass_name, geometry, x, b,
+                                               result, dtype=dtype, device='cuda', lib=lib,
+                                               **extra))
         add('GroupConvolution', pass_name, nbytes, 2 * act * cg * 9, grid)
     return out
 
 
-def ptxas_report():
-    """{kernel name: (registers, shared bytes, spill bytes)} of the float32 kernels for
-    sm_90, or {} without nvcc."""
-    nvcc = shutil.which('nvcc')
+def residency_sm90():
+    """{resources.py kernel name: resident blocks per sm_90 multiprocessor}, or {}
+    without nvcc."""
+    nvcc = resources.find_nvcc()
     if nvcc is None:
         return {}
-    report = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for source in sorted((REPO / 'src' / 'operator').glob('*.cu')):
-            result = subprocess.run(
-                [nvcc, '-std=c++17', '-O3', '-arch=sm_90', '-Xptxas', '-v', '-c', str(source),
-                 '-I', str(source.parent), '-o', str(Path(tmp) / 'k.o')],
-                capture_output=True, text=True, check=True)
-            name = None
-            for line in result.stderr.splitlines():
-                entry = re.search(r"entry function '(\S+)'", line)
-                if entry:
-                    name = entry.group(1)
-                spills = re.search(r'(\d+) bytes spill stores', line)
-                if spills and name:
-                    spill = int(spills.group(1))
-                used = re.search(r'Used (\d+) registers.*?(?:(\d+) bytes smem)?$', line)
-                if used and name:
-                    report[demangle(name)] = (int(used.group(1)), int(used.group(2) or 0), spill)
-    return report
+    with tempfile.TemporaryDirectory() as keep:
+        kernels = resources.from_compile(resources.compile_sources(nvcc, keep), keep)
+    return {k.name: resources.resident_blocks(k)[0] for k in kernels if k.arch == 90}
 
 
-def demangle(symbol):
-    filt = shutil.which('c++filt')
-    if filt is None:
-        return symbol
-    text = subprocess.run([filt, symbol], capture_output=True, text=True).stdout.strip()
-    text = text.replace('(anonymous namespace)::', '').replace('void ', '', 1)
-    return text.split('>(')[0] + '>' if '>(' in text else text.split('(')[0]
+def number(value, digits):
+    return '–' if value is None else f'{value:.{digits}f}'
 
 
-def markdown(rows, dtype, registers):
+def markdown(rows, dtype):
     lines = [f'Work per pass, {dtype}, one H100/H200 (copy {COPY_BYTES_PER_S / 1e12:.1f} TB/s, '
              f'fp32 {FP32_FLOPS_PER_S / 1e12:.0f} TFLOP/s on CUDA cores; the kernels do not use '
              'tensor cores). "bytes" counts each tensor read or written once, plus the '
              'weight gradients\' partial sums; the limit is the larger of the two times. '
-             f'Grids: kernel, blocks x threads per block, as launched; "blocks / SM": the '
-             f'largest grid over {SMS} multiprocessors.', '',
+             'Grids: kernel, blocks x threads per block, as launched. "resident / SM": how '
+             'many blocks of the largest grid\'s kernel one sm_90 multiprocessor holds at '
+             'once (the fewest over its instantiations for the dtype, from the compiler\'s '
+             'registers and shared memory: resources.py); "waves": that grid\'s blocks over '
+             f'{SMS} multiprocessors times that many.', '',
              '| shape | op | pass | MB | GFLOP | memory ms | fp32 ms | limit ms | grids | '
-             'blocks / SM |', '|---|---|---|---|---|---|---|---|---|---|']
+             'resident / SM | waves |', '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         lines.append(f'| {r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.2f} | {r[5]:.3f} | '
-                     f'{r[6]:.3f} | {r[7]:.3f} | {r[8]} | {r[9]:.1f} |')
-    if registers:
-        lines += ['', 'Registers, static shared memory and spills per kernel (float32, '
-                  'sm_90, `nvcc -Xptxas -v`):', '',
-                  '| kernel | registers | shared bytes | spill bytes |', '|---|---|---|---|']
-        for name, (regs, smem, spill) in sorted(registers.items()):
-            if 'float' in name or 'uint' in name:
-                lines.append(f'| `{name}` | {regs} | {smem} | {spill} |')
+                     f'{r[6]:.3f} | {r[7]:.3f} | {r[8]} | {number(r[9], 0)} | '
+                     f'{number(r[10], 1)} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -177,11 +171,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', type=Path, default=REPO / 'bench' / 'results' / 'gpu_roofline.md')
     parser.add_argument('--dtype', default='float32', choices=['float32', 'float16'])
-    parser.add_argument('--no-ptxas', action='store_true', help='skip the register report')
+    parser.add_argument('--no-nvcc', action='store_true',
+                        help='skip the compile: no resident blocks or waves')
     args = parser.parse_args(argv)
     lib = kernels.load_emulated()
-    rows = [r for stage in STAGES for r in rows_for(lib, *stage, args.dtype)]
-    text = markdown(rows, args.dtype, {} if args.no_ptxas else ptxas_report())
+    residency = {} if args.no_nvcc else residency_sm90()
+    rows = [r for stage in STAGES for r in rows_for(lib, *stage, args.dtype, residency)]
+    text = markdown(rows, args.dtype)
     with atomic_path(args.out) as tmp:
         Path(tmp).write_text(text)
     print(text)

@@ -9,12 +9,15 @@ module needs neither MXNet nor a library.
   machine without MXNet.
 - ``load_emulated(path=None)``: libigc_kernels_emulated.so, whose CUDA entry points
   run the CUDA kernels on the CPU (src/operator/cuda_emulation.h), with the
-  emulation's fault controls.
+  emulation's fault controls. Its kernels may touch only the arrays of the call:
+  the functions below register them with the emulation (by role: 'data', 'weight',
+  'out', 'workspace', ...), which checks every access against them.
 
 The functions take arrays that expose a pointer: numpy arrays (CPU, and the
 emulated "device"), or PyTorch tensors (a real GPU). ``device`` is 'cpu' or
 'cuda'; a failing call raises ValueError with the kernel's status text.
 """
+import contextlib
 import ctypes
 import functools
 from pathlib import Path
@@ -32,6 +35,10 @@ CONV_PASSES = {'forward': 'igc_interleaved_conv_forward_cpu',             # data
                'backward_data': 'igc_interleaved_conv_backward_data_cpu',  # dy, weight -> dx
                'backward_weight': 'igc_interleaved_conv_backward_weight_cpu'}  # dy, data -> dw
 GROUP_CONV_PASSES = PASSES
+#: the arrays (a, b, c) of each pass of both convolutions, by role
+_ROLES = {'forward': ('data', 'weight', 'out'),
+          'backward_data': ('out_grad', 'weight', 'data_grad'),
+          'backward_weight': ('out_grad', 'data', 'weight_grad')}
 
 
 class ConvGeometry(ctypes.Structure):
@@ -55,6 +62,9 @@ _SIGNATURES = {
     'igc_reorder_cuda': (_INT, [_P, _P] + [_I64] * 4 + [_INT, _P]),
     'igc_interleaved_conv_backward_weight_cuda_workspace': (_I64, [_I64] * 5 + [_INT]),
     'igc_group_conv_backward_weight_cuda_workspace': (_I64, [_GEOMETRY, _INT]),
+    # the emulated library's device buffers (absent elsewhere)
+    'igc_emu_device_buffer': (_INT, [_P, _I64, _I64, ctypes.c_char_p]),
+    'igc_emu_forget_buffers': (None, []),
 }
 for _name in PASSES:
     _SIGNATURES[f'igc_interleaved_conv_{_name}_cpu'] = (_INT, [_P] * 3 + [_I64] * 5 + [_INT])
@@ -67,6 +77,10 @@ for _name in PASSES:
 _EMULATION_SIGNATURES = {
     'igc_emu_drop_barrier': (None, [ctypes.c_char_p, _INT]),
     'igc_emu_skip_thread': (None, [ctypes.c_char_p, _I64, _I64]),
+    'igc_emu_alias_thread': (None, [ctypes.c_char_p, _I64, _I64, _I64]),
+    'igc_emu_trim_buffer': (None, [ctypes.c_char_p, _I64, _I64]),
+    'igc_emu_trim_dynamic_shared': (None, [_I64]),
+    'igc_emu_bug_test': (ctypes.c_char_p, [ctypes.c_char_p]),
     'igc_emu_cap_grid': (None, [_I64]),
     'igc_emu_barrier_hits': (_I64, [ctypes.c_char_p, _INT]),
     'igc_emu_reset': (None, []),
@@ -136,6 +150,31 @@ def _pointer(array):
     return array.ctypes.data               # numpy.ndarray
 
 
+def _extent(array):
+    """(bytes, bytes per element) of a numpy array or torch tensor."""
+    if hasattr(array, 'element_size'):     # torch.Tensor
+        return array.numel() * array.element_size(), array.element_size()
+    return array.nbytes, array.dtype.itemsize
+
+
+@contextlib.contextmanager
+def _device_buffers(lib, device, **arrays):
+    """On the emulated device, the arrays of one call, registered by role as its
+    device buffers for the duration of the call (a real GPU library has no such
+    entry point: nothing to do)."""
+    register = getattr(lib, 'igc_emu_device_buffer', None) if device == 'cuda' else None
+    if register is None:
+        yield
+        return
+    try:
+        for role, array in arrays.items():
+            if array is not None:
+                register(_pointer(array), *_extent(array), role.encode())
+        yield
+    finally:
+        lib.igc_emu_forget_buffers()
+
+
 def dtype_code(array):
     name = str(array.dtype).replace('torch.', '')
     if name not in DTYPE_CODES:
@@ -172,8 +211,9 @@ def reorder(src, dst, branch_factor, device='cpu', lib=None, stream=None):
     for d in src.shape[2:]:
         inner *= int(d)
     fn = getattr(lib, f'igc_reorder_{device}')
-    status = fn(_pointer(src), _pointer(dst), src.shape[0], src.shape[1], branch_factor, inner,
-                dtype_code(src), *(() if device == 'cpu' else (stream,)))
+    with _device_buffers(lib, device, src=src, dst=dst):
+        status = fn(_pointer(src), _pointer(dst), src.shape[0], src.shape[1], branch_factor,
+                    inner, dtype_code(src), *(() if device == 'cpu' else (stream,)))
     _check(lib, status, f'igc_reorder_{device}(branch_factor={branch_factor}, '
                         f'shape={tuple(src.shape)})')
 
@@ -186,9 +226,11 @@ def interleaved_conv(pass_name, a, b, c, primary, secondary, device='cpu', lib=N
     lib = lib or load()
     n, channels, h, w = a.shape
     name = f'igc_interleaved_conv_{pass_name}_{device}'
-    status = getattr(lib, name)(_pointer(a), _pointer(b), _pointer(c), n, channels, h * w,
-                                primary, secondary, dtype_code(a),
-                                *_device_args(device, workspace, stream, pass_name))
+    with _device_buffers(lib, device, workspace=workspace, **dict(zip(
+            _ROLES[pass_name], (a, b, c), strict=True))):
+        status = getattr(lib, name)(_pointer(a), _pointer(b), _pointer(c), n, channels, h * w,
+                                    primary, secondary, dtype_code(a),
+                                    *_device_args(device, workspace, stream, pass_name))
     _check(lib, status, f'{name}(L={primary}, M={secondary}, shape={tuple(a.shape)})')
 
 
@@ -213,9 +255,11 @@ def group_conv(pass_name, geometry, a, b, out, dtype=None, device='cpu', lib=Non
     lib = lib or load()
     code = DTYPE_CODES[dtype] if dtype else dtype_code(out)
     name = f'igc_group_conv_{pass_name}_{device}'
-    status = getattr(lib, name)(ctypes.byref(geometry), _pointer(a), _pointer(b),
-                                _pointer(out), code,
-                                *_device_args(device, workspace, stream, pass_name))
+    with _device_buffers(lib, device, workspace=workspace, **dict(zip(
+            _ROLES[pass_name], (a, b, out), strict=True))):
+        status = getattr(lib, name)(ctypes.byref(geometry), _pointer(a), _pointer(b),
+                                    _pointer(out), code,
+                                    *_device_args(device, workspace, stream, pass_name))
     _check(lib, status, name)
 
 

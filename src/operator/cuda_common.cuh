@@ -1,19 +1,16 @@
 // What the CUDA kernel files share: the CUDA headers (or, with
 // IGC_CUDA_EMULATION, cuda_emulation.h, which runs the same kernels on the CPU
-// for the tests), the one launch helper, float16 loads and stores with float
+// for the tests), the pointer and shared-memory types every kernel reaches memory
+// through, the one launch helper, float16 loads and stores with float
 // accumulation, and the error channel of igc_common.h.
 #ifndef IGC_MX_CUDA_COMMON_CUH_
 #define IGC_MX_CUDA_COMMON_CUH_
 
 #ifdef IGC_CUDA_EMULATION
 #include "cuda_emulation.h"
-// A block's instance of a __shared__ variable (the emulation gives every
-// declaration site its own storage per block).
-#define IGC_SHARED(type, name) type& name = ::igc_emu::shared<type, __COUNTER__>()
 #else
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
-#define IGC_SHARED(type, name) __shared__ type name
 #endif
 
 #include <stdint.h>
@@ -22,6 +19,33 @@
 
 namespace igc {
 namespace cuda {
+
+// Kernels reach memory only through these, so that the emulation can check every
+// access (bounds and races, see cuda_emulation.h); under nvcc they are T* and T[N].
+//   ptr<T>                 a pointer into global or dynamic shared memory
+//   shared_array<T, N>     a static __shared__ array, nestable for 2-D arrays
+//   IGC_SHARED(type, name) a static __shared__ variable (of shared_array members)
+//   IGC_DYNAMIC_SHARED(type, name)  ptr<type> to the launch's dynamic shared memory
+#ifdef IGC_CUDA_EMULATION
+template <typename T>
+using ptr = ::igc_emu::Ptr<T>;
+template <typename T, int N>
+using shared_array = ::igc_emu::Array<T, N>;
+#define IGC_SHARED(type, name) type& name = ::igc_emu::shared<type, __COUNTER__>()
+#define IGC_DYNAMIC_SHARED(type, name) \
+  ::igc::cuda::ptr<type> name = ::igc_emu::dynamic_shared<type>()
+#else
+template <typename T>
+using ptr = T*;
+template <typename T, int N>
+using shared_array = T[N];
+#define IGC_SHARED(type, name) __shared__ type name
+// One extern array for every kernel (its type cannot differ between kernels),
+// aligned for the widest element.
+#define IGC_DYNAMIC_SHARED(type, name)                                \
+  extern __shared__ __align__(16) unsigned char igc_dynamic_shared[]; \
+  type* name = reinterpret_cast<type*>(igc_dynamic_shared)
+#endif
 
 // Sums run in float for float16 and float, in double for double.
 template <typename T>
@@ -34,19 +58,19 @@ struct Acc<double> {
 };
 
 template <typename T>
-__device__ __forceinline__ typename Acc<T>::type load(const T* p) {
+__device__ __forceinline__ typename Acc<T>::type load(ptr<const T> p) {
   return *p;
 }
 template <>
-__device__ __forceinline__ float load(const __half* p) {
+__device__ __forceinline__ float load(ptr<const __half> p) {
   return __half2float(*p);
 }
 template <typename T>
-__device__ __forceinline__ void store(T* p, typename Acc<T>::type v) {
+__device__ __forceinline__ void store(ptr<T> p, typename Acc<T>::type v) {
   *p = v;
 }
 template <>
-__device__ __forceinline__ void store(__half* p, float v) {
+__device__ __forceinline__ void store(ptr<__half> p, float v) {
   *p = __float2half(v);
 }
 
@@ -83,17 +107,19 @@ inline int64_t chunk_workspace_bytes(int chunks, int64_t weight_elements, int dt
   return chunks == 1 ? 0 : int64_t{chunks} * weight_elements * acc_bytes(dtype);
 }
 
-// kernel<<<grid, block, 0, stream>>>(args...): the one way kernels are launched.
+// kernel<<<grid, block, shared_bytes, stream>>>(args...): the one way kernels are
+// launched; shared_bytes of dynamic shared memory, at most 48 KiB (no kernel opts in
+// to more).
 template <typename... Params, typename... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, const char* name,
-            Args&&... args) {
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+            cudaStream_t stream, const char* name, Args&&... args) {
 #ifdef IGC_CUDA_EMULATION
   (void)stream;
-  ::igc_emu::launch(kernel, grid, block, name, static_cast<Args&&>(args)...);
+  ::igc_emu::launch(kernel, grid, block, shared_bytes, name, static_cast<Args&&>(args)...);
 #else
   (void)name;
   // clang-format off
-  kernel<<<grid, block, 0, stream>>>(static_cast<Args&&>(args)...);
+  kernel<<<grid, block, shared_bytes, stream>>>(static_cast<Args&&>(args)...);
   // clang-format on
 #endif
 }
@@ -102,9 +128,10 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t strea
 // step of the weight gradients, which sum their chunks' partial results in a
 // fixed order (deterministic, no atomics).
 template <typename T>
-__global__ void __launch_bounds__(256, 1)
-    sum_chunks_kernel(int elements, int chunks, const typename Acc<T>::type* __restrict__ partial,
-                      T* __restrict__ out) {
+__global__ void __launch_bounds__(256, 8)
+    sum_chunks_kernel(int elements, int chunks,
+                      ptr<const typename Acc<T>::type> __restrict__ partial,
+                      ptr<T> __restrict__ out) {
   using A = typename Acc<T>::type;
   for (int e = blockIdx.x * 256 + threadIdx.x; e < elements; e += gridDim.x * 256) {
     A sum = A(0);
@@ -126,7 +153,7 @@ inline int finish() { return status(cudaGetLastError()); }
 }  // namespace cuda
 }  // namespace igc
 
-#define IGC_LAUNCH(kernel, grid, block, stream, ...) \
-  ::igc::cuda::launch(kernel, grid, block, stream, #kernel, __VA_ARGS__)
+#define IGC_LAUNCH(kernel, grid, block, shared_bytes, stream, ...) \
+  ::igc::cuda::launch(kernel, grid, block, shared_bytes, stream, #kernel, __VA_ARGS__)
 
 #endif  // IGC_MX_CUDA_COMMON_CUH_

@@ -10,13 +10,15 @@
 //                   of one input pixel. A pixel's taps are the kh = (ih + pad) mod
 //                   stride, + stride, ..., found once per pixel: no division per
 //                   tap, and stride 1 visits every tap.
-//   weight gradient block = (chunk of (image, output tile) units, group x element
-//                   tile); each thread sums its weight elements over a share of
-//                   each tile's pixels, the block adds the shares in a fixed order,
-//                   and the chunks' partial sums are added in chunk order by a
-//                   second kernel: deterministic, no atomics.
+//   weight gradient block = (chunk of output pixels, group x tile of weight
+//                   elements): a split-K GEMM. Every thread keeps a register tile
+//                   of weight elements and sums it over its share of the chunk's
+//                   pixels, reading them from global memory; the block adds the
+//                   shares in a fixed order, and a second kernel the chunks' partial
+//                   sums in chunk order: deterministic, no atomics.
 // Every loop that runs per element or per multiply-add only adds and compares;
-// divisions happen once per block or per tile. Sums run in float for float16 and
+// divisions happen once per block, per tile or per chunk. The staged tiles live
+// in dynamic shared memory sized to the launch. Sums run in float for float16 and
 // float32, in double for double. docs/gpu_kernels.md has the tile and grid sizes
 // and the bytes and FLOPs of each pass.
 #include <type_traits>
@@ -29,16 +31,21 @@ namespace {
 using igc::Pass;
 using igc::cuda::Acc;
 using igc::cuda::load;
+using igc::cuda::ptr;
 using igc::cuda::store;
 
 constexpr int kThreads = 256;
-// Shared memory a block stages into (bytes), and the loads per thread that
-// cover one staged tile.
-constexpr int kSharedBytes = 40 << 10;
+// The most shared memory a block stages into (bytes; each launch takes what its
+// tiles need), and the loads per thread that cover one staged tile.
+constexpr int kMaxSharedBytes = 32 << 10;
 constexpr int kLoadsPerThread = 8;
-// Weight gradient: weight elements per thread (blocks wanted and the workspace
-// limit: cuda_common.cuh).
-constexpr int kElementsPerThread = 4;
+// Weight gradient: (channel, tap) pairs per thread, the most register tiles per
+// block (so that each has at least kThreads / kMaxOwners replicas), and the fewest
+// pixels per replica in a chunk. Blocks wanted and the workspace limit:
+// cuda_common.cuh.
+constexpr int kTapsPerThread = 8;
+constexpr int kMaxOwners = 32;
+constexpr int kMinPixelsPerReplica = 8;
 using igc::cuda::kMaxWorkspaceBytes;
 using igc::cuda::kWeightBlocksWanted;
 
@@ -51,7 +58,10 @@ struct Conv {
   int IH, IW;            // forward / weight grad: the input tile of an output tile
   int DH, DW;            // data grad: the largest output-gradient tile of an input tile
   int step;              // channels (forward) or filters (data grad) per staged step
-  int FB, CB, element_tiles_f, element_tiles_c, replicas, chunks;  // weight grad
+  // Weight gradient: CT = Cg * KK (channel, tap) pairs per filter; owners_f x
+  // owners_c register tiles of RF filters x kTapsPerThread pairs per block, which
+  // covers FB filters x CTB pairs; tiles_f x tiles_c such tiles per group.
+  int CT, owners_f, owners_c, FB, CTB, tiles_f, tiles_c, chunks;
 };
 
 // Element e < count of a staged tile `rows` x `cols` (cols wide), as the thread's
@@ -71,8 +81,8 @@ struct Loads {
 // Copies one channel's rows [y0, y0 + rows) x [x0, x0 + cols) of an H x W map into
 // dst (cols wide), zeros outside the map.
 template <typename T, typename A>
-__device__ __forceinline__ void stage(const Loads& at, const T* __restrict__ map, int H, int W,
-                                      int y0, int x0, int cols, A* __restrict__ dst) {
+__device__ __forceinline__ void stage(const Loads& at, ptr<const T> __restrict__ map, int H, int W,
+                                      int y0, int x0, int cols, ptr<A> __restrict__ dst) {
 #pragma unroll
   for (int k = 0; k < kLoadsPerThread; ++k) {
     if (at.row[k] < 0) continue;
@@ -82,24 +92,20 @@ __device__ __forceinline__ void stage(const Loads& at, const T* __restrict__ map
   }
 }
 
-template <typename A>
-struct Staging {
-  A data[kSharedBytes / sizeof(A)];
-};
-
 // ---- forward ------------------------------------------------------------------
 
 template <typename T, int FT>
-__global__ void __launch_bounds__(kThreads, 1)
-    forward_kernel(Conv d, const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y) {
+__global__ void __launch_bounds__(kThreads, 2)
+    forward_kernel(Conv d, ptr<const T> __restrict__ x, ptr<const T> __restrict__ w,
+                   ptr<T> __restrict__ y) {
   using A = typename Acc<T>::type;
-  IGC_SHARED(Staging<A>, shared);
+  IGC_DYNAMIC_SHARED(A, shared);  // forward_shared_bytes
   const int tid = threadIdx.x;
   const int ty = tid / d.TW, tx = tid - ty * d.TW;  // once per block
   const bool active = tid < d.TH * d.TW;
   const int in_area = d.IH * d.IW;
-  A* in_s = shared.data;                    // [step][IH][IW]
-  A* w_s = shared.data + d.step * in_area;  // [FT][step][KK]
+  const ptr<A> in_s = shared;                    // [step][IH][IW]
+  const ptr<A> w_s = shared + d.step * in_area;  // [FT][step][KK]
   Loads at;
   at.plan(d.IW, in_area, d.threads);
   const int filter_tiles = (d.Fg + FT - 1) / FT;
@@ -121,15 +127,15 @@ __global__ void __launch_bounds__(kThreads, 1)
                   in_s + c * in_area);
           // The weights of filter f0 + f, channels c0.., are one contiguous run.
           for (int f = 0; f < FT; ++f) {
-            const T* src = w + ((g * d.Fg + f0 + f) * d.Cg + c0) * d.KK;
+            const ptr<const T> src = w + ((g * d.Fg + f0 + f) * d.Cg + c0) * d.KK;
             for (int e = tid; e < channels * d.KK; e += d.threads)
               w_s[f * d.step * d.KK + e] = f < filters ? load(src + e) : A(0);
           }
           __syncthreads();
           if (active) {
             for (int c = 0; c < channels; ++c) {
-              const A* in_c = in_s + c * in_area + ty * d.SH * d.IW + tx * d.SW;
-              const A* w_c = w_s + c * d.KK;
+              const ptr<const A> in_c = in_s + c * in_area + ty * d.SH * d.IW + tx * d.SW;
+              const ptr<const A> w_c = w_s + c * d.KK;
               for (int kh = 0; kh < d.KH; ++kh) {
                 for (int kw = 0; kw < d.KW; ++kw) {
                   const A v = in_c[kh * d.IW + kw];
@@ -157,17 +163,17 @@ __global__ void __launch_bounds__(kThreads, 1)
 // ---- data gradient --------------------------------------------------------------
 
 template <typename T, int CT>
-__global__ void __launch_bounds__(kThreads, 1)
-    backward_data_kernel(Conv d, const T* __restrict__ dy, const T* __restrict__ w,
-                         T* __restrict__ dx) {
+__global__ void __launch_bounds__(kThreads, 2)
+    backward_data_kernel(Conv d, ptr<const T> __restrict__ dy, ptr<const T> __restrict__ w,
+                         ptr<T> __restrict__ dx) {
   using A = typename Acc<T>::type;
-  IGC_SHARED(Staging<A>, shared);
+  IGC_DYNAMIC_SHARED(A, shared);  // backward_data_shared_bytes
   const int tid = threadIdx.x;
   const int ty = tid / d.TW, tx = tid - ty * d.TW;
   const bool active = tid < d.TH * d.TW;
   const int dy_area = d.DH * d.DW;
-  A* dy_s = shared.data;                    // [step][DH][DW]
-  A* w_s = shared.data + d.step * dy_area;  // [step][CT][KK]
+  const ptr<A> dy_s = shared;                    // [step][DH][DW]
+  const ptr<A> w_s = shared + d.step * dy_area;  // [step][CT][KK]
   const int channel_tiles = (d.Cg + CT - 1) / CT;
   for (int tile = blockIdx.x; tile < d.tiles_h * d.tiles_w; tile += gridDim.x) {
     const int tile_y = tile / d.tiles_w, tile_x = tile - tile_y * d.tiles_w;
@@ -198,15 +204,15 @@ __global__ void __launch_bounds__(kThreads, 1)
             stage(at, dy + (n * d.F + g * d.Fg + f0 + f) * d.OH * d.OW, d.OH, d.OW, oy0, ox0, cols,
                   dy_s + f * dy_area);
             // The weights of filter f, channels c0.., are one contiguous run.
-            const T* src = w + ((g * d.Fg + f0 + f) * d.Cg + c0) * d.KK;
+            const ptr<const T> src = w + ((g * d.Fg + f0 + f) * d.Cg + c0) * d.KK;
             for (int e = tid; e < CT * d.KK; e += d.threads)
               w_s[f * CT * d.KK + e] = e < channels * d.KK ? load(src + e) : A(0);
           }
           __syncthreads();
           if (active && iy < d.H && ix < d.W) {
             for (int f = 0; f < filters; ++f) {
-              const A* grad = dy_s + f * dy_area;
-              const A* w_f = w_s + f * CT * d.KK;
+              const ptr<const A> grad = dy_s + f * dy_area;
+              const ptr<const A> w_f = w_s + f * CT * d.KK;
               for (int kh = rh, r = first_row; kh < d.KH && r >= 0; kh += d.SH, --r) {
                 if (r >= rows) continue;
                 for (int kw = rw, c = first_col; kw < d.KW && c >= 0; kw += d.SW, --c) {
@@ -234,98 +240,115 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // ---- weight gradient ------------------------------------------------------------
 
-// Each thread owns up to kElementsPerThread weight elements (filter fb, channel cb,
-// tap) of the block's FB x CB x KK tile, and sums them over the output rows of a
-// tile that belong to its replica (row = replica, + replicas, ...); the replicas'
-// sums are added in replica order at the end.
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 1)
-    weight_grad_kernel(Conv d, const T* __restrict__ dy, const T* __restrict__ x,
-                       typename Acc<T>::type* __restrict__ partial, T* __restrict__ dw) {
+// dW_g (Fg x CT) = dY_g (Fg x pixels) . im2col(X_g) (pixels x CT), CT = Cg * KK
+// (channel, tap) pairs: a GEMM with a small result and a long reduction over every
+// output pixel of every image, split over chunks (blockIdx.x) and, inside a block,
+// over replicas. The block's FB x CTB tile of the group's dW is owners_f x owners_c
+// register tiles of RF filters x kTapsPerThread pairs; thread tid is replica
+// tid / owners of register tile tid % owners and sums its tile over the chunk's
+// pixels replica, replica + replicas, ... Its loads come straight from global
+// memory: a warp's threads read the same taps of neighbouring pixels. Filters and
+// pairs past the end of the group are clamped to the last one (the loads stay in
+// bounds, the sums are dropped). The replicas' sums are added in replica order
+// through shared memory ([kTapsPerThread][kThreads], weight_grad_shared_bytes),
+// one filter of the register tile at a time.
+template <typename T, int RF>
+__global__ void __launch_bounds__(kThreads, 2)
+    weight_grad_kernel(Conv d, ptr<const T> __restrict__ dy, ptr<const T> __restrict__ x,
+                       ptr<typename Acc<T>::type> __restrict__ partial, ptr<T> __restrict__ dw) {
   using A = typename Acc<T>::type;
-  IGC_SHARED(Staging<A>, shared);
+  constexpr int RC = kTapsPerThread;
+  IGC_DYNAMIC_SHARED(A, sums);
   const int tid = threadIdx.x;
-  const int in_area = d.IH * d.IW, out_area = d.TH * d.TW;
-  A* x_s = shared.data;                    // [CB][IH][IW]
-  A* dy_s = shared.data + d.CB * in_area;  // [FB][TH][TW]
-  const int elements = d.FB * d.CB * d.KK;
-  const int owners = (elements + kElementsPerThread - 1) / kElementsPerThread;
-  const int replica = tid / owners, owner = tid - replica * owners;  // once per block
-  const bool active = replica < d.replicas;
-  // The owned elements' offsets into the staged tiles.
-  int x_at[kElementsPerThread], dy_at[kElementsPerThread], index[kElementsPerThread];
-#pragma unroll
-  for (int k = 0; k < kElementsPerThread; ++k) {
-    const int e = owner + k * owners;
-    index[k] = active && e < elements ? e : -1;
-    const int fb = e / (d.CB * d.KK), rest = e - fb * d.CB * d.KK;
-    const int cb = rest / d.KK, tap = rest - cb * d.KK;
-    const int kh = tap / d.KW, kw = tap - kh * d.KW;
-    x_at[k] = cb * in_area + kh * d.IW + kw;
-    dy_at[k] = fb * out_area;
-  }
-  Loads in_at, out_at;
-  in_at.plan(d.IW, in_area, d.threads);
-  out_at.plan(d.TW, out_area, d.threads);
-  const int tiles = d.tiles_h * d.tiles_w;
-  const int units = d.N * tiles;
-  const int element_tiles = d.element_tiles_f * d.element_tiles_c;
+  const int owners = d.owners_f * d.owners_c;
+  const int owner = tid % owners, replica = tid / owners;         // once per block
+  const int replicas = (kThreads - owner + owners - 1) / owners;  // of this register tile
+  const int of = owner / d.owners_c, oc = owner - of * d.owners_c;
+  const int out_area = d.OH * d.OW, in_area = d.H * d.W, pixels = d.N * out_area;
+  // The step between a replica's pixels, as (images, rows, columns).
+  const int step_n = replicas / out_area, step_rest = replicas - step_n * out_area;
+  const int step_y = step_rest / d.OW, step_x = step_rest - step_y * d.OW;
+  const int element_tiles = d.tiles_f * d.tiles_c;
   for (int chunk = blockIdx.x; chunk < d.chunks; chunk += gridDim.x) {
-    const int first = static_cast<int>(int64_t{chunk} * units / d.chunks);
-    const int last = static_cast<int>(int64_t{chunk + 1} * units / d.chunks);
+    const int first = static_cast<int>(int64_t{chunk} * pixels / d.chunks);
+    const int last = static_cast<int>(int64_t{chunk + 1} * pixels / d.chunks);
     for (int ge = blockIdx.y; ge < d.G * element_tiles; ge += gridDim.y) {
-      const int g = ge / element_tiles, et = ge - g * element_tiles;
-      const int ft = et / d.element_tiles_c, f0 = ft * d.FB;
-      const int c0 = (et - ft * d.element_tiles_c) * d.CB;
-      A acc[kElementsPerThread];
+      const int g = ge / element_tiles, et = ge - g * element_tiles;  // once per tile
+      const int ft = et / d.tiles_c;
+      const int f_first = ft * d.FB + of * RF;  // this thread's filters and pairs
+      const int ct_first = (et - ft * d.tiles_c) * d.CTB + oc * RC;
+      int filter_at[RF];  // output-gradient map offset of each filter
 #pragma unroll
-      for (int k = 0; k < kElementsPerThread; ++k) acc[k] = A(0);
-      for (int unit = first; unit < last; ++unit) {
-        const int n = unit / tiles, tile = unit - n * tiles;  // once per tile
-        const int tile_y = tile / d.tiles_w, tile_x = tile - tile_y * d.tiles_w;
-        const int oy0 = tile_y * d.TH, ox0 = tile_x * d.TW;
-        for (int c = 0; c < d.CB; ++c)
-          stage(in_at, x + (n * d.C + g * d.Cg + c0 + c) * d.H * d.W, c0 + c < d.Cg ? d.H : 0, d.W,
-                oy0 * d.SH - d.PH, ox0 * d.SW - d.PW, d.IW, x_s + c * in_area);
-        for (int f = 0; f < d.FB; ++f)
-          stage(out_at, dy + (n * d.F + g * d.Fg + f0 + f) * d.OH * d.OW, f0 + f < d.Fg ? d.OH : 0,
-                d.OW, oy0, ox0, d.TW, dy_s + f * out_area);
+      for (int i = 0; i < RF; ++i)
+        filter_at[i] = (f_first + i < d.Fg ? f_first + i : d.Fg - 1) * out_area;
+      int tap_y[RC], tap_x[RC], channel_at[RC];  // each pair's tap and channel
+#pragma unroll
+      for (int j = 0; j < RC; ++j) {
+        const int ct = ct_first + j < d.CT ? ct_first + j : d.CT - 1;
+        const int c = ct / d.KK, tap = ct - c * d.KK;
+        tap_y[j] = tap / d.KW;
+        tap_x[j] = tap - tap_y[j] * d.KW - d.PW;
+        tap_y[j] -= d.PH;
+        channel_at[j] = c * in_area;
+      }
+      A acc[RF][RC];
+#pragma unroll
+      for (int i = 0; i < RF; ++i) {
+#pragma unroll
+        for (int j = 0; j < RC; ++j) acc[i][j] = A(0);
+      }
+      // The replica's first pixel (n, oy, ox), then advanced by the step.
+      int p = first + replica;
+      int n = p / out_area, oy = (p - n * out_area) / d.OW;
+      int ox = p - n * out_area - oy * d.OW;
+      for (; p < last; p += replicas) {
+        const ptr<const T> dy_pixel = dy + (n * d.F + g * d.Fg) * out_area + oy * d.OW + ox;
+        const ptr<const T> x_image = x + (n * d.C + g * d.Cg) * in_area;
+        const int iy = oy * d.SH, ix = ox * d.SW;
+        A grad[RF];
+#pragma unroll
+        for (int i = 0; i < RF; ++i) grad[i] = load(dy_pixel + filter_at[i]);
+#pragma unroll
+        for (int j = 0; j < RC; ++j) {
+          const int y = iy + tap_y[j], xx = ix + tap_x[j];
+          const A v = static_cast<unsigned>(y) < static_cast<unsigned>(d.H) &&
+                              static_cast<unsigned>(xx) < static_cast<unsigned>(d.W)
+                          ? load(x_image + channel_at[j] + y * d.W + xx)
+                          : A(0);
+#pragma unroll
+          for (int i = 0; i < RF; ++i) acc[i][j] += grad[i] * v;
+        }
+        ox += step_x;
+        if (ox >= d.OW) {
+          ox -= d.OW;
+          ++oy;
+        }
+        oy += step_y;
+        if (oy >= d.OH) {
+          oy -= d.OH;
+          ++n;
+        }
+        n += step_n;
+      }
+      // Replica r of this register tile (r < RC) adds pair r over the replicas.
+      const int ct = ct_first + replica;
+      for (int i = 0; i < RF; ++i) {
+#pragma unroll
+        for (int j = 0; j < RC; ++j) sums[j * kThreads + tid] = acc[i][j];
         __syncthreads();
-        // Pixels past the map are zero in the staged output gradient: they add 0.
-        for (int r = replica; r < d.TH; r += d.replicas) {
-          const int x_row = r * d.SH * d.IW, dy_row = r * d.TW;
-          for (int col = 0; col < d.TW; ++col) {
-#pragma unroll
-            for (int k = 0; k < kElementsPerThread; ++k) {
-              if (index[k] >= 0)
-                acc[k] += dy_s[dy_at[k] + dy_row + col] * x_s[x_at[k] + x_row + col * d.SW];
-            }
+        const int f = f_first + i;
+        if (replica < RC && f < d.Fg && ct < d.CT) {
+          A sum = A(0);
+          for (int r = 0; r < replicas; ++r) sum += sums[replica * kThreads + owner + r * owners];
+          const int weight = (g * d.Fg + f) * d.CT + ct;  // = ((filter * Cg) + c) * KK + tap
+          if (d.chunks == 1) {
+            store(dw + weight, sum);
+          } else {
+            partial[int64_t{chunk} * d.F * d.CT + weight] = sum;
           }
         }
         __syncthreads();
       }
-      // The replicas' sums, added in replica order through the staging memory.
-      A* sums = shared.data;  // [replicas][owners * kElementsPerThread]
-#pragma unroll
-      for (int k = 0; k < kElementsPerThread; ++k) {
-        if (index[k] >= 0) sums[replica * owners * kElementsPerThread + index[k]] = acc[k];
-      }
-      __syncthreads();
-      for (int e = tid; e < elements; e += d.threads) {
-        A sum = A(0);
-        for (int r = 0; r < d.replicas; ++r) sum += sums[r * owners * kElementsPerThread + e];
-        // Element e = (fb, cb, tap) of the tile -> (filter, channel, tap) of the group.
-        const int fb = e / (d.CB * d.KK), rest = e - fb * d.CB * d.KK;
-        const int cb = rest / d.KK, tap = rest - cb * d.KK;
-        if (f0 + fb >= d.Fg || c0 + cb >= d.Cg) continue;
-        const int weight = ((g * d.Fg + f0 + fb) * d.Cg + c0 + cb) * d.KK + tap;
-        if (d.chunks == 1) {
-          store(dw + weight, sum);
-        } else {
-          partial[int64_t{chunk} * d.F * d.Cg * d.KK + weight] = sum;
-        }
-      }
-      __syncthreads();
     }
   }
 }
@@ -378,7 +401,8 @@ bool choose_tile(Conv* d, int rows, int cols, Fits fits) {
   return true;
 }
 
-int capacity(int dtype) { return kSharedBytes / igc::cuda::acc_bytes(dtype); }
+// Accumulators that fit the staging memory.
+int capacity(int dtype) { return kMaxSharedBytes / igc::cuda::acc_bytes(dtype); }
 
 // Forward: FT filters per thread, `step` channels per staged step.
 bool plan_forward(Conv* d, int ft, int dtype) {
@@ -392,6 +416,11 @@ bool plan_forward(Conv* d, int ft, int dtype) {
     while (d->step > 1 && d->step * (area + ft * d->KK) > cap) d->step = ceil_div(d->step, 2);
     return d->step * (area + ft * d->KK) <= cap;
   });
+}
+
+// Dynamic shared memory of forward_kernel<T, FT>: [step][IH][IW] + [FT][step][KK].
+size_t forward_shared_bytes(const Conv& d, int ft, int dtype) {
+  return static_cast<size_t>(d.step) * (d.IH * d.IW + ft * d.KK) * igc::cuda::acc_bytes(dtype);
 }
 
 // Data gradient: CT channels per thread, `step` filters per staged step.
@@ -409,88 +438,94 @@ bool plan_backward_data(Conv* d, int ct, int dtype) {
   });
 }
 
-// Weight gradient: the element tile (FB filters x CB channels), the replicas,
-// and chunks enough to fill the GPU within the workspace limit.
-bool plan_backward_weight(Conv* d, int dtype) {
-  const int cap = capacity(dtype);
-  const int most = kElementsPerThread * kThreads;
-  d->FB = d->Fg;
-  d->CB = d->Cg;
-  while (d->FB * d->CB * d->KK > most && (d->FB > 1 || d->CB > 1)) {
-    if (d->FB >= d->CB) {
-      d->FB = ceil_div(d->FB, 2);
-    } else {
-      d->CB = ceil_div(d->CB, 2);
-    }
-  }
-  if (d->FB * d->CB * d->KK > most) return false;
-  const bool tiled = choose_tile(d, d->OH, d->OW, [&](int th, int tw) {
-    d->IH = (th - 1) * d->SH + d->KH;
-    d->IW = (tw - 1) * d->SW + d->KW;
-    const int threads = ceil_div(th * tw, 32) * 32;
-    if (d->IH * d->IW > kLoadsPerThread * threads) return false;
-    return d->CB * d->IH * d->IW + d->FB * th * tw <= cap;
-  });
-  if (!tiled) return false;
-  d->threads = kThreads;  // the replicas use every thread, whatever the tile
-  const int owners = ceil_div(d->FB * d->CB * d->KK, kElementsPerThread);
-  d->replicas = kThreads / owners < d->TH ? kThreads / owners : d->TH;
-  if (d->replicas * owners * kElementsPerThread > cap)
-    d->replicas = cap / (owners * kElementsPerThread);
-  if (d->replicas < 1) return false;
-  d->element_tiles_f = ceil_div(d->Fg, d->FB);
-  d->element_tiles_c = ceil_div(d->Cg, d->CB);
-  const int64_t units = int64_t{d->N} * d->tiles_h * d->tiles_w;
-  const int64_t per_chunk = int64_t{d->G} * d->element_tiles_f * d->element_tiles_c;
+// Dynamic shared memory of backward_data_kernel<T, CT>: [step][DH][DW] + [step][CT][KK].
+size_t backward_data_shared_bytes(const Conv& d, int ct, int dtype) {
+  return static_cast<size_t>(d.step) * (d.DH * d.DW + ct * d.KK) * igc::cuda::acc_bytes(dtype);
+}
+
+// Weight gradient: filters per register tile, up to 4 (2 in float64, whose 4 x
+// kTapsPerThread sums do not fit the registers of 2 blocks per multiprocessor).
+int weight_filters_per_thread(int filters, int dtype) {
+  const int most = dtype == IGC_FLOAT64 ? 2 : 4;
+  return filters >= most ? most : filters >= 2 ? 2 : 1;
+}
+
+// Weight gradient: register tiles per block (at most kMaxOwners, as few element
+// tiles per group as that allows, split evenly) and chunks of pixels enough to fill
+// the GPU, each with kMinPixelsPerReplica pixels per replica, within the
+// workspace limit.
+void plan_backward_weight(Conv* d, int dtype) {
+  d->CT = d->Cg * d->KK;
+  const int rf = weight_filters_per_thread(d->Fg, dtype);
+  const int need_f = ceil_div(d->Fg, rf), need_c = ceil_div(d->CT, kTapsPerThread);
+  d->owners_f = need_f < 4 || need_f * need_c <= kMaxOwners ? need_f : 4;
+  d->tiles_f = ceil_div(need_f, d->owners_f);
+  d->owners_f = ceil_div(need_f, d->tiles_f);
+  const int most_c = kMaxOwners / d->owners_f;
+  d->tiles_c = ceil_div(need_c, most_c);
+  d->owners_c = ceil_div(need_c, d->tiles_c);
+  d->FB = d->owners_f * rf;
+  d->CTB = d->owners_c * kTapsPerThread;
+  const int64_t pixels = int64_t{d->N} * d->OH * d->OW;
+  const int64_t replicas = kThreads / (d->owners_f * d->owners_c);
+  const int64_t per_chunk = int64_t{d->G} * d->tiles_f * d->tiles_c;
   int64_t chunks = (kWeightBlocksWanted + per_chunk - 1) / per_chunk;
-  const int64_t weight_bytes = int64_t{d->F} * d->Cg * d->KK * igc::cuda::acc_bytes(dtype);
-  if (chunks > units) chunks = units;
+  const int64_t weight_bytes = int64_t{d->F} * d->CT * igc::cuda::acc_bytes(dtype);
+  const int64_t by_work = pixels / (replicas * kMinPixelsPerReplica);
+  if (chunks > by_work) chunks = by_work;
   if (chunks > kMaxWorkspaceBytes / weight_bytes) chunks = kMaxWorkspaceBytes / weight_bytes;
   d->chunks = static_cast<int>(chunks < 1 ? 1 : chunks);
-  return true;
+}
+
+// Dynamic shared memory of weight_grad_kernel: [kTapsPerThread][kThreads] sums.
+size_t weight_grad_shared_bytes(int dtype) {
+  return static_cast<size_t>(kTapsPerThread) * kThreads * igc::cuda::acc_bytes(dtype);
 }
 
 int64_t workspace_bytes(const Conv& d, int dtype) {
-  return igc::cuda::chunk_workspace_bytes(d.chunks, int64_t{d.F} * d.Cg * d.KK, dtype);
+  return igc::cuda::chunk_workspace_bytes(d.chunks, int64_t{d.F} * d.CT, dtype);
 }
 
 // Registers per thread: up to 8 filters (forward) or channels (data grad).
 int per_thread(int count) { return count >= 8 ? 8 : count >= 4 ? 4 : count >= 2 ? 2 : 1; }
 
 template <typename T, int R>
-void launch_forward(const Conv& d, const void* x, const void* w, void* y, cudaStream_t s) {
+void launch_forward(const Conv& d, const void* x, const void* w, void* y, int dtype,
+                    cudaStream_t s) {
   const dim3 grid(igc::cuda::grid_cap(int64_t{d.tiles_h} * d.tiles_w, igc::cuda::kMaxGridX),
                   igc::cuda::grid_cap(int64_t{d.G} * ceil_div(d.Fg, R)), igc::cuda::grid_cap(d.N));
-  IGC_LAUNCH((forward_kernel<T, R>), grid, dim3(d.threads), s, d, static_cast<const T*>(x),
-             static_cast<const T*>(w), static_cast<T*>(y));
+  IGC_LAUNCH((forward_kernel<T, R>), grid, dim3(d.threads), forward_shared_bytes(d, R, dtype), s, d,
+             static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y));
 }
 
 template <typename T, int R>
-void launch_backward_data(const Conv& d, const void* dy, const void* w, void* dx, cudaStream_t s) {
+void launch_backward_data(const Conv& d, const void* dy, const void* w, void* dx, int dtype,
+                          cudaStream_t s) {
   const dim3 grid(igc::cuda::grid_cap(int64_t{d.tiles_h} * d.tiles_w, igc::cuda::kMaxGridX),
                   igc::cuda::grid_cap(int64_t{d.G} * ceil_div(d.Cg, R)), igc::cuda::grid_cap(d.N));
-  IGC_LAUNCH((backward_data_kernel<T, R>), grid, dim3(d.threads), s, d, static_cast<const T*>(dy),
+  IGC_LAUNCH((backward_data_kernel<T, R>), grid, dim3(d.threads),
+             backward_data_shared_bytes(d, R, dtype), s, d, static_cast<const T*>(dy),
              static_cast<const T*>(w), static_cast<T*>(dx));
 }
 
-template <typename T>
+template <typename T, int RF>
 void launch_backward_weight(const Conv& d, const void* dy, const void* x, void* dw, void* workspace,
-                            cudaStream_t s) {
+                            int dtype, cudaStream_t s) {
   using A = typename Acc<T>::type;
   const dim3 grid(igc::cuda::grid_cap(d.chunks, igc::cuda::kMaxGridX),
-                  igc::cuda::grid_cap(int64_t{d.G} * d.element_tiles_f * d.element_tiles_c));
+                  igc::cuda::grid_cap(int64_t{d.G} * d.tiles_f * d.tiles_c));
   A* partial = static_cast<A*>(workspace);
-  IGC_LAUNCH(weight_grad_kernel<T>, grid, dim3(kThreads), s, d, static_cast<const T*>(dy),
-             static_cast<const T*>(x), partial, static_cast<T*>(dw));
+  IGC_LAUNCH((weight_grad_kernel<T, RF>), grid, dim3(kThreads), weight_grad_shared_bytes(dtype), s,
+             d, static_cast<const T*>(dy), static_cast<const T*>(x), partial, static_cast<T*>(dw));
   if (d.chunks > 1) {
-    const int elements = d.F * d.Cg * d.KK;
+    const int elements = d.F * d.CT;
     IGC_LAUNCH(igc::cuda::sum_chunks_kernel<T>, dim3(igc::cuda::grid_blocks(elements, kThreads)),
-               dim3(kThreads), s, elements, d.chunks, static_cast<const A*>(partial),
+               dim3(kThreads), 0, s, elements, d.chunks, static_cast<const A*>(partial),
                static_cast<T*>(dw));
   }
 }
 
-// fn<R>() for R = per_thread(count).
+// fn(R) with R = per_thread(count) as a compile-time constant (8, 4, 2 or 1).
 template <typename Fn>
 void with_registers(int count, Fn fn) {
   switch (per_thread(count)) {
@@ -501,21 +536,37 @@ void with_registers(int count, Fn fn) {
   }
 }
 
+// fn(RF) with RF = weight_filters_per_thread(filters, dtype) as a compile-time
+// constant (no 4 in float64).
+template <typename T, typename Fn>
+void with_weight_filters(int filters, int dtype, Fn fn) {
+  switch (weight_filters_per_thread(filters, dtype)) {
+    case 4:
+      if constexpr (sizeof(typename Acc<T>::type) == 4) fn(std::integral_constant<int, 4>());
+      break;
+    case 2: fn(std::integral_constant<int, 2>()); break;
+    default: fn(std::integral_constant<int, 1>());
+  }
+}
+
 template <typename T>
 int launch(Pass pass, Conv d, const void* a, const void* b, void* out, int dtype, void* workspace,
            int64_t workspace_size, cudaStream_t s) {
   if (pass == Pass::kForward) {
     if (!plan_forward(&d, per_thread(d.Fg), dtype)) return IGC_TOO_LARGE;
-    with_registers(d.Fg, [&](auto r) { launch_forward<T, decltype(r)::value>(d, a, b, out, s); });
+    with_registers(d.Fg,
+                   [&](auto r) { launch_forward<T, decltype(r)::value>(d, a, b, out, dtype, s); });
   } else if (pass == Pass::kBackwardData) {
     if (!plan_backward_data(&d, per_thread(d.Cg), dtype)) return IGC_TOO_LARGE;
-    with_registers(d.Cg,
-                   [&](auto r) { launch_backward_data<T, decltype(r)::value>(d, a, b, out, s); });
+    with_registers(
+        d.Cg, [&](auto r) { launch_backward_data<T, decltype(r)::value>(d, a, b, out, dtype, s); });
   } else {
-    if (!plan_backward_weight(&d, dtype)) return IGC_TOO_LARGE;
+    plan_backward_weight(&d, dtype);
     const int64_t bytes = workspace_bytes(d, dtype);
     if (bytes > 0 && (workspace == nullptr || workspace_size < bytes)) return IGC_BAD_WORKSPACE;
-    launch_backward_weight<T>(d, a, b, out, workspace, s);
+    with_weight_filters<T>(d.Fg, dtype, [&](auto r) {
+      launch_backward_weight<T, decltype(r)::value>(d, a, b, out, workspace, dtype, s);
+    });
   }
   return igc::cuda::finish();
 }
@@ -560,7 +611,7 @@ extern "C" int64_t igc_group_conv_backward_weight_cuda_workspace(const igc_group
   if (igc_group_conv_check(g, dtype) != IGC_OK) return -1;
   if (g->batch == 0) return 0;
   Conv d = geometry(*g);
-  if (!plan_backward_weight(&d, dtype)) return -1;
+  plan_backward_weight(&d, dtype);
   return workspace_bytes(d, dtype);
 }
 

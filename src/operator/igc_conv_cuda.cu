@@ -23,6 +23,8 @@ namespace {
 using igc::Pass;
 using igc::cuda::Acc;
 using igc::cuda::load;
+using igc::cuda::ptr;
+using igc::cuda::shared_array;
 using igc::cuda::store;
 
 constexpr int kThreads = 256;
@@ -65,8 +67,8 @@ template <int BM, int BN, int TM, int TN, int BK, typename A>
 struct Tile {
   static constexpr int TX = BN / TN, TY = BM / TM;
   static_assert(TX * TY == kThreads, "tile does not match the block");
-  A a[BK][BM + 1];  // a[k][m]; +1 keeps transposed stores off one bank
-  A b[BK][BN + 1];  // b[k][n]
+  shared_array<shared_array<A, BM + 1>, BK> a;  // a[k][m]; +1 keeps transposed stores off one bank
+  shared_array<shared_array<A, BN + 1>, BK> b;  // b[k][n]
 
   // acc[i][j] += sum over k < depth of a[k][ty + i*TY] * b[k][tx + j*TX]
   __device__ __forceinline__ void multiply(A (&acc)[TM][TN], int depth, int tx, int ty) const {
@@ -90,9 +92,9 @@ struct Tile {
 //   data grad:    rows m = input i of slab t (tile rows i0..), depth k = output a < K
 // a = weight (C, K) row-major, b = x (forward) or dy, c = y or dx.
 template <typename T, Pass kPass, int BM>
-__global__ void __launch_bounds__(kThreads, 1)
-    gemm_rows_kernel(Shape d, const T* __restrict__ weight, const T* __restrict__ in,
-                     T* __restrict__ out) {
+__global__ void __launch_bounds__(kThreads, 2)
+    gemm_rows_kernel(Shape d, ptr<const T> __restrict__ weight, ptr<const T> __restrict__ in,
+                     ptr<T> __restrict__ out) {
   using A = typename Acc<T>::type;
   constexpr int BN = 128, TN = 4, TM = BM / 8, BK = 16;
   using TileT = Tile<BM, BN, TM, TN, BK, A>;
@@ -175,9 +177,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 // slab), group). dW_g[a][t*L + i] over the chunk, to partial[chunk][g*K + a][c]
 // (or straight to the weight gradient when there is one chunk).
 template <typename T, int BM>
-__global__ void __launch_bounds__(kThreads, 1)
-    weight_grad_kernel(Shape d, const T* __restrict__ out_grad, const T* __restrict__ data,
-                       typename Acc<T>::type* __restrict__ partial, T* __restrict__ weight_grad) {
+__global__ void __launch_bounds__(kThreads, 2)
+    weight_grad_kernel(Shape d, ptr<const T> __restrict__ out_grad, ptr<const T> __restrict__ data,
+                       ptr<typename Acc<T>::type> __restrict__ partial,
+                       ptr<T> __restrict__ weight_grad) {
   using A = typename Acc<T>::type;
   constexpr int TM = BM / 16, BK = 32;
   using TileT = Tile<BM, BM, TM, TM, BK, A>;
@@ -280,7 +283,7 @@ void launch_rows(const Shape& d, const void* weight, const void* in, void* out,
   const dim3 grid(igc::cuda::grid_blocks(d.NP, 128, igc::cuda::kMaxGridX),
                   igc::cuda::grid_cap((m_extent + BM - 1) / BM),
                   igc::cuda::grid_cap(kPass == Pass::kForward ? d.M : int64_t{d.M} * d.S));
-  IGC_LAUNCH((gemm_rows_kernel<T, kPass, BM>), grid, dim3(kThreads), stream, d,
+  IGC_LAUNCH((gemm_rows_kernel<T, kPass, BM>), grid, dim3(kThreads), 0, stream, d,
              static_cast<const T*>(weight), static_cast<const T*>(in), static_cast<T*>(out));
 }
 
@@ -292,13 +295,13 @@ void launch_weight(const Shape& d, const void* out_grad, const void* data, void*
   const dim3 grid(igc::cuda::grid_cap(d.chunks, igc::cuda::kMaxGridX), igc::cuda::grid_cap(tiles),
                   igc::cuda::grid_cap(d.M));
   A* partial = static_cast<A*>(workspace);
-  IGC_LAUNCH((weight_grad_kernel<T, BM>), grid, dim3(kThreads), stream, d,
+  IGC_LAUNCH((weight_grad_kernel<T, BM>), grid, dim3(kThreads), 0, stream, d,
              static_cast<const T*>(out_grad), static_cast<const T*>(data), partial,
              static_cast<T*>(weight_grad));
   if (d.chunks > 1) {
     const int elements = d.C * d.K;
     IGC_LAUNCH(igc::cuda::sum_chunks_kernel<T>, dim3(igc::cuda::grid_blocks(elements, kThreads)),
-               dim3(kThreads), stream, elements, d.chunks, static_cast<const A*>(partial),
+               dim3(kThreads), 0, stream, elements, d.chunks, static_cast<const A*>(partial),
                static_cast<T*>(weight_grad));
   }
 }

@@ -4,6 +4,12 @@
 
 namespace {
 
+using igc::cuda::ptr;
+
+// Threads per block; few registers, so that a multiprocessor holds its most
+// threads (2048 on sm_80/sm_90: 8 blocks).
+constexpr unsigned kThreads = 256;
+
 // Where output rows (an (image, channel) pair each) read their input: output
 // channel oc = j * branch_factor + i is input channel i * per_branch + j. A thread
 // walks rows `step` apart; Position follows (image, oc, j, i) by addition, so that
@@ -31,16 +37,16 @@ struct Step {
 // Copy in units of Vec (2, 4, 8 or 16 bytes): threadIdx.x along a row, threadIdx.y
 // over rows.
 template <typename Vec, typename Index>
-__global__ void shuffle_copy_kernel(const Vec* __restrict__ src, Vec* __restrict__ dst, Index rows,
-                                    Index channels, Index branch_factor, Index vecs_per_row,
-                                    Step<Index> step) {
+__global__ void __launch_bounds__(kThreads, 8)
+    shuffle_copy_kernel(ptr<const Vec> __restrict__ src, ptr<Vec> __restrict__ dst, Index rows,
+                        Index channels, Index branch_factor, Index vecs_per_row, Step<Index> step) {
   const Index per_branch = channels / branch_factor;
   Index row = blockIdx.x * static_cast<Index>(blockDim.y) + threadIdx.y;
   if (row >= rows) return;
   Position<Index> at(row, channels, branch_factor);
   for (; row < rows; row += step.rows) {
-    const Vec* from = src + at.source(channels, per_branch) * vecs_per_row;
-    Vec* to = dst + row * vecs_per_row;
+    const ptr<const Vec> from = src + at.source(channels, per_branch) * vecs_per_row;
+    const ptr<Vec> to = dst + row * vecs_per_row;
     for (Index k = threadIdx.x; k < vecs_per_row; k += blockDim.x) to[k] = from[k];
     at.image += step.image;
     at.oc += step.oc;
@@ -61,7 +67,6 @@ __global__ void shuffle_copy_kernel(const Vec* __restrict__ src, Vec* __restrict
 template <typename Vec, typename Index>
 void launch_copy(const void* src, void* dst, Index rows, Index channels, Index branch_factor,
                  Index row_bytes, cudaStream_t stream) {
-  constexpr unsigned kThreads = 256;
   const Index n = row_bytes / sizeof(Vec);
   // Threads along a row: the largest power of two up to the row's units (and 256);
   // the others take rows. Blocks: enough to fill any current GPU several times.
@@ -75,7 +80,7 @@ void launch_copy(const void* src, void* dst, Index rows, Index channels, Index b
   step.oc = step.rows - step.image * channels;
   step.j = step.oc / branch_factor;
   step.i = step.oc - step.j * branch_factor;
-  IGC_LAUNCH((shuffle_copy_kernel<Vec, Index>), dim3(blocks), dim3(along, across), stream,
+  IGC_LAUNCH((shuffle_copy_kernel<Vec, Index>), dim3(blocks), dim3(along, across), 0, stream,
              static_cast<const Vec*>(src), static_cast<Vec*>(dst), rows, channels, branch_factor, n,
              step);
 }

@@ -135,7 +135,7 @@ def check_passes(op, x, w, dy, reference):
     op('backward_data', dys, ws, got[1])
     op('backward_weight', dys, xs, got[2])
     synchronize()
-    return max(error(g, r) for g, r in zip(got, want))
+    return max(error(g, r) for g, r in zip(got, want, strict=True))
 
 
 def random(gen, dtype, *shape):

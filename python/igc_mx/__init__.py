@@ -14,6 +14,7 @@ IGC_MX_NO_MXNET=1 does the same where MXNet is installed: processes that never u
 (e.g. igc-make-rec's workers) start without its import time.
 """
 import os
+import sys
 
 __version__ = '0.1.0'
 __all__ = ['build_info', 'conv_bn', 'igc_unit']
@@ -32,6 +33,17 @@ def _mxnet_installed():
     return True
 
 
+def _use_every_cpu():
+    """MXNet 1.9.1 runs its operators on half the CPUs it sees on x86 unless OMP_NUM_THREADS
+    says otherwise (it takes every other one for a hyper-thread), which on a virtual
+    machine of 2 CPUs is one thread (docs/training.md has the cost). The setting counts
+    only when it is made before MXNet is imported, so igc_mx makes it first, and leaves a
+    value the user set alone."""
+    if 'mxnet' not in sys.modules:
+        os.environ.setdefault('OMP_NUM_THREADS', str(len(os.sched_getaffinity(0))))
+
+
+_use_every_cpu()
 HAS_MXNET = _mxnet_installed()
 
 if HAS_MXNET:

@@ -195,6 +195,17 @@ def read_idx(path):
 
 
 @pytest.fixture(scope='session')
+def fashion_mnist_records(fashion_mnist_dir, tmp_path_factory):
+    """The records of the real Fashion-MNIST, as igc-make-rec builds them (train.rec,
+    test.rec and the manifest in one folder)."""
+    from igc_mx.tools import make_rec
+    out = tmp_path_factory.mktemp('fashion-mnist') / 'rec'
+    assert make_rec.main(['fashion-mnist', str(fashion_mnist_dir), str(out), '--workers', '2',
+                          '--quiet']) == 0
+    return out
+
+
+@pytest.fixture(scope='session')
 def fashion_mnist_images(fashion_mnist_dir):
     """``read(split)`` -> (uint8 images (n, 28, 28), int labels (n,)) of the real
     Fashion-MNIST's 'train' or 't10k' split."""

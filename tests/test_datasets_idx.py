@@ -256,11 +256,9 @@ def test_images_of_another_size_and_a_missing_file(source, arrays, tmp_path, cap
 # ------------------------------------------------------------------- the real Fashion-MNIST
 
 @pytest.fixture(scope="module")
-def fashion_mnist(fashion_mnist_dir, tmp_path_factory):
-    """The real download, its arrays read here, and its records built once."""
-    out = tmp_path_factory.mktemp("fashion") / "rec"
-    assert make_rec.main(["fashion-mnist", str(fashion_mnist_dir), str(out), "--workers", "2",
-                          "--quiet"]) == 0
+def fashion_mnist(fashion_mnist_dir, fashion_mnist_records):
+    """The real download's records (built once for the session) and its arrays read here."""
+    out = fashion_mnist_records
     source = {split: (read_idx(fashion_mnist_dir / f"{images}.gz"),
                       read_idx(fashion_mnist_dir / f"{labels}.gz"))
               for split, (images, labels) in NAMES.items()}

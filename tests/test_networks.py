@@ -513,3 +513,29 @@ def test_summary_paper_table(published_models_dir):
     table = summary.paper_table(published_models_dir)
     rows = table.splitlines()[2:]
     assert len(rows) == 5 and all(r.endswith('| yes |') for r in rows)
+
+
+@pytest.mark.parametrize('name,args', [('plain', (10, 8, 4)), ('plain_igc', (10, 8, 4, 2)),
+                                       ('resnet', (10, 8, 4)), ('resnet_igc', (10, 8, 4, 2))])
+def test_cifar_networks_take_28x28_grey_images(name, args):
+    symbol = networks.get_symbol(name, *args)
+    assert symbol.infer_shape(data=(2, 1, 28, 28))[1] == [(2, 10)]
+
+
+def test_plain_head_pools_as_the_original_on_32x32():
+    """The plain nets' global pooling equals the original's 8x8 average on 32x32 images."""
+    ours = networks.get_symbol('plain', 10, 8, 4)
+    nodes = json.loads(ours.tojson())
+    for node in nodes['nodes']:
+        if node['name'] == 'global_pool':
+            node['attrs']['global_pool'] = 'False'
+    original = mx.sym.load_json(json.dumps(nodes))
+    rng = np.random.RandomState(0)
+    arg_shapes, _, aux_shapes = ours.infer_shape(data=(2, 3, 32, 32))
+    args = {n: mx.nd.array(rng.randn(*s)) for n, s in
+            zip(ours.list_arguments(), arg_shapes, strict=True)}
+    aux = {n: mx.nd.array(rng.rand(*s) + 0.5) for n, s in
+           zip(ours.list_auxiliary_states(), aux_shapes, strict=True)}
+    outputs = [s.bind(mx.cpu(), args, aux_states=aux).forward()[0].asnumpy()
+               for s in (ours, original)]
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)

@@ -95,7 +95,9 @@ class Family:
     first_secondary: str = 'out'
 
 
-_PLAIN_HEAD = Head('global_pool', 8, False, 'fc_score')
+# The original plain nets average over an 8x8 kernel, the whole map of a 32x32 image;
+# global pooling computes the same there and also takes 28x28 images (a 7x7 map).
+_PLAIN_HEAD = Head('global_pool', 8, True, 'fc_score')
 _RESNET_HEAD = Head('pool', 8, True, 'fc')
 _IMAGENET_HEAD = Head('global_pool', 7, False, 'fc_score')
 _CIFAR_RESIDUAL = Naming(units=('_p2_two1', '_p2_two2'), shortcut='_p0_line')

@@ -12,7 +12,8 @@ parameters) run five ways:
              with each permutation as Reshape -> Transpose -> Reshape; with
              --ort-permutations transpose,conv also 'onnx_conv', the same export with each
              permutation as a 1x1 Conv (tools/export_onnx.py --permutation conv)
-  torch      PyTorch eager on the original graph rebuilt layer by layer (bench/torch_side.py)
+  torch      PyTorch eager on the original graph rebuilt layer by layer (bench/torch_side.py),
+             in its faster memory format (contiguous or channels_last) at each batch
 
 Each framework runs in its own process: the MXNet variants interleaved in this one,
 ONNX Runtime in its environment (tools/onnx_run.py --benchmark), PyTorch in its own.
@@ -123,7 +124,10 @@ def bench_case(label, network, args, image, repeat, torch_python, ort_python, wo
         'data_shape': list(image), 'batches': list(BATCHES), 'repeat': repeat,
         'min_time': MIN_TIME})
     for batch, row in rows.items():
-        row['torch_img_s'] = torch and torch['result'][str(batch)]
+        # PyTorch's best layout (bench/torch_side.py times both)
+        row['torch_img_s'], row['torch_memory_format'] = common.best_format(
+            {fmt: speed[str(batch)] for fmt, speed in torch['result'].items()}
+        ) if torch else (None, None)
         row['default_vs_original'] = row['default_img_s'] / row['original_img_s']
         row['optimized_vs_default'] = row['optimized_img_s'] / row['default_img_s']
         for variant, other in itertools.product(('default', 'optimized'), ('onnx', 'torch')):

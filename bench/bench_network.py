@@ -7,7 +7,8 @@ side by side in one run, for the same network (same parameters) built five ways:
   unfused    the original graph: Convolution -> Reorder -> 1x1 conv -> Reorder
   transpose  the unfused net with each Reorder as reshape->transpose->reshape
              (what IGCV3 and GluonCV do)
-  torch      the unfused symbol rebuilt layer by layer in PyTorch (channel_shuffle),
+  torch      the unfused symbol rebuilt layer by layer in PyTorch (channel_shuffle), in
+             its faster memory format (contiguous or channels_last),
              same shapes, SGD with momentum, cross-entropy, allocator tuned
 
     OMP_NUM_THREADS=2 python bench/bench_network.py [--repeat 3] [--torch-python PY]
@@ -104,7 +105,9 @@ def bench_case(label, network, args, batch, image, classes, repeat, torch_python
         'arg_shapes': dict(zip(unfused.list_arguments(), arg_shapes, strict=True)),
         'data_shape': list(image), 'batch': batch, 'num_classes': classes,
         'steps': STEPS, 'repeat': repeat})
-    row['torch_img_s'] = torch['result'] if torch else None
+    # PyTorch's best layout (bench/torch_side.py times both)
+    row['torch_img_s'], row['torch_memory_format'] = (
+        common.best_format(torch['result']) if torch else (None, None))
     for variant in ('default', 'fused'):
         row[f'{variant}_vs_unfused'] = row[f'{variant}_img_s'] / row['unfused_img_s']
     row['default_vs_transpose'] = row['default_img_s'] / row['transpose_img_s']

@@ -78,6 +78,12 @@ def run_torch(torch_python, job):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def best_format(by_format):
+    """(the best value, its memory format) of PyTorch's {memory format: speed}."""
+    fmt = max(by_format, key=by_format.get)
+    return by_format[fmt], fmt
+
+
 def add_common_args(parser):
     parser.add_argument('--repeat', type=int, default=5,
                         help='timed runs per measurement; the median is reported')

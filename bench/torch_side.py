@@ -10,11 +10,11 @@ Jobs:
   {"kind": "network", "graph", "arg_shapes", "data_shape", "batch", "num_classes",
    "steps", "repeat"}
       training images/s of the network in `graph` (an MXNet symbol's JSON, unfused),
-      rebuilt op by op in PyTorch with the same layers and shapes
+      rebuilt op by op in PyTorch with the same layers and shapes, in each memory format
   {"kind": "inference", "graph", "arg_shapes", "data_shape", "batches", "repeat",
    "min_time"}
       inference images/s (eval mode, no autograd, softmax output) of that network, one
-      value per batch size
+      value per memory format and batch size
   {"kind": "steps", "graph", "arg_shapes", "states", "steps", "lr", "momentum", "wd"}
       one training step of that network from states MXNet's training passed through: for
       each k of `steps`, `states/<k>.npz` holds, by MXNet's names, the parameters and
@@ -176,34 +176,48 @@ def steps_job(job):
     return losses
 
 
+#: PyTorch's two layouts of image tensors on the CPU; which is faster depends on the
+#: network (channels_last for these grouped convolutions), so both are timed
+MEMORY_FORMATS = {'contiguous': torch.contiguous_format, 'channels_last': torch.channels_last}
+
+
 def network_job(job):
+    """{memory format: training images/s}."""
     net = GraphNet(job['graph'], {k: tuple(v) for k, v in job['arg_shapes'].items()})
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(job['batch'], *job['data_shape'])
     labels = torch.randint(0, job['num_classes'], (job['batch'],))
+    result = {}
+    for name, memory_format in MEMORY_FORMATS.items():
+        net.to(memory_format=memory_format)
+        x = torch.randn(job['batch'], *job['data_shape']).to(memory_format=memory_format)
 
-    def steps():
-        for _ in range(job['steps']):
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(net(x), labels).backward()
-            opt.step()
-    ms = median_ms(steps, job['repeat'], min_time=0)
-    return job['batch'] * job['steps'] / (ms / 1e3)
+        def steps(x=x):
+            for _ in range(job['steps']):
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(net(x), labels).backward()
+                opt.step()
+        ms = median_ms(steps, job['repeat'], min_time=0)
+        result[name] = job['batch'] * job['steps'] / (ms / 1e3)
+    return result
 
 
 def inference_job(job):
+    """{memory format: {batch: inference images/s}}."""
     net = GraphNet(job['graph'], {k: tuple(v) for k, v in job['arg_shapes'].items()})
     net.eval()
     result = {}
-    for batch in job['batches']:
-        x = torch.randn(batch, *job['data_shape'])
+    for name, memory_format in MEMORY_FORMATS.items():
+        net.to(memory_format=memory_format)
+        result[name] = {}
+        for batch in job['batches']:
+            x = torch.randn(batch, *job['data_shape']).to(memory_format=memory_format)
 
-        def forward():
-            with torch.inference_mode():
-                F.softmax(net(x), dim=1)
-        ms = median_ms(forward, job['repeat'], job['min_time'])
-        result[batch] = batch / (ms / 1e3)
+            def forward(x=x):
+                with torch.inference_mode():
+                    F.softmax(net(x), dim=1)
+            ms = median_ms(forward, job['repeat'], job['min_time'])
+            result[name][batch] = batch / (ms / 1e3)
     return result
 
 

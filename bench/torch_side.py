@@ -36,7 +36,6 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (no MXNet: plain timing and file helpers)
 
-
 #: PyTorch's two layouts of image tensors on the CPU; which is faster depends on the
 #: network (channels_last for these grouped convolutions), so both are timed
 MEMORY_FORMATS = {'contiguous': torch.contiguous_format, 'channels_last': torch.channels_last}

@@ -6,7 +6,8 @@ errors.
 
 SYMBOL_DIGESTS pin get_symbol's JSON for every network and option of SYMBOL_CASES. They
 were made by the builder before ``networks.plan`` existed (the plain nets' with the global
-pooling of their head since); a deliberate change of a symbol regenerates them with ``.venv/bin/python tests/test_gluon_networks.py``."""
+pooling of their head since); a deliberate change of a symbol regenerates them with
+``.venv/bin/python tests/test_gluon_networks.py``."""
 import hashlib
 import itertools
 import json

@@ -153,3 +153,18 @@ def test_library_with_bad_build_facts_is_an_import_error(tmp_path, case, message
     assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith('ImportError: igc_mx: ') and message in last, last
+
+
+def test_import_uses_every_cpu_unless_told():
+    code = 'import os, igc_mx; print(os.environ.get("OMP_NUM_THREADS", "unset"))'
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
+
+    def threads(code, **extra):
+        proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                              env={**env, **extra}, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.strip()
+    assert threads(code) == str(len(os.sched_getaffinity(0)))
+    assert threads(code, OMP_NUM_THREADS='1') == '1'
+    # imported after mxnet, too late to count: igc_mx leaves the environment alone
+    assert threads('import mxnet; ' + code) == 'unset'

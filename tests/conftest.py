@@ -38,6 +38,41 @@ sys.meta_path.insert(0, _BlockMXNet())
 
 
 
+def load_module(name, path):
+    """The Python file ``path`` (relative to the repository root) as module ``name``: the
+    scripts and bench helpers the tests use, which are not in a package."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def random_params(symbol, data_shape, seed=0):
+    """Random weights, and BatchNorm statistics far from the identity (mean != 0,
+    var != 1, gamma != 1, beta != 0)."""
+    import mxnet as mx
+    rng = np.random.RandomState(seed)
+    arg_shapes, _, aux_shapes = symbol.infer_shape(data=data_shape)
+    args = {}
+    for name, shape in zip(symbol.list_arguments(), arg_shapes, strict=True):
+        if name == 'data' or name.endswith('_label'):
+            continue
+        if name.endswith('_weight') and len(shape) > 1:
+            value = rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
+        elif name.endswith('_gamma'):
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.normal(0, 0.3, shape)
+        args[name] = mx.nd.array(value)
+    aux = {}
+    for name, shape in zip(symbol.list_auxiliary_states(), aux_shapes, strict=True):
+        value = (rng.uniform(0.5, 2.0, shape) if name.endswith('_var')
+                 else rng.normal(0, 0.5, shape))
+        aux[name] = mx.nd.array(value)
+    return args, aux
+
+
 def reorder_reference(x, g):
     """Reorder in numpy: channels viewed as (g, C/g), axes swapped, so that
     out[j*g+i] = in[i*(C/g)+j]."""

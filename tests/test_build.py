@@ -2,7 +2,6 @@
 Each test configures and builds in a temporary directory; the CUDA tests share one
 build, whose compile also reports each kernel's registers, shared memory and
 spills for the resource checks (bench/gpu/resources.py)."""
-import importlib.util
 import os
 import re
 import shutil
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import mxnet as mx
 import pytest
+
+from conftest import load_module
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MXNET_PACKAGE = Path(mx.__file__).resolve().parent
@@ -38,14 +39,6 @@ def cmake_build(build_dir, *options):
                             capture_output=True, text=True, timeout=900)
     (build_dir / 'build-output.txt').write_text(result.stdout + result.stderr)
     return build_dir
-
-
-def find_nvcc():
-    for candidate in (os.environ.get('CUDACXX'), shutil.which('nvcc'),
-                      '/usr/local/cuda/bin/nvcc'):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
 
 
 @pytest.mark.slow
@@ -119,7 +112,7 @@ def cuda_build(tmp_path_factory):
     """Both libraries built with CUDA, once for this module's tests. The compile
     reports each kernel's resources (-Xptxas=-v, in build-output.txt) and keeps the
     PTX, which holds the kernels' __launch_bounds__ (--keep)."""
-    nvcc = find_nvcc()
+    nvcc = load_resources().find_nvcc()
     if nvcc is None:
         if os.environ.get('CI'):
             pytest.fail('CI must compile the CUDA sources, but no nvcc was found '
@@ -136,11 +129,7 @@ def cuda_build(tmp_path_factory):
 
 def load_resources():
     """bench/gpu/resources.py, the resource checks and table."""
-    spec = importlib.util.spec_from_file_location('resources',
-                                                  REPO_ROOT / 'bench' / 'gpu' / 'resources.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module('resources', 'bench/gpu/resources.py')
 
 
 def kernel_resources(cuda_build):
@@ -204,7 +193,7 @@ def configure_cuda(tmp_path, *options, env=None):
 
 @pytest.mark.parametrize('how', ['option', 'environment'])
 def test_a_users_cuda_architectures_are_kept(tmp_path, how):
-    nvcc = find_nvcc()
+    nvcc = load_resources().find_nvcc()
     if nvcc is None:
         pytest.skip('no CUDA compiler (nvcc) found')
     options = [f'-DCMAKE_CUDA_COMPILER={nvcc}']

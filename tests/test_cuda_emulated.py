@@ -15,7 +15,6 @@ makes a case fail, two threads doing one thread's work is a race, and an access
 one element past either end of any buffer or of the dynamic shared memory is an
 out-of-bounds error naming the kernel, the thread and the offset.
 """
-import importlib.util
 import re
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pytest
 
 from igc_mx import kernels
 
-from conftest import reorder_reference
+from conftest import load_module, reorder_reference
 
 SOURCES = Path(__file__).resolve().parents[1] / 'src' / 'operator'
 DTYPES = ('float32', 'float64', 'float16')
@@ -506,11 +505,7 @@ class Planned:
 
 
 def load_resources():
-    spec = importlib.util.spec_from_file_location('resources', SOURCES.parents[1] / 'bench' /
-                                                  'gpu' / 'resources.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module('resources', 'bench/gpu/resources.py')
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])

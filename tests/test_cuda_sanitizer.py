@@ -1,7 +1,6 @@
 """The GPU check's parts that run without a GPU: bench/gpu/sanitize.py, which
 scripts/gpu_check.sh runs under compute-sanitizer, on the emulated kernels (whose
 own checks then apply); and the script's arguments and early refusals."""
-import importlib.util
 import os
 import re
 import shutil
@@ -12,17 +11,15 @@ import pytest
 
 from igc_mx import kernels
 
+from conftest import load_module
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / 'scripts' / 'gpu_check.sh'
 SOURCES = REPO / 'src' / 'operator'
 
 
 def load_sanitize():
-    spec = importlib.util.spec_from_file_location('sanitize',
-                                                  REPO / 'bench' / 'gpu' / 'sanitize.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module('sanitize', 'bench/gpu/sanitize.py')
 
 
 def launched_kernels():

@@ -22,6 +22,8 @@ from igc_mx import counting, model_files, networks
 from igc_mx import gluon as igc_gluon
 from igc_mx.training import optim
 
+from conftest import random_params
+
 _IGC_OPTIONS = ([{}] + [{'fused': f, 'group_conv': g}
                         for f, g in itertools.product((True, False), (False, True, 'auto'))]
                 + [{'device': 'gpu'}, {'dtype': 'float16'}])
@@ -158,22 +160,9 @@ SAME_CASES = [(network, args, graph) for network, args in SMALL.items()
                             else ['default'])]
 
 
-def random_params(symbol, shape, seed=0):
-    """Random weights, and gamma, beta and BatchNorm statistics away from their start."""
-    rng = np.random.RandomState(seed)
-    arg_shapes, _, aux_shapes = symbol.infer_shape(data=shape)
-    params = {}
-    for name, s in zip(symbol.list_arguments(), arg_shapes, strict=True):
-        if name == 'data' or name.endswith('_label'):
-            continue
-        if name.endswith('_weight'):
-            params[name] = rng.normal(0, np.sqrt(2.0 / np.prod(s[1:])), s)
-        else:
-            params[name] = rng.uniform(0.5, 1.5, s) if name.endswith('_gamma') else \
-                rng.normal(0, 0.3, s)
-    for name, s in zip(symbol.list_auxiliary_states(), aux_shapes, strict=True):
-        params[name] = rng.uniform(0.5, 2, s) if name.endswith('_var') else rng.normal(0, .5, s)
-    return {name: mx.nd.array(value) for name, value in params.items()}
+def merged(params):
+    args, aux = params
+    return {**args, **aux}
 
 
 def symbol_pass(symbol, params, x, head, is_train):
@@ -216,7 +205,7 @@ def test_outputs_and_gradients_are_the_symbols(network, args, graph):
     symbol = networks.get_symbol(network, *args, **GRAPHS[graph]).get_children()[0]
     cifar = networks.FAMILIES[network].dataset == 'cifar'
     shape = data_shape(network, batch=2 if cifar else 1)
-    params = random_params(symbol, shape)
+    params = merged(random_params(symbol, shape))
     rng = np.random.RandomState(1)
     x = rng.normal(size=shape).astype(np.float32)
     head = rng.normal(size=(shape[0], args[0])).astype(np.float32)
@@ -349,7 +338,7 @@ def test_parameters_of_another_network_are_refused(tmp_path):
         """A parameters file of get_symbol('resnet_igc', *args), with plain names."""
         symbol = networks.get_symbol('resnet_igc', *args)
         path = tmp_path / ('-'.join(map(str, args)) + '.params')
-        params = random_params(symbol, (1, 3, 32, 32))
+        params = merged(random_params(symbol, (1, 3, 32, 32)))
         mx.nd.save(str(path), params)
         return path, set(params)
 

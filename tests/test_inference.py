@@ -8,13 +8,15 @@ from collections import Counter
 import mxnet as mx
 import numpy as np
 import pytest
-from test_onnx import NETWORKS, export_and_compare, random_params
+from test_onnx import NETWORKS, export_and_compare
 
 from igc_mx import inference, networks
 from igc_mx import onnx as igc_onnx
 from igc_mx.model_files import ModelFileError
 from igc_mx.rewrite import unfuse_igc
 from igc_mx.tools import evaluate
+
+from conftest import random_params
 
 GRAPHS = {'default': {}, 'original': {'fused': False, 'group_conv': False}}
 
@@ -169,7 +171,7 @@ def small_net():
 
 def test_bad_input_is_a_clear_error(small_net):
     symbol, args, aux = small_net
-    plain = networks.get_symbol('plain', 10, 5, 4, 1)
+    narrow = networks.get_symbol('resnet_imgnet_d18', 10, 18, 8)
     cases = [
         ((mx.sym.Variable('x') * 2, {}, {}, (1, 3, 32, 32)),
          "the symbol has no input called 'data' (its inputs: x)"),
@@ -181,8 +183,8 @@ def test_bad_input_is_a_clear_error(small_net):
          "no 'fc_bias', which the symbol needs"),
         ((mx.sym.MakeLoss(symbol.get_children()[0], name='loss'), args, aux, (1, 3, 32, 32)),
          "output 'loss' is a loss (MakeLoss)"),
-        ((plain, *random_params(plain, (1, 3, 32, 32)), (1, 3, 16, 15)),
-         'the symbol does not take input (1, 3, 16, 15)'),      # an 8x8 pooling of 4x4 maps
+        ((narrow, *random_params(narrow, (1, 3, 224, 224)), (1, 3, 64, 64)),
+         'the symbol does not take input (1, 3, 64, 64)'),      # a 7x7 pooling of 2x2 maps
     ]
     for call, message in cases:
         with pytest.raises(inference.InferenceError) as err:

@@ -15,35 +15,11 @@ from igc_mx import networks
 from igc_mx import onnx as igc_onnx
 from igc_mx.tools import export_onnx
 
-from conftest import PUBLISHED_SYMBOLS, reorder_reference, run_ort
+from conftest import PUBLISHED_SYMBOLS, random_params, reorder_reference, run_ort
 
 REPO = Path(__file__).resolve().parents[1]
 STANDARD_OPS = {'Conv', 'BatchNormalization', 'Relu', 'Reshape', 'Transpose', 'Add',
                 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'Flatten', 'Gemm', 'Softmax'}
-
-
-def random_params(symbol, data_shape, seed=0):
-    """Random weights, and BatchNorm statistics far from the identity (mean != 0,
-    var != 1, gamma != 1, beta != 0)."""
-    rng = np.random.RandomState(seed)
-    arg_shapes, _, aux_shapes = symbol.infer_shape(data=data_shape)
-    args = {}
-    for name, shape in zip(symbol.list_arguments(), arg_shapes, strict=True):
-        if name == 'data' or name.endswith('_label'):
-            continue
-        if name.endswith('_weight') and len(shape) > 1:
-            value = rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
-        elif name.endswith('_gamma'):
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.normal(0, 0.3, shape)
-        args[name] = mx.nd.array(value)
-    aux = {}
-    for name, shape in zip(symbol.list_auxiliary_states(), aux_shapes, strict=True):
-        value = (rng.uniform(0.5, 2.0, shape) if name.endswith('_var')
-                 else rng.normal(0, 0.5, shape))
-        aux[name] = mx.nd.array(value)
-    return args, aux
 
 
 def mxnet_forward(symbol, args, aux, images):

@@ -1,7 +1,6 @@
 """The training harness: optimizer rule, schedule, data checks, checkpoints,
 a real CPU training run, resume, the curve plotter and the synthetic dataset."""
 import dataclasses
-import importlib.util
 import math
 import os
 import pickle
@@ -20,6 +19,8 @@ from igc_mx.datasets import synthetic_cifar as synthetic
 from igc_mx.tools import plot_curves
 from igc_mx.training import checkpoint, config, data, optim, records, schedule
 
+from conftest import load_module
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 TINY_NET = '''
@@ -36,15 +37,8 @@ def get_symbol(num_classes, depth, primary_partition=1, secondary_partition=None
 '''
 
 
-def load_path(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_model = load_path('train_model', REPO / 'train_model.py')
-train_imagenet = load_path('train_imagenet', REPO / 'train_imagenet.py')
+train_model = load_module('train_model', 'train_model.py')
+train_imagenet = load_module('train_imagenet', 'train_imagenet.py')
 
 
 def resolved(script, argv, top_k=0):

@@ -284,14 +284,19 @@ def _check_stage_inputs(network, L, M, widen, stem, stages):
 
 
 @dataclasses.dataclass(frozen=True)
-class ConvBNLayer:
-    """Convolution (no bias) -> BatchNorm -> optional ReLU (``blocks.conv_bn``)."""
+class Layer:
+    """What every convolution layer of a plan has: its name and geometry."""
     name: str
     in_channels: int
     num_filter: int
     kernel: tuple
     stride: tuple
     pad: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvBNLayer(Layer):
+    """Convolution (no bias) -> BatchNorm -> optional ReLU (``blocks.conv_bn``)."""
     num_group: int = 1
     relu: bool = True
     momentum: float = 0.9
@@ -299,15 +304,9 @@ class ConvBNLayer:
 
 
 @dataclasses.dataclass(frozen=True)
-class IGCLayer:
+class IGCLayer(Layer):
     """One IGC unit (``blocks.igc_unit``); ``fused``, ``group_conv`` and ``device`` as
     given to ``build``, resolved per unit by ``blocks.unit_ops``."""
-    name: str
-    in_channels: int
-    num_filter: int
-    kernel: tuple
-    stride: tuple
-    pad: tuple
     primary_partition: int
     secondary_partition: int
     relu: bool

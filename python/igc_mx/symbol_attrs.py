@@ -22,26 +22,24 @@ def flag(attrs, key, default):
     raise ValueError(f'attribute {key}={text!r} is not a boolean')
 
 
-def integer(attrs, key, default):
-    """An integer attribute."""
+def _scalar(attrs, key, default, cast, kind):
     text = attrs.get(key)
     if text is None:
         return default
     try:
-        return int(text)
+        return cast(text)
     except ValueError:
-        raise ValueError(f'attribute {key}={text!r} is not an integer') from None
+        raise ValueError(f'attribute {key}={text!r} is not {kind}') from None
+
+
+def integer(attrs, key, default):
+    """An integer attribute."""
+    return _scalar(attrs, key, default, int, 'an integer')
 
 
 def number(attrs, key, default):
     """A floating-point attribute."""
-    text = attrs.get(key)
-    if text is None:
-        return default
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f'attribute {key}={text!r} is not a number') from None
+    return _scalar(attrs, key, default, float, 'a number')
 
 
 def ints(attrs, key, default):

@@ -33,6 +33,8 @@ HYBRIDIZE = {'imperative': None, 'hybridized': {},
 
 
 def gluon_run(block, x, head, hybridize):
+    """Output, gradients (the data's included) and statistics of ``block`` after a forward
+    and backward pass in training mode; ``hybridize``: None, or its keyword arguments."""
     if hybridize is not None:
         block.hybridize(**hybridize)
     data = mx.nd.array(x)

@@ -23,6 +23,7 @@ from igc_mx import gluon as igc_gluon
 from igc_mx.training import optim
 
 from conftest import random_params
+from test_gluon_layers import gluon_run
 
 _IGC_OPTIONS = ([{}] + [{'fused': f, 'group_conv': g}
                         for f, g in itertools.product((True, False), (False, True, 'auto'))]
@@ -180,18 +181,9 @@ def symbol_pass(symbol, params, x, head, is_train):
 
 
 def gluon_pass(net, x, head, is_train):
-    data = mx.nd.array(x)
     if not is_train:
-        return net(data).asnumpy(), {}, {}
-    data.attach_grad()
-    with mx.autograd.record():
-        out = net(data)
-    out.backward(mx.nd.array(head))
-    params = net.collect_params()
-    grads = {k: p.grad().asnumpy() for k, p in params.items() if p.grad_req != 'null'}
-    grads['data'] = data.grad.asnumpy()
-    return (out.asnumpy(), grads,
-            {k: p.data().asnumpy() for k, p in params.items() if p.grad_req == 'null'})
+        return net(mx.nd.array(x)).asnumpy(), {}, {}
+    return gluon_run(net, x, head, hybridize=None)
 
 
 @pytest.mark.parametrize('network,args,graph', SAME_CASES,

@@ -19,7 +19,7 @@ from pathlib import Path
 import mxnet as mx
 
 from .. import counting, networks
-from ..atomic import atomic_path
+from ..atomic import TargetError, atomic_path, check_target
 
 DATASETS = {'cifar10': (10, 'cifar'), 'cifar100': (100, 'cifar'), 'svhn': (10, 'cifar'),
             'imagenet': (1000, 'imagenet')}
@@ -156,7 +156,10 @@ def main(argv=None):
     if args.paper_table:
         print(paper_table(args.reference_dir))
         return 0
+    inputs = (args.symbol_file,) if args.symbol_file else ()
     try:
+        if args.save_json:
+            check_target(args.save_json, inputs, '--save-json')
         if args.symbol_file:
             symbol = load(args.symbol_file)
             shape = tuple(int(x) for x in args.data_shape.split(','))
@@ -169,12 +172,16 @@ def main(argv=None):
             title = describe(args.network, args.depth or DEFAULT_DEPTH[kind],
                              args.primary_partition, args.secondary_partition, args.widen,
                              shape)
-    except ValueError as err:
+    except (ValueError, TargetError) as err:
         p.error(str(err))
     print(report(title, counting.profile(symbol, shape), args.layers))
     if args.save_json:
-        with atomic_path(args.save_json) as tmp:
-            symbol.save(tmp)
+        try:
+            with atomic_path(args.save_json, inputs, '--save-json') as tmp:
+                symbol.save(tmp)
+        except OSError as err:   # its folder is read-only or full
+            sys.exit(f'{p.prog}: error: cannot write --save-json {args.save_json}: '
+                     f'{err.strerror or err}')
         print(f'symbol written to {args.save_json}')
     return 0
 

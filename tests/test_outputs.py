@@ -220,3 +220,18 @@ def test_atomic_path_refuses_its_inputs_through_any_path(tmp_path):
     with atomic.atomic_path(tmp_path / 'hard') as tmp, open(tmp, 'w') as f:
         f.write('new')
     assert (tmp_path / 'hard').read_text() == 'new' and source.read_text() == 'weights'
+
+
+def test_summary_names_a_symbol_file_it_cannot_read_and_a_bad_image_shape(model, tmp_path,
+                                                                         capsys):
+    for argv, expected in [
+            (['--symbol-file', str(tmp_path / 'none.json')],
+             f'error: symbol file {tmp_path}/none.json does not exist'),
+            (['--symbol-file', str(model / 'tiny-symbol.json'), '--data-shape', '3,x'],
+             "error: argument --data-shape: expected three positive sizes C,H,W such as "
+             "3,224,224, got '3,x'")]:
+        with pytest.raises(SystemExit) as exit_:
+            summary.main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and 'Traceback' not in err
+        assert err.strip().splitlines()[-1].endswith(expected), err

@@ -255,8 +255,11 @@ def check_network(config, symbol):
     except mx.base.MXNetError as err:
         raise ConfigError(f'{where} does not take images of shape {shape}: '
                           f'{error_line(err)}') from None
-    if outputs is None or tuple(outputs[0]) != (1, net.num_classes):
-        raise ConfigError(f'{where} outputs {outputs and tuple(outputs[0])} for an image of '
+    if outputs is None:
+        raise ConfigError(f'{where}: the shape of its output cannot be inferred from the '
+                          f'images alone ({shape}); give its other inputs shapes')
+    if tuple(outputs[0]) != (1, net.num_classes):
+        raise ConfigError(f'{where} outputs {tuple(outputs[0])} for an image of '
                           f'shape {shape}; the dataset has {net.num_classes} classes, so '
                           f'(1, {net.num_classes}) was expected (does get_symbol use its '
                           'num_classes argument?)')

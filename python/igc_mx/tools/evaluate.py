@@ -82,11 +82,11 @@ def record_file(args):
     return os.path.join(data_dir, args.val_dataset or default)
 
 
-def data_config(args, rec):
-    """The validation side of the dataset's recipe over the record file ``rec``, once the
-    file is checked and its images fit the recipe's size (``check_image_size``); the batch
-    is at most the number of records."""
-    records.check_rec(rec, args.dataset)
+def data_config(args):
+    """The validation side of the dataset's recipe over the record file ``args`` name, once
+    the file is checked and its images fit the recipe's size (``check_image_size``); the
+    batch is at most the number of records."""
+    rec = records.check_rec(record_file(args), args.dataset)
     count = records.count_records(rec)
     batch = min(args.batch_size, count) if count else args.batch_size
     config = DataConfig.for_validation(args.dataset, rec, batch, args.data_nthreads,
@@ -197,7 +197,7 @@ def run(argv=None):
         rec = record_file(args)
         if args.json:
             check_target(args.json, inputs_of(symbol_path, params_path, rec), '--json')
-        config = data_config(args, rec)
+        config = data_config(args)
         batch, count = config.val_batch_size, records.count_records(rec)
         shape = (batch, *config.image_shape)
         device = 'gpu' if args.gpus else 'cpu'

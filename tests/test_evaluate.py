@@ -228,6 +228,43 @@ def test_bad_input_is_a_one_line_error(trained, tmp_path, capsys):
         f'evaluate: error: symbol file {not_json} cannot be read: MXNetError:')
 
 
+def write_records(path, labels, side=32):
+    """A record file (with its .idx) of random side x side PNG images with ``labels``."""
+    rng = np.random.RandomState(0)
+    rec = mx.recordio.MXIndexedRecordIO(str(path.with_suffix('.idx')), str(path), 'w')
+    for i, label in enumerate(labels):
+        image = rng.randint(0, 255, (side, side, 3)).astype(np.uint8)
+        rec.write_idx(i, mx.recordio.pack_img(mx.recordio.IRHeader(0, label, i, 0), image,
+                                              img_fmt='.png'))
+    rec.close()
+    return str(path)
+
+
+@pytest.mark.parametrize('label', [10, 12, -1, 2.5], ids=['=classes', '>classes', 'negative',
+                                                       'fraction'])
+def test_a_label_that_is_not_a_class_of_the_model_is_a_one_line_error(label, trained, tmp_path,
+                                                                      capsys):
+    rec = write_records(tmp_path / 'odd.rec', [1, 2, label, 3] * 4)
+    offset = int((tmp_path / 'odd.idx').read_text().splitlines()[2].split('\t')[1])
+    assert fails(capsys, '--prefix', trained.prefix, '--epoch', '1', '--rec', rec,
+                 '--batch-size', '8') == (
+        f'evaluate: error: record file {rec}: label {float(label)} at byte {offset} (record 2) '
+        'is not a class of the model: it has 10 classes, 0..9')
+
+
+@pytest.mark.parametrize('side', [28, 40])
+def test_records_of_another_image_size_need_data_shape(side, trained, tmp_path, capsys):
+    rec = write_records(tmp_path / 'other.rec', [1, 2, 3, 4] * 4, side=side)
+    assert fails(capsys, '--prefix', trained.prefix, '--epoch', '1', '--rec', rec,
+                 '--batch-size', '8') == (
+        f'evaluate: error: record file {rec} holds {side}x{side} images; the cifar10 preset '
+        f'reads 32x32 images: pass --data-shape {side} to score the records at another size')
+    # stated, the size is taken (the network pools globally)
+    result = score('--prefix', trained.prefix, '--epoch', '1', '--rec', rec, '--batch-size',
+                   '8', '--data-shape', str(side))
+    assert result['num_images'] == 16
+
+
 def test_commands_exit_with_status_0_after_success(trained, tmp_path, capsys):
     """The console scripts call sys.exit(main()): main returns the exit status, not the
     results (which sys.exit would print to stderr with status 1)."""

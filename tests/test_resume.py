@@ -7,6 +7,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -214,3 +215,39 @@ def test_damaged_or_foreign_checkpoints_are_one_line_errors(small, two_epochs, t
     assert resume_error(small, prefix, '--load-epoch', '7', '--num-epochs', '8') == (
         f'error: no checkpoint {checkpoint.params_file(str(prefix), 7)} to resume from '
         f'(--model-prefix {prefix} --load-epoch 7)')
+
+
+def test_optimizer_states_of_another_network_are_a_one_line_error(small, two_epochs, tmp_path):
+    wider = tmp_path / 'wide' / 'm'
+    train_model.main(run_args(small, wider, '--num-epochs', '2', '--aug-type', '0',
+                              '--network-arg', 'width=16'))
+    prefix = copy_run(two_epochs, tmp_path / 'run')
+    states = checkpoint.states_file(str(prefix), 2)
+    shutil.copy(checkpoint.states_file(str(wider), 2), states)
+    assert resume_error(small, prefix) == (
+        f'error: optimizer states {states} do not fit this network: the state of conv1_weight '
+        'has shape (16, 3, 3, 3), the parameter (8, 3, 3, 3)')
+    assert not os.path.exists(checkpoint.params_file(str(prefix), 3))
+
+
+def test_a_checkpoint_that_is_not_finite_is_not_resumed_from(small, two_epochs, tmp_path):
+    prefix = copy_run(two_epochs, tmp_path / 'run')
+    params = checkpoint.params_file(str(prefix), 2)
+    states = checkpoint.states_file(str(prefix), 2)
+    good_states = Path(states).read_bytes()
+    with open(states, 'rb') as f:
+        content = pickle.load(f)
+    content[5][:] = np.nan       # the momentum of one parameter
+    with open(states, 'wb') as f:
+        pickle.dump(content, f)
+    assert resume_error(small, prefix).startswith(
+        f'error: optimizer states {states} hold NaN or infinite values (the state of ')
+    Path(states).write_bytes(good_states)
+    saved = mx.nd.load(params)
+    saved['aux:bn1_moving_var'][1] = np.inf
+    mx.nd.save(params, saved)
+    assert resume_error(small, prefix) == (
+        f'error: checkpoint {params} holds NaN or infinite values (bn1_moving_var): a run '
+        'resumed from it would train on them; resume from an earlier checkpoint with a lower '
+        '--lr')
+    assert not os.path.exists(checkpoint.params_file(str(prefix), 3))

@@ -1,16 +1,19 @@
 """Command lines of the train scripts: every bad option is an argparse-style one-line error
 (exit status 2) before anything starts; a loss that turns NaN stops the run; float16 is
 wired to the network, the optimizer and the checkpoints."""
+import errno
+import io
 import math
+import os
 
 import mxnet as mx
 import numpy as np
 import pytest
 
 from igc_mx.training import args as targs
-from igc_mx.training import checkpoint, fit
+from igc_mx.training import checkpoint, fit, logs
 
-from test_training import resolved, train_imagenet, train_model, usage_error
+from test_training import TINY_NET, resolved, train_imagenet, train_model, usage_error
 
 NO_GPU = mx.context.num_gpus() == 0
 
@@ -131,19 +134,99 @@ def test_batch_larger_than_the_records_is_an_error_before_training(option, value
     assert not (tmp_path / 'log').exists()
 
 
+ARGUMENTS = 'num_classes, depth, primary_partition=1, secondary_partition=None'
+USER_NETWORKS = [
+    # (module name, source, the message after "error: ", {} formatted with the module's path)
+    ('broken_syntax', 'def get_symbol(num_classes, depth\n',
+     "--network-dir {dir}: {path} cannot be imported: SyntaxError: '(' was never closed "
+     '(broken_syntax.py, line 1)'),
+    ('broken_import', 'import no_such_module_here\n',
+     "--network-dir {dir}: {path} cannot be imported: ModuleNotFoundError: No module named "
+     "'no_such_module_here'"),
+    ('raising', f'def get_symbol({ARGUMENTS}):\n    raise RuntimeError("builder broke")\n',
+     '--network raising: get_symbol of {path} failed: RuntimeError: builder broke'),
+    ('not_a_symbol', f'def get_symbol({ARGUMENTS}):\n    return 42\n',
+     '--network not_a_symbol: get_symbol returned int 42, expected an mx.sym.Symbol'),
+    ('headless', TINY_NET.replace("return mx.sym.SoftmaxOutput(x, name='softmax')", 'return x'),
+     "--network headless: the network ends in FullyConnected; training expects one "
+     "SoftmaxOutput named 'softmax' (label softmax_label), e.g. "
+     "mx.sym.SoftmaxOutput(scores, name='softmax')"),
+    ('seven_classes', TINY_NET.replace('num_hidden=num_classes', 'num_hidden=7'),
+     '--network seven_classes outputs (1, 7) for an image of shape (1, 3, 32, 32); the dataset '
+     'has 10 classes, so (1, 10) was expected (does get_symbol use its num_classes argument?)'),
+]
+
+
+@pytest.mark.parametrize('name,source,expected', USER_NETWORKS,
+                         ids=[n for n, _, _ in USER_NETWORKS])
+def test_a_network_dir_module_that_cannot_train_is_a_one_line_usage_error(
+        name, source, expected, dataset, tmp_path, capsys):
+    folder = tmp_path / 'nets'
+    folder.mkdir()
+    path = folder / f'{name}.py'
+    path.write_text(source)
+    message = usage_error(train_model.main, [
+        '--network', name, '--network-dir', str(folder), '--data-dir', dataset,
+        '--log-dir', str(tmp_path / 'log'), '--num-epochs', '1'], capsys)
+    assert message == expected.format(dir=folder, path=path)
+    assert not (tmp_path / 'log').exists()
+
+
+@pytest.mark.parametrize('kv_store', ['dist_sync', 'dist_device_sync', 'dist_async'])
+def test_a_distributed_kvstore_without_the_launcher_is_a_one_line_usage_error(
+        kv_store, dataset, net_dir, tmp_path, monkeypatch, capsys):
+    for name in ('DMLC_ROLE', 'DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT', 'DMLC_NUM_SERVER',
+                 'DMLC_NUM_WORKER'):
+        monkeypatch.delenv(name, raising=False)
+    message = usage_error(train_model.main, [
+        '--network', 'tiny', '--network-dir', net_dir, '--data-dir', dataset,
+        '--log-dir', str(tmp_path / 'log'), '--num-epochs', '1', '--kv-store', kv_store], capsys)
+    assert message == (
+        f'--kv-store {kv_store} runs inside a distributed job, and DMLC_ROLE, DMLC_PS_ROOT_URI, '
+        'DMLC_PS_ROOT_PORT, DMLC_NUM_SERVER, DMLC_NUM_WORKER are not set: start the command '
+        'with igc-launch (e.g. igc-launch -n 2 -s 1 --launcher local python train_model.py '
+        '...), or use --kv-store device on one machine')
+
+
 @pytest.mark.parametrize('option', ['--log-file', '--model-prefix'])
 def test_a_log_or_checkpoint_that_cannot_be_written_is_a_one_line_error(option, dataset,
-                                                                        net_dir, tmp_path):
+                                                                        net_dir, tmp_path,
+                                                                        capsys):
     not_a_folder = tmp_path / 'file'
     not_a_folder.write_text('')
     target = tmp_path if option == '--log-file' else not_a_folder / 'm'   # a folder; under a file
+    message = usage_error(train_model.main, [
+        '--network', 'tiny', '--network-dir', net_dir, '--data-dir', dataset,
+        '--log-dir', str(tmp_path / 'log'), '--num-epochs', '1', '--max-batches', '1',
+        option, str(target)], capsys)
+    if option == '--log-file':
+        assert message == (f'--log-file {tmp_path} is a folder: only a regular file or a new '
+                           'path is written, so it is left as it is')
+    else:
+        assert message == (f'checkpoint file {target}-symbol.json lies under {not_a_folder}, '
+                           'which is a file, not a folder')
+
+
+def test_a_log_file_on_a_full_disk_stops_the_run(dataset, net_dir, tmp_path, monkeypatch,
+                                                 capsys):
+    """Every write to the log fails with ENOSPC (a full disk): logging's default would print
+    a traceback per line and let the run finish with status 0."""
+    class Full(io.TextIOBase):
+        def writable(self):
+            return True
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(logs._FileHandler, '_open', lambda self: Full())
+    log = tmp_path / 'run.txt'
     with pytest.raises(SystemExit) as exit_:
         train_model.main(['--network', 'tiny', '--network-dir', net_dir, '--data-dir', dataset,
-                          '--log-dir', str(tmp_path / 'log'), '--num-epochs', '1',
-                          '--max-batches', '1', option, str(target)])
-    message = str(exit_.value.code)
-    assert message.startswith('error: cannot write ') and '\n' not in message, message
-    assert str(target if option == '--log-file' else not_a_folder) in message, message
+                          '--model-prefix', str(tmp_path / 'm'), '--log-file', str(log),
+                          '--num-epochs', '1', '--max-batches', '1', '--data-nthreads', '1'])
+    assert exit_.value.code == f'error: cannot write {log}: No space left on device'
+    assert 'Logging error' not in capsys.readouterr().err
+    assert not (tmp_path / 'm-0001.params').exists()
 
 
 def test_a_loss_that_turns_nan_stops_the_run(dataset, net_dir, tmp_path):

@@ -92,6 +92,7 @@ def ensure_loaded():
                           f"text: the file is damaged. {BUILD_HINT}") from None
     setattr(mx, _MARKER, str(path))
     _ops.install_wrappers()
+    _ops.install_bind_hooks()
     return path
 
 

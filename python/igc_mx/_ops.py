@@ -8,6 +8,18 @@ an ``identity`` between such a leaf and the op: MXNet's own ``identity``
 backward then does the accumulation, and the extension op only ever writes.
 Intermediate tensors, the common case inside networks, pass through untouched.
 
+A symbol that was not built by the wrappers, such as one MXNet loads from a JSON file
+saved without the copies (``mx.sym.load``, ``mx.model.load_checkpoint``,
+``SymbolBlock.imports``), reaches its variables directly. MXNet's library API has no hook
+that runs when such a symbol is bound: a library's graph passes (``REGISTER_PASS``) and
+partitioners run only when ``Symbol.optimize_for`` names them, and ``MXNET_SUBGRAPH_BACKEND``
+takes one backend, which on the CPU is oneDNN's. So ``install_bind_hooks`` puts the same
+copies in at the two places where MXNet turns a symbol into something that computes
+gradients: ``Symbol.simple_bind`` and ``Symbol.bind`` (and so ``Module``), when a
+gradient request is 'add', and Gluon's ``CachedOp`` (hybridized blocks, ``SymbolBlock``),
+whose requests are only known at backward time. The copies change neither the arguments
+nor the outputs.
+
 MXNet also hands ``add`` to the producers of a gradient that it sums in place,
 which it does for tensors with at least MXNET_EXEC_INPLACE_GRAD_SUM_CAP (default
 8) consumers. ``disable_inplace_grad_sum`` turns that off before MXNet builds its
@@ -15,6 +27,7 @@ first gradient graph; summing with ElementWiseSum instead costs memory only for
 such tensors.
 """
 import functools
+import json
 import os
 import warnings
 
@@ -123,6 +136,91 @@ def install_wrappers():
             wrapped = _wrap(raw, op_name, is_leaf, identity, auto, check_sizes)
             setattr(namespace.op, op_name, wrapped)
             setattr(namespace, op_name, wrapped)
+
+
+COPY_OP = '_copy'          # mx.sym.identity's registered name
+COPY_SUFFIX = '_identity'   # the copy of variable v is named v + COPY_SUFFIX
+
+
+def _copies_added(graph):
+    """The JSON graph ``graph`` (as ``Symbol.tojson`` writes it) with a copy between every
+    variable and each extension op input that reads it, or None when there is none. One
+    copy per variable serves all its extension-op readers."""
+    from .rewrite import remap, rewritten_graph
+    nodes = graph['nodes']
+    if not any(node['op'] in ARRAY_INPUTS and nodes[e[0]]['op'] == 'null'
+               for node in nodes for e in node['inputs']):
+        return None
+    out, position, copies = [], {}, {}
+
+    def through_copy(entry):
+        if nodes[entry[0]]['op'] != 'null':
+            return remap(entry, position)
+        if entry[0] not in copies:
+            out.append({'op': COPY_OP, 'name': nodes[entry[0]]['name'] + COPY_SUFFIX,
+                        'inputs': [remap(entry, position)]})
+            copies[entry[0]] = len(out) - 1
+        return [copies[entry[0]], 0, 0]
+
+    for index, node in enumerate(nodes):
+        reads = through_copy if node['op'] in ARRAY_INPUTS else \
+            functools.partial(remap, position=position)
+        node = dict(node, inputs=[reads(e) for e in node['inputs']])
+        position[index] = len(out)
+        out.append(node)
+    return rewritten_graph(graph, out, position)
+
+
+def with_grad_copies(symbol):
+    """``symbol``, or when an extension op of it reads a variable directly, an equal symbol
+    (same arguments, auxiliary states and outputs) with an identity copy in between, so
+    that MXNet's ``identity`` accumulates the variable's gradient under
+    ``grad_req='add'``."""
+    graph = _copies_added(json.loads(symbol.tojson()))
+    return symbol if graph is None else mx.sym.load_json(json.dumps(graph))
+
+
+def _asks_add(grad_req):
+    """Whether a bind's ``grad_req`` (a string, a list or a dict of them) holds 'add'."""
+    if isinstance(grad_req, dict):
+        return 'add' in grad_req.values()
+    if isinstance(grad_req, (list, tuple)):
+        return 'add' in grad_req
+    return grad_req == 'add'
+
+
+def _bind_with_copies(bind, grad_req_position):
+    @functools.wraps(bind)
+    def hooked(self, *args, **kwargs):
+        grad_req = kwargs.get('grad_req', 'write')
+        if len(args) > grad_req_position:
+            grad_req = args[grad_req_position]
+        symbol = with_grad_copies(self) if _asks_add(grad_req) else self
+        return bind(symbol, *args, **kwargs)
+    hooked.raw = bind
+    return hooked
+
+
+def _cached_op_with_copies(init):
+    @functools.wraps(init)
+    def hooked(self, sym, *args, **kwargs):
+        init(self, with_grad_copies(sym), *args, **kwargs)
+    hooked.raw = init
+    return hooked
+
+
+def install_bind_hooks():
+    """Bind symbols with copies in front of the extension ops' variables where gradients
+    may be added (see the module's docstring)."""
+    symbol_class = mx.sym.Symbol
+    # positions of grad_req after self: simple_bind(ctx, grad_req), bind(ctx, args,
+    # args_grad, grad_req)
+    for name, position in (('simple_bind', 1), ('bind', 3)):
+        method = getattr(symbol_class, name)
+        setattr(symbol_class, name, _bind_with_copies(getattr(method, 'raw', method), position))
+    cached_op = mx.nd.CachedOp
+    cached_op.__init__ = _cached_op_with_copies(getattr(cached_op.__init__, 'raw',
+                                                        cached_op.__init__))
 
 
 def disable_inplace_grad_sum():

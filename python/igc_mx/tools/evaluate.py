@@ -19,10 +19,12 @@ import os
 import sys
 import time
 
+import cv2
 import mxnet as mx
+import numpy as np
 
-from .. import inference, model_files, scoring
-from ..atomic import atomic_path
+from .. import inference, model_files, recordio, scoring
+from ..atomic import TargetError, atomic_path, check_target
 from ..training import args as targs
 from ..training import data, presets, records
 from ..training.config import DataConfig
@@ -81,14 +83,54 @@ def record_file(args):
 
 
 def data_config(args):
-    """The validation side of the dataset's recipe over the record file ``args`` name,
-    once the file is checked; the batch is at most the number of records."""
+    """The validation side of the dataset's recipe over the record file ``args`` name, once
+    the file is checked and its images fit the recipe's size (``check_image_size``); the
+    batch is at most the number of records."""
     rec = records.check_rec(record_file(args), args.dataset)
     count = records.count_records(rec)
     batch = min(args.batch_size, count) if count else args.batch_size
-    return DataConfig.for_validation(args.dataset, rec, batch, args.data_nthreads,
-                                     args.data_shape, args.mean_rgb, args.std_rgb,
-                                     args.fb_mean)
+    config = DataConfig.for_validation(args.dataset, rec, batch, args.data_nthreads,
+                                       args.data_shape, args.mean_rgb, args.std_rgb,
+                                       args.fb_mean)
+    if args.data_shape is None:
+        check_image_size(config)
+    return config
+
+
+def check_image_size(config):
+    """ValueError when the recipe reads each record's own image (CIFAR, SVHN) and the first
+    image of ``config.val_rec`` is not of the preset's size: MXNet would crop or pad it
+    without a word. ``--data-shape`` states the size instead."""
+    if config.iterators != 'small':
+        return
+    first = recordio.scan_records(config.val_rec)[0]
+    image = recordio.unpack_image_record(recordio.read_record(config.val_rec, first))[3]
+    height, width = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2]
+    side = config.image_shape[1]
+    if (height, width) != (side, side):
+        raise ValueError(f'record file {config.val_rec} holds {width}x{height} images; the '
+                         f'{config.dataset} preset reads {side}x{side} images: pass '
+                         f'--data-shape {height if height == width else "SIDE"} to score '
+                         'the records at another size')
+
+
+def check_labels(rec, num_classes):
+    """ValueError naming the first record of ``rec`` whose label is not a class of a model
+    with ``num_classes`` outputs (an integer in 0..num_classes-1)."""
+    try:
+        recordio.scan_records(rec, num_classes)
+    except recordio.RecordIOError as err:
+        if not err.problem.startswith('label '):
+            raise ValueError(f'record file {rec}: {err}') from None
+        label = err.problem.split()[1]
+        raise ValueError(f'record file {rec}: label {label} at byte {err.offset} (record '
+                         f'{err.record}) is not a class of the model: it has {num_classes} '
+                         f'classes, 0..{num_classes - 1}') from None
+
+
+def inputs_of(symbol_path, params_path, rec):
+    """The files a run reads, which --json must not name."""
+    return (symbol_path, params_path, rec, os.path.splitext(rec)[0] + '.idx')
 
 
 def with_softmax_head(symbol):
@@ -152,13 +194,16 @@ def run(argv=None):
     args = parser.parse_args(argv)
     try:
         symbol_path, params_path, label = model_files.files_from_args(parser, args)
+        rec = record_file(args)
+        if args.json:
+            check_target(args.json, inputs_of(symbol_path, params_path, rec), '--json')
         config = data_config(args)
-        rec, batch, count = config.val_rec, config.val_batch_size, records.count_records(
-            config.val_rec)
+        batch, count = config.val_batch_size, records.count_records(rec)
         shape = (batch, *config.image_shape)
         device = 'gpu' if args.gpus else 'cpu'
         symbol, arg_params, aux_params = model_files.load(
             symbol_path, params_path, shape, args.graph, device)
+        check_labels(rec, model_files.infer_shape(symbol, data=shape)[1][0][-1])
         if not args.no_optimize:
             symbol, arg_params, aux_params = inference.optimize(
                 symbol, arg_params, aux_params, shape, device)
@@ -170,19 +215,26 @@ def run(argv=None):
                       args.max_batches, total, args.quiet)
         if not result['num_images']:
             raise ValueError(f'no images read from {rec}')
+        result = {'model': label, 'symbol': symbol_path, 'params': params_path,
+                  'graph': args.graph, 'optimized': not args.no_optimize,
+                  'dataset': args.dataset, 'rec': rec, 'batch_size': batch, **result}
+        print(results_row(label, args.graph, result))
+        if args.json:
+            write_json(args.json, result, inputs_of(symbol_path, params_path, rec))
     except (model_files.ModelFileError, records.RecordFileError, ValueError, RuntimeError,
-            mx.base.MXNetError) as err:
+            mx.base.MXNetError, TargetError) as err:
         # MXNet's bind errors are RuntimeErrors whose last line says what went wrong
         parser.exit(2, f'{parser.prog}: error: {model_files.error_line(err)}\n')
-    result = {'model': label, 'symbol': symbol_path, 'params': params_path,
-              'graph': args.graph, 'optimized': not args.no_optimize,
-              'dataset': args.dataset, 'rec': rec, 'batch_size': batch, **result}
-    print(results_row(label, args.graph, result))
-    if args.json:
-        with atomic_path(args.json) as tmp, open(tmp, 'w') as f:
-            json.dump(result, f, indent=1)
-            f.write('\n')
+    except OSError as err:   # the --json file: its folder is read-only or full
+        parser.exit(1, f'{parser.prog}: error: cannot write --json {args.json}: '
+                       f'{err.strerror or err}\n')
     return result
+
+
+def write_json(path, result, inputs):
+    with atomic_path(path, inputs, '--json') as tmp, open(tmp, 'w') as f:
+        json.dump(result, f, indent=1)
+        f.write('\n')
 
 
 def main(argv=None):

@@ -12,6 +12,7 @@ import mxnet as mx
 
 from .. import model_files
 from .. import onnx as igc_onnx
+from ..atomic import TargetError, check_target
 
 
 def input_shape(text):
@@ -48,13 +49,18 @@ def run(argv=None):
     args = parser.parse_args(argv)
     try:
         symbol_path, params_path, _ = model_files.files_from_args(parser, args)
+        # the writer (igc_mx.onnx, through igc_mx.atomic) checks the kind of file again
+        check_target(args.output, (symbol_path, params_path), '-o')
         symbol, arg_params, aux_params = model_files.load(symbol_path, params_path,
                                                           args.input_shape)
         model = igc_onnx.export(symbol, arg_params, aux_params, args.input_shape, args.output,
                                 permutation=args.permutation, logits=args.logits)
     except (model_files.ModelFileError, igc_onnx.ExportError, ValueError, RuntimeError,
-            mx.base.MXNetError) as err:
+            mx.base.MXNetError, TargetError) as err:
         parser.exit(2, f'{parser.prog}: error: {model_files.error_line(err)}\n')
+    except OSError as err:   # the output's folder is read-only or full
+        parser.exit(1, f'{parser.prog}: error: cannot write -o {args.output}: '
+                       f'{err.strerror or err}\n')
     print(f'{args.output}: {igc_onnx.describe(model)}')
     return model
 

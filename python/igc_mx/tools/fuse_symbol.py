@@ -19,7 +19,7 @@ import sys
 
 import mxnet as mx
 
-from ..atomic import atomic_path
+from ..atomic import TargetError, atomic_path, check_target
 from ..model_files import error_line
 from ..rewrite import GROUP_CONV_OP, RewriteError, count_fused, fuse_igc
 
@@ -69,13 +69,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     skipped = []
     try:
+        check_target(args.target, (args.source,), 'target')
         symbol = _load(args.source)
         fused = fuse_igc(symbol, group_conv=GROUP_CONV_CHOICES[args.group_conv],
                          shapes={'data': args.data_shape} if args.data_shape else None,
                          skipped=skipped)
-        with atomic_path(args.target) as tmp:
+        with atomic_path(args.target, (args.source,), 'target') as tmp:
             fused.save(tmp)
-    except (ValueError, RewriteError) as err:
+    except (ValueError, RewriteError, TargetError) as err:
         print(f'fuse_symbol: error: {err}', file=sys.stderr)
         return 1
     except OSError as err:

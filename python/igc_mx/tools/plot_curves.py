@@ -15,7 +15,7 @@ import os
 import re
 import sys
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, check_target
 
 LINE = re.compile(r'Epoch\[(\d+)\] (Train|Validation)-accuracy=([0-9.eE+-]+|nan)')
 
@@ -47,6 +47,7 @@ def pyplot():
 
 
 def plot(logs, out, labels=None, title=None):
+    check_target(out, logs, '-o')
     runs = [parse_log(p) for p in logs]
     if not any(r['train'] or r['test'] for r in runs):
         raise ValueError('no "Epoch[N] Train-accuracy=" or "Validation-accuracy=" lines in '
@@ -68,7 +69,7 @@ def plot(logs, out, labels=None, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
+    with atomic_path(out, logs, '-o') as tmp:
         fig.savefig(tmp, format='png', dpi=120)
     plt.close(fig)
     return out

@@ -16,10 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import mxnet as mx
-
-from .. import counting, networks
-from ..atomic import atomic_path
+from .. import counting, model_files, networks
+from ..atomic import TargetError, atomic_path, check_target
 
 DATASETS = {'cifar10': (10, 'cifar'), 'cifar100': (100, 'cifar'), 'svhn': (10, 'cifar'),
             'imagenet': (1000, 'imagenet')}
@@ -45,8 +43,21 @@ def build(network, depth=None, primary_partition=None, secondary_partition=None,
 
 
 def load(path):
-    """A saved symbol (old or new JSON format); Reorder is registered by importing igc_mx."""
-    return mx.sym.load(str(path))
+    """A saved symbol (old or new JSON format); Reorder is registered by importing igc_mx.
+    ModelFileError (a ValueError) names a missing or unreadable file."""
+    return model_files.load_symbol(str(path))
+
+
+def image_shape(text):
+    """C,H,W of one image: three positive sizes."""
+    try:
+        shape = tuple(int(v) for v in text.split(','))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f'expected three positive sizes C,H,W such as '
+                                         f'3,224,224, got {text!r}')
+    return shape
 
 
 def arg_aux_shapes(symbol, data_shape):
@@ -144,7 +155,7 @@ def main(argv=None):
                    help='sets the classes and input size (default: cifar10, or imagenet '
                         'for the ImageNet networks)')
     p.add_argument('--num-classes', type=int, default=None, help='override the dataset')
-    p.add_argument('--data-shape', default='3,224,224',
+    p.add_argument('--data-shape', type=image_shape, default=(3, 224, 224),
                    help='C,H,W of one image for --symbol-file (default 3,224,224)')
     p.add_argument('--layers', action='store_true', help='also list every layer')
     p.add_argument('--save-json', metavar='PATH', help='write the built symbol to PATH')
@@ -156,10 +167,13 @@ def main(argv=None):
     if args.paper_table:
         print(paper_table(args.reference_dir))
         return 0
+    inputs = (args.symbol_file,) if args.symbol_file else ()
     try:
+        if args.save_json:
+            check_target(args.save_json, inputs, '--save-json')
         if args.symbol_file:
             symbol = load(args.symbol_file)
-            shape = tuple(int(x) for x in args.data_shape.split(','))
+            shape = args.data_shape
             title = f'{args.symbol_file}: input {"x".join(map(str, shape))}'
         else:
             symbol, shape = build(args.network, args.depth, args.primary_partition,
@@ -169,12 +183,16 @@ def main(argv=None):
             title = describe(args.network, args.depth or DEFAULT_DEPTH[kind],
                              args.primary_partition, args.secondary_partition, args.widen,
                              shape)
-    except ValueError as err:
+    except (ValueError, TargetError) as err:
         p.error(str(err))
     print(report(title, counting.profile(symbol, shape), args.layers))
     if args.save_json:
-        with atomic_path(args.save_json) as tmp:
-            symbol.save(tmp)
+        try:
+            with atomic_path(args.save_json, inputs, '--save-json') as tmp:
+                symbol.save(tmp)
+        except OSError as err:   # its folder is read-only or full
+            sys.exit(f'{p.prog}: error: cannot write --save-json {args.save_json}: '
+                     f'{err.strerror or err}')
         print(f'symbol written to {args.save_json}')
     return 0
 

@@ -6,7 +6,9 @@
 name in the same directory and renamed, so a crash never leaves a truncated
 file under a final name. The ``.states`` file is written before the ``.params``
 file, so an epoch's ``.params`` exists only once its checkpoint is complete.
-Float16 parameters are saved as float32. In distributed runs rank 0 saves to
+Float16 parameters are saved as float32. A checkpoint holds finite numbers only: one
+whose parameters or optimizer states are NaN or infinite is neither written nor resumed
+from. In distributed runs rank 0 saves to
 ``<prefix>`` and rank r > 0 to ``<prefix>-r`` (MXNet's convention: BatchNorm
 statistics differ per worker; the weights do not).
 """
@@ -19,7 +21,8 @@ import mxnet as mx
 import numpy as np
 
 from .. import model_files
-from ..atomic import atomic_path
+from ..atomic import atomic_path, check_target
+from . import divergence
 
 
 class CheckpointError(RuntimeError):
@@ -47,13 +50,58 @@ def owned_by(prefix):
     return directory, own.match
 
 
+def saved_epochs(begin_epoch, num_epochs, period):
+    """The epochs after which a run from ``begin_epoch`` to ``num_epochs`` saves: every
+    ``period`` epochs and the last."""
+    return [e for e in range(begin_epoch + 1, num_epochs + 1)
+            if e % period == 0 or e == num_epochs]
+
+
+def check_targets(prefix, epochs, inputs=()):
+    """TargetError (``igc_mx.atomic.check_target``) unless every file the checkpoints of
+    ``epochs`` write is a regular file or a new path, and none of ``inputs``."""
+    paths = [f'{prefix}-symbol.json']
+    for epoch in epochs:
+        paths += [states_file(prefix, epoch), params_file(prefix, epoch)]
+    for path in paths:
+        check_target(path, inputs, 'checkpoint file')
+
+
+def _state_arrays(state):
+    """The NDArrays of one optimizer state: an array, None, or a tuple of them."""
+    if isinstance(state, (tuple, list)):
+        return [a for s in state for a in _state_arrays(s)]
+    return [] if state is None else [state]
+
+
+def _non_finite_state(states):
+    """The index of the first optimizer state that holds a NaN or an infinity, or None."""
+    for index in sorted(states):
+        for array in _state_arrays(states[index]):
+            if not np.isfinite(array.asnumpy()).all():
+                return index
+    return None
+
+
 def _float32(array):
     array = array.as_in_context(mx.cpu())
     return array.astype(np.float32) if array.dtype == np.float16 else array
 
 
 def save(prefix, epoch, symbol, arg_params, aux_params, module=None):
-    """Save one checkpoint atomically; optimizer states too when ``module`` is given."""
+    """Save one checkpoint atomically; optimizer states too when ``module`` is given.
+    TrainingDiverged, and nothing written, when a parameter or state is not finite."""
+    name = divergence.first_non_finite(arg_params) or divergence.first_non_finite(aux_params)
+    if name is not None:
+        raise divergence.TrainingDiverged(f'{name} is not finite: checkpoint '
+                                          f'{params_file(prefix, epoch)} is not written')
+    updater = getattr(module, '_updater', None)
+    index = None if updater is None else _non_finite_state(updater.states)
+    if index is not None:
+        name = module._optimizer.idx2name.get(index, index)
+        raise divergence.TrainingDiverged(f'the optimizer state of {name} is not finite: '
+                                          f'checkpoint {params_file(prefix, epoch)} is not '
+                                          'written')
     with atomic_path(f'{prefix}-symbol.json') as tmp:
         symbol.save(tmp)
     if module is not None:
@@ -66,13 +114,29 @@ def save(prefix, epoch, symbol, arg_params, aux_params, module=None):
     logging.info('Saved checkpoint to "%s"', params_file(prefix, epoch))
 
 
-def callback(prefix, period, num_epochs, module=None):
-    """``epoch_end_callback`` saving every ``period`` epochs and after the last one."""
-    def _callback(epoch, symbol, arg_params, aux_params):
+class Saver:
+    """``Module.fit``'s ``epoch_end_callback`` (``epoch_end``) and ``eval_end_callback``
+    (``validation_end``): saves every ``period`` epochs and after the last one, once the
+    epoch's parameters (at its end) and validation loss (after it) are found finite
+    (``divergence``): a checkpoint is written after its epoch's validation. ``lr`` is
+    named in the error that stops a diverged run."""
+
+    def __init__(self, prefix, period, num_epochs, lr, module=None):
+        self.prefix, self.period, self.num_epochs = prefix, period, num_epochs
+        self.lr, self.module = lr, module
+        self.pending = None
+
+    def epoch_end(self, epoch, symbol, arg_params, aux_params):
+        divergence.check_parameters(epoch, arg_params, aux_params, self.lr)
         done = epoch + 1
-        if done % period == 0 or done == num_epochs:
-            save(prefix, done, symbol, arg_params, aux_params, module)
-    return _callback
+        due = done % self.period == 0 or done == self.num_epochs
+        self.pending = (done, symbol, arg_params, aux_params) if due else None
+
+    def validation_end(self, param):
+        divergence.check_validation(param.epoch, param.eval_metric, self.lr)
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            save(self.prefix, *pending, module=self.module)
 
 
 def _first_line(err):
@@ -110,6 +174,53 @@ def load(prefix, epoch):
     if not isinstance(content, (dict, tuple)):
         raise CheckpointError(f'optimizer states {states} do not hold an optimizer state')
     return arg_params, aux_params, states
+
+
+def check_finite(path, arg_params, aux_params):
+    """CheckpointError naming the first parameter of the checkpoint ``path`` that is not
+    finite: a run resumed from it would train on NaN."""
+    name = divergence.first_non_finite(arg_params) or divergence.first_non_finite(aux_params)
+    if name is not None:
+        raise CheckpointError(f'checkpoint {path} holds NaN or infinite values ({name}): a run '
+                              'resumed from it would train on them; resume from an earlier '
+                              'checkpoint with a lower --lr')
+
+
+def read_states(path):
+    """{index: state} of an optimizer states file that ``load`` accepted."""
+    with open(path, 'rb') as f:
+        content = pickle.load(f)
+    return content[0] if isinstance(content, tuple) else content
+
+
+def check_states_fit(path, param_shapes, num_devices):
+    """CheckpointError unless the optimizer states file ``path`` holds, for each of the
+    network's parameters (``param_shapes``: {name: shape} in the network's order) on each
+    of ``num_devices`` devices, a state of its shape (MXNet's index: parameter i on device
+    k is ``i * num_devices + k``), all of them finite."""
+    states = read_states(path)
+    if not isinstance(states, dict):
+        raise CheckpointError(f'optimizer states {path} do not hold an optimizer state')
+    names = list(param_shapes)
+    wanted = len(names) * num_devices
+    if sorted(states) != list(range(wanted)):
+        raise CheckpointError(
+            f'optimizer states {path} hold {len(states)} states; this network has '
+            f'{len(names)} parameters on {num_devices} device(s), {wanted} states (states of '
+            'another network, or of a run on another number of devices?)')
+    for index in range(wanted):
+        name = names[index // num_devices]
+        for array in _state_arrays(states[index]):
+            if not hasattr(array, 'shape') or tuple(array.shape) != param_shapes[name]:
+                shape = tuple(getattr(array, 'shape', ()))
+                raise CheckpointError(f'optimizer states {path} do not fit this network: the '
+                                      f'state of {name} has shape {shape}, the parameter '
+                                      f'{param_shapes[name]}')
+    index = _non_finite_state(states)
+    if index is not None:
+        raise CheckpointError(f'optimizer states {path} hold NaN or infinite values (the '
+                              f'state of {names[index // num_devices]}): resume from an '
+                              'earlier checkpoint with a lower --lr')
 
 
 def check_fits(path, symbol, data_shape, arg_params, aux_params):

@@ -9,16 +9,52 @@ read it, and nothing changes it afterwards. ``igc-evaluate`` builds the ``DataCo
 part its own way (``DataConfig.for_validation``).
 """
 import dataclasses
+import json
 import os
 import time
+import traceback
 
 from .. import networks
 from . import presets
 from .records import count_records
 
+#: what MXNet's parameter-server kvstores read from the environment that igc-launch (or
+#: another dmlc launcher) gives each process
+DIST_ENVIRONMENT = ('DMLC_ROLE', 'DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT', 'DMLC_NUM_SERVER',
+                    'DMLC_NUM_WORKER')
+
 
 class ConfigError(ValueError):
     """Options that do not fit together; the message names them."""
+
+
+def _failure(err):
+    """``err`` as one line: its type and the first line of its message."""
+    text = str(err).strip().splitlines()
+    return f'{type(err).__name__}: {text[0]}' if text else type(err).__name__
+
+
+def register_user_networks(directory):
+    """``networks.register_directory(directory)``; a module that fails to import is a
+    ConfigError naming it and the error."""
+    if not os.path.isdir(directory):
+        return networks.register_directory(directory)   # its error names the folder
+    try:
+        return networks.register_directory(directory)
+    except networks.NetworkError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any error of the user's module
+        raise ConfigError(f'--network-dir {directory}: {_user_file(err, directory)} cannot be '
+                          f'imported: {_failure(err)}') from None
+
+
+def _user_file(err, directory):
+    """The file of ``directory`` in which ``err`` arose (the last such frame)."""
+    if isinstance(err, SyntaxError) and err.filename:
+        return err.filename
+    inside = [frame.filename for frame in traceback.extract_tb(err.__traceback__)
+              if os.path.abspath(frame.filename).startswith(os.path.abspath(directory) + os.sep)]
+    return inside[-1] if inside else 'a module'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +73,22 @@ class NetworkConfig:
     directory: str | None = None
 
     def build(self):
-        """The network's symbol (NetworkError when it cannot be built from these values)."""
+        """The network's symbol (NetworkError when it cannot be built from these values,
+        ConfigError when a --network-dir module fails to build it)."""
         if self.directory:
-            networks.register_directory(self.directory)
-        return networks.get_symbol(self.name, self.num_classes, self.depth,
-                                   self.primary_partition, self.secondary_partition,
-                                   **dict(self.options))
+            register_user_networks(self.directory)
+        entry = networks.registered(self.name)
+        try:
+            return networks.get_symbol(self.name, self.num_classes, self.depth,
+                                       self.primary_partition, self.secondary_partition,
+                                       **dict(self.options))
+        except networks.NetworkError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a --network-dir builder's own error
+            if entry.source == 'igc_mx':
+                raise
+            raise ConfigError(f'--network {self.name}: get_symbol of {entry.source} failed: '
+                              f'{_failure(err)}') from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +190,7 @@ def _network_options(args, device):
     them (an explicit --network-arg wins)."""
     options = dict(args.network_arg or [])
     if args.network_dir:
-        networks.register_directory(args.network_dir)
+        register_user_networks(args.network_dir)
     accepted = networks.registered(args.network).options
     if accepted is None or 'device' in accepted:
         options.setdefault('device', device)
@@ -168,6 +214,60 @@ def _check(args, num_epochs, gpus):
                           'and float64')
     if args.kv_store == 'nccl' and not gpus:
         raise ConfigError('--kv-store nccl needs --gpus')
+    if args.kv_store.startswith('dist'):
+        _check_dist_environment(args.kv_store)
+
+
+def _check_dist_environment(kv_store):
+    """ConfigError unless the environment holds what a process of a distributed job is
+    given by its launcher: without it, MXNet's kvstore aborts or waits for a scheduler
+    that does not exist."""
+    missing = [name for name in DIST_ENVIRONMENT if not os.environ.get(name)]
+    if missing:
+        raise ConfigError(f"--kv-store {kv_store} runs inside a distributed job, and "
+                          f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
+                          'set: start the command with igc-launch (e.g. igc-launch -n 2 -s 1 '
+                          '--launcher local python train_model.py ...), or use --kv-store '
+                          'device on one machine')
+
+
+def check_network(config, symbol):
+    """ConfigError unless ``symbol``, the network ``config.network`` built, is a symbol that
+    training can use: one SoftmaxOutput head with the label ``softmax_label``, and
+    ``config.network.num_classes`` scores for an image of ``config.data.image_shape``."""
+    import mxnet as mx
+
+    from ..model_files import error_line, infer_shape
+    net = config.network
+    where = f'--network {net.name}'
+    if not isinstance(symbol, mx.sym.Symbol):
+        raise ConfigError(f'{where}: get_symbol returned {type(symbol).__name__} '
+                          f'{_short(symbol)}, expected an mx.sym.Symbol')
+    graph = json.loads(symbol.tojson())
+    heads = [graph['nodes'][head[0]]['op'] for head in graph['heads']]
+    if heads != ['SoftmaxOutput'] or 'softmax_label' not in symbol.list_arguments():
+        raise ConfigError(f"{where}: the network ends in {' and '.join(heads)}; training "
+                          "expects one SoftmaxOutput named 'softmax' (label softmax_label), "
+                          "e.g. mx.sym.SoftmaxOutput(scores, name='softmax')")
+    shape = (1, *config.data.image_shape)
+    try:
+        _, outputs, _ = infer_shape(symbol, data=shape)
+    except mx.base.MXNetError as err:
+        raise ConfigError(f'{where} does not take images of shape {shape}: '
+                          f'{error_line(err)}') from None
+    if outputs is None:
+        raise ConfigError(f'{where}: the shape of its output cannot be inferred from the '
+                          f'images alone ({shape}); give its other inputs shapes')
+    if tuple(outputs[0]) != (1, net.num_classes):
+        raise ConfigError(f'{where} outputs {tuple(outputs[0])} for an image of '
+                          f'shape {shape}; the dataset has {net.num_classes} classes, so '
+                          f'(1, {net.num_classes}) was expected (does get_symbol use its '
+                          'num_classes argument?)')
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + '...'
 
 
 def check_gpus_visible(gpus):

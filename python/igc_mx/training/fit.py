@@ -2,16 +2,19 @@
 import logging
 import os
 import random
+import signal
 import sys
 
 import mxnet as mx
 import numpy as np
 
-from .. import atomic, scoring
+from .. import atomic, model_files
 from .._environ import environ
 from . import checkpoint, divergence, logs, optim, schedule
-from .config import check_gpus_visible, resolve
+from .config import check_gpus_visible, check_network, resolve
 from .data import EpochIter, epoch_seed, training_iters
+from .interrupts import Interrupts
+from .module import Module
 from .records import RecordFileError
 
 
@@ -70,9 +73,25 @@ def optimizer_params(optim, lr_scheduler, begin_num_update):
     }
 
 
-def fit(config, network=None):
+def run_inputs(config, resume=None):
+    """The files a run reads, which none of its outputs may be: the record files and their
+    indexes, the checkpoint it resumes from, and the --network-dir modules."""
+    data = config.data
+    inputs = [data.train_rec, data.val_rec]
+    inputs += [os.path.splitext(rec)[0] + '.idx' for rec in (data.train_rec, data.val_rec)]
+    if resume is not None:
+        path, _, _, states = resume
+        inputs += [path, states]
+    if config.network.directory:
+        directory = config.network.directory
+        inputs += [os.path.join(directory, n) for n in sorted(os.listdir(directory))]
+    return inputs
+
+
+def fit(config, network=None, interrupts=None):
     """Train ``network`` (default: ``config.network.build()``) with the original recipe;
-    returns the Module."""
+    returns the Module. ``interrupts`` (an ``Interrupts``) is checked after every batch,
+    of training and of validation."""
     run, data = config.run, config.data
     kv = mx.kvstore.create(run.kv_store)
     rank, num_workers = kv.rank, kv.num_workers
@@ -91,7 +110,11 @@ def fit(config, network=None):
     resume = None
     if run.load_epoch is not None:
         resume = load_checkpoint(config, prefix, rank, network, local_updates)
-    logs.setup(log_file, rank, num_workers)
+    inputs = run_inputs(config, resume)
+    checkpoint.check_targets(checkpoint.rank_prefix(prefix, rank),
+                             checkpoint.saved_epochs(run.load_epoch or 0, run.num_epochs,
+                                                     run.checkpoint_epochs), inputs)
+    logs.setup(log_file, rank, num_workers, inputs)
     n_params = logs.count_params(network, (1, *data.image_shape))
     logging.info('network parameters: %.4fM', n_params / 1e6)
     logging.info('start with configuration %s', config)
@@ -123,8 +146,9 @@ def fit(config, network=None):
                                            updates_per_epoch)
 
     ctx = contexts(run.gpus)
-    # Validation counts each image once, also when the last batch is padded.
-    mod = scoring.Module(symbol=network, context=ctx)
+    # Validation counts each image once, also when the last batch is padded, and the
+    # parameters are read once the engine is done (training.module).
+    mod = Module(symbol=network, context=ctx)
     arg_params = aux_params = None
     if resume is not None:
         path, arg_params, aux_params, states = resume
@@ -148,8 +172,9 @@ def fit(config, network=None):
     metrics = [mx.metric.create('ce'), mx.metric.create('acc')]
     if run.top_k:
         metrics.append(mx.metric.create('top_k_accuracy', top_k=run.top_k))
-    save = checkpoint.callback(checkpoint.rank_prefix(prefix, rank), run.checkpoint_epochs,
-                               run.num_epochs, module=mod if local_updates else None)
+    saver = checkpoint.Saver(checkpoint.rank_prefix(prefix, rank), run.checkpoint_epochs,
+                             run.num_epochs, opt.lr, module=mod if local_updates else None)
+    check_interrupt = (interrupts or Interrupts()).check
     with environ(MXNET_UPDATE_ON_KVSTORE=update_on_kvstore):  # read by Module.init_optimizer
         mod.fit(train,
                 eval_data=val,
@@ -165,9 +190,13 @@ def fit(config, network=None):
                 begin_epoch=begin_epoch,
                 num_epoch=run.num_epochs,
                 batch_end_callback=[
+                    check_interrupt,
                     divergence.StopOnNonFiniteLoss(opt.lr, updates_per_epoch),
                     logs.BatchLogger(data.batch_size, run.log_iters)],
-                epoch_end_callback=save)
+                epoch_end_callback=saver.epoch_end,
+                eval_end_callback=saver.validation_end,
+                eval_batch_end_callback=check_interrupt)
+    check_interrupt()
     return mod
 
 
@@ -182,8 +211,12 @@ def load_checkpoint(config, prefix, rank, network, local_updates):
         load_prefix = prefix
     path = checkpoint.params_file(load_prefix, epoch)
     arg_params, aux_params, states = checkpoint.load(load_prefix, epoch)
-    checkpoint.check_fits(path, network, (1, *config.data.image_shape), arg_params,
-                          aux_params)
+    data_shape = (1, *config.data.image_shape)
+    checkpoint.check_fits(path, network, data_shape, arg_params, aux_params)
+    checkpoint.check_finite(path, arg_params, aux_params)
+    if states is not None and local_updates:
+        checkpoint.check_states_fit(states, model_files.parameter_shapes(network, data_shape)[0],
+                                    len(contexts(config.run.gpus)))
     if states is None and local_updates and not config.run.resume_without_states:
         raise checkpoint.CheckpointError(
             f'{path} has no optimizer states ({checkpoint.states_file(load_prefix, epoch)}): '
@@ -192,20 +225,43 @@ def load_checkpoint(config, prefix, rank, network, local_updates):
     return path, arg_params, aux_params, (states if local_updates else None)
 
 
+#: the exit status of a run stopped by Ctrl-C (SIGINT), as a shell reports it
+INTERRUPTED = 130
+
+
 def main(parser, argv=None, top_k=0):
     """Parse, resolve the configuration, build the network, train. Bad options, including
-    a network that cannot be built from them, are ``parser.error``s (exit status 2); a
-    record-file or checkpoint problem, a log or checkpoint that cannot be written, and a
-    loss that turns NaN, exit with a one-line error (status 1)."""
+    a network that cannot be built from them or does not fit the dataset, and outputs that
+    must not be written (``igc_mx.atomic.check_target``), are ``parser.error``s (exit
+    status 2); a record-file or checkpoint problem, a log or checkpoint that cannot be
+    written, and a loss or parameters that turn NaN, exit with a one-line error (status 1);
+    Ctrl-C at any point with one line and status 130."""
     args = parser.parse_args(argv)
+    with Interrupts() as interrupts:
+        try:
+            module = _main(parser, args, top_k, interrupts)
+            interrupts.check()   # one that arrived while fit's iterators were freed
+            return module
+        except KeyboardInterrupt:
+            # a second Ctrl-C while the process shuts down ends it at once
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            print('error: interrupted (Ctrl-C); the checkpoints saved so far are complete: '
+                  'resume from the last one with --load-epoch', file=sys.stderr)
+            sys.exit(INTERRUPTED)
+
+
+def _main(parser, args, top_k, interrupts):
     try:
         config = resolve(args, top_k)
         check_gpus_visible(config.run.gpus)
         network = config.network.build()
+        check_network(config, network)
     except (ValueError, FileNotFoundError) as err:   # ConfigError, NetworkError
         parser.error(str(err))
     try:
-        return fit(config, network)
+        return fit(config, network, interrupts)
+    except atomic.TargetError as err:
+        parser.error(str(err))
     except (RecordFileError, checkpoint.CheckpointError, divergence.TrainingDiverged) as err:
         sys.exit(f'error: {err}')
     except OSError as err:   # the log or checkpoint folder: read-only, full, not a folder

@@ -8,28 +8,53 @@ the value over the last window, then in parentheses the running average since
 the start of the epoch. Per-epoch lines are those of ``Module.fit``:
 ``Epoch[N] Train-accuracy=…``, ``Epoch[N] Time cost=…``,
 ``Epoch[N] Validation-accuracy=…``.
+
+A log line that cannot be written (a full disk) stops the run: logging's default prints a
+traceback to the console for every line and goes on, so a run would end with status 0 and
+a log that stops early.
 """
 import logging
 import os
+import sys
 import time
 
 import numpy as np
 
+from ..atomic import check_target
+
 HEAD = '%(asctime)-15s %(message)s'
 
 
-def setup(log_file, rank=0, num_workers=1):
-    """Log to ``log_file`` (appending) and to the console."""
+class LogWriteError(OSError):
+    """A line could not be written to the log file."""
+
+
+class _FileHandler(logging.FileHandler):
+    """A FileHandler whose write failures raise LogWriteError, naming the file, in the code
+    that logged."""
+
+    def handleError(self, record):
+        err = sys.exc_info()[1]
+        if isinstance(err, OSError):
+            raise LogWriteError(err.errno, err.strerror, self.baseFilename) from None
+        super().handleError(record)
+
+
+def setup(log_file, rank=0, num_workers=1, inputs=()):
+    """Log to ``log_file`` (appending) and to the console. ``log_file`` must be a regular
+    file or a new path, and none of ``inputs`` (``igc_mx.atomic.check_target``)."""
     head = HEAD if num_workers == 1 else '%(asctime)-15s Node[' + str(rank) + '] %(message)s'
     logger = logging.getLogger()
     for handler in logger.handlers[:]:
         logger.removeHandler(handler)
         handler.close()
     formatter = logging.Formatter(head)
+    if log_file:
+        check_target(log_file, inputs, '--log-file')
     handlers = [logging.StreamHandler()]
     if log_file:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
+        handlers.append(_FileHandler(log_file))
     for handler in handlers:
         handler.setFormatter(formatter)
         logger.addHandler(handler)

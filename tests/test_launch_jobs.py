@@ -258,7 +258,7 @@ def test_remote_launchers(tmp_path, launcher, modes, status):
     bin_dir.mkdir()
     (bin_dir / program).write_text(text)
     (bin_dir / program).chmod(0o755)
-    (tmp_path / 'hosts').write_text('node-a\n# a comment\nnode-b:2222\n')
+    (tmp_path / 'hosts').write_text('node-a\n# a comment\nme@node-b:2222\n')
     hosts = ['--hostfile', str(tmp_path / 'hosts')] if launcher != 'slurm' else []
     env = {'PATH': f'{bin_dir}:{os.environ["PATH"]}', 'FAKE_LOG': str(tmp_path / 'log')}
     job = Job(tmp_path, modes, '--launcher', launcher, '--host-ip', '127.0.0.1',
@@ -271,6 +271,36 @@ def test_remote_launchers(tmp_path, launcher, modes, status):
     if status:
         assert len(errors) == 1 and 'exited with 3; stopping the job' in errors[0], err
     if launcher == 'ssh':     # servers, then workers, round robin over the hosts
-        assert sorted((tmp_path / 'log').read_text().split()) == ['node-a', 'node-a', 'node-b']
+        assert sorted((tmp_path / 'log').read_text().split()) == ['me@node-b', 'node-a',
+                                                                  'node-a']
     if launcher == 'mpi':
         assert (tmp_path / 'log').read_text().split() == ['hostfile', str(tmp_path / 'hosts')] * 2
+
+
+@pytest.mark.parametrize('rsync_status', [0, 23])
+def test_ssh_sync_runs_first(tmp_path, rsync_status):
+    """--sync-dst-dir: one rsync per host before the job, which runs there; a failed
+    rsync ends the launch with its status."""
+    bin_dir, target = tmp_path / 'bin', tmp_path / 'dst'
+    bin_dir.mkdir()
+    target.mkdir()
+    (bin_dir / 'ssh').write_text(FAKE_SSH)
+    (bin_dir / 'rsync').write_text('#!/bin/bash\necho "rsync ${@: -1}" >> "$FAKE_LOG"\n'
+                                   f'exit {rsync_status}\n')
+    for name in ('ssh', 'rsync'):
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / 'hosts').write_text('node-a\nme@node-b:2222\n')
+    env = {'PATH': f'{bin_dir}:{os.environ["PATH"]}', 'FAKE_LOG': str(tmp_path / 'log')}
+    job = Job(tmp_path, 'succeed', '--launcher', 'ssh', '--host-ip', '127.0.0.1',
+              '--hostfile', str(tmp_path / 'hosts'), '--sync-dst-dir', str(target),
+              '--timeout', '100', env=env)
+    rc, errors, err = job.finish()
+    assert rc == rsync_status, err
+    log = (tmp_path / 'log').read_text().split('\n')
+    assert sorted(log[:2]) == [f'rsync me@node-b:{target}', f'rsync node-a:{target}']
+    if rsync_status:
+        assert len(errors) == 1 and re.fullmatch(
+            r'rsync to node-(a|b) \(pid \d+\) exited with 23; stopping the job', errors[0]), err
+        assert recorded(job.pids) == {}
+    else:
+        assert sorted(log[2:-1]) == ['me@node-b', 'node-a', 'node-a']

@@ -63,6 +63,12 @@ SSH_HOST = re.compile(r'([A-Za-z0-9._-]+@)?' + DNS_NAME + r'\Z')
 class Host:
     name: str
     port: int
+    user: str = ''
+
+    @property
+    def target(self):
+        """What ssh and rsync connect to."""
+        return f'{self.user}@{self.name}' if self.user else self.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +86,7 @@ class Job:
     timeout: float | None
     stopped_timeout: float
     program: str | None     # the ssh, mpirun or srun that runs the remote processes
+    rsync: str | None       # ssh with --sync-dst-dir
     mpi_env_option: str | None  # how mpirun sets a variable: '-x' (Open MPI), '-env' (MPICH)
 
     @classmethod
@@ -104,15 +111,14 @@ class Job:
         program = None
         if launcher != 'local':
             program = _program(launcher)
-        if opts.sync_dst_dir:
-            _program('ssh', 'rsync')
+        rsync = _program('ssh', 'rsync') if opts.sync_dst_dir else None
         host_ip = _host_ip(opts.host_ip) if opts.host_ip else None
         return cls(command=line, num_workers=opts.num_workers,
                    num_servers=opts.num_servers or opts.num_workers, launcher=launcher,
                    hosts=hosts, hostfile=hostfile,
                    sync_dst_dir=opts.sync_dst_dir, host_ip=host_ip, env=env,
                    timeout=opts.timeout, stopped_timeout=opts.stopped_timeout,
-                   program=program,
+                   program=program, rsync=rsync,
                    mpi_env_option=mpi_env_option(program) if launcher == 'mpi' else None)
 
 
@@ -165,7 +171,8 @@ def ssh_hosts(path, entries):
             text = ' '.join([first, *more])
             raise ValueError(f'--hostfile {path}, line {number}: {text!r} is not "host", '
                              '"host:port" or "host slots=N"')
-        hosts.append(Host(name, int(port) if port else 22))
+        user, _, name = name.rpartition('@')
+        hosts.append(Host(name, int(port) if port else 22, user))
     return tuple(hosts)
 
 
@@ -268,20 +275,20 @@ def plan(job):
 def _ssh_plan(job, common, scheduler, roles):
     directory = job.sync_dst_dir or os.getcwd()
     ssh = (job.program, '-o', 'StrictHostKeyChecking=no', '-o', 'BatchMode=yes')
-    sync = [Process(f'rsync to {h.name}', (shutil.which('rsync'), '-az', '--rsh',
+    sync = [Process(f'rsync to {h.name}', (job.rsync, '-az', '--rsh',
                                            shlex.join([*ssh, '-p', str(h.port)]),
-                                           os.getcwd() + '/', f'{h.name}:{directory}'),
+                                           os.getcwd() + '/', f'{h.target}:{directory}'),
                     {}, True)
             for h in dict.fromkeys(job.hosts)] if job.sync_dst_dir else []
     processes = [scheduler]
-    for k, (role, i) in enumerate(roles):
-        host = job.hosts[k % len(job.hosts)]
+    for slot, (role, i) in enumerate(roles):
+        host = job.hosts[slot % len(job.hosts)]
         env = dict(common, DMLC_ROLE=role, DMLC_TASK_ID=str(i), DMLC_NODE_HOST=host.name)
         remote = (f'cd {shlex.quote(directory)} && exec env '
                   + ' '.join(shlex.quote(f'{k}={v}') for k, v in env.items())
                   + ' ' + shlex.join(_shell(job.command)))
         processes.append(Process(f'{role} {i} (ssh {host.name})',
-                                 (*ssh, '-p', str(host.port), host.name, remote),
+                                 (*ssh, '-p', str(host.port), host.target, remote),
                                  {}, role == 'worker'))
     return sync, processes
 

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from igc_mx import networks
+from igc_mx import networks, onnx_converters
 from igc_mx import onnx as igc_onnx
 from igc_mx.tools import export_onnx
 
@@ -65,7 +65,7 @@ def export_and_compare(symbol, args, aux, image_shape, tmp_path, ort_python, bat
 def test_channel_permutation_is_reorder():
     x = np.arange(2 * 12 * 2 * 3, dtype=np.float32).reshape(2, 12, 2, 3)
     for g in (1, 2, 3, 4, 12):
-        np.testing.assert_array_equal(x[:, igc_onnx.channel_permutation(12, g)],
+        np.testing.assert_array_equal(x[:, onnx_converters.channel_permutation(12, g)],
                                       reorder_reference(x, g))
 
 

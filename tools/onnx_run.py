@@ -71,37 +71,119 @@ def benchmark(sess, batches, repeat, min_time, seed=0):
     return result
 
 
-def main(argv=None):
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
+    return value
+
+
+def positive_number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float('inf'):
+        raise argparse.ArgumentTypeError(f'expected a positive number, got {text!r}')
+    return value
+
+
+def batch_sizes(text):
+    try:
+        return [positive_int(b) for b in text.split(',')]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f'expected positive batch sizes separated by commas, '
+                                         f'got {text!r}') from None
+
+
+def default_threads():
+    """$OMP_NUM_THREADS when it is a positive integer, else None (ONNX Runtime's choice)."""
+    text = os.environ.get('OMP_NUM_THREADS', '')
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def first_line(err):
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def load_images(parser, path, sess):
+    """The images of ``path`` as float32, checked against the model's input."""
+    try:
+        images = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        parser.error(f'cannot read images from {path}: {first_line(err)}')
+    (data,) = sess.get_inputs()
+    sizes = [d if isinstance(d, int) else None for d in data.shape]
+    if (images.dtype.kind not in 'fiu' or images.ndim != len(sizes)
+            or any(s is not None and s != n for s, n in zip(sizes[1:], images.shape[1:],
+                                                           strict=True))):
+        wanted = ', '.join('N' if s is None else str(s) for s in sizes)
+        parser.error(f'{path} holds {images.dtype} images of shape {images.shape}; the model '
+                     f'takes ({wanted})')
+    return images
+
+
+def save(path, array):
+    """``array`` to the .npy file ``path``, written under a temporary name and renamed, so
+    that an interrupted run leaves no truncated file (igc_mx.atomic's rule, without
+    igc_mx)."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f'.{os.path.basename(path)}.{os.getpid()}.tmp')
+    try:
+        with open(tmp, 'wb') as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('model', help='ONNX file')
     parser.add_argument('images', nargs='?', help='float32 .npy of shape (N, C, H, W)')
     parser.add_argument('-o', '--output', help='save the outputs as .npy')
-    parser.add_argument('--benchmark', metavar='BATCHES',
+    parser.add_argument('--benchmark', metavar='BATCHES', type=batch_sizes,
                         help='comma-separated batch sizes to time instead of running images')
-    parser.add_argument('--repeat', type=int, default=5, help='timed runs (median reported)')
-    parser.add_argument('--min-time', type=float, default=0.05,
+    parser.add_argument('--repeat', type=positive_int, default=5,
+                        help='timed runs (median reported)')
+    parser.add_argument('--min-time', type=positive_number, default=0.05,
                         help='seconds each timed run lasts at least')
-    parser.add_argument('--threads', type=int,
-                        default=int(os.environ.get('OMP_NUM_THREADS', 0)) or None,
+    parser.add_argument('--threads', type=positive_int, default=default_threads(),
                         help='intra-op threads (default $OMP_NUM_THREADS, else ONNX Runtime)')
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     if ort is None:
         parser.error('onnxruntime is not installed here (pip install onnxruntime; '
                      'scripts/side_envs.sh makes .venv-ort)')
     if not os.path.isfile(args.model):
         parser.error(f'model file {args.model} does not exist')
-    sess = session(args.model, args.threads)
+    try:
+        sess = session(args.model, args.threads)
+    except Exception as err:  # ONNX Runtime raises its own error classes
+        parser.error(f'ONNX Runtime cannot load {args.model}: {first_line(err)}')
     if args.benchmark:
-        batches = [int(b) for b in args.benchmark.split(',')]
-        result = benchmark(sess, batches, args.repeat, args.min_time)
+        result = benchmark(sess, args.benchmark, args.repeat, args.min_time)
         print(json.dumps({'onnxruntime': ort.__version__, 'threads': args.threads,
                           'result': result}))
         return 0
     if not args.images:
         parser.error('give an IMAGES.npy file or --benchmark BATCHES')
-    out = run(sess, np.load(args.images))
+    try:
+        out = run(sess, load_images(parser, args.images, sess))
+    except Exception as err:  # ONNX Runtime raises its own error classes
+        parser.error(f'ONNX Runtime cannot run {args.model} on {args.images}: '
+                     f'{first_line(err)}')
     if args.output:
-        np.save(args.output, out)
+        save(args.output, out)
         print(f'{args.output}: outputs of shape {out.shape}')
         return 0
     if out.ndim != 2:

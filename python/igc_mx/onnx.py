@@ -1,23 +1,21 @@
 """Export MXNet symbols with the IGC operators to ONNX (standard ONNX ops only).
 
-MXNet 1.9.1's exporter (``mx.onnx.export_model``) knows MXNet's own ops; this module
-registers converters for the three extension ops:
+``to_onnx`` checks the symbol (one output, one input ``data``, one name per node, float32
+throughout, only ops of the converter table), converts each op with its converter
+(``igc_mx.onnx_converters``, which refuses what it cannot reproduce exactly) and writes
+the model: parameters are initializers (not graph inputs, which would make ONNX Runtime
+treat them as overridable and skip constant folding), identity copies (such as the
+``<weight>_identity`` copies that the op wrappers put between a parameter and an extension
+op, ``igc_mx._ops``) are left out, a SoftmaxOutput head becomes the softmax it computes at
+inference (or is left out: ``logits``), and the batch dimension of the input and output
+is dynamic (``'batch'``). What cannot be exported is an ExportError, one line naming the
+op, the node and the attribute.
 
-    Reorder(branch_factor=g)        a channel permutation (see ``PERMUTATIONS``)
-    InterleavedGroupConv(L, M)      permutation(L) -> Conv(1x1, group=M) -> permutation(M)
-    GroupConvolution(num_group=G)   Conv(group=G)
-
-with the ops' bias (no_bias=False) as the Conv's bias, InterleavedGroupConv's residual
-input (with_residual=True) as an Add and their act_type='relu' as a Relu after it
-(what ``igc_mx.inference.optimize`` folds BatchNorm, residual sums and ReLU into),
-
-and post-processes the model: parameters are initializers only (MXNet's exporter also
-lists them as graph inputs, which makes ONNX Runtime treat them as overridable and skip
-constant folding), Identity nodes (such as the ``<weight>_identity`` copies that the op
-wrappers put between a parameter and an extension op, ``igc_mx._ops``) are dropped,
-BatchNorm layers with ``fix_gamma=True`` get the gamma of 1 that MXNet uses, a
-SoftmaxOutput head becomes a Softmax (or is left out: ``logits``), and the batch
-dimension of the input and output is dynamic (``'batch'``).
+MXNet's own exporter (``mx.onnx``) is not used: at 1.9.1 several of its converters write
+models that compute something else, with no error (SoftmaxOutput's preserve_shape and
+multi_output, lp pooling, average pooling with pooling_convention='full', LRN's default
+knorm, PReLU's slope axis, attributes written as 'true' or '[3,3]'), and others fail with
+a traceback (Deconvolution's default no_bias, stride='()').
 
 ONNX has no channel-shuffle op. A permutation of the channels of an (N, C, H, W) tensor
 into g groups is exported as ``Reshape(N, g, C/g, H*W) -> Transpose(0, 2, 1, 3) ->
@@ -27,346 +25,235 @@ the measurements behind the default.
 
 ``import onnx`` below is the ONNX package: imports in this package are absolute.
 """
-import contextlib
 import json
 
 import mxnet as mx
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from mxnet.ndarray.ndarray import _DTYPE_MX_TO_NP
+from onnx import helper
 
 from . import symbol_attrs
 from ._library import ensure_loaded
 from .atomic import atomic_path
-from .inference.fold import interleaved_rows
-from .model_files import ModelFileError, check_params, infer_shape
+from .model_files import ModelFileError, check_params, error_line, infer_shape, parameter_shapes
+from .onnx_converters import CONVERTERS, Builder, ExportError, nodes_of, softmax_output
 
 #: how a channel permutation is exported
 PERMUTATIONS = ('transpose', 'conv')
 DEFAULT_PERMUTATION = 'transpose'
-EXTENSION_OPS = ('Reorder', 'InterleavedGroupConv', 'GroupConvolution')
 BATCH_DIM = 'batch'
+#: the opset of the installed onnx package (19 for onnx 1.14.1)
+OPSET = onnx.defs.onnx_opset_version()
 
 
-class ExportError(ValueError):
-    """The symbol, its parameters or the input shape cannot be exported."""
+# ----------------------------------------------------------------------------- the head
 
 
-# The exporter calls converters with the node and its own bookkeeping only; the shapes
-# inferred for the export's input shape and the permutation choice reach them here.
-_context = {}
+def split_head(symbol):
+    """(body, head): a SoftmaxOutput head is taken off, so that the model has no label
+    input; ``head`` is its JSON node (None without one), which ``to_onnx`` exports as the
+    softmax it computes at inference."""
+    head = json.loads(symbol.tojson())['nodes'][-1]
+    if head['op'] != 'SoftmaxOutput':
+        return symbol, None
+    return symbol.get_children()[0], head
 
 
-@contextlib.contextmanager
-def _export_context(**values):
-    _context.update(values)
-    try:
-        yield
-    finally:
-        _context.clear()
+# ----------------------------------------------------------------------------- checks
 
 
-def channel_permutation(channels, groups):
-    """``perm`` with ``Reorder(x, groups)[:, j] == x[:, perm[j]]``."""
-    return np.arange(channels).reshape(groups, channels // groups).T.ravel()
+def _check_structure(symbol, nodes, graph):
+    """One name per node, the input 'data', each op's first output only."""
+    seen = set()
+    for node in nodes:
+        if node.name in seen:
+            kind = 'inputs' if node.op == 'null' else 'nodes'
+            raise ExportError(f"the symbol has two {kind} named '{node.name}': the export "
+                              'needs one name per node')
+        seen.add(node.name)
+    if 'data' not in symbol.list_arguments():
+        raise ExportError("the symbol has no input called 'data'")
+    for node in nodes:
+        for source, output in node.inputs:
+            if output != 0:
+                producer = nodes[source]
+                raise ExportError(f"{node.op} '{node.name}' reads output {output} of "
+                                  f"{producer.op} '{producer.name}': the export takes each "
+                                  "op's first output only")
+    if graph['heads'][0][1] != 0:
+        producer = nodes[graph['heads'][0][0]]
+        raise ExportError(f"the symbol's output is output {graph['heads'][0][1]} of "
+                          f"{producer.op} '{producer.name}': the export takes each op's first "
+                          'output only')
 
 
-# ----------------------------------------------------------------------------- converters
-
-
-def _input_names(node, kwargs):
-    lookup = kwargs['outputs_lookup']
-    return [lookup[i][o].name for i, o, *_ in node['inputs']]
-
-
-def _input_shape(node, position=0):
-    return _context['shapes'][tuple(node['inputs'][position][:2])]
-
-
-def _int64(kwargs, name, values):
-    kwargs['initializer'].append(numpy_helper.from_array(np.asarray(values, np.int64), name))
-    return name
-
-
-def _permute(x, out, shape, groups, kwargs):
-    """ONNX nodes computing ``out = Reorder(x, groups)`` for ``x`` of ``shape``."""
-    channels, spatial = shape[1], shape[2:]
-    if groups == 1 or groups == channels:
-        return [helper.make_node('Identity', [x], [out], name=out)]
-    if _context['permutation'] == 'conv' and len(spatial) == 2:
-        eye = np.eye(channels, dtype=np.float32)[channel_permutation(channels, groups)]
-        weight = out + '/permutation'
-        kwargs['initializer'].append(numpy_helper.from_array(
-            eye.reshape(channels, channels, 1, 1), weight))
-        return [helper.make_node('Conv', [x, weight], [out], name=out, kernel_shape=[1, 1])]
-    size = int(np.prod(spatial, dtype=np.int64))
-    split = _int64(kwargs, out + '/split_shape', [0, groups, channels // groups, size])
-    merged = _int64(kwargs, out + '/merged_shape', [0, channels, *spatial])
-    return [helper.make_node('Reshape', [x, split], [out + '/split'], name=out + '/split'),
-            helper.make_node('Transpose', [out + '/split'], [out + '/transposed'],
-                             name=out + '/transpose', perm=[0, 2, 1, 3]),
-            helper.make_node('Reshape', [out + '/transposed', merged], [out],
-                             name=out + '/merge')]
-
-
-def convert_reorder(node, **kwargs):
-    (x,) = _input_names(node, kwargs)
-    return _permute(x, node['name'], _input_shape(node), int(node['attrs']['branch_factor']),
-                    kwargs)
-
-
-def _parameter(node, position, kwargs):
-    """The value of the parameter that input ``position`` of ``node`` reads (through the
-    wrappers' identity copies)."""
-    graph = kwargs['mx_graph']
-    source = graph[node['inputs'][position][0]]
-    while source['op'] in ('_copy', 'identity'):
-        source = graph[source['inputs'][0][0]]
-    return kwargs['weights'][source['name']]
-
-
-def _relu(attrs):
-    """Whether an extension op's act_type asks for a ReLU after it."""
-    act = attrs.get('act_type', 'None')
-    if act not in ('None', 'relu'):
-        raise ExportError(f"act_type={act!r}: expected 'relu' or None")
-    return act == 'relu'
-
-
-def _epilogue(nodes, produced, name, residual, relu):
-    """``nodes`` making ``produced``, then + ``residual`` (an input name, or None), then
-    Relu where ``relu``; the last of them writes ``name``."""
-    steps = ([('Add', [residual])] if residual else []) + ([('Relu', [])] if relu else [])
-    for k, (op, more) in enumerate(steps):
-        out = name if k == len(steps) - 1 else f'{name}/{op.lower()}'
-        nodes.append(helper.make_node(op, [produced, *more], [out], name=out))
-        produced = out
-    return nodes
-
-
-def convert_interleaved_group_conv(node, **kwargs):
-    x, weight, *rest = _input_names(node, kwargs)
-    name, attrs = node['name'], node['attrs']
-    L, M = int(attrs['primary_partition']), int(attrs['secondary_partition'])
-    residual = rest.pop() if symbol_attrs.flag(attrs, 'with_residual', False) else None
-    shape = _input_shape(node)
-    nodes = _permute(x, name + '/primary_order', shape, L, kwargs)
-    bias = []
-    if rest:
-        # the op adds bias[c] to output channel c; the Conv's bias goes by weight row
-        by_row = _parameter(node, 2, kwargs)[interleaved_rows(shape[1], M)]
-        bias = [name + '/bias']
-        kwargs['initializer'].append(numpy_helper.from_array(by_row, bias[0]))
-    nodes.append(helper.make_node('Conv', [name + '/primary_order', weight, *bias],
-                                  [name + '/secondary_conv'], name=name + '/secondary_conv',
-                                  kernel_shape=[1, 1], group=M))
-    relu = _relu(attrs)
-    permuted = name + '/secondary_order' if residual or relu else name
-    nodes += _permute(name + '/secondary_conv', permuted, shape, M, kwargs)
-    return _epilogue(nodes, permuted, name, residual, relu)
-
-
-def convert_group_convolution(node, **kwargs):
-    inputs = _input_names(node, kwargs)
-    name, attrs = node['name'], node['attrs']
-    kernel = list(symbol_attrs.ints(attrs, 'kernel', ()))
-    pad = list(symbol_attrs.ints(attrs, 'pad', [0] * len(kernel)))
-    relu = _relu(attrs)
-    conv = name + '/conv' if relu else name
-    nodes = [helper.make_node('Conv', inputs, [conv], name=conv, kernel_shape=kernel,
-                              strides=list(symbol_attrs.ints(attrs, 'stride', [1, 1])),
-                              pads=pad + pad,
-                              dilations=list(symbol_attrs.ints(attrs, 'dilate', [1, 1])),
-                              group=symbol_attrs.integer(attrs, 'num_group', 1))]
-    return _epilogue(nodes, conv, name, None, relu)
-
-
-def register_converters():
-    """Register the converters with MXNet's exporter (idempotent)."""
-    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
-    for op, fn in (('Reorder', convert_reorder),
-                   ('InterleavedGroupConv', convert_interleaved_group_conv),
-                   ('GroupConvolution', convert_group_convolution)):
-        MXNetGraph.register(op, opset_version=12)(fn)
-
-
-@contextlib.contextmanager
-def _raw_initializers():
-    """MXNet's converter of parameters, writing the values as raw bytes instead of a
-    Python list of floats (the same tensor, 20x faster for a ResNet-18) while we export."""
-    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
-    registry = MXNetGraph.registry_[12]
-    original = registry['null']
-
-    def convert_variable(node, **kwargs):
-        if kwargs['is_input']:
-            return original(node, **kwargs)
-        value = kwargs['weights'][node['name']]
-        kwargs['initializer'].append(numpy_helper.from_array(value, node['name']))
-        elem_type = helper.np_dtype_to_tensor_dtype(value.dtype)
-        return [helper.make_tensor_value_info(node['name'], elem_type, value.shape)], \
-            (value.dtype,)
-
-    registry['null'] = convert_variable
-    try:
-        yield
-    finally:
-        registry['null'] = original
-
-
-# ----------------------------------------------------------------------------- export
-
-
-def _shapes(graph, symbol, input_shape):
-    """{(node index, output index): shape} of every entry that feeds an extension op."""
-    internals = symbol.get_internals()
-    _, out_shapes, _ = infer_shape(internals, data=input_shape)
-    if out_shapes is None:
-        raise ExportError(f'cannot infer the shapes of the symbol for input {input_shape}')
-    by_name = dict(zip(internals.list_outputs(), out_shapes, strict=True))
-    shapes = {}
-    for node in graph['nodes']:
-        if node['op'] not in EXTENSION_OPS:
+def _check_ops(nodes):
+    for node in nodes:
+        if node.op == 'null' or node.op in CONVERTERS:
             continue
-        index, output = node['inputs'][0][:2]
-        source = graph['nodes'][index]
-        key = source['name'] if source['op'] == 'null' else f"{source['name']}_output"
-        if output or key not in by_name:
-            raise ExportError(f"cannot find the input shape of {node['op']} '{node['name']}'")
-        shapes[(index, output)] = tuple(by_name[key])
-    return shapes
+        if node.op == 'SoftmaxOutput':
+            node.refuse('the export takes SoftmaxOutput as the symbol\'s output only')
+        raise ExportError(f"{node.op} '{node.name}': no ONNX converter for the op {node.op} "
+                          f'(the export converts {", ".join(sorted(CONVERTERS))})')
+
+
+def _entry_key(node):
+    return node.name if node.op == 'null' else f'{node.name}_output'
+
+
+def _infer(symbol, nodes, input_shape):
+    """{node index: shape of its first output}; ExportError for a value that is not
+    float32."""
+    internals = symbol.get_internals()
+    names = internals.list_outputs()
+    _, shapes, _ = infer_shape(internals, data=input_shape)
+    if shapes is None:
+        raise ExportError(f'cannot infer the shapes of the symbol for input {input_shape}')
+    # the data's type as the symbol gives it (a __dtype__), else float32; parameters take
+    # the types the ops give them (the export writes them as float32 when they are)
+    data = next(n for n in nodes if n.op == 'null' and n.name == 'data')
+    given = {} if '__dtype__' in data.attrs else {'data': 'float32'}
+    try:
+        _, types, _ = internals.infer_type_partial(**given)
+    except mx.base.MXNetError as err:
+        raise ExportError(f'cannot infer the types of the symbol: {error_line(err)}') from None
+    by_name = dict(zip(names, zip(shapes, types, strict=True), strict=True))
+    result = {}
+    for node in nodes:
+        key = _entry_key(node)
+        shape, dtype = by_name.get(key) or by_name.get(key + '0') or (None, None)
+        if shape is None:
+            raise ExportError(f"cannot find the output shape of {node.op} '{node.name}'")
+        if dtype is not None and np.dtype(dtype) != np.float32:
+            _refuse_type(node, np.dtype(dtype).name)
+        result[node.index] = tuple(shape)
+    return result
+
+
+def _refuse_type(node, dtype):
+    what = 'input' if node.op == 'null' else f"{node.op} '{node.name}'"
+    raise ExportError(f'{what} computes in {dtype}: the export writes float32 models (a '
+                      "network built with dtype='float16' is exported from its float32 "
+                      'build, with the same parameters)')
+
+
+def _check_types(nodes):
+    """The values a node asks for in another type than float32 (before MXNet's type
+    inference, which an op refusing that type would stop with its own message)."""
+    for node in nodes:
+        key = '__dtype__' if node.op == 'null' else 'dtype'
+        dtype = symbol_attrs.text(node.attrs, key, None)
+        if dtype is not None and dtype.isdigit():     # a variable's type is MXNet's code
+            dtype = np.dtype(_DTYPE_MX_TO_NP.get(int(dtype), np.void)).name
+        if dtype not in (None, 'float32'):
+            _refuse_type(node, dtype)
 
 
 def _export_params(symbol, arg_params, aux_params, input_shape):
-    """Float32 copies of the parameters of ``symbol`` (checked against it), with gamma 1
-    where a BatchNorm has ``fix_gamma`` (MXNet then ignores the stored gamma)."""
+    """Float32 numpy copies of the parameters of ``symbol`` (checked against it)."""
     try:
         check_params(symbol, arg_params, aux_params, input_shape)
     except ModelFileError as err:
         raise ExportError(str(err)) from None
     wanted = set(symbol.list_arguments()) | set(symbol.list_auxiliary_states())
-    params = {name: mx.nd.array(value.asnumpy() if isinstance(value, mx.nd.NDArray)
-                                else value, dtype=np.float32)
-              for name, value in {**arg_params, **aux_params}.items() if name in wanted}
-    for node in json.loads(symbol.tojson())['nodes']:
-        if node['op'] == 'BatchNorm' and symbol_attrs.flag(node.get('attrs', {}), 'fix_gamma',
-                                                           True):
-            gamma = f"{node['name']}_gamma"
-            if gamma in params:
-                params[gamma] = mx.nd.ones_like(params[gamma])
-    return params
+    return {name: np.asarray(value.asnumpy() if isinstance(value, mx.nd.NDArray) else value,
+                             dtype=np.float32)
+            for name, value in {**arg_params, **aux_params}.items() if name in wanted}
 
 
-def _explicit_defaults(symbol):
-    """FullyConnected's default ``flatten=True`` written out: MXNet's converter reads an
-    absent attribute as False and then emits a Shape/Slice/Concat/Reshape chain around
-    the Gemm that computes the same thing."""
-    graph = json.loads(symbol.tojson())
-    for node in graph['nodes']:
-        if node['op'] == 'FullyConnected' and 'flatten' not in node.get('attrs', {}):
-            node.setdefault('attrs', {})['flatten'] = 'True'
-    return mx.sym.load_json(json.dumps(graph))
-
-
-def split_head(symbol):
-    """(body, softmax): a SoftmaxOutput head is replaced by the softmax it computes at
-    inference, so that the model has no label input. ``body`` is the symbol without that
-    head; ``softmax`` is None without one, else (axis, flatten first)."""
-    head = json.loads(symbol.tojson())['nodes'][-1]
-    if head['op'] != 'SoftmaxOutput':
-        return symbol, None
-    multi = symbol_attrs.flag(head.get('attrs', {}), 'multi_output', False)
-    return symbol.get_children()[0], (1 if multi else -1, not multi)
+# ----------------------------------------------------------------------------- export
 
 
 def to_onnx(symbol, arg_params, aux_params, input_shape, permutation=DEFAULT_PERMUTATION,
             logits=False):
     """An ``onnx.ModelProto`` of ``symbol`` with the given parameters, for inputs of
     ``input_shape`` (N, C, H, W) with any batch size N. The output is what the symbol
-    computes at inference (class probabilities after a SoftmaxOutput head), or with
-    ``logits=True`` the scores before that softmax."""
+    computes at inference (the softmax of a SoftmaxOutput head), or with ``logits=True``
+    the scores before that softmax."""
     ensure_loaded()
     if permutation not in PERMUTATIONS:
         raise ExportError(f'permutation={permutation!r}: expected one of {PERMUTATIONS}')
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 4 or min(input_shape) < 1:
         raise ExportError(f'input shape {input_shape}: expected 4 positive sizes N,C,H,W')
-    body, softmax = split_head(symbol)
-    body = _explicit_defaults(body)
-    if 'data' not in body.list_arguments():
-        raise ExportError("the symbol has no input called 'data'")
-    params = _export_params(body, arg_params, aux_params, input_shape)
+    outputs = symbol.list_outputs()
+    if len(outputs) != 1:
+        raise ExportError(f'the symbol has {len(outputs)} outputs ({", ".join(outputs)}): '
+                          'the export takes a symbol with one')
+    body, head = split_head(symbol)
     graph = json.loads(body.tojson())
-    register_converters()
-    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
-    with _export_context(shapes=_shapes(graph, body, input_shape), permutation=permutation), \
-            _raw_initializers():
+    nodes = nodes_of(graph)
+    _check_structure(body, nodes, graph)
+    _check_ops(nodes)
+    _check_types(nodes)
+    params = _export_params(body, arg_params, aux_params, input_shape)
+    output_dims = _batch_dims(body, input_shape)
+    shapes = _infer(body, nodes, input_shape)
+    b = Builder(nodes, params, shapes, permutation)
+    for node in nodes:
+        if node.op == 'null':
+            b.values[node.index] = node.name
+            continue
+        b.values[node.index] = node.name
         try:
-            proto = MXNetGraph().create_onnx_graph_proto(
-                body, params, [input_shape], [onnx.TensorProto.FLOAT],
-                opset_version=onnx.defs.onnx_opset_version(), dynamic=True,
-                dynamic_input_shapes=[(None, *input_shape[1:])])
-        except (AttributeError, NotImplementedError) as err:
-            # MXNet's exporter: an op without a converter, or an unsupported attribute
-            raise ExportError(str(err)) from None
-    model = helper.make_model(proto, producer_name='igc_mx')
-    _, (output_shape,), _ = infer_shape(body, data=input_shape)
-    if softmax is not None and not logits:
-        output_shape = _append_softmax(model.graph, symbol.name, *softmax, output_shape)
-    _finish(model.graph, input_shape, output_shape)
-    onnx.checker.check_model(model)
+            CONVERTERS[node.op](b, node)
+        except ValueError as err:       # symbol_attrs: a value of the wrong kind
+            if isinstance(err, ExportError):
+                raise
+            raise ExportError(f"{node.op} '{node.name}': {err}") from None
+    output = _output(b, nodes, graph, head, logits)
+    return _model(b, input_shape, output, output_dims)
+
+
+def _output(b, nodes, graph, head, logits):
+    """The name of the model's output."""
+    last = nodes[graph['heads'][0][0]]
+    scores, shape = b.value(last.index), b.shapes[last.index]
+    if scores != last.name or last.op == 'null':
+        # an identity op, a parameter or the input itself: the output gets its own node
+        scores = b.add('Identity', [scores],
+                       last.name + ('/output' if last.op == 'null' else ''))
+    if head is None or logits:
+        return scores
+    return softmax_output(b, head, scores, shape)
+
+
+def _batch_dims(symbol, input_shape):
+    """The output's sizes, ``BATCH_DIM`` for the batch and None for another size that
+    follows it (from the shapes for batch N and N + 1); ExportError when a parameter's
+    shape follows the batch size: it is an input, and the model has one, 'data'."""
+    shapes = (input_shape, (input_shape[0] + 1, *input_shape[1:]))
+    try:
+        params = [parameter_shapes(symbol, shape) for shape in shapes]
+        outputs = [infer_shape(symbol, data=shape)[1][0] for shape in shapes]
+    except (mx.base.MXNetError, ValueError) as err:
+        raise ExportError(f'the symbol does not take input {shapes[1]}: '
+                          f'{error_line(err)}') from None
+    for found, other in zip(params[0], params[1], strict=True):
+        for name, shape in found.items():
+            if other[name] != shape:
+                raise ExportError(f"'{name}' has a shape that follows the batch size "
+                                  f'({shape} for input {shapes[0]}, {other[name]} for '
+                                  f"{shapes[1]}): it is an input, and the export takes one, "
+                                  "'data'")
+    return [BATCH_DIM if (a, b) == (shapes[0][0], shapes[1][0]) else a if a == b else None
+            for a, b in zip(*outputs, strict=True)]
+
+
+def _model(b, input_shape, output, output_dims):
+    def value(name, dims):
+        return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims)
+    graph = helper.make_graph(b.nodes, 'igc_mx', [value('data', [BATCH_DIM, *input_shape[1:]])],
+                              [value(output, output_dims)],
+                              initializer=list(b.initializers.values()))
+    model = helper.make_model(graph, producer_name='igc_mx',
+                              opset_imports=[helper.make_opsetid('', OPSET)])
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f'the exported graph is not valid ONNX: {error_line(err)}') from None
     return model
-
-
-def _append_softmax(graph, name, axis, flatten, shape):
-    """Make ``name`` = softmax(graph output) the graph's output; returns its shape."""
-    (scores,) = graph.output
-    source = scores.name
-    if flatten and len(shape) != 2:
-        graph.node.append(helper.make_node('Flatten', [source], [name + '/flat'],
-                                           name=name + '/flat', axis=1))
-        source, shape = name + '/flat', (shape[0], int(np.prod(shape[1:])))
-    graph.node.append(helper.make_node('Softmax', [source], [name], name=name, axis=axis))
-    del graph.output[:]
-    graph.output.append(helper.make_tensor_value_info(name, scores.type.tensor_type.elem_type,
-                                                      [None] * len(shape)))
-    return shape
-
-
-def _finish(graph, input_shape, output_shape):
-    """Initializers out of the graph inputs, Identity nodes dropped, unused initializers
-    removed, sizes of the input and output written, batch dim named."""
-    constants = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in constants]
-    del graph.input[:]
-    graph.input.extend(inputs)
-
-    # Identity nodes (the op wrappers' copies of parameters and data): their readers
-    # take the identity's input itself.
-    outputs = {o.name for o in graph.output}
-    alias = {n.output[0]: n.input[0] for n in graph.node
-             if n.op_type == 'Identity' and n.output[0] not in outputs}
-    kept = [n for n in graph.node if n.output[0] not in alias]
-    for node in kept:
-        for i, name in enumerate(node.input):
-            while name in alias:
-                name = alias[name]
-            node.input[i] = name
-    del graph.node[:]
-    graph.node.extend(kept)
-    used = {name for node in kept for name in node.input}
-    initializers = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(initializers)
-
-    for value, shape in ((graph.input[0], input_shape), (graph.output[0], output_shape)):
-        dims = value.type.tensor_type.shape.dim
-        for i, size in enumerate(shape):
-            dims[i].Clear()
-            if i == 0:
-                dims[i].dim_param = BATCH_DIM
-            else:
-                dims[i].dim_value = int(size)
 
 
 def export(symbol, arg_params, aux_params, input_shape, path,

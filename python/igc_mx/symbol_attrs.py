@@ -55,3 +55,26 @@ def ints(attrs, key, default):
         return tuple(int(v) for v in items)
     except ValueError:
         raise ValueError(f'attribute {key}={text!r} is not a tuple of integers') from None
+
+
+def text(attrs, key, default):
+    """A string attribute such as ``layout`` or ``act_type``; ``None`` (MXNet's unset
+    optional value) gives ``default``."""
+    value = attrs.get(key)
+    return default if value is None or value.strip() == 'None' else value.strip()
+
+
+def shape(attrs, key, default):
+    """An optional shape parameter of a convolution or pooling (``stride``, ``pad``,
+    ``dilate``, ``adj``): absent, ``None`` or empty (``()``) is ``default``, as in
+    MXNet."""
+    return ints(attrs, key, ()) or tuple(default)
+
+
+def optional(read, attrs, key, default):
+    """``read(attrs, key, default)`` for MXNet's "X or None" parameters (``p_value``,
+    ``temperature``, ``end``): ``None`` gives ``default``."""
+    value = attrs.get(key)
+    if value is not None and value.strip() == 'None':
+        return default
+    return read(attrs, key, default)

@@ -7,7 +7,7 @@ import pytest
 
 from igc_mx import gluon as igc_gluon
 from igc_mx import networks
-from igc_mx.training import optim
+from igc_mx.training import module, optim
 
 LR, MOMENTUM, WD = 0.1, 0.9, 1e-4
 BATCH, STEPS = 8, 3
@@ -26,8 +26,9 @@ def scheduler():
 
 
 def module_steps(symbol, data):
-    """Module as training.fit runs it: the recipe's initializer and 'nesterov'."""
-    mod = mx.mod.Module(symbol, context=mx.cpu())
+    """Module as training.fit runs it: its Module (whose get_params waits for the
+    BatchNorm statistics' last update), the recipe's initializer and 'nesterov'."""
+    mod = module.Module(symbol, context=mx.cpu())
     mod.bind(data_shapes=[('data', (BATCH, 3, 32, 32))],
              label_shapes=[('softmax_label', (BATCH,))])
     mx.random.seed(3)

@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 
 from igc_mx import networks
+from igc_mx.training import module as training_module
 from igc_mx.training import optim, presets
 
 from conftest import REPO_ROOT
@@ -61,7 +62,7 @@ def mxnet_training(data, labels, states):
     before each step k of CHECKED to ``states/<k>.npz`` and the one after it to
     ``states/<k>.after.npz``; returns the losses."""
     symbol = networks.get_symbol(*NETWORK)
-    module = mx.mod.Module(symbol, context=mx.cpu())
+    module = training_module.Module(symbol, context=mx.cpu())   # get_params waits for BatchNorm
     module.bind(data_shapes=[('data', data.shape[1:])],
                 label_shapes=[('softmax_label', (BATCH,))])
     mx.random.seed(0)

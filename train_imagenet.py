@@ -16,7 +16,7 @@ from igc_mx.training import fit, presets
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        description='train on ImageNet record files',
+        prog='train_imagenet.py', description='train on ImageNet record files',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # Unset partitions take the builders' defaults: ResNet-18 C=64, IGC-L100M2. Without
     # --secondary-partition the IGC builder keeps M=2 and doubles L per stage (the

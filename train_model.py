@@ -15,7 +15,7 @@ from igc_mx.training import fit, presets
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        description='train on CIFAR-10/100 or SVHN record files',
+        prog='train_model.py', description='train on CIFAR-10/100 or SVHN record files',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # The paper's CIFAR network: IGC-L24M2 as a depth-20 residual net.
     targs.add_network_args(parser, network='resnet_igc', depth=20, primary=24, secondary=2)

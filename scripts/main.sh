@@ -5,8 +5,8 @@
 #
 #   scripts/main.sh                          the embedded default: a small generated archive
 #                                            in the real CIFAR-10 format (about 4 minutes)
-#   scripts/main.sh --dataset fashion-mnist  the real Fashion-MNIST, 6 epochs (about an hour
-#                                            on 2 CPUs); needs `apt-get install
+#   scripts/main.sh --dataset fashion-mnist  the real Fashion-MNIST, 3 epochs (about half an
+#                                            hour on 2 CPUs); needs `apt-get install
 #                                            dataset-fashion-mnist` (as root)
 #   scripts/main.sh --data-dir DIR [--dataset D]
 #                                            your own DIR/train.rec and DIR/test.rec
@@ -58,7 +58,7 @@ elif [ "$dataset" = fashion-mnist ]; then
   echo "[main] 2/5 RecordIO: $data_dir"
   "$PY" tools/make_rec.py fashion-mnist "$FASHION_MNIST" "$data_dir" --workers 2 --quiet
   "$PY" tools/make_rec.py verify "$data_dir"
-  train_args=(--num-epochs 6 --batch-size 64 --log-iters 100)
+  train_args=(--num-epochs 3 --batch-size 64 --log-iters 100)
 else
   echo "[main] --dataset $dataset needs --data-dir (or use fashion-mnist, or no --dataset)" >&2
   exit 2

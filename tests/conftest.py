@@ -98,6 +98,15 @@ def seeded_global_generators():
         sys.modules['mxnet'].random.seed(0)
 
 
+@pytest.fixture(autouse=True)
+def isolated_registry(monkeypatch):
+    """Networks registered during a test (by the test, or by train_model.main loading a
+    --network-dir) are gone after it."""
+    if 'igc_mx.networks' in sys.modules:
+        registry = sys.modules['igc_mx.networks']
+        monkeypatch.setattr(registry, '_REGISTRY', dict(registry._REGISTRY))
+
+
 @pytest.fixture(scope='session')
 def dataset(tmp_path_factory):
     """train.rec (640 images) and test.rec (200) of the synthetic CIFAR-10 archive."""

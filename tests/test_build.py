@@ -26,8 +26,9 @@ def tool(name):
     return str(local) if local.exists() else shutil.which(name)
 
 
-def cmake_build(build_dir, *options):
-    """Configures and builds; the build's output is left in build_dir/build-output.txt."""
+def cmake_build(build_dir, *options, target=None):
+    """Configures and builds (``target`` alone, if given); the build's output is left in
+    build_dir/build-output.txt."""
     cmake = tool('cmake')
     if cmake is None:
         pytest.skip('cmake is not installed')
@@ -35,8 +36,9 @@ def cmake_build(build_dir, *options):
     subprocess.run([cmake, '-S', str(REPO_ROOT), '-B', str(build_dir), *generator,
                     f'-DPython_EXECUTABLE={sys.executable}', *options],
                    check=True, capture_output=True, text=True, timeout=300)
-    result = subprocess.run([cmake, '--build', str(build_dir), '--parallel', '2'], check=True,
-                            capture_output=True, text=True, timeout=900)
+    targets = ['--target', target] if target else []
+    result = subprocess.run([cmake, '--build', str(build_dir), '--parallel', '2', *targets],
+                            check=True, capture_output=True, text=True, timeout=900)
     (build_dir / 'build-output.txt').write_text(result.stdout + result.stderr)
     return build_dir
 
@@ -50,7 +52,9 @@ def test_build_against_mxnet_tree_records_its_version(tmp_path):
     base_h = tree / 'include' / 'mxnet' / 'base.h'
     base_h.write_text(re.sub(r'#define MXNET_PATCH 1\b', '#define MXNET_PATCH 0',
                              base_h.read_text()))
-    build = cmake_build(tmp_path / 'build', f'-DMXNET_ROOT={tree}', '-DIGC_CUDA_EMULATION=OFF')
+    # unoptimized: what is tested is the version the build records, not speed
+    build = cmake_build(tmp_path / 'build', f'-DMXNET_ROOT={tree}', '-DIGC_CUDA_EMULATION=OFF',
+                        '-DCMAKE_BUILD_TYPE=Debug', target='igc_mx_ops')
     library = build / 'libigc_mx_ops.so'
     assert library.is_file()
     result = subprocess.run([sys.executable, '-c', 'import igc_mx'], capture_output=True,
@@ -104,7 +108,13 @@ def supported_architectures(nvcc):
 CANDIDATES = {50, 60, 70, 75, 80, 86, 89, 90}
 
 
-CudaBuild = namedtuple('CudaBuild', 'nvcc build keep')
+def architecture_list(archs):
+    """CMake's list for native code of each of ``archs`` and PTX of the highest."""
+    archs = sorted(archs)
+    return ';'.join([f'{a}-real' for a in archs[:-1]] + [str(archs[-1])])
+
+
+CudaBuild = namedtuple('CudaBuild', 'build keep')
 
 
 @pytest.fixture(scope='module')
@@ -121,10 +131,16 @@ def cuda_build(tmp_path_factory):
     root = tmp_path_factory.mktemp('cuda')
     keep = root / 'keep'
     keep.mkdir()
+    # The resource checks' architectures only (the default list is checked at configure
+    # time, test_default_cuda_architectures_with_this_nvcc): compiling for five would
+    # cost the suite a minute more.
+    archs = architecture_list(load_resources().ARCHS)
+    # Debug: the host code unoptimized; ptxas optimizes device code the same either way
     build = cmake_build(root / 'build', '-DIGC_USE_CUDA=ON', '-DIGC_CUDA_EMULATION=OFF',
-                        f'-DCMAKE_CUDA_COMPILER={nvcc}',
+                        '-DCMAKE_BUILD_TYPE=Debug',
+                        f'-DCMAKE_CUDA_COMPILER={nvcc}', f'-DCMAKE_CUDA_ARCHITECTURES={archs}',
                         f'-DCMAKE_CUDA_FLAGS=-Xptxas=-v --keep --keep-dir={keep}')
-    return CudaBuild(nvcc, build, keep)
+    return CudaBuild(build, keep)
 
 
 def load_resources():
@@ -140,7 +156,7 @@ def kernel_resources(cuda_build):
 
 @pytest.mark.slow
 def test_cuda_sources_compile(cuda_build):
-    nvcc, build = cuda_build.nvcc, cuda_build.build
+    build, archs = cuda_build.build, load_resources().ARCHS
     for name in ('libigc_kernels.so', 'libigc_mx_ops.so'):
         symbols = subprocess.run(['nm', '-D', '--defined-only', str(build / name)],
                                  capture_output=True, text=True, check=True).stdout
@@ -152,13 +168,10 @@ def test_cuda_sources_compile(cuda_build):
                        'igc_group_conv_backward_weight_cuda',
                        'igc_group_conv_backward_weight_cuda_workspace'):
             assert kernel in symbols
-    # Machine code for every candidate the toolkit supports, PTX of the highest.
-    expected = CANDIDATES & supported_architectures(nvcc)
+    # Machine code for each architecture asked for, PTX of the last ('90' without -real).
     targets = fatbin_targets(build / 'libigc_kernels.so')
-    assert {n for kind, n in targets if kind == 'sm'} == expected
-    assert {n for kind, n in targets if kind == 'compute'} == {max(expected)}
-    if 90 in supported_architectures(nvcc):
-        assert ('sm', 90) in targets   # Hopper
+    assert {n for kind, n in targets if kind == 'sm'} == set(archs)
+    assert {n for kind, n in targets if kind == 'compute'} == {max(archs)}
 
 
 @pytest.mark.slow
@@ -179,6 +192,21 @@ def test_the_docs_show_the_resources_the_compiler_reports(cuda_build):
     assert resources.docs_table() == resources.markdown(kernels), (
         'docs/gpu_kernels.md is out of date: regenerate its table with '
         '`python bench/gpu/resources.py --write`')
+
+
+def test_default_cuda_architectures_with_this_nvcc(tmp_path):
+    """Without a user's list: native code for every candidate this toolkit supports
+    (Hopper's 90 included where it does), PTX of the highest."""
+    nvcc = load_resources().find_nvcc()
+    if nvcc is None:
+        pytest.skip('no CUDA compiler (nvcc) found')
+    result = configure_cuda(tmp_path, f'-DCMAKE_CUDA_COMPILER={nvcc}')
+    assert result.returncode == 0, result.stderr
+    chosen = re.search(r'igc_mx: CUDA [\d.]+, architectures (\S+)\n', result.stdout).group(1)
+    expected = sorted(CANDIDATES & supported_architectures(nvcc))
+    assert chosen == architecture_list(expected)
+    if 90 in supported_architectures(nvcc):
+        assert expected[-1] >= 90   # Hopper
 
 
 def configure_cuda(tmp_path, *options, env=None):

@@ -261,11 +261,6 @@ def test_float16_network_graph():
 
 # ------------------------------------------------------------ registry and errors
 
-@pytest.fixture
-def isolated_registry(monkeypatch):
-    monkeypatch.setattr(networks, '_REGISTRY', dict(networks._REGISTRY))
-
-
 def test_list_models_names_the_networks():
     assert igc_gluon.list_models() == networks.list_networks()
 
@@ -285,7 +280,7 @@ def tiny_block(num_classes, depth, primary_partition=4, secondary_partition=None
     return net
 
 
-def test_registered_gluon_builder(isolated_registry, tmp_path):
+def test_registered_gluon_builder(tmp_path):
     networks.register_network('tiny', tiny_symbol, gluon_builder=tiny_block)
     networks.register_network('tiny_symbol_only', tiny_symbol)
     assert 'tiny' in igc_gluon.list_models()

@@ -62,12 +62,6 @@ ORIGINAL_SIGNATURES = {
 }
 
 
-@pytest.fixture
-def isolated_registry(monkeypatch):
-    """Networks registered by the test are gone after it."""
-    monkeypatch.setattr(networks, '_REGISTRY', dict(networks._REGISTRY))
-
-
 def test_list_networks_names_the_six_original_networks():
     builtin = [n for n in networks.list_networks() if networks.registered(n).source == 'igc_mx']
     assert builtin == sorted(ORIGINAL_SIGNATURES)
@@ -121,7 +115,7 @@ def get_symbol(num_classes, depth, primary_partition=2, secondary_partition=None
 """
 
 
-def test_register_directory_adds_user_networks(tmp_path, isolated_registry):
+def test_register_directory_adds_user_networks(tmp_path):
     (tmp_path / 'mlp_user.py').write_text(USER_NET)
     (tmp_path / 'helpers.py').write_text('VALUE = 1\n')          # no get_symbol: skipped
     (tmp_path / '_private.py').write_text('raise RuntimeError\n')  # never imported

@@ -293,7 +293,8 @@ def test_bad_shape_and_unwritable_target_are_one_line_errors(tmp_path, capsys):
     (tmp_path / 'file').write_text('')
     assert fuse_symbol.main([str(source), str(tmp_path / 'file' / 'o.json')]) == 1
     err = capsys.readouterr().err
-    assert err.startswith('fuse_symbol: error: ') and 'cannot write' in err, err
+    assert err == (f"fuse_symbol: error: target {tmp_path / 'file' / 'o.json'} lies under "
+                   f"{tmp_path / 'file'}, which is a file, not a folder\n"), err
     with pytest.raises(SystemExit) as exit_:
         fuse_symbol.main([str(source), str(tmp_path / 'o.json'), '--data-shape', '1,x'])
     assert exit_.value.code == 2

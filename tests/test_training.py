@@ -470,8 +470,7 @@ def usage_error(main, argv, capsys):
     err = capsys.readouterr().err
     assert err.startswith('usage: ') and 'Traceback' not in err
     lines = err.strip().splitlines()
-    assert lines[-1].startswith(('train_model.py: error: ', 'train_imagenet.py: error: ',
-                                 '__main__.py: error: ')), lines
+    assert lines[-1].startswith(('train_model.py: error: ', 'train_imagenet.py: error: ')), lines
     return lines[-1].split(' error: ', 1)[1]
 
 

@@ -145,6 +145,9 @@ USER_NETWORKS = [
      "'no_such_module_here'"),
     ('raising', f'def get_symbol({ARGUMENTS}):\n    raise RuntimeError("builder broke")\n',
      '--network raising: get_symbol of {path} failed: RuntimeError: builder broke'),
+    ('no_builder', 'x = 1\n',
+     '--network no_builder: {path} defines no get_symbol(num_classes, depth, '
+     'primary_partition, secondary_partition)'),
     ('not_a_symbol', f'def get_symbol({ARGUMENTS}):\n    return 42\n',
      '--network not_a_symbol: get_symbol returned int 42, expected an mx.sym.Symbol'),
     ('headless', TINY_NET.replace("return mx.sym.SoftmaxOutput(x, name='softmax')", 'return x'),

@@ -16,6 +16,10 @@ IGC_MX_NO_MXNET=1 does the same where MXNet is installed: processes that never u
 import os
 import sys
 
+from ._command_interrupts import quiet_startup_interrupts
+
+quiet_startup_interrupts()   # before MXNet's import, the slow part of a command's start
+
 __version__ = '0.1.0'
 __all__ = ['build_info', 'conv_bn', 'igc_unit']
 NO_MXNET_ENV = 'IGC_MX_NO_MXNET'

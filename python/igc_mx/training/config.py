@@ -48,6 +48,19 @@ def register_user_networks(directory):
                           f'imported: {_failure(err)}') from None
 
 
+def registered_network(name, directory=None):
+    """``networks.registered(name)``; when the name is unknown but ``directory`` holds
+    ``<name>.py``, the error says that this module defines no ``get_symbol``."""
+    try:
+        return networks.registered(name)
+    except networks.NetworkError:
+        module = os.path.join(directory, f'{name}.py') if directory else None
+        if module and os.path.isfile(module):
+            raise ConfigError(f'--network {name}: {module} defines no get_symbol(num_classes, '
+                              'depth, primary_partition, secondary_partition)') from None
+        raise
+
+
 def _user_file(err, directory):
     """The file of ``directory`` in which ``err`` arose (the last such frame)."""
     if isinstance(err, SyntaxError) and err.filename:
@@ -77,7 +90,7 @@ class NetworkConfig:
         ConfigError when a --network-dir module fails to build it)."""
         if self.directory:
             register_user_networks(self.directory)
-        entry = networks.registered(self.name)
+        entry = registered_network(self.name, self.directory)
         try:
             return networks.get_symbol(self.name, self.num_classes, self.depth,
                                        self.primary_partition, self.secondary_partition,
@@ -191,7 +204,7 @@ def _network_options(args, device):
     options = dict(args.network_arg or [])
     if args.network_dir:
         register_user_networks(args.network_dir)
-    accepted = networks.registered(args.network).options
+    accepted = registered_network(args.network, args.network_dir).options
     if accepted is None or 'device' in accepted:
         options.setdefault('device', device)
     if args.dtype != 'float32':

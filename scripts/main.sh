@@ -4,7 +4,7 @@
 # last checkpoint -> the train/test error curve (PNG), all under runs/<dataset>/.
 #
 #   scripts/main.sh                          the embedded default: a small generated archive
-#                                            in the real CIFAR-10 format (about 4 minutes)
+#                                            in the real CIFAR-10 format (about 5 minutes)
 #   scripts/main.sh --dataset fashion-mnist  the real Fashion-MNIST, 3 epochs (about half an
 #                                            hour on 2 CPUs); needs `apt-get install
 #                                            dataset-fashion-mnist` (as root)

@@ -4,10 +4,11 @@ Each command handles Ctrl-C from its ``main`` on. Before that, while ``import mx
 runs (seconds), Python would print a KeyboardInterrupt traceback. When this process
 runs one of the commands (an ``igc-*`` console script, or a script of this checkout:
 ``train_model.py``, ``train_imagenet.py``, ``tools/*.py``), an uncaught
-KeyboardInterrupt prints ``<command>: interrupted`` instead, and the process still ends
-by SIGINT (exit status 130 in a shell). Programs that import igc_mx keep Python's
+KeyboardInterrupt prints ``<command>: interrupted`` instead and exits with status 130, as
+a Ctrl-C does once the command runs. Programs that import igc_mx keep Python's
 behaviour. Standard library only: this runs before the package imports MXNet.
 """
+import os
 import sys
 from pathlib import Path
 
@@ -39,7 +40,10 @@ def quiet_startup_interrupts():
 
     def report(kind, value, traceback):
         if issubclass(kind, KeyboardInterrupt):
-            print(f'{command}: interrupted', file=sys.stderr)
+            print(f'{command}: interrupted', file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            # now, before the interpreter's shutdown: it would end the process by SIGINT
+            os._exit(130)
         else:
             previous(kind, value, traceback)
     sys.excepthook = report

@@ -14,6 +14,5 @@ source scripts/side_envs.sh   # ONNX Runtime and PyTorch, the tests' references
 # out: MXNet's spinning threads slow each other down badly on oversubscribed cores.
 cores=$(nproc)
 workers=$(( cores >= 8 ? 4 : (cores >= 2 ? 2 : 1) ))
-threads=$(( cores / workers ))
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( threads > 0 ? threads : 1 ))}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( cores / workers ))}
 exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile "$@"

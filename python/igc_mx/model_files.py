@@ -41,6 +41,16 @@ def add_model_args(parser, positional=False):
     return group
 
 
+def sizes(text):
+    """The positive integer sizes of a comma-separated ``text`` such as '1,3,224,224', or
+    None when it is not one: what the tools' shape options parse, each checking the count."""
+    try:
+        values = tuple(int(v) for v in text.split(','))
+    except ValueError:
+        return None
+    return values if values and min(values) >= 1 else None
+
+
 def files_from_args(parser, args):
     """(symbol path, params path, label) of existing files from the model arguments; a
     wrong combination is an argparse error, a missing file a ModelFileError."""

@@ -16,11 +16,8 @@ from ..atomic import TargetError, check_target
 
 
 def input_shape(text):
-    try:
-        shape = tuple(int(v) for v in text.split(','))
-    except ValueError:
-        shape = ()
-    if len(shape) != 4 or min(shape) < 1:
+    shape = model_files.sizes(text)
+    if shape is None or len(shape) != 4:
         raise argparse.ArgumentTypeError(f'{text!r}: expected four positive sizes N,C,H,W, '
                                          'e.g. 1,3,224,224')
     return shape

@@ -20,18 +20,15 @@ import sys
 import mxnet as mx
 
 from ..atomic import TargetError, atomic_path, check_target
-from ..model_files import error_line
+from ..model_files import error_line, sizes
 from ..rewrite import GROUP_CONV_OP, RewriteError, count_fused, fuse_igc
 
 GROUP_CONV_CHOICES = {'auto': 'auto', 'true': True, 'false': False}
 
 
 def _shape(text):
-    try:
-        dims = tuple(int(v) for v in text.split(','))
-    except ValueError:
-        dims = ()
-    if len(dims) < 2 or min(dims) < 1:
+    dims = sizes(text)
+    if dims is None or len(dims) < 2:
         raise argparse.ArgumentTypeError('expected positive comma-separated sizes such as '
                                          f'1,3,224,224, got {text!r}')
     return dims

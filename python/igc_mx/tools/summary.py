@@ -50,11 +50,8 @@ def load(path):
 
 def image_shape(text):
     """C,H,W of one image: three positive sizes."""
-    try:
-        shape = tuple(int(v) for v in text.split(','))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
+    shape = model_files.sizes(text)
+    if shape is None or len(shape) != 3:
         raise argparse.ArgumentTypeError(f'expected three positive sizes C,H,W such as '
                                          f'3,224,224, got {text!r}')
     return shape

@@ -49,8 +49,11 @@ def register_user_networks(directory):
 
 
 def registered_network(name, directory=None):
-    """``networks.registered(name)``; when the name is unknown but ``directory`` holds
-    ``<name>.py``, the error says that this module defines no ``get_symbol``."""
+    """``networks.registered(name)``, after registering ``directory``'s modules (--network-dir)
+    when given; when the name is unknown but ``directory`` holds ``<name>.py``, the error
+    says that this module defines no ``get_symbol``."""
+    if directory:
+        register_user_networks(directory)
     try:
         return networks.registered(name)
     except networks.NetworkError:
@@ -88,8 +91,6 @@ class NetworkConfig:
     def build(self):
         """The network's symbol (NetworkError when it cannot be built from these values,
         ConfigError when a --network-dir module fails to build it)."""
-        if self.directory:
-            register_user_networks(self.directory)
         entry = registered_network(self.name, self.directory)
         try:
             return networks.get_symbol(self.name, self.num_classes, self.depth,
@@ -202,8 +203,6 @@ def _network_options(args, device):
     """--network-arg pairs, plus the run's device and dtype for the networks that take
     them (an explicit --network-arg wins)."""
     options = dict(args.network_arg or [])
-    if args.network_dir:
-        register_user_networks(args.network_dir)
     accepted = registered_network(args.network, args.network_dir).options
     if accepted is None or 'device' in accepted:
         options.setdefault('device', device)
